@@ -1,0 +1,28 @@
+/**
+ * Arrow IPC stream encoding, the format batches travel in between processes.
+ */
+import { tableFromIPC, tableToIPC, type Table } from 'apache-arrow';
+
+/**
+ * Encodes a table as Arrow IPC *stream* bytes. The result starts at an 8-byte-aligned offset
+ * of its own buffer, so {@link decodeIpc} on the same bytes is zero-copy.
+ */
+export function encodeIpc(table: Table): Uint8Array {
+  const bytes = tableToIPC(table, 'stream');
+  return bytes.byteOffset % 8 === 0 ? bytes : alignedCopy(bytes);
+}
+
+/**
+ * Decodes Arrow IPC stream (or file) bytes into a table. Aligned input is used in place (the
+ * table's columns are views on `bytes`); misaligned input is copied once into an aligned buffer,
+ * because arrow would otherwise copy every column on its own.
+ */
+export function decodeIpc(bytes: Uint8Array): Table {
+  return tableFromIPC(bytes.byteOffset % 8 === 0 ? bytes : alignedCopy(bytes));
+}
+
+function alignedCopy(bytes: Uint8Array): Uint8Array {
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return copy;
+}

@@ -1,0 +1,138 @@
+/**
+ * Helpers on Arrow Tables that every part of dpl shares: zero-copy row slices, concatenation
+ * with a schema check, and adding columns (`assign`, like pandas' `DataFrame.assign`).
+ */
+import {
+  Table,
+  Vector,
+  makeVector,
+  vectorFromArray,
+  type Schema,
+} from 'apache-arrow';
+
+/** A typed array that becomes an Arrow column without a copy. */
+export type NumericArray =
+  | Int8Array
+  | Int16Array
+  | Int32Array
+  | Uint8Array
+  | Uint16Array
+  | Uint32Array
+  | Float32Array
+  | Float64Array
+  | BigInt64Array
+  | BigUint64Array;
+
+/** A column value accepted by {@link assign}. */
+export type ColumnInput = Vector | NumericArray | readonly unknown[];
+
+/**
+ * Whether `x` is an Arrow Table, also when it comes from another copy of apache-arrow (it checks
+ * the brand that arrow itself uses, not the prototype chain).
+ */
+export function isTable(x: unknown): x is Table {
+  return Table.isTable?.(x) ?? x instanceof Table;
+}
+
+/**
+ * Cuts `table` into contiguous slices of at most `maxRows` rows each, without copying: every
+ * slice is a view on the same buffers. An empty table gives no slices.
+ * @throws TypeError when maxRows is not a positive integer.
+ */
+export function splitTable(table: Table, maxRows: number): Table[] {
+  if (!Number.isInteger(maxRows) || maxRows < 1) {
+    throw new TypeError(`maxRows must be an integer >= 1, got ${maxRows}`);
+  }
+  const out: Table[] = [];
+  for (let start = 0; start < table.numRows; start += maxRows) {
+    out.push(table.slice(start, Math.min(start + maxRows, table.numRows)));
+  }
+  return out;
+}
+
+/** Whether two schemas have the same field names, in order, with the same types. */
+export function sameSchema(a: Schema, b: Schema): boolean {
+  if (a.fields.length !== b.fields.length) return false;
+  return a.fields.every((f, i) => {
+    const g = b.fields[i]!;
+    return f.name === g.name && String(f.type) === String(g.type);
+  });
+}
+
+function schemaText(s: Schema): string {
+  return `{${s.fields.map((f) => `${f.name}: ${String(f.type)}`).join(', ')}}`;
+}
+
+/**
+ * Concatenates tables row-wise without copying their buffers (the result holds all their record
+ * batches). Empty tables are skipped, so they may have any schema.
+ * @throws TypeError when two non-empty tables have different schemas.
+ */
+export function concatTables(tables: readonly Table[]): Table {
+  const nonEmpty = tables.filter((t) => t.numRows > 0);
+  const first = nonEmpty[0];
+  if (first === undefined) return tables[0] ?? new Table();
+  for (const t of nonEmpty) {
+    if (!sameSchema(first.schema, t.schema)) {
+      throw new TypeError(
+        `cannot concatenate tables with different schemas: ${schemaText(first.schema)} and ` +
+          `${schemaText(t.schema)}; make every batch that reaches a task have the same columns and types`,
+      );
+    }
+  }
+  if (nonEmpty.length === 1) return first;
+  return new Table(
+    first.schema,
+    nonEmpty.flatMap((t) => t.batches),
+  );
+}
+
+function toVector(name: string, value: ColumnInput, rows: number): Vector {
+  let vec: Vector;
+  if (value instanceof Vector) vec = value;
+  else if (ArrayBuffer.isView(value)) vec = makeVector(value as Float64Array);
+  else if (Array.isArray(value)) vec = vectorFromArray(value as unknown[]);
+  else {
+    throw new TypeError(`column ${JSON.stringify(name)} must be an Arrow Vector, a typed array or an array`);
+  }
+  if (vec.length !== rows) {
+    throw new TypeError(
+      `column ${JSON.stringify(name)} has ${vec.length} values but the table has ${rows} rows`,
+    );
+  }
+  return vec;
+}
+
+/**
+ * A new table with the given columns added (or replaced, keeping their position), like pandas'
+ * `df.assign(...)`. Values may be Arrow Vectors, typed arrays (zero-copy) or plain arrays.
+ *
+ * ```ts
+ * const out = assign(df, { sample: Float64Array.from({ length: df.numRows }, Math.random) });
+ * ```
+ * @throws TypeError when a column's length differs from the table's row count.
+ */
+export function assign(table: Table, columns: Record<string, ColumnInput>): Table {
+  const rows = table.numRows;
+  const record: Record<string, Vector> = {};
+  for (const field of table.schema.fields) {
+    record[field.name] = table.getChild(field.name)!;
+  }
+  for (const [name, value] of Object.entries(columns)) {
+    record[name] = toVector(name, value, rows);
+  }
+  return new Table(record);
+}
+
+/**
+ * The column `name` of `table`.
+ * @throws TypeError naming the columns that exist when there is no such column.
+ */
+export function column(table: Table, name: string): Vector {
+  const col = table.getChild(name);
+  if (col === null) {
+    const have = table.schema.fields.map((f) => f.name).join(', ') || '(none)';
+    throw new TypeError(`table has no column ${JSON.stringify(name)}; columns: ${have}`);
+  }
+  return col;
+}

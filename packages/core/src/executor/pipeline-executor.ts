@@ -1,0 +1,281 @@
+/**
+ * What every executor shares: private copies of the tasks, configuration and context,
+ * validation, the run id, parquet output and the description printed by `dpl run -i`.
+ * Backends (LocalExecutor here, ClusterExecutor in @dpl/client) implement `execute()`.
+ */
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import type { Table } from 'apache-arrow';
+import {
+  applyChange,
+  changeFromCoordinate,
+  changesFromObject,
+  readConfigFile,
+  type ConfigChange,
+} from '../config';
+import { ValidationError } from '../errors';
+import { PipelineGraph, isPipelineGraph } from '../model/graph';
+import { PipelineTask, UNCHECKED, isPipelineTask, taskProblems } from '../model/task';
+import { writeParquet, type ParquetCompression } from '../data/parquet';
+import { describe } from '../resources';
+import type { SchedulerStats } from '../scheduler/streaming-scheduler';
+
+/** One output of a run: a sink task's result for one call. */
+export interface OutputBatch {
+  data: Table;
+  /** The name of the sink task that produced it. */
+  task: string;
+  /** The id of the call that produced it, from its lineage (`<task>#<n>`). */
+  id: string;
+}
+
+/** A run in progress: iterate it for outputs; `cancel()` (or `break`) stops it. */
+export interface PipelineRun extends AsyncIterable<OutputBatch> {
+  readonly runId: string;
+  /** Counters so far (batches, calls, rows, empty batches dropped). */
+  stats(): SchedulerStats;
+  /** Stops the run: nothing new starts, the generator is closed, iteration ends. Idempotent. */
+  cancel(): Promise<void>;
+}
+
+/** Options of {@link PipelineExecutor.writeTo}. */
+export interface WriteToOptions {
+  /**
+   * Write each sink's outputs under `task=<name>/` (hive style).
+   * @default true when the graph has several sinks, else false
+   */
+  partitionByTask?: boolean;
+  /** @default 'snappy' */
+  compression?: ParquetCompression;
+  /** Called after each file is written. */
+  onBatch?: (batch: OutputBatch, file: string) => void;
+}
+
+/** What {@link PipelineExecutor.writeTo} wrote. */
+export interface WriteSummary {
+  runId: string;
+  files: string[];
+  batches: number;
+  rows: number;
+}
+
+/** The argument of `setConfig` that reads a YAML file. */
+export interface FromYaml {
+  fromYaml: string;
+}
+
+/**
+ * The base class of executors. It owns private copies of the tasks, so configuring an executor
+ * never changes the graph it was built from.
+ */
+export abstract class PipelineExecutor {
+  /** The graph as given (tasks are immutable, so sharing them is safe). */
+  readonly graph: PipelineGraph;
+  private readonly changes: ConfigChange[] = [];
+  private readonly configProblems: string[] = [];
+  private readonly context = new Map<string, unknown>();
+  private currentRunId: string | undefined;
+
+  constructor(graph: PipelineGraph | readonly PipelineTask[]) {
+    if (isPipelineGraph(graph)) this.graph = graph;
+    else if (Array.isArray(graph) && graph.every(isPipelineTask)) this.graph = new PipelineGraph(graph);
+    else throw new TypeError(`an executor needs a PipelineGraph or a list of PipelineTasks, got ${describe(graph)}`);
+  }
+
+  /**
+   * Sets task settings: `setConfig('round.kwargs.decimals', 2)`, `setConfig({ round: {
+   * batchSize: 5, kwargs: { decimals: 2 } } })` (maps merge), or `setConfig({ fromYaml: path })`
+   * (a file with `context:` and `config:` sections). Problems (an unknown task or field, a
+   * malformed coordinate) are reported together by `validate()`.
+   * @throws ConfigError when a YAML file cannot be read or parsed.
+   */
+  setConfig(coord: string, value: unknown): this;
+  setConfig(config: Record<string, unknown> | FromYaml): this;
+  setConfig(coord: string | Record<string, unknown> | FromYaml, value?: unknown): this {
+    if (typeof coord === 'string') {
+      this.addChange(changeFromCoordinate(coord, value));
+    } else if (typeof coord === 'object' && coord !== null && typeof (coord as FromYaml).fromYaml === 'string' && Object.keys(coord).length === 1) {
+      const file = readConfigFile((coord as FromYaml).fromYaml);
+      for (const [k, v] of Object.entries(file.context)) this.setContext(k, v);
+      this.addChanges(changesFromObject(file.config, `config: in ${(coord as FromYaml).fromYaml}`));
+    } else {
+      this.addChanges(changesFromObject(coord, 'setConfig(object)'));
+    }
+    return this;
+  }
+
+  /** Sets a context value, which tasks receive through their `contextKwargs`. */
+  setContext(key: string, value: unknown): this {
+    if (typeof key !== 'string' || key === '') {
+      throw new TypeError(`context key must be a non-empty string, got ${describe(key)}`);
+    }
+    this.context.set(key, value);
+    return this;
+  }
+
+  /** The context set so far. */
+  getContext(): ReadonlyMap<string, unknown> {
+    return this.context;
+  }
+
+  /** The graph with the configuration applied (tasks may break rules; `validate()` says which). */
+  configuredGraph(): PipelineGraph {
+    const byTask = new Map<string, ConfigChange[]>();
+    for (const c of this.changes) {
+      if (!byTask.has(c.task)) byTask.set(c.task, []);
+      byTask.get(c.task)!.push(c);
+    }
+    if (byTask.size === 0) return this.graph;
+    return this.graph.mapTasks((task) => {
+      const mine = byTask.get(task.name);
+      if (mine === undefined) return task;
+      const opts = mine.reduce(applyChange, task.options());
+      return new PipelineTask(task.name, task.fn, opts, UNCHECKED);
+    });
+  }
+
+  /**
+   * Checks everything that can be checked before running and throws one error listing every
+   * problem: configuration for unknown tasks or fields, settings that break their rules,
+   * required kwargs without a value, context keys that are not set, and what the backend
+   * cannot provide.
+   * @throws ValidationError
+   */
+  validate(): void {
+    const problems = this.problems();
+    if (problems.length > 0) throw new ValidationError(problems);
+  }
+
+  /** Every problem `validate()` would report (an empty list when the pipeline is valid). */
+  problems(): string[] {
+    const problems = [...this.configProblems];
+    for (const c of this.changes) {
+      if (!this.graph.taskMap.has(c.task)) {
+        problems.push(
+          `config coordinate ${JSON.stringify(c.path)}: no task named ${JSON.stringify(c.task)}; ` +
+            `tasks: ${[...this.graph.taskMap.keys()].join(', ')}`,
+        );
+      }
+    }
+    const graph = this.configuredGraph();
+    for (const task of graph.tasks) {
+      const tp = taskProblems(task);
+      problems.push(...tp);
+      if (tp.length > 0) continue;
+      const resolved = task.resolveKwargs(this.context);
+      const missing = new Set<string>();
+      for (const [kwarg, key] of Object.entries(task.contextKwargs)) {
+        if (!this.context.has(key) && !(kwarg in task.kwargs)) {
+          missing.add(kwarg);
+          problems.push(
+            `task ${JSON.stringify(task.name)}: kwarg ${JSON.stringify(kwarg)} comes from context key ` +
+              `${JSON.stringify(key)}, which is not set; set it with setContext(${JSON.stringify(key)}, value) or -c ${key}=VALUE`,
+          );
+        }
+      }
+      for (const r of task.required) {
+        if (resolved[r] === undefined && !missing.has(r)) {
+          problems.push(
+            `task ${JSON.stringify(task.name)} requires kwarg ${JSON.stringify(r)}, which has no value; ` +
+              `set it with setConfig('${task.name}.kwargs.${r}', value) or -s ${task.name}.kwargs.${r}=VALUE`,
+          );
+        }
+      }
+    }
+    problems.push(...this.backendProblems(graph));
+    return problems;
+  }
+
+  /**
+   * Validates, then starts a run with a fresh run id and fresh state: nothing from an earlier,
+   * abandoned run carries over.
+   * @throws ValidationError before anything runs.
+   */
+  run(): PipelineRun {
+    this.validate();
+    this.currentRunId = randomUUID();
+    return this.execute(this.configuredGraph(), new Map(this.context), this.currentRunId);
+  }
+
+  /** The id of the current (or last) run; a new one is made by each `run()`. */
+  get runId(): string {
+    this.currentRunId ??= randomUUID();
+    return this.currentRunId;
+  }
+
+  /**
+   * Runs the pipeline and writes each output batch as a parquet file `<runId>-<n>.parquet` in
+   * `outdir` (under `task=<name>/` when partitioning by task). Files appear whole: each is
+   * written under a temporary name and renamed.
+   * @throws ValidationError before anything runs or is created.
+   */
+  async writeTo(outdir: string, options: WriteToOptions = {}): Promise<WriteSummary> {
+    const run = this.run();
+    const partition = options.partitionByTask ?? this.graph.sinkTasks.length > 1;
+    const summary: WriteSummary = { runId: run.runId, files: [], batches: 0, rows: 0 };
+    const made = new Set<string>();
+    for await (const batch of run) {
+      const dir = partition ? join(outdir, `task=${batch.task}`) : outdir;
+      if (!made.has(dir)) {
+        await mkdir(dir, { recursive: true });
+        made.add(dir);
+      }
+      const name = `${run.runId}-${summary.batches}.parquet`;
+      const file = join(dir, name);
+      const tmp = join(dir, `.${name}.tmp`);
+      await writeFile(tmp, writeParquet(batch.data, { compression: options.compression }));
+      await rename(tmp, file);
+      summary.files.push(file);
+      summary.batches++;
+      summary.rows += batch.data.numRows;
+      options.onBatch?.(batch, file);
+    }
+    return summary;
+  }
+
+  /** The tasks with their settings, and the context they need (what `dpl run -i` prints). */
+  toString(): string {
+    const graph = this.configuredGraph();
+    const lines = ['Tasks:'];
+    for (const t of graph.tasks) {
+      const next = graph.successors(t.name);
+      lines.push(`  - ${t.toString()}${next.length > 0 ? ` -> ${next.join(', ')}` : ' [sink]'}`);
+    }
+    const keys = new Set<string>(this.context.keys());
+    for (const t of graph.tasks) {
+      if (typeof t.contextKwargs === 'object' && t.contextKwargs !== null) {
+        for (const k of Object.values(t.contextKwargs)) keys.add(k);
+      }
+    }
+    if (keys.size > 0) {
+      lines.push('Context:');
+      for (const k of [...keys].sort()) {
+        lines.push(`  - ${k}${this.context.has(k) ? ` (set to ${describe(this.context.get(k))})` : ' (not set)'}`);
+      }
+    }
+    return `${lines.join('\n')}\n`;
+  }
+
+  /** What this backend cannot provide for `graph` (e.g. resources no machine has). */
+  protected backendProblems(_graph: PipelineGraph): string[] {
+    return [];
+  }
+
+  /** Starts a run of an already validated, configured graph. */
+  protected abstract execute(
+    graph: PipelineGraph,
+    context: ReadonlyMap<string, unknown>,
+    runId: string,
+  ): PipelineRun;
+
+  private addChange(change: ConfigChange | string): void {
+    if (typeof change === 'string') this.configProblems.push(change);
+    else this.changes.push(change);
+  }
+
+  private addChanges({ changes, problems }: { changes: ConfigChange[]; problems: string[] }): void {
+    this.changes.push(...changes);
+    this.configProblems.push(...problems);
+  }
+}

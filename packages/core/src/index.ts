@@ -1,0 +1,85 @@
+/**
+ * @dpl/core: the pipeline model, the streaming scheduler, the local executor, and the Arrow and
+ * parquet helpers every dpl package shares.
+ *
+ * ```ts
+ * import { LocalExecutor, PipelineGraph, PipelineTask, assign, column } from '@dpl/core';
+ *
+ * const generate = new PipelineTask('generate', (df) =>
+ *   assign(df, { sample: Float64Array.from({ length: df.numRows }, Math.random) }));
+ * const round = new PipelineTask('round', (df, { decimals }) => {
+ *   const f = 10 ** (decimals as number);
+ *   const sample = column(df, 'sample').toArray() as Float64Array;
+ *   return assign(df, { rounded: sample.map((v) => Math.round(v * f) / f) });
+ * }, { batchSize: 10, kwargs: { decimals: 1 } });
+ *
+ * const executor = new LocalExecutor(new PipelineGraph([generate, round]), { maxBatches: 100 });
+ * for await (const batch of executor.setConfig('round.kwargs.decimals', 2).run()) {
+ *   console.log(batch.task, batch.data.numRows);
+ * }
+ * ```
+ */
+export {
+  DplError,
+  DplErrorCode,
+  ValidationError,
+  ConfigError,
+  TaskError,
+  InfeasibleTaskError,
+  CancelledError,
+  isDplError,
+  isRetryableCode,
+  shouldRetry,
+  ensureError,
+} from './errors';
+export type { DplErrorOptions } from './errors';
+export { CPU, GPU, ResourceSet, resourceProblems, describe } from './resources';
+export type { ResourceMap } from './resources';
+export { PipelineTask, DEFAULT_MAX_RETRIES, isPipelineTask, taskProblems } from './model/task';
+export type { TaskFn, PipelineTaskOptions, PipelineTaskOverrides } from './model/task';
+export { PipelineGraph, isPipelineGraph } from './model/graph';
+export type { PipelineEdge } from './model/graph';
+export { parseConfigValue, parseAssignment, readConfigFile } from './config';
+export type { ConfigFile } from './config';
+export {
+  StreamingScheduler,
+  DEFAULT_MAX_PENDING_CALLS,
+} from './scheduler/streaming-scheduler';
+export type {
+  BatchRef,
+  InputSlice,
+  TaskCall,
+  SubmitContext,
+  SchedulerBackend,
+  StreamingSchedulerOptions,
+  ScheduleResult,
+  SinkOutput,
+  TaskStats,
+  SchedulerStats,
+} from './scheduler/streaming-scheduler';
+export { PipelineExecutor } from './executor/pipeline-executor';
+export type {
+  OutputBatch,
+  PipelineRun,
+  WriteToOptions,
+  WriteSummary,
+  FromYaml,
+} from './executor/pipeline-executor';
+export {
+  LocalExecutor,
+  resolveLocalExecutorOptions,
+  defaultSource,
+} from './executor/local-executor';
+export type {
+  LocalExecutorOptions,
+  ResolvedLocalExecutorOptions,
+  BatchGenerator,
+} from './executor/local-executor';
+export { detectGpus } from './executor/gpus';
+export { splitTable, concatTables, assign, column, isTable, sameSchema } from './data/table';
+export type { ColumnInput, NumericArray } from './data/table';
+export { encodeIpc, decodeIpc } from './data/ipc';
+export { writeParquet, readParquet } from './data/parquet';
+export type { ParquetCompression, ParquetWriteOptions } from './data/parquet';
+export { silentLogger } from './logger';
+export type { Logger, LogFn } from './logger';

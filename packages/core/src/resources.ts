@@ -1,0 +1,150 @@
+/**
+ * Resource quantities (CPUs, GPUs and custom resources such as `bigdb`) and the arithmetic that
+ * placement needs. Quantities are kept in fixed point (1/10,000 of a unit, as Ray does) so that
+ * fractional requests such as `numGpus: 0.1` add up exactly: ten of them make one GPU, not
+ * 0.9999999999999999.
+ */
+
+/** The resource name that `numCpus` maps to. */
+export const CPU = 'CPU';
+/** The resource name that `numGpus` maps to. */
+export const GPU = 'GPU';
+
+/** Resource name → quantity (a count of units; fractions allowed). */
+export type ResourceMap = Record<string, number>;
+
+const SCALE = 10_000;
+
+function toFixed(v: number): number {
+  return Math.round(v * SCALE);
+}
+
+/**
+ * Checks a resource map and returns every problem found, each naming `what` and the key; an
+ * empty list means the map is valid. Rules: each key is a non-empty string, each value a finite
+ * number >= 0 with at most 4 decimal places of precision that matter.
+ */
+export function resourceProblems(what: string, map: unknown): string[] {
+  if (typeof map !== 'object' || map === null || Array.isArray(map)) {
+    return [`${what} must be an object of resource name to number, got ${describe(map)}`];
+  }
+  const problems: string[] = [];
+  for (const [k, v] of Object.entries(map as Record<string, unknown>)) {
+    if (k.trim() === '') problems.push(`${what} has an empty resource name`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
+      problems.push(`${what}.${k} must be a number >= 0, got ${describe(v)}`);
+    }
+  }
+  return problems;
+}
+
+/** A short, quoted description of a value for error messages. */
+export function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null || v === undefined) {
+    return String(v);
+  }
+  if (typeof v === 'bigint') return `${v}n`;
+  if (typeof v === 'function') return 'a function';
+  try {
+    const s = JSON.stringify(v);
+    return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+  } catch {
+    return Object.prototype.toString.call(v);
+  }
+}
+
+/**
+ * An immutable set of resource quantities. Missing names are zero; zero entries are dropped.
+ */
+export class ResourceSet {
+  /** Fixed-point quantities; never holds a zero. */
+  private readonly units: ReadonlyMap<string, number>;
+
+  private constructor(units: Map<string, number>) {
+    this.units = units;
+  }
+
+  /** The empty set. */
+  static readonly EMPTY = new ResourceSet(new Map());
+
+  /**
+   * Builds a set from a map of quantities.
+   * @throws TypeError when a quantity is negative or not a finite number.
+   */
+  static from(map: ResourceMap): ResourceSet {
+    const problems = resourceProblems('resources', map);
+    if (problems.length > 0) throw new TypeError(problems.join('; '));
+    const units = new Map<string, number>();
+    for (const [k, v] of Object.entries(map)) {
+      const u = toFixed(v);
+      if (u !== 0) units.set(k, u);
+    }
+    return new ResourceSet(units);
+  }
+
+  /** Whether every quantity in `request` is available in this set. */
+  fits(request: ResourceSet): boolean {
+    for (const [k, u] of request.units) {
+      if ((this.units.get(k) ?? 0) < u) return false;
+    }
+    return true;
+  }
+
+  /** The names in `request` whose quantity exceeds this set's, with both amounts. */
+  shortfall(request: ResourceSet): { name: string; requested: number; available: number }[] {
+    const out: { name: string; requested: number; available: number }[] = [];
+    for (const [k, u] of request.units) {
+      const have = this.units.get(k) ?? 0;
+      if (have < u) out.push({ name: k, requested: u / SCALE, available: have / SCALE });
+    }
+    return out;
+  }
+
+  /** This set plus `other`. */
+  add(other: ResourceSet): ResourceSet {
+    const units = new Map(this.units);
+    for (const [k, u] of other.units) units.set(k, (units.get(k) ?? 0) + u);
+    return new ResourceSet(units);
+  }
+
+  /**
+   * This set minus `other`.
+   * @throws RangeError when the result would be negative (a bookkeeping bug: never over-allocate).
+   */
+  subtract(other: ResourceSet): ResourceSet {
+    const units = new Map(this.units);
+    for (const [k, u] of other.units) {
+      const left = (units.get(k) ?? 0) - u;
+      if (left < 0) {
+        throw new RangeError(`resource ${k} would go negative (${left / SCALE}); released more than taken`);
+      }
+      if (left === 0) units.delete(k);
+      else units.set(k, left);
+    }
+    return new ResourceSet(units);
+  }
+
+  /** The quantity of one resource (0 when absent). */
+  get(name: string): number {
+    return (this.units.get(name) ?? 0) / SCALE;
+  }
+
+  /** Whether the set holds nothing. */
+  isEmpty(): boolean {
+    return this.units.size === 0;
+  }
+
+  /** A plain object, names sorted. */
+  toJSON(): ResourceMap {
+    const out: ResourceMap = {};
+    for (const k of [...this.units.keys()].sort()) out[k] = (this.units.get(k) ?? 0) / SCALE;
+    return out;
+  }
+
+  /** `{CPU:1, GPU:0.5}` style text for messages. */
+  toString(): string {
+    const entries = Object.entries(this.toJSON());
+    return entries.length === 0 ? '{}' : `{${entries.map(([k, v]) => `${k}:${v}`).join(', ')}}`;
+  }
+}
