@@ -1,1 +1,13 @@
-export {};
+/**
+ * @dpl/cli: the `dpl` command. Import `main` to run it in process (tests, wrappers).
+ *
+ * ```ts
+ * import { main } from '@dpl/cli';
+ * process.exitCode = await main(['run', 'examples/quickstart.ts', '-n', '100']);
+ * ```
+ */
+export { main, formatError, EXIT_USAGE, EXIT_FAILURE } from './cli';
+export { loadPipelineModule, bundleModule, importBundle, moduleCacheDir } from './internal/module-loader';
+export type { PipelineModule, ModuleBundle } from './internal/module-loader';
+export { parseResourcesFlag } from './internal/resources-flag';
+export { EXIT_INTERRUPTED } from './commands/run';

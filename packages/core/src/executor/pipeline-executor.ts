@@ -50,6 +50,8 @@ export interface WriteToOptions {
   compression?: ParquetCompression;
   /** Called after each file is written. */
   onBatch?: (batch: OutputBatch, file: string) => void;
+  /** Aborting cancels the run; the files written so far stay, and writeTo resolves. */
+  signal?: AbortSignal;
 }
 
 /** What {@link PipelineExecutor.writeTo} wrote. */
@@ -58,6 +60,8 @@ export interface WriteSummary {
   files: string[];
   batches: number;
   rows: number;
+  /** Whether the run was cut short by the signal. */
+  cancelled: boolean;
 }
 
 /** The argument of `setConfig` that reads a YAML file. */
@@ -213,8 +217,32 @@ export abstract class PipelineExecutor {
   async writeTo(outdir: string, options: WriteToOptions = {}): Promise<WriteSummary> {
     const run = this.run();
     const partition = options.partitionByTask ?? this.graph.sinkTasks.length > 1;
-    const summary: WriteSummary = { runId: run.runId, files: [], batches: 0, rows: 0 };
-    const made = new Set<string>();
+    const summary: WriteSummary = { runId: run.runId, files: [], batches: 0, rows: 0, cancelled: false };
+    // The folder exists after a valid run even when no batch came out.
+    await mkdir(outdir, { recursive: true });
+    const made = new Set<string>([outdir]);
+    const onAbort = (): void => {
+      summary.cancelled = true;
+      void run.cancel(); // the loop below then ends
+    };
+    if (options.signal?.aborted) onAbort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await this.writeBatches(run, outdir, partition, options, summary, made);
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+    return summary;
+  }
+
+  private async writeBatches(
+    run: PipelineRun,
+    outdir: string,
+    partition: boolean,
+    options: WriteToOptions,
+    summary: WriteSummary,
+    made: Set<string>,
+  ): Promise<void> {
     for await (const batch of run) {
       const dir = partition ? join(outdir, `task=${batch.task}`) : outdir;
       if (!made.has(dir)) {
@@ -231,7 +259,6 @@ export abstract class PipelineExecutor {
       summary.rows += batch.data.numRows;
       options.onBatch?.(batch, file);
     }
-    return summary;
   }
 
   /** The tasks with their settings, and the context they need (what `dpl run -i` prints). */

@@ -412,7 +412,7 @@ export class StreamingScheduler<D> {
   private submitNext(ts: TaskState<D>, backend: SchedulerBackend<D>): void {
     let rec = ts.retryQueue.shift();
     if (rec === undefined) {
-      const inputs = this.take(ts);
+      const { inputs, emptied } = this.take(ts);
       const seq = ts.seq++;
       const call: TaskCall<D> = {
         id: `${ts.name}#${seq}`,
@@ -426,7 +426,10 @@ export class StreamingScheduler<D> {
       rec = { call, state: 'running', ts };
       this.calls.set(call.id, rec);
       ts.open++;
+      // The call takes its holds before the emptied queue entries give theirs up, so a
+      // batch is never released between leaving the queue and entering the call.
       for (const ref of distinctRefs(inputs)) this.hold(ref);
+      for (const ref of emptied) this.release(ref);
     }
     rec.state = 'running';
     ts.counter++;
@@ -437,11 +440,12 @@ export class StreamingScheduler<D> {
   }
 
   /** Takes the input slices of the next call from the front of the queue. */
-  private take(ts: TaskState<D>): InputSlice<D>[] {
+  private take(ts: TaskState<D>): { inputs: InputSlice<D>[]; emptied: BatchRef<D>[] } {
     const first = ts.queue.peek()!;
     let want =
       ts.batchSize === undefined ? first.ref.rows - first.offset : Math.min(ts.batchSize, ts.queuedRows);
     const inputs: InputSlice<D>[] = [];
+    const emptied: BatchRef<D>[] = [];
     while (want > 0) {
       const entry = ts.queue.peek()!;
       const rows = Math.min(entry.ref.rows - entry.offset, want);
@@ -451,10 +455,10 @@ export class StreamingScheduler<D> {
       ts.queuedRows -= rows;
       if (entry.offset === entry.ref.rows) {
         ts.queue.shift();
-        this.release(entry.ref);
+        emptied.push(entry.ref);
       }
     }
-    return inputs;
+    return { inputs, emptied };
   }
 
   private closeCall(rec: CallRecord<D>): void {

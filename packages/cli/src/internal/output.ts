@@ -1,0 +1,45 @@
+/**
+ * What the CLI prints for people: tables and previews on stdout. (Logs go to stderr via pino.)
+ */
+import type { Table } from 'apache-arrow';
+
+/** Writes lines to stdout. The one place the CLI prints output. */
+export function print(text: string): void {
+  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
+/** Writes one line to stderr (errors and notices for people, not logs). */
+export function printError(text: string): void {
+  process.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
+/** Formats rows as an aligned text table; numbers are right-aligned. */
+export function formatTable(header: string[], rows: (string | number)[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i] ?? '').length)));
+  const line = (cells: (string | number)[]): string =>
+    cells
+      .map((c, i) => (typeof c === 'number' ? String(c).padStart(widths[i]!) : String(c).padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+function cell(v: unknown): string {
+  if (v === null || v === undefined) return 'null';
+  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : v.toPrecision(6);
+  if (typeof v === 'bigint') return v.toString();
+  const s = typeof v === 'object' ? JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x)) : String(v);
+  return s.length > 40 ? `${s.slice(0, 37)}...` : s;
+}
+
+/** The first `limit` rows of a table as a text table. */
+export function previewTable(table: Table, limit = 5): string {
+  const names = table.schema.fields.map((f) => f.name);
+  const rows: string[][] = [];
+  for (let i = 0; i < Math.min(limit, table.numRows); i++) {
+    const row = table.get(i);
+    rows.push(names.map((n) => cell(row?.[n])));
+  }
+  const more = table.numRows > limit ? `\n... ${table.numRows - limit} more rows` : '';
+  return formatTable(names, rows) + more;
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env node
+/**
+ * The `dpl` executable.
+ */
+import { main } from './cli';
+
+// Stack traces of pipeline modules point at the user's source (the bundles carry source maps).
+process.setSourceMapsEnabled(true);
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`dpl: internal error: ${String((e as Error)?.stack ?? e)}\n`);
+    process.exitCode = 1;
+  },
+);
