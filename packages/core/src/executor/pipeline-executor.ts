@@ -16,7 +16,7 @@ import {
 } from '../config';
 import { ValidationError } from '../errors';
 import { PipelineGraph, isPipelineGraph } from '../model/graph';
-import { PipelineTask, UNCHECKED, isPipelineTask, taskProblems } from '../model/task';
+import { PipelineTask, UNCHECKED, isPipelineTask, isPlainObject, taskProblems } from '../model/task';
 import { writeParquet, type ParquetCompression } from '../data/parquet';
 import { describe } from '../resources';
 import type { SchedulerStats } from '../scheduler/streaming-scheduler';
@@ -164,9 +164,9 @@ export abstract class PipelineExecutor {
     }
     const graph = this.configuredGraph();
     for (const task of graph.tasks) {
-      const tp = taskProblems(task);
-      problems.push(...tp);
-      if (tp.length > 0) continue;
+      problems.push(...taskProblems(task));
+      // The kwargs checks below need well-formed maps; taskProblems has reported them if not.
+      if (!isPlainObject(task.kwargs) || !isPlainObject(task.contextKwargs) || !Array.isArray(task.required)) continue;
       const resolved = task.resolveKwargs(this.context);
       const missing = new Set<string>();
       for (const [kwarg, key] of Object.entries(task.contextKwargs)) {
