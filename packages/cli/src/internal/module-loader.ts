@@ -182,6 +182,6 @@ export async function loadPipelineModule(path: string): Promise<PipelineModule> 
     hash: bundle.hash,
     graph,
     generator: generator as BatchGenerator | undefined,
-    maxBatches: maxBatches as number | undefined,
+    maxBatches: maxBatches,
   };
 }

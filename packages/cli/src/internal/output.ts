@@ -25,10 +25,12 @@ export function formatTable(header: string[], rows: (string | number)[][]): stri
 }
 
 function cell(v: unknown): string {
-  if (v === null || v === undefined) return 'null';
-  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(6)));
-  if (typeof v === 'bigint') return v.toString();
-  const s = typeof v === 'object' ? JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x)) : String(v);
+  let s: string;
+  if (v === null || v === undefined) s = 'null';
+  else if (typeof v === 'number') s = Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(6)));
+  else if (typeof v === 'bigint' || typeof v === 'boolean') s = v.toString();
+  else if (typeof v === 'string') s = v;
+  else s = JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x)) ?? typeof v;
   return s.length > 40 ? `${s.slice(0, 37)}...` : s;
 }
 

@@ -178,7 +178,7 @@ export abstract class PipelineExecutor {
           );
         }
       }
-      for (const r of task.required) {
+      for (const r of task.required as readonly string[]) {
         if (resolved[r] === undefined && !missing.has(r)) {
           problems.push(
             `task ${JSON.stringify(task.name)} requires kwarg ${JSON.stringify(r)}, which has no value; ` +

@@ -3,7 +3,7 @@
  * several parents receives the union of their outputs, a task with several children sends each
  * of them every output.
  */
-import { PipelineTask, isPipelineTask } from './task';
+import { type PipelineTask, isPipelineTask } from './task';
 import { describe } from '../resources';
 
 /** An edge: batches flow from the first task to the second. */

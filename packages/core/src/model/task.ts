@@ -133,7 +133,7 @@ export class PipelineTask {
     this.batchSize = opts.batchSize;
     const required = opts.required ?? [];
     // Malformed values are kept as they are, for taskProblems() to report.
-    this.required = Array.isArray(required) ? [...(required as string[])] : required;
+    this.required = Array.isArray(required) ? [...(required)] : required;
     this.maxRetries = opts.maxRetries ?? DEFAULT_MAX_RETRIES;
     Object.defineProperty(this, TASK_BRAND, { value: true, enumerable: false });
     problems.push(...taskProblems(this));
@@ -245,7 +245,7 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 function copyIfObject<T>(v: T): T {
-  return isPlainObject(v) ? ({ ...v } as T) : v;
+  return isPlainObject(v) ? ({ ...v }) : v;
 }
 
 /**
@@ -253,7 +253,7 @@ function copyIfObject<T>(v: T): T {
  * private state) are kept by reference, as `copy.deepcopy` keeps functions.
  */
 function structuredCloneKwargs(kwargs: Readonly<Record<string, unknown>>): Record<string, unknown> {
-  if (!isPlainObject(kwargs)) return kwargs as Record<string, unknown>;
+  if (!isPlainObject(kwargs)) return kwargs;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(kwargs)) {
     try {

@@ -1,0 +1,181 @@
+/**
+ * `dpl run` with bad input and failing tasks: exit codes, and messages for people (one `dpl:`
+ * line naming the thing and the next step, no dpl stack trace).
+ */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  FIXTURES,
+  fixture,
+  killDplProcesses,
+  lines,
+  runDpl,
+  useTempDirs,
+  type DplResult,
+} from '../helpers/cli';
+
+const QUICKSTART = 'examples/quickstart.ts';
+const USAGE_HINT = /^Run dpl --help \(or dpl <command> --help\) for usage\.$/;
+const tempDir = useTempDirs();
+afterEach(killDplProcesses);
+
+/**
+ * Checks a failure for people: exit code `code` (any non-zero when omitted), nothing on stdout,
+ * no stack frames, and stderr one `dpl: ` line (plus the usage hint for usage errors, or the
+ * problem list of a validation error when `multiline`) that contains each of `mentions`.
+ */
+function expectCleanError(
+  r: DplResult,
+  mentions: (string | RegExp)[],
+  { code, multiline = false }: { code?: number; multiline?: boolean } = {},
+): void {
+  const context = `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
+  expect({ signal: r.signal, nonZero: r.code !== null && r.code !== 0, context }).toEqual({
+    signal: null,
+    nonZero: true,
+    context,
+  });
+  if (code !== undefined) expect({ code: r.code, context }).toEqual({ code, context });
+  expect(r.stdout).toBe('');
+  const ls = lines(r.stderr);
+  expect(ls[0]).toMatch(/^dpl: \S/);
+  expect(ls.filter((l) => /^\s+at /.test(l))).toEqual([]);
+  const message = ls.filter((l) => !USAGE_HINT.test(l));
+  if (!multiline) expect(message).toHaveLength(1);
+  for (const m of mentions) {
+    if (typeof m === 'string') expect(r.stderr).toContain(m);
+    else expect(r.stderr).toMatch(m);
+  }
+}
+
+describe('dpl run with bad input', () => {
+  it('names a module path that does not exist', async () => {
+    const r = await runDpl(['run', 'test/fixtures/does-not-exist.ts', '-n', '1']);
+    expectCleanError(r, ['does-not-exist.ts', 'not found', '.ts or .js'], { code: 1 });
+  });
+
+  it('refuses a file that is not .ts or .js', async () => {
+    const r = await runDpl(['run', fixture('not-a-module.txt'), '-n', '1']);
+    expectCleanError(r, ['not-a-module.txt', '".txt"', '.ts or .js'], { code: 1 });
+  });
+
+  it('lists the exports of a module whose default export is not a PipelineGraph', async () => {
+    const r = await runDpl(['run', fixture('not-a-graph.ts'), '-n', '1']);
+    expectCleanError(r, ['not-a-graph.ts', 'PipelineGraph', /exports: helper, square/, 'export default new PipelineGraph'], {
+      code: 1,
+    });
+  });
+
+  it('gives file:line for a module with a syntax error', async () => {
+    // Written at run time, so that no type check of test/ ever trips on it.
+    const file = join(await tempDir(), 'broken.ts');
+    await writeFile(file, "import { PipelineGraph } from '@dpl/core';\nconst n: number = ;\nexport default new PipelineGraph([]);\n");
+    const r = await runDpl(['run', file, '-n', '1']);
+    expectCleanError(r, [/cannot bundle pipeline module .*broken\.ts/, /broken\.ts:2:\d+/], { code: 1 });
+  });
+
+  it('reports a module that throws while it loads', async () => {
+    const r = await runDpl(['run', fixture('throws-at-import.ts'), '-n', '1']);
+    expectCleanError(r, ['throws-at-import.ts', 'cannot reach the feature store at db.invalid'], { code: 1 });
+  });
+
+  it('refuses -s without "="', async () => {
+    const r = await runDpl(['run', QUICKSTART, '-n', '1', '-s', 'round.kwargs.decimals']);
+    expectCleanError(r, ['round.kwargs.decimals', 'key=value', '-s round.kwargs.decimals=2']);
+  });
+
+  it('names an unknown task in -s and lists the tasks', async () => {
+    const r = await runDpl(['run', QUICKSTART, '-n', '1', '-s', 'nosuchtask.kwargs.x=1']);
+    expectCleanError(r, ['nosuchtask', 'generate, round, resid'], { code: 1, multiline: true });
+    expect(r.stderr).toMatch(/^dpl: pipeline is not valid/);
+  });
+
+  it('refuses a YAML file that does not exist', async () => {
+    const r = await runDpl(['run', QUICKSTART, '-n', '1', '-f', 'test/fixtures/no-such-config.yaml']);
+    expectCleanError(r, ['no-such-config.yaml', 'cannot read config file']);
+  });
+
+  it('exits 2 with a usage hint for an unknown flag', async () => {
+    const r = await runDpl(['run', QUICKSTART, '--bogus']);
+    expectCleanError(r, ['bogus'], { code: 2 });
+    expect(lines(r.stderr)[1]).toMatch(USAGE_HINT);
+  });
+
+  // The checks on flag values are usage errors too (cli.ts: "Errors thrown from a `.check()`
+  // reach `.fail()` as `err`; they are usage errors too"): exit 2.
+  it('exits 2 for a negative -n', async () => {
+    const r = await runDpl(['run', QUICKSTART, '-n', '-1']);
+    expectCleanError(r, ['--max-batches', 'integer >= 0', '-1'], { code: 2 });
+  });
+
+  it('exits 2 for --resources that is not JSON', async () => {
+    const r = await runDpl(['run', QUICKSTART, '-n', '1', '--resources', '{bad']);
+    expectCleanError(r, ['--resources', 'not valid JSON', `'{"bigdb":1}'`], { code: 2 });
+  });
+
+  it('exits 2 for a negative amount in --resources', async () => {
+    const r = await runDpl(['run', QUICKSTART, '-n', '1', '--resources', 'bigdb=-1']);
+    expectCleanError(r, ['bigdb', '>= 0', '-1'], { code: 2 });
+  });
+
+  it('exits 2 for an unknown -v level and lists the levels', async () => {
+    const r = await runDpl(['run', QUICKSTART, '-n', '1', '-v', 'loud']);
+    expectCleanError(r, ['"loud"', 'trace, debug, info, warn, error, silent'], { code: 2 });
+  });
+
+  it('names the task and the GPU when a task needs a GPU the machine lacks', async () => {
+    const r = await runDpl(['run', fixture('needs-gpu.ts'), '-n', '1', '--num-gpus', '0']);
+    expectCleanError(r, [/task "embed" needs .*GPU/, /GPU>=1 \(this machine has 0\)/], { code: 1, multiline: true });
+    expect(r.stderr).not.toContain('"prepare"');
+  });
+});
+
+describe('dpl run with failing tasks', () => {
+  /** The lines from the `dpl: ` message on (logs before it are JSON lines). */
+  function messageFrom(stderr: string): string[] {
+    const ls = lines(stderr);
+    const at = ls.findIndex((l) => l.startsWith('dpl: '));
+    if (at < 0) throw new Error(`no "dpl: " line in stderr:\n${stderr}`);
+    return ls.slice(at);
+  }
+  const retryLogs = (stderr: string): number => lines(stderr).filter((l) => l.includes('task failed, retrying')).length;
+
+  it('fails fast with maxRetries 0, naming the task, batch, attempt and error, then the user\'s frames', async () => {
+    const r = await runDpl(['run', fixture('always-fails.ts'), '-n', '1']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    const [message, ...frames] = messageFrom(r.stderr);
+    expect(message).toMatch(/^dpl: task "boom" failed on batch boom#0\b.*attempt 1 of 1\b.*: the boom task exploded on purpose$/);
+    expect(retryLogs(r.stderr)).toBe(0);
+    // The first frame is the task function, at its line in the .ts source (source maps).
+    expect(frames.length).toBeGreaterThan(0);
+    expect(frames[0]).toMatch(/^\s+at /);
+    expect(frames[0]).toContain(`${join(FIXTURES, 'always-fails.ts')}:6:`);
+  });
+
+  it('retries a failed call (default maxRetries 3) and the run succeeds', async () => {
+    // flaky.ts fails its first two attempts.
+    const r = await runDpl(['run', fixture('flaky.ts'), '-n', '1']);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: expect.any(String) });
+    expect(r.stdout).toMatch(/finished in .* s: 1 batches, 1 rows$/m);
+    expect(retryLogs(r.stderr)).toBe(2);
+  });
+
+  it('runs a call at most maxRetries + 1 = 4 times', async () => {
+    const fourth = await runDpl(['run', fixture('flaky.ts'), '-n', '1'], { env: { FLAKY_FAILURES: '3' } });
+    expect({ code: fourth.code, stderr: fourth.stderr }).toEqual({ code: 0, stderr: expect.any(String) });
+    expect(retryLogs(fourth.stderr)).toBe(3);
+
+    const never = await runDpl(['run', fixture('flaky.ts'), '-n', '1'], { env: { FLAKY_FAILURES: '4' } });
+    expect(never.code).toBe(1);
+    const [message] = messageFrom(never.stderr);
+    expect(message).toMatch(/^dpl: task "flaky" failed on batch flaky#0\b.*attempt 4 of 4\b.*: transient failure number 4$/);
+  });
+
+  it('says when a task returns something that is not an Arrow Table', async () => {
+    const r = await runDpl(['run', fixture('returns-non-table.ts'), '-n', '1']);
+    expect(r.code).toBe(1);
+    const [message] = messageFrom(r.stderr);
+    expect(message).toMatch(/^dpl: task "wrong" failed on batch wrong#0\b.*not an Arrow Table/);
+  });
+});
