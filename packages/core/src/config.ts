@@ -67,7 +67,7 @@ export function parseConfigValue(text: string): unknown {
  */
 export function parseAssignment(text: string, flag: string): [string, unknown] {
   const at = text.indexOf('=');
-  if (at <= 0) {
+  if (at <= 0 || text.slice(0, at).trim() === '') {
     throw new ConfigError(
       text,
       `${flag} ${JSON.stringify(text)} is not key=value; write it like ${flag} ` +
@@ -88,7 +88,8 @@ export function changeFromCoordinate(path: string, value: unknown): ConfigChange
     return `config coordinate ${describe(path)} must be task.field[.key], e.g. round.kwargs.decimals or round.batchSize`;
   }
   const [task, rawField, ...rest] = parts as [string, string, ...string[]];
-  const field = FIELD_ALIASES[rawField];
+  // hasOwn: inherited names such as "constructor" or "toString" are not task fields.
+  const field = Object.hasOwn(FIELD_ALIASES, rawField) ? FIELD_ALIASES[rawField] : undefined;
   if (field === undefined) {
     return `config coordinate ${JSON.stringify(path)}: task field ${JSON.stringify(rawField)} is unknown; known fields: ${FIELD_LIST}`;
   }

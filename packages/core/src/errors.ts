@@ -161,7 +161,10 @@ export function shouldRetry(err: DplError, attempt: number, maxRetries: number):
 
 /** Turns anything thrown into an Error, keeping the original as `cause` when it was not one. */
 export function ensureError(e: unknown): Error {
-  if (e instanceof Error) return e;
+  // Errors from another realm (a vm context, jest's sandbox) fail instanceof but are errors.
+  if (e instanceof Error || isDplError(e) || Object.prototype.toString.call(e) === '[object Error]') {
+    return e as Error;
+  }
   if (typeof e === 'object' && e !== null && typeof (e as Error).message === 'string') {
     const err = new Error((e as Error).message, { cause: e });
     if (typeof (e as Error).stack === 'string') err.stack = (e as Error).stack;

@@ -13,7 +13,6 @@ import {
   makeVector,
   tableToIPC,
   vectorFromArray,
-  type Vector,
 } from 'apache-arrow';
 import {
   assign,
@@ -31,7 +30,11 @@ import {
 import { intTable, rangeTable, values } from '../../../test/helpers/tables';
 
 /** Asserts that `fn` throws an instance of `ctor` with exactly `message`. */
-function expectThrows(fn: () => unknown, ctor: new (...args: never[]) => Error, message: string): void {
+function expectThrows(
+  fn: () => unknown,
+  ctor: new (...args: never[]) => Error,
+  message: string,
+): void {
   let caught: unknown;
   try {
     fn();
@@ -119,11 +122,19 @@ describe('splitTable', () => {
   it('splits a table made of several record batches across their boundaries', () => {
     const table = concatTables([rangeTable(0, 4), rangeTable(4, 4)]);
     const parts = splitTable(table, 3);
-    expect(parts.map((p) => values(p))).toEqual([[0, 1, 2], [3, 4, 5], [6, 7]]);
+    expect(parts.map((p) => values(p))).toEqual([
+      [0, 1, 2],
+      [3, 4, 5],
+      [6, 7],
+    ]);
   });
 
   it.each([0, -1, 1.5, NaN, Infinity])('rejects maxRows %p with a TypeError', (maxRows) => {
-    expectThrows(() => splitTable(rangeTable(0, 3), maxRows), TypeError, `maxRows must be an integer >= 1, got ${maxRows}`);
+    expectThrows(
+      () => splitTable(rangeTable(0, 3), maxRows),
+      TypeError,
+      `maxRows must be an integer >= 1, got ${maxRows}`,
+    );
   });
 });
 
@@ -168,6 +179,18 @@ describe('concatTables', () => {
     );
   });
 
+  it('concatenates tables whose string columns were added by separate assign calls', () => {
+    // assign turns a plain string array into a dictionary column with its own dictionary id;
+    // two such batches have the same columns and types, so they must merge (as batchSize
+    // merging does).
+    const a = assign(intTable([1, 2]), { s: ['x', 'y'] });
+    const b = assign(intTable([3]), { s: ['z'] });
+    const out = concatTables([a, b]);
+    expect(values(out)).toEqual([1, 2, 3]);
+    expect(out.getChild('s')!.toArray()).toEqual(['x', 'y', 'z']);
+    expect(decodeIpc(encodeIpc(out)).getChild('s')!.toArray()).toEqual(['x', 'y', 'z']);
+  });
+
   it('treats the same names with different types as different schemas', () => {
     const floats = new Table({ v: makeVector(Float64Array.of(1)) });
     expect(() => concatTables([intTable([1]), floats])).toThrow(
@@ -187,7 +210,13 @@ describe('assign', () => {
       arr: [10, 20, 30],
     });
     expect(columnNames(out)).toEqual(['v', 'f', 'big', 'vec', 'arr']);
-    expect(typeNames(out)).toEqual(['v:Int32', 'f:Float64', 'big:Int64', 'vec:Utf8', 'arr:Float64']);
+    expect(typeNames(out)).toEqual([
+      'v:Int32',
+      'f:Float64',
+      'big:Int64',
+      'vec:Utf8',
+      'arr:Float64',
+    ]);
     expect(values(out, 'f')).toEqual([0.5, 1.5, 2.5]);
     expect(values(out, 'big')).toEqual([1, 2, 3]);
     expect(out.getChild('vec')!.toArray()).toEqual(['x', 'y', 'z']);
@@ -209,12 +238,19 @@ describe('assign', () => {
 
   it('keeps the column order of a table whose column names look like numbers', () => {
     // Built as {b, 1} and reordered to b, 1 (a plain object would put "1" first).
-    const table = new Table({ b: makeVector(Int32Array.of(1)), '1': makeVector(Int32Array.of(2)) }).select([
-      'b',
-      '1',
-    ]);
+    const table = new Table({
+      b: makeVector(Int32Array.of(1, 2)),
+      '1': makeVector(Int32Array.of(3, 4)),
+    }).select(['b', '1']);
     expect(columnNames(table)).toEqual(['b', '1']);
-    expect(columnNames(assign(table, { c: [3] }))).toEqual(['b', '1', 'c']);
+    expect(columnNames(assign(table, { c: [5, 6] }))).toEqual(['b', '1', 'c']);
+    // A new column made of several chunks (here from a merged table) takes the same care.
+    const chunked = concatTables([intTable([5]), intTable([6])]).getChild('v')!;
+    expect(chunked.data).toHaveLength(2);
+    const out = assign(table, { c: chunked });
+    expect(columnNames(out)).toEqual(['b', '1', 'c']);
+    expect(values(out, 'c')).toEqual([5, 6]);
+    expect(values(out, '1')).toEqual([3, 4]);
   });
 
   it('does not change the input table', () => {
@@ -230,6 +266,9 @@ describe('assign', () => {
     expect(out.numRows).toBe(3);
     expect(values(out)).toEqual([1, 2, 3]);
     expect(values(out, 'w')).toEqual([10, 20, 30]);
+    const replaced = assign(table, { v: Float64Array.of(7, 8, 9) });
+    expect(typeNames(replaced)).toEqual(['v:Float64']);
+    expect(values(replaced)).toEqual([7, 8, 9]);
   });
 
   it('throws a TypeError naming the column when its length differs from the row count', () => {
@@ -260,8 +299,16 @@ describe('column and isTable', () => {
   });
 
   it('throws a TypeError listing the existing columns when there is no such column', () => {
-    expectThrows(() => column(rangeTable(0, 2), 'x'), TypeError, 'table has no column "x"; columns: v, s');
-    expectThrows(() => column(new Table(), 'x'), TypeError, 'table has no column "x"; columns: (none)');
+    expectThrows(
+      () => column(rangeTable(0, 2), 'x'),
+      TypeError,
+      'table has no column "x"; columns: v, s',
+    );
+    expectThrows(
+      () => column(new Table(), 'x'),
+      TypeError,
+      'table has no column "x"; columns: (none)',
+    );
   });
 
   it('recognises tables and rejects other values', () => {
@@ -282,7 +329,10 @@ describe('encodeIpc and decodeIpc', () => {
   });
 
   it('round-trips an empty table with a schema (no record batches)', () => {
-    const schema = new Schema([new Field('v', new Int32(), true), new Field('s', new Utf8(), true)]);
+    const schema = new Schema([
+      new Field('v', new Int32(), true),
+      new Field('s', new Utf8(), true),
+    ]);
     const empty = new Table(schema);
     expect(empty.batches).toHaveLength(0);
     const back = decodeIpc(encodeIpc(empty));
@@ -355,15 +405,18 @@ describe('encodeIpc and decodeIpc', () => {
 describe('writeParquet and readParquet', () => {
   const compressions: ParquetCompression[] = ['uncompressed', 'snappy', 'zstd', 'lz4'];
 
-  it.each(compressions)('round-trips Int64, Float64, Utf8, Bool and nulls with %s compression', (compression) => {
-    const table = mixedTable();
-    const bytes = writeParquet(table, { compression });
-    expect(Buffer.from(bytes.subarray(0, 4)).toString('latin1')).toBe('PAR1');
-    const back = readParquet(bytes);
-    expect(typeNames(back)).toEqual(['i:Int64', 'f:Float64', 's:Utf8', 'b:Bool']);
-    expect(back).toEqualTable(table);
-    expect(rows(back)).toEqual(MIXED_ROWS);
-  });
+  it.each(compressions)(
+    'round-trips Int64, Float64, Utf8, Bool and nulls with %s compression',
+    (compression) => {
+      const table = mixedTable();
+      const bytes = writeParquet(table, { compression });
+      expect(Buffer.from(bytes.subarray(0, 4)).toString('latin1')).toBe('PAR1');
+      const back = readParquet(bytes);
+      expect(typeNames(back)).toEqual(['i:Int64', 'f:Float64', 's:Utf8', 'b:Bool']);
+      expect(back).toEqualTable(table);
+      expect(rows(back)).toEqual(MIXED_ROWS);
+    },
+  );
 
   it('writes snappy by default', () => {
     const table = rangeTable(0, 100);
@@ -372,7 +425,10 @@ describe('writeParquet and readParquet', () => {
 
   it('compresses repetitive data with zstd to fewer bytes than uncompressed', () => {
     // Distinct values (no dictionary win) that share long prefixes (a compression win).
-    const text = Array.from({ length: 5_000 }, (_, i) => `${'the same long prefix, '.repeat(4)}${i}`);
+    const text = Array.from(
+      { length: 5_000 },
+      (_, i) => `${'the same long prefix, '.repeat(4)}${i}`,
+    );
     const table = new Table({ s: vectorFromArray(text, new Utf8()) });
     expect(writeParquet(table, { compression: 'zstd' }).byteLength).toBeLessThan(
       writeParquet(table, { compression: 'uncompressed' }).byteLength,
@@ -418,23 +474,26 @@ describe('parquet files written by writeParquet, read by other readers', () => {
     file = join(dir, `t-${Math.random().toString(36).slice(2)}.parquet`);
   });
 
-  it.each(['snappy', 'zstd', 'lz4', 'uncompressed'] as const)('are readable by DuckDB (%s)', async (compression) => {
-    writeFileSync(file, writeParquet(mixedTable(), { compression }));
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { DuckDBInstance } = require('@duckdb/node-api') as typeof import('@duckdb/node-api');
-    const db = await DuckDBInstance.create(':memory:');
-    const c = await db.connect();
-    try {
-      const r = await c.runAndReadAll(
-        `select i::varchar as i, f, s, b, typeof(i) as ti ` +
-          `from read_parquet('${file}', file_row_number = true) order by file_row_number`,
-      );
-      expect(r.getRowObjectsJson()).toEqual(MIXED_ROWS.map((row) => ({ ...row, ti: 'BIGINT' })));
-    } finally {
-      c.closeSync();
-      db.closeSync();
-    }
-  });
+  it.each(['snappy', 'zstd', 'lz4', 'uncompressed'] as const)(
+    'are readable by DuckDB (%s)',
+    async (compression) => {
+      writeFileSync(file, writeParquet(mixedTable(), { compression }));
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { DuckDBInstance } = require('@duckdb/node-api') as typeof import('@duckdb/node-api');
+      const db = await DuckDBInstance.create(':memory:');
+      const c = await db.connect();
+      try {
+        const r = await c.runAndReadAll(
+          `select i::varchar as i, f, s, b, typeof(i) as ti ` +
+            `from read_parquet('${file}', file_row_number = true) order by file_row_number`,
+        );
+        expect(r.getRowObjectsJson()).toEqual(MIXED_ROWS.map((row) => ({ ...row, ti: 'BIGINT' })));
+      } finally {
+        c.closeSync();
+        db.closeSync();
+      }
+    },
+  );
 
   it('are readable by polars, with the same shape, columns and values', () => {
     writeFileSync(file, writeParquet(mixedTable()));

@@ -54,7 +54,11 @@ describe('isDplError', () => {
   });
 
   it('recognises a copy from another realm that carries the Symbol.for brand', () => {
-    const copy = { [Symbol.for('dpl.error')]: true, code: DplErrorCode.WORKER_LOST, message: 'gone' };
+    const copy = {
+      [Symbol.for('dpl.error')]: true,
+      code: DplErrorCode.WORKER_LOST,
+      message: 'gone',
+    };
     expect(isDplError(copy)).toBe(true);
     expect(isDplError(copy, DplErrorCode.WORKER_LOST)).toBe(true);
     expect(isDplError(copy, DplErrorCode.TASK_FAILED)).toBe(false);
@@ -109,7 +113,14 @@ describe('DplError', () => {
 
 describe('isRetryableCode and shouldRetry', () => {
   it('never retries INFEASIBLE, CANCELLED, VALIDATION, CONFIG, MODULE or INTERNAL', () => {
-    for (const code of ['INFEASIBLE', 'CANCELLED', 'VALIDATION', 'CONFIG', 'MODULE', 'INTERNAL'] as const) {
+    for (const code of [
+      'INFEASIBLE',
+      'CANCELLED',
+      'VALIDATION',
+      'CONFIG',
+      'MODULE',
+      'INTERNAL',
+    ] as const) {
       expect(isRetryableCode(code)).toBe(false);
       expect(shouldRetry(new DplError(code, 'x'), 1, 100)).toBe(false);
     }
@@ -192,10 +203,16 @@ describe('ensureError', () => {
 
 describe('ValidationError', () => {
   it('lists every problem in its message and keeps them in .problems', () => {
-    const e = new ValidationError(['task "a": numCpus must be a number >= 0, got -1', 'no task named "b"']);
+    const e = new ValidationError([
+      'task "a": numCpus must be a number >= 0, got -1',
+      'no task named "b"',
+    ]);
     expect(e.code).toBe('VALIDATION');
     expect(e.retryable).toBe(false);
-    expect(e.problems).toEqual(['task "a": numCpus must be a number >= 0, got -1', 'no task named "b"']);
+    expect(e.problems).toEqual([
+      'task "a": numCpus must be a number >= 0, got -1',
+      'no task named "b"',
+    ]);
     expect(e.message).toBe(
       'pipeline is not valid (2 problems):\n' +
         '  - task "a": numCpus must be a number >= 0, got -1\n' +

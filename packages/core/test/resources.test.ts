@@ -3,7 +3,11 @@ import { CPU, GPU, ResourceSet, describe as describeValue, resourceProblems } fr
 const rs = (map: Record<string, number>): ResourceSet => ResourceSet.from(map);
 
 /** Asserts that `fn` throws an instance of `ctor` with exactly `message`. */
-function expectThrows(fn: () => unknown, ctor: new (...args: never[]) => Error, message: string): void {
+function expectThrows(
+  fn: () => unknown,
+  ctor: new (...args: never[]) => Error,
+  message: string,
+): void {
   let caught: unknown;
   try {
     fn();
@@ -37,11 +41,19 @@ describe('ResourceSet arithmetic in fixed point', () => {
   });
 
   it('adds 0.1 and 0.2 to exactly 0.3', () => {
-    expect(rs({ x: 0.1 }).add(rs({ x: 0.2 })).get('x')).toBe(0.3);
+    expect(
+      rs({ x: 0.1 })
+        .add(rs({ x: 0.2 }))
+        .get('x'),
+    ).toBe(0.3);
   });
 
   it('adds sets with different names, keeping both', () => {
-    expect(rs({ CPU: 1 }).add(rs({ bigdb: 1, CPU: 2 })).toJSON()).toEqual({ CPU: 3, bigdb: 1 });
+    expect(
+      rs({ CPU: 1 })
+        .add(rs({ bigdb: 1, CPU: 2 }))
+        .toJSON(),
+    ).toEqual({ CPU: 3, bigdb: 1 });
   });
 
   it('returns new sets and never changes the operands', () => {
@@ -115,7 +127,11 @@ describe('ResourceSet.from', () => {
   });
 
   it('rejects a negative quantity with a TypeError naming the key', () => {
-    expectThrows(() => rs({ CPU: 1, bigdb: -1 }), TypeError, 'resources.bigdb must be a number >= 0, got -1');
+    expectThrows(
+      () => rs({ CPU: 1, bigdb: -1 }),
+      TypeError,
+      'resources.bigdb must be a number >= 0, got -1',
+    );
   });
 
   it('rejects NaN and Infinity with a TypeError naming the key', () => {

@@ -3,11 +3,17 @@
  * with a schema check, and adding columns (`assign`, like pandas' `DataFrame.assign`).
  */
 import {
+  Field,
+  RecordBatch,
+  Schema,
+  Struct,
   Table,
+  Utf8,
   Vector,
+  makeData,
   makeVector,
   vectorFromArray,
-  type Schema,
+  type Data,
 } from 'apache-arrow';
 
 /** A typed array that becomes an Arrow column without a copy. */
@@ -81,9 +87,11 @@ export function concatTables(tables: readonly Table[]): Table {
     }
   }
   if (nonEmpty.length === 1) return first;
+  // Re-wrap every batch in the first schema: equal schemas can still differ in dictionary ids,
+  // which arrow's Table constructor rejects.
   return new Table(
     first.schema,
-    nonEmpty.flatMap((t) => t.batches),
+    nonEmpty.flatMap((t) => t.batches.map((b) => (b.schema === first.schema ? b : new RecordBatch(first.schema, b.data)))),
   );
 }
 
@@ -91,7 +99,12 @@ function toVector(name: string, value: ColumnInput, rows: number): Vector {
   let vec: Vector;
   if (value instanceof Vector) vec = value;
   else if (ArrayBuffer.isView(value)) vec = makeVector(value as Float64Array);
-  else if (Array.isArray(value)) vec = vectorFromArray(value as unknown[]);
+  else if (Array.isArray(value)) {
+    // Strings become plain Utf8, not arrow's default Dictionary (whose ids differ per call and
+    // break concatenation of batches made by separate calls).
+    const strings = value.length > 0 && value.every((x) => typeof x === 'string' || x === null || x === undefined);
+    vec = strings ? vectorFromArray(value as string[], new Utf8()) : vectorFromArray(value as unknown[]);
+  }
   else {
     throw new TypeError(`column ${JSON.stringify(name)} must be an Arrow Vector, a typed array or an array`);
   }
@@ -114,14 +127,43 @@ function toVector(name: string, value: ColumnInput, rows: number): Vector {
  */
 export function assign(table: Table, columns: Record<string, ColumnInput>): Table {
   const rows = table.numRows;
+  const added = new Map<string, Vector>();
+  for (const [name, value] of Object.entries(columns)) added.set(name, toVector(name, value, rows));
+  // Fast path: every new column is one contiguous chunk, so each record batch of the table can
+  // take a zero-copy slice of it; building the batches directly skips arrow's re-chunking of a
+  // record of vectors (most of the cost of a small task call).
+  if ([...added.values()].every((v) => v.data.length === 1) && table.batches.length > 0) {
+    const fields = table.schema.fields.map((f) => {
+      const v = added.get(f.name);
+      return v === undefined ? f : new Field(f.name, v.type, true);
+    });
+    for (const [name, v] of added) {
+      if (table.schema.fields.every((f) => f.name !== name)) fields.push(new Field(name, v.type, true));
+    }
+    const schema = new Schema(fields, table.schema.metadata);
+    let offset = 0;
+    const batches = table.batches.map((batch) => {
+      const children: Data[] = fields.map((f, i) => {
+        const v = added.get(f.name);
+        return v === undefined ? batch.data.children[i]! : v.data[0]!.slice(offset, batch.numRows);
+      });
+      offset += batch.numRows;
+      const data = makeData({ type: new Struct(fields), length: batch.numRows, nullCount: 0, children });
+      return new RecordBatch(schema, data);
+    });
+    return new Table(schema, batches);
+  }
   const record: Record<string, Vector> = {};
-  for (const field of table.schema.fields) {
-    record[field.name] = table.getChild(field.name)!;
+  const order = table.schema.fields.map((f) => f.name);
+  for (const name of order) record[name] = table.getChild(name)!;
+  for (const [name, vec] of added) {
+    if (!(name in record)) order.push(name);
+    record[name] = vec;
   }
-  for (const [name, value] of Object.entries(columns)) {
-    record[name] = toVector(name, value, rows);
-  }
-  return new Table(record);
+  // A record reorders integer-like keys ("1" before "b"): restore the intended column order.
+  const built = new Table(record);
+  const at = new Map(built.schema.fields.map((f, i) => [f.name, i]));
+  return built.selectAt(order.map((n) => at.get(n)!));
 }
 
 /**

@@ -9,7 +9,7 @@ import { concatTables, isTable } from '../data/table';
 import { DplError, DplErrorCode, TaskError, ensureError } from '../errors';
 import { silentLogger, type Logger } from '../logger';
 import type { PipelineGraph } from '../model/graph';
-import type { PipelineTask } from '../model/task';
+import { taskProblems, type PipelineTask } from '../model/task';
 import { CPU, GPU, ResourceSet, describe, type ResourceMap } from '../resources';
 import {
   StreamingScheduler,
@@ -126,6 +126,7 @@ export class LocalExecutor extends PipelineExecutor {
   protected override backendProblems(graph: PipelineGraph): string[] {
     const problems: string[] = [];
     for (const task of graph.tasks) {
+      if (taskProblems(task).length > 0) continue; // already reported; request() would throw
       const request = task.request();
       const short = this.options.capacity.shortfall(request);
       if (short.length > 0) {

@@ -249,20 +249,26 @@ function copyIfObject<T>(v: T): T {
 }
 
 /**
- * A deep copy of kwargs. Values structuredClone cannot copy (functions, class instances with
- * private state) are kept by reference, as `copy.deepcopy` keeps functions.
+ * A deep copy of kwargs: plain objects and arrays are copied recursively; anything else (class
+ * instances such as Tables or clients, functions, dates) is kept by reference, as it is shared
+ * state the user chose to pass rather than configuration.
  */
 function structuredCloneKwargs(kwargs: Readonly<Record<string, unknown>>): Record<string, unknown> {
-  if (!isPlainObject(kwargs)) return kwargs;
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(kwargs)) {
-    try {
-      out[k] = typeof v === 'object' && v !== null ? structuredClone(v) : v;
-    } catch {
-      out[k] = v;
+  if (!isPlainObject(kwargs)) return kwargs as Record<string, unknown>;
+  return copyPlain(kwargs) as Record<string, unknown>;
+}
+
+function copyPlain(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(copyPlain);
+  if (typeof v === 'object' && v !== null) {
+    const proto = Object.getPrototypeOf(v) as unknown;
+    if (proto === Object.prototype || proto === null) {
+      const out: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(v)) out[k] = copyPlain(x);
+      return out;
     }
   }
-  return out;
+  return v;
 }
 
 function safeJson(v: unknown): string {
