@@ -24,7 +24,7 @@ export default tseslint.config(
       parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
     },
     settings: {
-      'import-x/resolver': { typescript: { project: 'packages/*/tsconfig.json' }, node: true },
+      'import-x/resolver': { typescript: { project: 'packages/*/tsconfig.json', noWarnOnMultipleProjects: true }, node: true },
     },
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',

@@ -143,9 +143,9 @@ export function assign(table: Table, columns: Record<string, ColumnInput>): Tabl
     const schema = new Schema(fields, table.schema.metadata);
     let offset = 0;
     const batches = table.batches.map((batch) => {
-      const children: Data[] = fields.map((f, i) => {
-        const v = added.get(f.name);
-        return v === undefined ? batch.data.children[i]! : v.data[0]!.slice(offset, batch.numRows);
+      const children = fields.map((f, i): Data => {
+        const v: Vector | undefined = added.get(f.name);
+        return v === undefined ? batch.data.children[i]! : (v.data[0] as Data).slice(offset, batch.numRows);
       });
       offset += batch.numRows;
       const data = makeData({ type: new Struct(fields), length: batch.numRows, nullCount: 0, children });

@@ -254,7 +254,7 @@ function copyIfObject<T>(v: T): T {
  * state the user chose to pass rather than configuration.
  */
 function structuredCloneKwargs(kwargs: Readonly<Record<string, unknown>>): Record<string, unknown> {
-  if (!isPlainObject(kwargs)) return kwargs as Record<string, unknown>;
+  if (!isPlainObject(kwargs)) return kwargs;
   return copyPlain(kwargs) as Record<string, unknown>;
 }
 
