@@ -202,6 +202,13 @@ describe('dpl run without -o', () => {
     expect(lines[at + 7]).toBe('... 5 more rows');
     expect(r.stderr).toBe('');
   });
+
+  it('runs a plain .js module too', async () => {
+    const r = await runDpl(['run', fixture('plain-js.js'), '-n', '3']);
+    expectSuccess(r);
+    expect(r.stdout).toMatch(/: 3 batches, 3 rows$/m);
+    expect(r.stdout).toMatch(/^first batch of count:\nrun_id\s+id\s+rows$/m);
+  });
 });
 
 describe('dpl run interrupted', () => {

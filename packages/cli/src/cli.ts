@@ -5,19 +5,25 @@ import yargs from 'yargs';
 import { isDplError, DplErrorCode, ensureError, TaskError } from '@dpl/core';
 import { runCommand } from './commands/run';
 import { printError } from './internal/output';
+import { UsageError } from './internal/usage-error';
 
 /** Exit code for a malformed command line. */
 export const EXIT_USAGE = 2;
 /** Exit code for a run or module that failed. */
 export const EXIT_FAILURE = 1;
 
-class UsageError extends Error {}
+
+const DPL_FRAME = /node:internal|\(node:|\/packages\/(core|cli|head|worker|client|wire)\/(dist|src)\/|\/node_modules\/@dpl\/|processImmediate/;
 
 /** Formats an error for people: one clear message; a task failure adds the task's own stack. */
 export function formatError(e: unknown): string {
   const err = ensureError(e);
   if (isDplError(err, DplErrorCode.TASK_FAILED) && err instanceof TaskError && err.remoteStack) {
-    const frames = err.remoteStack.split('\n').filter((l) => l.trimStart().startsWith('at ')).slice(0, 8);
+    // The user's frames only: not dpl's own, not Node's internals.
+    const frames = err.remoteStack
+      .split('\n')
+      .filter((l) => l.trimStart().startsWith('at ') && !DPL_FRAME.test(l))
+      .slice(0, 8);
     return `dpl: ${err.message}\n${frames.join('\n')}`;
   }
   return `dpl: ${err.message}`;
@@ -39,6 +45,7 @@ export async function main(argv: string[]): Promise<number> {
     .version()
     .wrap(Math.min(110, process.stdout.columns ?? 100))
     .fail((msg, err) => {
+      // yargs' own messages come as msg; .check() bodies throw UsageErrors (usageCheck).
       throw err ?? new UsageError(msg);
     });
   try {
@@ -50,16 +57,7 @@ export async function main(argv: string[]): Promise<number> {
       printError(`dpl: ${e.message}\nRun dpl --help (or dpl <command> --help) for usage.`);
       return EXIT_USAGE;
     }
-    if (!isDplError(e) && e instanceof Error && !(e as { code?: unknown }).code && isYargsValidation(e)) {
-      printError(`dpl: ${e.message}\nRun dpl --help (or dpl <command> --help) for usage.`);
-      return EXIT_USAGE;
-    }
     printError(formatError(e));
     return EXIT_FAILURE;
   }
-}
-
-/** Errors thrown from a `.check()` reach `.fail()` as `err`; they are usage errors too. */
-function isYargsValidation(e: Error): boolean {
-  return e.name === 'YError' || (e as { usage?: boolean }).usage === true;
 }

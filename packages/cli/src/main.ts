@@ -7,6 +7,9 @@ import { main } from './cli';
 // Stack traces of pipeline modules point at the user's source (the bundles carry source maps).
 process.setSourceMapsEnabled(true);
 
+// Until main() settles the exit code says failure: a run that stalls and lets the event loop
+// drain must never look like success.
+process.exitCode = 1;
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

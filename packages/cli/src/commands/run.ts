@@ -8,6 +8,7 @@ import { configureExecutor, withPipelineOptions, type PipelineArgs } from '../in
 import { createLogger, parseLogLevel } from '../internal/logger';
 import { parseResourcesFlag } from '../internal/resources-flag';
 import { formatTable, previewTable, print, printError } from '../internal/output';
+import { usageCheck } from '../internal/usage-error';
 
 /** Parsed `dpl run` arguments. */
 export interface RunArgs extends PipelineArgs {
@@ -37,17 +38,18 @@ export const runCommand: CommandModule<object, RunArgs> = {
         type: 'string',
         describe: 'custom resources this machine has, e.g. \'{"bigdb":1}\' or bigdb=1,ssd=2',
       })
-      .check((argv) => {
-        parseLogLevel(argv['log-level']);
-        for (const flag of ['num-cpus', 'num-gpus'] as const) {
-          const v = argv[flag];
-          if (v !== undefined && (!Number.isFinite(v) || v < 0)) {
-            throw new Error(`--${flag} must be a number >= 0, got ${String(v)}`);
+      .check((argv) =>
+        usageCheck(() => {
+          parseLogLevel(argv['log-level']);
+          for (const flag of ['num-cpus', 'num-gpus'] as const) {
+            const v = argv[flag];
+            if (v !== undefined && (!Number.isFinite(v) || v < 0)) {
+              throw new Error(`--${flag} must be a number >= 0, got ${String(v)}`);
+            }
           }
-        }
-        if (argv.resources !== undefined) parseResourcesFlag(argv.resources);
-        return true;
-      }) as unknown as Argv<RunArgs>,
+          if (argv.resources !== undefined) parseResourcesFlag(argv.resources);
+        }),
+      ) as unknown as Argv<RunArgs>,
   handler: async (args) => {
     process.exitCode = await runPipeline(args);
   },

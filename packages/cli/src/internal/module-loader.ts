@@ -94,6 +94,9 @@ export async function bundleModule(path: string): Promise<ModuleBundle> {
       format: 'esm',
       write: false,
       sourcemap: 'inline',
+      // Source paths are relative to the working directory; make stack traces point there, not
+      // next to the cached bundle.
+      sourceRoot: `${pathToFileURL(process.cwd()).href}/`,
       logLevel: 'silent',
       plugins: [sharedPackages],
       banner: {

@@ -4,6 +4,7 @@
  */
 import type { Argv } from 'yargs';
 import { parseAssignment, type PipelineExecutor } from '@dpl/core';
+import { usageCheck } from './usage-error';
 
 /** Parsed pipeline options. */
 export interface PipelineArgs {
@@ -59,13 +60,14 @@ export function withPipelineOptions<T>(y: Argv<T>): Argv<T & PipelineArgs> {
       default: false,
       describe: 'print the tasks, their settings and the context they need, then exit without running',
     })
-    .check((argv) => {
-      const n = argv['max-batches'];
-      if (n !== undefined && (!Number.isInteger(n) || n < 0)) {
-        throw new Error(`-n/--max-batches must be an integer >= 0, got ${String(n)}`);
-      }
-      return true;
-    }) as unknown as Argv<T & PipelineArgs>;
+    .check((argv) =>
+      usageCheck(() => {
+        const n = argv['max-batches'];
+        if (n !== undefined && (!Number.isInteger(n) || n < 0)) {
+          throw new Error(`-n/--max-batches must be an integer >= 0, got ${String(n)}`);
+        }
+      }),
+    ) as unknown as Argv<T & PipelineArgs>;
 }
 
 /**

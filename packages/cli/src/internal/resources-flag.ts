@@ -10,7 +10,7 @@ import { resourceProblems, type ResourceMap } from '@dpl/core';
 export function parseResourcesFlag(text: string): ResourceMap {
   const trimmed = text.trim();
   let map: unknown;
-  if (trimmed.startsWith('{')) {
+  if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
     try {
       map = JSON.parse(trimmed);
     } catch (e) {

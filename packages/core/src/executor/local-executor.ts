@@ -175,6 +175,8 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
   private stopped = false;
   private pulling = false;
   private iterated = false;
+  /** Retry timers; they keep the process alive (a run waiting only on a retry is not over). */
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
 
   constructor(
     graph: PipelineGraph,
@@ -239,6 +241,7 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
   async cancel(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.clearRetryTimers();
     this.log.info(this.scheduler.stats(), 'run cancelled');
     this.wake();
     await this.closeSource();
@@ -341,18 +344,22 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
     }
     const delay = Math.min(this.options.retryBackoffMs * 2 ** (call.attempt - 1), MAX_RETRY_BACKOFF_MS);
     this.log.warn({ task: call.task, batchId: call.id, attempt: call.attempt, delayMs: delay, err: failure.cause }, 'task failed, retrying');
-    setTimeout(() => {
+    const timer = setTimeout(() => {
+      this.retryTimers.delete(timer);
       if (this.stopped) return;
       this.scheduler.retry(call.id);
       this.pump();
-    }, delay).unref();
+    }, delay);
+    this.retryTimers.add(timer);
   }
 
   private failRun(err: Error): void {
     if (this.stopped) return;
     this.error = err;
     this.stopped = true;
-    this.log.error({ err }, 'run failed');
+    this.clearRetryTimers();
+    // The error reaches the consumer, who decides how to report it: log it only for debugging.
+    this.log.debug({ err }, 'run failed');
     void this.closeSource();
     this.wake();
   }
@@ -377,6 +384,11 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
       this.waiter = undefined;
       w.resolve({ value: undefined, done: true });
     }
+  }
+
+  private clearRetryTimers(): void {
+    for (const t of this.retryTimers) clearTimeout(t);
+    this.retryTimers.clear();
   }
 
   private async closeSource(): Promise<void> {

@@ -1,0 +1,55 @@
+import { join } from 'node:path';
+import { bundleModule, parseResourcesFlag } from '@dpl/cli';
+import { isDplError } from '@dpl/core';
+import { parseLogLevel } from '../src/internal/logger';
+import { formatTable } from '../src/internal/output';
+
+const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures');
+
+describe('parseResourcesFlag', () => {
+  it('reads JSON and name=value pairs', () => {
+    expect(parseResourcesFlag('{"bigdb":1}')).toEqual({ bigdb: 1 });
+    expect(parseResourcesFlag('bigdb=1, ssd=2.5')).toEqual({ bigdb: 1, ssd: 2.5 });
+    expect(parseResourcesFlag('')).toEqual({});
+  });
+
+  it('rejects malformed text with the rule and an example', () => {
+    expect(() => parseResourcesFlag('{bad')).toThrow(/--resources "\{bad" is not valid JSON .*write it like --resources '\{"bigdb":1\}'/);
+    expect(() => parseResourcesFlag('bigdb')).toThrow('"bigdb" is not name=value');
+    expect(() => parseResourcesFlag('bigdb=-1')).toThrow('--resources.bigdb must be a number >= 0, got -1');
+    expect(() => parseResourcesFlag('bigdb=x')).toThrow('--resources.bigdb must be a number >= 0, got NaN');
+    expect(() => parseResourcesFlag('[1]')).toThrow('must be an object of resource name to number');
+    expect(() => parseResourcesFlag('{"CPU":2}')).toThrow('--resources may not set CPU; use --num-cpus instead');
+  });
+});
+
+describe('parseLogLevel', () => {
+  it('accepts levels in any case and rejects others', () => {
+    expect(parseLogLevel('INFO')).toBe('info');
+    expect(() => parseLogLevel('loud')).toThrow('log level "loud" is unknown; use one of trace, debug, info, warn, error, silent');
+  });
+});
+
+describe('formatTable', () => {
+  it('aligns text left and numbers right', () => {
+    expect(formatTable(['task', 'rows'], [['a', 5], ['long', 100]])).toBe('task  rows\na        5\nlong   100');
+  });
+});
+
+describe('bundleModule', () => {
+  it('bundles a TypeScript module, keeping shared packages outside the bundle', async () => {
+    const bundle = await bundleModule(join(fixtures, 'branching.ts'));
+    expect(bundle.hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(bundle.code).toContain('__require("@dpl/core")');
+    expect(bundle.code).not.toContain('class Table'); // apache-arrow is not inlined
+    const again = await bundleModule(join(fixtures, 'branching.ts'));
+    expect(again.hash).toBe(bundle.hash); // content-addressed
+  });
+
+  it('names a missing file and a wrong extension', async () => {
+    const missing = await bundleModule('nope/none.ts').catch((e: unknown) => e);
+    expect(isDplError(missing, 'MODULE')).toBe(true);
+    expect((missing as Error).message).toMatch(/^pipeline module nope\/none.ts not found \(looked at .*none.ts\); pass the path of a .ts or .js file/);
+    await expect(bundleModule(join(fixtures, 'not-a-module.txt'))).rejects.toThrow('has extension ".txt"; use a .ts or .js file');
+  });
+});
