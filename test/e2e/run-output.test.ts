@@ -2,10 +2,13 @@
  * `dpl run` end to end: what it writes (-o), prints, and how -s, -c, -f and -n change a run.
  * Each test starts the built CLI (`npm run build` first) and reads its parquet output with DuckDB.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  DPL_MAIN,
+  REPO_ROOT,
   UUID,
   fixture,
   killDplProcesses,
@@ -242,5 +245,20 @@ describe('dpl run interrupted', () => {
     expect(perFile.reduce((a, b) => a + b, 0)).toBe(rowCount);
     const ids = (await readParquet(out)).map((row) => Number(row.id));
     expect(new Set(ids).size).toBe(ids.length);
+  });
+});
+
+describe('dpl run into a closed pipe', () => {
+  it('exits quietly when stdout closes early (dpl run … | head)', async () => {
+    const child = spawn(process.execPath, [DPL_MAIN, 'run', QUICKSTART, '-n', '200'], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.once('data', () => child.stdout.destroy()); // the reader goes away
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(stderr).not.toContain('EPIPE');
+    expect(code).toBe(0);
   });
 });
