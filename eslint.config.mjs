@@ -43,6 +43,13 @@ export default tseslint.config(
     },
   },
   {
+    // wire is the one package that may import the generated types.
+    files: ['packages/wire/src/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: ['@dpl/*/src/*', '@dpl/*/dist/*'] }],
+    },
+  },
+  {
     files: ['**/test/**/*.ts', 'test/**/*.ts'],
     extends: [jest.configs['flat/recommended']],
     rules: {

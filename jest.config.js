@@ -19,6 +19,12 @@ module.exports = {
       // e2e tests run the built CLI (`npm test` builds first) as child processes.
       moduleNameMapper: {},
     },
+    {
+      ...common,
+      displayName: 'integration',
+      // Real head and worker processes on loopback; the SDK is used from source.
+      testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
+    },
   ],
   testTimeout: 60_000,
 };

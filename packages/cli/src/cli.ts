@@ -4,6 +4,9 @@
 import yargs from 'yargs';
 import { isDplError, DplErrorCode, ensureError, TaskError } from '@dpl/core';
 import { runCommand } from './commands/run';
+import { headCommand } from './commands/head';
+import { workerCommand } from './commands/worker';
+import { statusCommand } from './commands/status';
 import { printError } from './internal/output';
 import { UsageError } from './internal/usage-error';
 
@@ -37,6 +40,9 @@ export async function main(argv: string[]): Promise<number> {
     .scriptName('dpl')
     .usage('$0 <command> [options]\n\nStreaming batch pipelines over Arrow dataframes.')
     .command(runCommand)
+    .command(headCommand)
+    .command(workerCommand)
+    .command(statusCommand)
     .demandCommand(1, 'name a command, e.g. dpl run examples/quickstart.ts -n 100')
     .strict()
     .recommendCommands()

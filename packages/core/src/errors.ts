@@ -22,6 +22,10 @@ export const DplErrorCode = {
   CANCELLED: 'CANCELLED',
   /** A pipeline module could not be found, bundled or loaded. */
   MODULE: 'MODULE',
+  /** The head (or another daemon) cannot be reached. */
+  UNAVAILABLE: 'UNAVAILABLE',
+  /** The cluster refused the token. */
+  UNAUTHENTICATED: 'UNAUTHENTICATED',
   /** A bug in dpl itself. */
   INTERNAL: 'INTERNAL',
 } as const;
@@ -143,6 +147,8 @@ export function isRetryableCode(code: DplErrorCode): boolean {
     case DplErrorCode.INFEASIBLE:
     case DplErrorCode.CANCELLED:
     case DplErrorCode.MODULE:
+    case DplErrorCode.UNAVAILABLE:
+    case DplErrorCode.UNAUTHENTICATED:
     case DplErrorCode.INTERNAL:
       return false;
   }

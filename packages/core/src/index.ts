@@ -83,3 +83,4 @@ export { writeParquet, readParquet } from './data/parquet';
 export type { ParquetCompression, ParquetWriteOptions } from './data/parquet';
 export { silentLogger } from './logger';
 export type { Logger, LogFn } from './logger';
+export { DPL_VERSION } from './version';

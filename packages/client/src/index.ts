@@ -1,0 +1,13 @@
+/**
+ * @dpl/client: the TypeScript SDK for a dpl cluster.
+ *
+ * ```ts
+ * import { connect } from '@dpl/client';
+ * const cluster = await connect('127.0.0.1:6380', { token: process.env.DPL_TOKEN });
+ * for (const w of (await cluster.status()).workers) console.log(w.id, w.resources.available);
+ * await cluster.close();
+ * ```
+ */
+export { connect } from './cluster';
+export type { Cluster, ConnectOptions } from './cluster';
+export type { ClusterStatus, WorkerInfo, WorkerState, JobInfo } from '@dpl/wire';

@@ -1,0 +1,78 @@
+/**
+ * Options of the head daemon.
+ */
+import { silentLogger, type Logger } from '@dpl/core';
+
+/** The port `dpl head start` listens on by default. */
+export const DEFAULT_HEAD_PORT = 6380;
+/** @default 1000 */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1_000;
+/** @default 5000 */
+export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 5_000;
+
+export interface HeadOptions {
+  /** Address to listen on. @default '127.0.0.1' */
+  host?: string;
+  /** gRPC port; 0 picks a free one. @default 6380 */
+  port?: number;
+  /** The cluster token every RPC must carry. @default undefined (no token) */
+  token?: string;
+  /** Allow listening on a non-loopback address without a token. @default false */
+  insecure?: boolean;
+  /** How often workers send heartbeats. @default 1000 */
+  heartbeatIntervalMs?: number;
+  /** A worker silent for this long is dead. @default 5000 */
+  heartbeatTimeoutMs?: number;
+  logger?: Logger;
+}
+
+export interface ResolvedHeadOptions {
+  host: string;
+  port: number;
+  token: string | undefined;
+  insecure: boolean;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  logger: Logger;
+}
+
+/** Whether `host` only accepts connections from this machine. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/**
+ * Fills defaults and checks every option.
+ * @throws TypeError listing every problem, including a non-loopback address without a token.
+ */
+export function resolveHeadOptions(o: HeadOptions = {}): ResolvedHeadOptions {
+  const r: ResolvedHeadOptions = {
+    host: o.host ?? '127.0.0.1',
+    port: o.port ?? DEFAULT_HEAD_PORT,
+    token: o.token === '' ? undefined : o.token,
+    insecure: o.insecure ?? false,
+    heartbeatIntervalMs: o.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
+    heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
+    logger: o.logger ?? silentLogger,
+  };
+  const problems: string[] = [];
+  if (!Number.isInteger(r.port) || r.port < 0 || r.port > 65535) {
+    problems.push(`port must be an integer from 0 to 65535, got ${r.port}`);
+  }
+  for (const [name, v] of [['heartbeatIntervalMs', r.heartbeatIntervalMs], ['heartbeatTimeoutMs', r.heartbeatTimeoutMs]] as const) {
+    if (!Number.isFinite(v) || v <= 0) problems.push(`${name} must be a number > 0, got ${v}`);
+  }
+  if (r.heartbeatTimeoutMs <= r.heartbeatIntervalMs) {
+    problems.push(
+      `heartbeatTimeoutMs (${r.heartbeatTimeoutMs}) must be longer than heartbeatIntervalMs (${r.heartbeatIntervalMs})`,
+    );
+  }
+  if (!isLoopback(r.host) && r.token === undefined && !r.insecure) {
+    problems.push(
+      `refusing to listen on ${r.host} without a token: anyone who reaches it could run code on the cluster; ` +
+        'set a token (--token or DPL_TOKEN), or pass --insecure if the network is trusted',
+    );
+  }
+  if (problems.length > 0) throw new TypeError(problems.join('; '));
+  return r;
+}

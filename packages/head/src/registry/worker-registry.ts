@@ -1,0 +1,128 @@
+/**
+ * The head's registry of workers: who is alive, what each has in total and free, and when each
+ * was last heard from. Pure bookkeeping with an injected clock; the gRPC layer feeds it.
+ */
+import { randomBytes } from 'node:crypto';
+import { ResourceSet, type ResourceMap } from '@dpl/core';
+import type { ClusterStatus, WorkerInfo, WorkerState } from '@dpl/wire';
+
+/** What a worker tells the head when it registers. */
+export interface WorkerRegistration {
+  address: string;
+  hostname: string;
+  pid: number;
+  resources: ResourceMap;
+}
+
+/** One registered worker. */
+export interface WorkerRecord {
+  readonly id: string;
+  readonly address: string;
+  readonly hostname: string;
+  readonly pid: number;
+  readonly total: ResourceSet;
+  available: ResourceSet;
+  state: WorkerState;
+  lastHeartbeatMs: number;
+  readonly registeredAtMs: number;
+  /** Why it died, once it has. */
+  deathReason?: string;
+}
+
+/** How many dead workers `status()` still lists (the most recent ones). */
+export const DEAD_WORKERS_KEPT = 50;
+
+export class WorkerRegistry {
+  private readonly live = new Map<string, WorkerRecord>();
+  private readonly dead: WorkerRecord[] = [];
+  private next = 0;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /**
+   * Adds a worker and returns its record. Every registration is a new worker with a new id,
+   * also when the same process registers again after losing the head.
+   * @throws TypeError when the resources are malformed.
+   */
+  register(reg: WorkerRegistration): WorkerRecord {
+    const total = ResourceSet.from(reg.resources);
+    const at = this.now();
+    // A random suffix keeps ids unique across head restarts (workers re-register as new).
+    const host = reg.hostname.replace(/[^A-Za-z0-9-]/g, '').slice(0, 20) || 'host';
+    const id = `w${++this.next}-${host}-${randomBytes(2).toString('hex')}`;
+    const rec: WorkerRecord = {
+      id,
+      address: reg.address,
+      hostname: reg.hostname,
+      pid: reg.pid,
+      total,
+      available: total,
+      state: 'alive',
+      lastHeartbeatMs: at,
+      registeredAtMs: at,
+    };
+    this.live.set(id, rec);
+    return rec;
+  }
+
+  /** Records a heartbeat; false when the worker is not (or no longer) registered. */
+  heartbeat(id: string): boolean {
+    const rec = this.live.get(id);
+    if (rec === undefined) return false;
+    rec.lastHeartbeatMs = this.now();
+    return true;
+  }
+
+  /** Removes a worker from the live set; its resources leave the cluster. Idempotent. */
+  markDead(id: string, reason: string): WorkerRecord | undefined {
+    const rec = this.live.get(id);
+    if (rec === undefined) return undefined;
+    this.live.delete(id);
+    rec.state = 'dead';
+    rec.available = ResourceSet.EMPTY;
+    rec.deathReason = reason;
+    this.dead.push(rec);
+    if (this.dead.length > DEAD_WORKERS_KEPT) this.dead.shift();
+    return rec;
+  }
+
+  /** The live workers silent for longer than `timeoutMs`. */
+  silent(timeoutMs: number): WorkerRecord[] {
+    const now = this.now();
+    return [...this.live.values()].filter((w) => now - w.lastHeartbeatMs > timeoutMs);
+  }
+
+  get(id: string): WorkerRecord | undefined {
+    return this.live.get(id);
+  }
+
+  /** Live workers, in registration order. */
+  workers(): WorkerRecord[] {
+    return [...this.live.values()];
+  }
+
+  /** The live workers' resources added up (for display only: placement never sums workers). */
+  totals(): { total: ResourceSet; available: ResourceSet } {
+    let total = ResourceSet.EMPTY;
+    let available = ResourceSet.EMPTY;
+    for (const w of this.live.values()) {
+      total = total.add(w.total);
+      available = available.add(w.available);
+    }
+    return { total, available };
+  }
+
+  /** Live workers, then the most recently dead ones. */
+  status(version: string): ClusterStatus {
+    const info = (w: WorkerRecord): WorkerInfo => ({
+      id: w.id,
+      address: w.address,
+      hostname: w.hostname,
+      state: w.state,
+      resources: { total: w.total.toJSON(), available: w.available.toJSON() },
+      lastHeartbeatMs: w.lastHeartbeatMs,
+      registeredAtMs: w.registeredAtMs,
+    });
+    return { workers: [...this.live.values(), ...[...this.dead].reverse()].map(info), jobs: [], version };
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * Options of the worker daemon.
+ */
+import { availableParallelism, hostname } from 'node:os';
+import { CPU, GPU, ResourceSet, detectGpus, silentLogger, type Logger, type ResourceMap } from '@dpl/core';
+
+export interface WorkerOptions {
+  /** The head's `host:port`. Required. */
+  address: string;
+  /** The cluster token. @default undefined */
+  token?: string;
+  /** CPUs to advertise. @default the machine's available parallelism */
+  numCpus?: number;
+  /** GPUs to advertise. @default what `nvidia-smi -L` lists, else 0 */
+  numGpus?: number;
+  /** Custom resources to advertise, e.g. `{ bigdb: 1 }`. @default {} */
+  resources?: ResourceMap;
+  /** The name the head shows for this worker. @default os.hostname() */
+  hostname?: string;
+  /** First delay before reconnecting to a lost head; doubles up to `maxReconnectDelayMs`. @default 200 */
+  reconnectDelayMs?: number;
+  /** @default 5000 */
+  maxReconnectDelayMs?: number;
+  logger?: Logger;
+}
+
+export interface ResolvedWorkerOptions {
+  address: string;
+  token: string | undefined;
+  resources: ResourceSet;
+  hostname: string;
+  reconnectDelayMs: number;
+  maxReconnectDelayMs: number;
+  logger: Logger;
+}
+
+/**
+ * Fills defaults and checks every option.
+ * @throws TypeError listing every problem.
+ */
+export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
+  const problems: string[] = [];
+  if (typeof o.address !== 'string' || !/^(\[[^\]]+\]|[^:\s]+):\d+$/.test(o.address)) {
+    problems.push(`address must be the head's host:port, e.g. 127.0.0.1:6380, got ${JSON.stringify(o.address)}`);
+  }
+  let resources = ResourceSet.EMPTY;
+  try {
+    resources = ResourceSet.from({
+      ...(o.resources ?? {}),
+      [CPU]: o.numCpus ?? availableParallelism(),
+      [GPU]: o.numGpus ?? detectGpus(),
+    });
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
+  if (problems.length > 0) throw new TypeError(`invalid worker options: ${problems.join('; ')}`);
+  return {
+    address: o.address,
+    token: o.token === '' ? undefined : o.token,
+    resources,
+    hostname: o.hostname ?? hostname(),
+    reconnectDelayMs: o.reconnectDelayMs ?? 200,
+    maxReconnectDelayMs: o.maxReconnectDelayMs ?? 5_000,
+    logger: o.logger ?? silentLogger,
+  };
+}

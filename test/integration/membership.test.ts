@@ -1,0 +1,106 @@
+/**
+ * Cluster membership with real processes: workers register their resources, heartbeat, and
+ * leave the cluster when they die, stall or disconnect; the token is enforced.
+ */
+import { killDplProcesses, runDpl, waitFor } from '../helpers/cli';
+import { startHeadProcess, startWorkerProcess, statusOf, waitForWorkers } from '../helpers/cluster';
+
+afterEach(killDplProcesses);
+
+const FAST_HEARTBEATS = ['--heartbeat-interval-ms', '100', '--heartbeat-timeout-ms', '800'];
+
+describe('a cluster of real processes', () => {
+  it('lists each worker with the resources it advertised, free and total', async () => {
+    const head = await startHeadProcess();
+    const big = startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"bigdb":1}']);
+    startWorkerProcess(head.address, ['--num-cpus', '1', '--num-gpus', '2', '--resources', 'ssd=0.5']);
+    const status = await waitForWorkers(head.address, 2);
+    const totals = status.workers.map((w) => w.resources.total).sort((a, b) => (a.CPU ?? 0) - (b.CPU ?? 0));
+    expect(totals).toEqual([{ CPU: 1, GPU: 2, ssd: 0.5 }, { CPU: 2, bigdb: 1 }]);
+    for (const w of status.workers) expect(w.resources.available).toEqual(w.resources.total);
+    await waitFor(() => /dpl worker w\d+-\S+ joined the head at/.test(big.stdout), { what: 'the join line' });
+
+    const text = await runDpl(['status', '--address', head.address]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/2 workers, 0 jobs/);
+    expect(text.stdout).toMatch(/CPU 2\/2, bigdb 1\/1/);
+    const json = await runDpl(['status', '--json'], { env: { DPL_ADDRESS: head.address } });
+    expect(JSON.parse(json.stdout).workers).toHaveLength(2);
+  });
+
+  it('drops a killed worker at once (its connection closes)', async () => {
+    const head = await startHeadProcess();
+    const doomed = startWorkerProcess(head.address, ['--num-cpus', '1']);
+    startWorkerProcess(head.address, ['--num-cpus', '1']);
+    await waitForWorkers(head.address, 2);
+    doomed.child.kill('SIGKILL');
+    const status = await waitForWorkers(head.address, 1, undefined, 5_000);
+    expect(status.workers.filter((w) => w.state === 'dead')).toHaveLength(1);
+    expect(status.workers.find((w) => w.state === 'dead')!.resources.available).toEqual({});
+  });
+
+  it('drops a stalled worker after missed heartbeats, and takes it back as a new worker', async () => {
+    const head = await startHeadProcess(FAST_HEARTBEATS);
+    const stalled = startWorkerProcess(head.address, ['--num-cpus', '1']);
+    const before = await waitForWorkers(head.address, 1);
+    const firstId = before.workers[0]!.id;
+    stalled.child.kill('SIGSTOP');
+    const t0 = Date.now();
+    await waitForWorkers(head.address, 0, undefined, 5_000);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    stalled.child.kill('SIGCONT');
+    const after = await waitForWorkers(head.address, 1, undefined, 10_000);
+    const live = after.workers.find((w) => w.state === 'alive')!;
+    expect(live.id).not.toBe(firstId);
+  });
+
+  it('keeps workers reconnecting until a restarted head takes them back', async () => {
+    const head = await startHeadProcess(FAST_HEARTBEATS);
+    startWorkerProcess(head.address, ['--num-cpus', '1']);
+    await waitForWorkers(head.address, 1);
+    head.process.child.kill('SIGTERM');
+    await head.process.exited;
+    const port = head.address.split(':').pop()!;
+    const again = await startHeadProcess(['--port', port, ...FAST_HEARTBEATS]);
+    await waitForWorkers(again.address, 1, undefined, 15_000);
+  });
+
+  it('refuses workers and clients without the token', async () => {
+    const head = await startHeadProcess([], { DPL_TOKEN: 's3cret' });
+    const intruder = startWorkerProcess(head.address, ['--num-cpus', '1'], { DPL_TOKEN: undefined });
+    startWorkerProcess(head.address, ['--num-cpus', '1', '--token', 's3cret']);
+    await waitForWorkers(head.address, 1, 's3cret');
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await statusOf(head.address, 's3cret')).workers.filter((w) => w.state === 'alive')).toHaveLength(1);
+    expect(intruder.stderr).toMatch(/missing or wrong cluster token/);
+
+    const wrong = await runDpl(['status', '--address', head.address, '--token', 'nope']);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/^dpl: the head at 127\.0\.0\.1:\d+ refused the token: missing or wrong cluster token/);
+    const right = await runDpl(['status', '--address', head.address], { env: { DPL_TOKEN: 's3cret' } });
+    expect(right.code).toBe(0);
+  });
+});
+
+describe('bad input to the daemons', () => {
+  it('refuses a non-loopback head without a token unless --insecure', async () => {
+    const r = await runDpl(['head', 'start', '--host', '0.0.0.0', '--port', '0']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/refusing to listen on 0\.0\.0\.0 without a token.*--token or DPL_TOKEN.*--insecure/);
+  });
+
+  it('says clearly when the head cannot be reached', async () => {
+    const r = await runDpl(['status', '--address', '127.0.0.1:1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^dpl: cannot reach the dpl head at 127\.0\.0\.1:1 .*is `dpl head start` running there/);
+  });
+
+  it('rejects malformed worker resources and a missing address as usage errors', async () => {
+    const bad = await runDpl(['worker', 'start', '--address', '127.0.0.1:1', '--resources', '{"bigdb":-1}']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--resources\.bigdb must be a number >= 0, got -1/);
+    const none = await runDpl(['worker', 'start'], { env: { DPL_ADDRESS: undefined } });
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/--address HOST:PORT or DPL_ADDRESS/);
+  });
+});
