@@ -2,20 +2,17 @@
  * `dpl run MODULE`: runs a pipeline module on this machine, with no setup.
  */
 import type { Argv, CommandModule } from 'yargs';
-import { LocalExecutor, type OutputBatch, type PipelineRun, type ResourceMap } from '@dpl/core';
+import { LocalExecutor, type OutputBatch, type PipelineRun } from '@dpl/core';
 import { loadPipelineModule } from '../internal/module-loader';
 import { configureExecutor, withPipelineOptions, type PipelineArgs } from '../internal/pipeline-options';
 import { createLogger, parseLogLevel } from '../internal/logger';
-import { parseResourcesFlag } from '../internal/resources-flag';
+import { checkResourceArgs, resourcesOf, withResourceOptions, type ResourceArgs } from '../internal/resource-options';
 import { formatTable, previewTable, print, printError } from '../internal/output';
 import { usageCheck } from '../internal/usage-error';
 
 /** Parsed `dpl run` arguments. */
-export interface RunArgs extends PipelineArgs {
+export interface RunArgs extends PipelineArgs, ResourceArgs {
   logLevel: string;
-  numCpus?: number;
-  numGpus?: number;
-  resources?: string;
 }
 
 /** The exit code after Ctrl-C. */
@@ -25,29 +22,17 @@ export const runCommand: CommandModule<object, RunArgs> = {
   command: 'run <module>',
   describe: 'run a pipeline module on this machine (no setup needed)',
   builder: (y: Argv) =>
-    withPipelineOptions(y)
+    withResourceOptions(withPipelineOptions(y), 'schedule against')
       .option('log-level', {
         alias: 'v',
         type: 'string',
         default: 'warn',
         describe: 'log level on stderr: trace, debug, info, warn, error or silent',
       })
-      .option('num-cpus', { type: 'number', describe: 'CPUs to schedule against (default: all cores)' })
-      .option('num-gpus', { type: 'number', describe: 'GPUs to schedule against (default: what nvidia-smi lists)' })
-      .option('resources', {
-        type: 'string',
-        describe: 'custom resources this machine has, e.g. \'{"bigdb":1}\' or bigdb=1,ssd=2',
-      })
       .check((argv) =>
         usageCheck(() => {
-          parseLogLevel(argv['log-level']);
-          for (const flag of ['num-cpus', 'num-gpus'] as const) {
-            const v = argv[flag];
-            if (v !== undefined && (!Number.isFinite(v) || v < 0)) {
-              throw new Error(`--${flag} must be a number >= 0, got ${String(v)}`);
-            }
-          }
-          if (argv.resources !== undefined) parseResourcesFlag(argv.resources);
+          parseLogLevel(String(argv['log-level']));
+          checkResourceArgs(argv);
         }),
       ) as unknown as Argv<RunArgs>,
   handler: async (args) => {
@@ -59,8 +44,7 @@ export const runCommand: CommandModule<object, RunArgs> = {
 export async function runPipeline(args: RunArgs): Promise<number> {
   const logger = createLogger(parseLogLevel(args.logLevel));
   const mod = await loadPipelineModule(args.module);
-  const resources: ResourceMap | undefined =
-    args.resources === undefined ? undefined : parseResourcesFlag(args.resources);
+  const resources = resourcesOf(args);
   const executor = new LocalExecutor(mod.graph, {
     generator: mod.generator,
     maxBatches: args.maxBatches ?? mod.maxBatches,

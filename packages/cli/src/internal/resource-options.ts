@@ -1,0 +1,43 @@
+/**
+ * The options that say what resources a machine has: `--num-cpus`, `--num-gpus`, `--resources`
+ * (for `dpl worker start`, and for `dpl run`'s local machine).
+ */
+import type { Argv } from 'yargs';
+import type { ResourceMap } from '@dpl/core';
+import { parseResourcesFlag } from './resources-flag';
+
+export interface ResourceArgs {
+  numCpus?: number;
+  numGpus?: number;
+  resources?: string;
+}
+
+/** Adds the three options; `verb` completes "CPUs to …" in the help. */
+export function withResourceOptions<T>(y: Argv<T>, verb: string): Argv<T & ResourceArgs> {
+  return y
+    .option('num-cpus', { type: 'number', describe: `CPUs to ${verb} (default: all cores)` })
+    .option('num-gpus', { type: 'number', describe: `GPUs to ${verb} (default: what nvidia-smi lists)` })
+    .option('resources', {
+      type: 'string',
+      describe: `custom resources to ${verb}, e.g. '{"bigdb":1}' or bigdb=1,ssd=2`,
+    });
+}
+
+/**
+ * Checks the three options.
+ * @throws Error naming the flag and the rule.
+ */
+export function checkResourceArgs(argv: Record<string, unknown>): void {
+  for (const flag of ['num-cpus', 'num-gpus'] as const) {
+    const v = argv[flag];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) {
+      throw new Error(`--${flag} must be a number >= 0, got ${typeof v === "number" ? v : JSON.stringify(v)}`);
+    }
+  }
+  if (typeof argv.resources === 'string') parseResourcesFlag(argv.resources);
+}
+
+/** The custom resources given, if any. */
+export function resourcesOf(args: ResourceArgs): ResourceMap | undefined {
+  return args.resources === undefined ? undefined : parseResourcesFlag(args.resources);
+}
