@@ -12,6 +12,10 @@ module.exports = {
   projects: [
     { ...common, displayName: 'core', testMatch: ['<rootDir>/packages/core/test/**/*.test.ts'] },
     { ...common, displayName: 'cli', testMatch: ['<rootDir>/packages/cli/test/**/*.test.ts'] },
+    { ...common, displayName: 'wire', testMatch: ['<rootDir>/packages/wire/test/**/*.test.ts'] },
+    { ...common, displayName: 'head', testMatch: ['<rootDir>/packages/head/test/**/*.test.ts'] },
+    { ...common, displayName: 'worker', testMatch: ['<rootDir>/packages/worker/test/**/*.test.ts'] },
+    { ...common, displayName: 'client', testMatch: ['<rootDir>/packages/client/test/**/*.test.ts'] },
     {
       ...common,
       displayName: 'e2e',

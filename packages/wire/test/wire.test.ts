@@ -1,0 +1,85 @@
+import * as grpc from '@grpc/grpc-js';
+import { DplError, DplErrorCode, TaskError, isDplError } from '@dpl/core';
+import {
+  errorFromProto,
+  errorToProto,
+  loadDplProto,
+  presentedToken,
+  resourcesFromProto,
+  resourcesToProto,
+  statusFromProto,
+  statusToProto,
+  tokenMatches,
+  tokenMetadata,
+  type ClusterStatus,
+} from '@dpl/wire';
+
+describe('token metadata', () => {
+  it('carries the token as a bearer header and matches only the same token', () => {
+    const md = tokenMetadata('s3cret');
+    expect(presentedToken(md)).toBe('Bearer s3cret');
+    expect(tokenMatches('s3cret', presentedToken(md))).toBe(true);
+    expect(tokenMatches('s3cret', 'Bearer s3cre')).toBe(false);
+    expect(tokenMatches('s3cret', 's3cret')).toBe(false); // no Bearer prefix
+    expect(tokenMatches('s3cret', undefined)).toBe(false);
+  });
+
+  it('lets everything through when no token is set, and sends none', () => {
+    expect(tokenMatches(undefined, undefined)).toBe(true);
+    expect(presentedToken(tokenMetadata(undefined))).toBeUndefined();
+    expect(presentedToken(tokenMetadata(''))).toBeUndefined();
+  });
+});
+
+describe('codecs', () => {
+  it('round-trips resource maps, fractions included', () => {
+    expect(resourcesFromProto(resourcesToProto({ CPU: 2, GPU: 0.25, bigdb: 1 }) as never)).toEqual({ CPU: 2, GPU: 0.25, bigdb: 1 });
+    expect(resourcesFromProto(null)).toEqual({});
+  });
+
+  it('round-trips a task failure with its task, batch, attempt and stack', () => {
+    const err = new TaskError('round', 'round#3', 2, 'task "round" failed', { remoteStack: 'Error: x\n    at f (p.ts:1:1)' });
+    const back = errorFromProto(errorToProto(err) as never);
+    expect(back).toBeInstanceOf(TaskError);
+    expect(back).toMatchObject({ task: 'round', batchId: 'round#3', attempt: 2, message: 'task "round" failed', code: 'TASK_FAILED' });
+    expect((back as TaskError).remoteStack).toContain('p.ts:1:1');
+  });
+
+  it('keeps the code of other errors and maps unknown codes and plain errors to INTERNAL', () => {
+    const back = errorFromProto(errorToProto(new DplError(DplErrorCode.INFEASIBLE, 'no gpu')) as never);
+    expect(isDplError(back, 'INFEASIBLE')).toBe(true);
+    expect(back.retryable).toBe(false);
+    expect(errorFromProto(errorToProto(new Error('plain')) as never).code).toBe('INTERNAL');
+    expect(errorFromProto({ code: 'BOGUS', message: 'm', stack: '', task: '', batch_id: '', attempt: 0, retryable: false }).code).toBe('INTERNAL');
+  });
+
+  it('round-trips the cluster status through its proto message', () => {
+    const status: ClusterStatus = {
+      version: '1.2.3',
+      jobs: [{ id: 'j1', state: 'running' }],
+      workers: [
+        {
+          id: 'w1',
+          address: '10.0.0.1:7000',
+          hostname: 'a',
+          state: 'draining',
+          resources: { total: { CPU: 4, bigdb: 1 }, available: { CPU: 1.5 } },
+          lastHeartbeatMs: 1_700_000_000_123,
+          registeredAtMs: 1_700_000_000_000,
+        },
+      ],
+    };
+    const type = loadDplProto().GetStatusResponse;
+    expect(type).toBeDefined();
+    expect(statusFromProto(statusToProto(status) as never)).toEqual(status);
+  });
+});
+
+describe('loadDplProto', () => {
+  it('loads the HeadService definition once', () => {
+    const a = loadDplProto();
+    expect(a).toBe(loadDplProto());
+    expect(Object.keys(a.HeadService.service)).toEqual(['ConnectWorker', 'GetStatus']);
+    expect(grpc.status.UNAUTHENTICATED).toBe(16);
+  });
+});
