@@ -7,7 +7,5 @@
  * ```
  */
 export { main, formatError, EXIT_USAGE, EXIT_FAILURE } from './cli';
-export { loadPipelineModule, bundleModule, importBundle, moduleCacheDir } from './internal/module-loader';
-export type { PipelineModule, ModuleBundle } from './internal/module-loader';
 export { parseResourcesFlag } from './internal/resources-flag';
 export { EXIT_INTERRUPTED } from './commands/run';

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import { bundleModule, parseResourcesFlag } from '@dpl/cli';
+import { parseResourcesFlag } from '@dpl/cli';
+import { bundleModule } from '@dpl/client';
 import { isDplError } from '@dpl/core';
 import { parseLogLevel } from '../src/internal/logger';
 import { formatTable } from '../src/internal/output';

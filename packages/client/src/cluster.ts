@@ -12,6 +12,9 @@ import {
   type GetStatusResponse,
   type HeadServiceClient,
 } from '@dpl/wire';
+import { ClusterExecutor } from './cluster-executor';
+import type { ClusterRun } from './cluster-run';
+import { loadPipelineModule, type LoadedModule } from './module/bundle';
 
 /** Options of {@link connect}. */
 export interface ConnectOptions {
@@ -21,10 +24,30 @@ export interface ConnectOptions {
   timeoutMs?: number;
 }
 
+/** Options of {@link Cluster.submit}. */
+export interface SubmitOptions {
+  /** Task settings: `{ round: { batchSize: 5 } }` or coordinates `{ 'round.kwargs.decimals': 2 }`. */
+  config?: Record<string, unknown>;
+  /** Context values for the tasks' contextKwargs. */
+  context?: Record<string, unknown>;
+  /** Stop after this many source batches. @default the module's maxBatches, else endless */
+  maxBatches?: number;
+  /** How long a task no live worker can fit may wait before the job fails. @default 60000 */
+  infeasibleTimeoutMs?: number;
+  /** Called with the head's notices (e.g. a task waiting for resources). */
+  onNotice?: (message: string) => void;
+}
+
 /** A connected cluster. */
 export interface Cluster {
   /** The head's `host:port`. */
   readonly address: string;
+  /**
+   * Bundles a pipeline module, validates it with the given configuration, uploads it and starts
+   * the job. Iterate the run for its outputs; breaking out of the loop cancels the job.
+   * @throws ValidationError, or DplError(MODULE) for a module that cannot be bundled or loaded.
+   */
+  submit(module: string | LoadedModule, options?: SubmitOptions): Promise<ClusterRun>;
   /** Workers with their resources (total and free), and jobs. */
   status(): Promise<ClusterStatus>;
   /** Closes the connection. Idempotent. */
@@ -67,6 +90,25 @@ class ClusterConnection implements Cluster {
     private readonly options: ConnectOptions,
   ) {
     this.timeoutMs = options.timeoutMs ?? 5_000;
+  }
+
+  async submit(module: string | LoadedModule, options: SubmitOptions = {}): Promise<ClusterRun> {
+    const loaded = typeof module === 'string' ? await loadPipelineModule(module) : module;
+    const executor = new ClusterExecutor(loaded, {
+      address: this.address,
+      token: this.options.token,
+      maxBatches: options.maxBatches,
+      infeasibleTimeoutMs: options.infeasibleTimeoutMs,
+      onNotice: options.onNotice,
+    });
+    for (const [key, value] of Object.entries(options.config ?? {})) {
+      if (key.includes('.')) executor.setConfig(key, value);
+      else executor.setConfig({ [key]: value });
+    }
+    for (const [key, value] of Object.entries(options.context ?? {})) executor.setContext(key, value);
+    const run = executor.run() as ClusterRun;
+    await run.start();
+    return run;
   }
 
   status(): Promise<ClusterStatus> {

@@ -9,5 +9,10 @@
  * ```
  */
 export { connect } from './cluster';
-export type { Cluster, ConnectOptions } from './cluster';
+export { bundleModule, loadPipelineModule, moduleCacheDir } from './module/bundle';
+export type { ModuleBundle, LoadedModule } from './module/bundle';
+export type { Cluster, ConnectOptions, SubmitOptions } from './cluster';
+export { ClusterExecutor, DEFAULT_INFEASIBLE_TIMEOUT_MS } from './cluster-executor';
+export type { ClusterExecutorOptions } from './cluster-executor';
+export type { ClusterRun } from './cluster-run';
 export type { ClusterStatus, WorkerInfo, WorkerState, JobInfo } from '@dpl/wire';

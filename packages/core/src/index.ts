@@ -84,3 +84,11 @@ export type { ParquetCompression, ParquetWriteOptions } from './data/parquet';
 export { silentLogger } from './logger';
 export type { Logger, LogFn } from './logger';
 export { DPL_VERSION } from './version';
+export {
+  BUNDLE_BANNER,
+  REQUIRE_ANCHOR_GLOBAL,
+  writeBundle,
+  importBundleFile,
+  checkPipelineModule,
+} from './module/pipeline-module';
+export type { PipelineModule } from './module/pipeline-module';

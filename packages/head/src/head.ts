@@ -2,10 +2,15 @@
  * The head daemon: a gRPC server that keeps the registry of workers (registration, heartbeats,
  * death by silence or disconnection) and answers status queries.
  */
+import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { DPL_VERSION, describe, ensureError, type Logger } from '@dpl/core';
+import { DPL_VERSION, DplError, DplErrorCode, describe, ensureError, type Logger } from '@dpl/core';
 import {
+  ChunkAssembler,
+  ObjectFetcher,
   SERVER_OPTIONS,
+  chunksOf,
+  errorToProto,
   loadDplProto,
   presentedToken,
   statusToProto,
@@ -16,7 +21,12 @@ import {
   type ConnectWorkerRequest,
   type ConnectWorkerResponse__Input,
   type HeadServiceHandlers,
+  type RunJobRequest,
+  type UploadModuleRequest,
 } from '@dpl/wire';
+import { Dispatcher } from './jobs/dispatcher';
+import { Job, graphOfSpec, type JobCall } from './jobs/job';
+import { ModuleStore } from './modules/module-store';
 import { resolveHeadOptions, type HeadOptions, type ResolvedHeadOptions } from './head-options';
 import { WorkerRegistry, type WorkerRecord } from './registry/worker-registry';
 
@@ -26,6 +36,8 @@ export interface Head {
   readonly address: string;
   readonly port: number;
   readonly registry: WorkerRegistry;
+  /** Bytes the head fetched from workers: only sink outputs, on their way to clients. */
+  readonly bytesFetched: number;
   status(): ClusterStatus;
   /** Closes every worker session and the server. Idempotent. */
   stop(): Promise<void>;
@@ -49,7 +61,10 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   const registry = new WorkerRegistry();
   const sessions = new Map<string, WorkerCall>();
   const server = new grpc.Server(SERVER_OPTIONS);
-  server.addService(loadDplProto().HeadService.service, headHandlers(opts, registry, sessions, log));
+  const fetcher = new ObjectFetcher(opts.token);
+  const dispatcher = new Dispatcher(registry, sessions, fetcher, log.child({ component: 'dispatcher' }));
+  const state: HeadState = { opts, registry, sessions, log, dispatcher, modules: new ModuleStore(), jobHistory: [] };
+  server.addService(loadDplProto().HeadService.service, headHandlers(state));
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${opts.host}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
@@ -68,7 +83,10 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
       const call = sessions.get(w.id);
       sessions.delete(w.id);
       call?.emit('error', { code: grpc.status.UNAVAILABLE, details: `no heartbeat for ${silentMs} ms; register again` });
+      dispatcher.workerGone(w.id);
     }
+    // Also the clock for infeasible-task timeouts.
+    if (dispatcher.jobList.length > 0) dispatcher.schedule();
   }, Math.max(50, Math.floor(opts.heartbeatIntervalMs / 2)));
   sweep.unref();
 
@@ -78,10 +96,17 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
     address,
     port,
     registry,
-    status: () => registry.status(DPL_VERSION),
+    get bytesFetched() {
+      return dispatcher.bytesFetched;
+    },
+    status: () => statusOf(state),
     stop: () => {
       stopped ??= (async () => {
         clearInterval(sweep);
+        for (const job of [...dispatcher.jobList]) {
+          job.fail(new DplError(DplErrorCode.UNAVAILABLE, 'the head is shutting down; submit the job again when it is back'));
+        }
+        fetcher.close();
         for (const call of sessions.values()) call.end();
         sessions.clear();
         await new Promise<void>((resolve) => {
@@ -101,12 +126,29 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   };
 }
 
-function headHandlers(
-  opts: ResolvedHeadOptions,
-  registry: WorkerRegistry,
-  sessions: Map<string, WorkerCall>,
-  log: Logger,
-): HeadServiceHandlers {
+/** Finished jobs listed by status, most recent last. */
+const JOB_HISTORY = 50;
+
+interface HeadState {
+  opts: ResolvedHeadOptions;
+  registry: WorkerRegistry;
+  sessions: Map<string, WorkerCall>;
+  log: Logger;
+  dispatcher: Dispatcher;
+  modules: ModuleStore;
+  jobHistory: { id: string; state: string }[];
+}
+
+function statusOf(state: HeadState): ClusterStatus {
+  const status = state.registry.status(DPL_VERSION);
+  status.jobs = [...state.jobHistory, ...state.dispatcher.jobList.map((j) => ({ id: j.id, state: j.state }))];
+  return status;
+}
+
+let jobCounter = 0;
+
+function headHandlers(state: HeadState): HeadServiceHandlers {
+  const { opts, registry, sessions, log, dispatcher, modules } = state;
   const authorized = (md: grpc.Metadata): boolean => tokenMatches(opts.token, presentedToken(md));
   return {
     ConnectWorker(call: WorkerCall) {
@@ -137,6 +179,7 @@ function headHandlers(
             sessions.set(worker.id, call);
             call.write({ registered: { worker_id: worker.id, heartbeat_interval_ms: opts.heartbeatIntervalMs } });
             log.info({ workerId: worker.id, host: reg.hostname, resources: worker.total.toJSON() }, 'worker registered');
+            dispatcher.schedule();
             return;
           }
           case 'heartbeat': {
@@ -147,6 +190,12 @@ function headHandlers(
             call.write({ heartbeat_ack: { seq: msg.heartbeat!.seq } });
             return;
           }
+          case 'task_done':
+            if (worker !== undefined) dispatcher.taskDone(worker.id, msg.task_done!);
+            return;
+          case 'task_failed':
+            if (worker !== undefined) dispatcher.taskFailed(worker.id, msg.task_failed!);
+            return;
           case undefined:
           default:
             return refuse(grpc.status.INVALID_ARGUMENT, `unknown worker message ${describe(msg.msg)}`);
@@ -158,6 +207,7 @@ function headHandlers(
         if (registry.markDead(worker.id, reason) !== undefined) {
           if (graceful) log.info({ workerId: worker.id }, 'worker left');
           else log.warn({ workerId: worker.id, reason }, 'worker lost');
+          dispatcher.workerGone(worker.id);
         }
       };
       // The worker ending its side is a goodbye; a cancelled call or an error is a loss.
@@ -170,7 +220,113 @@ function headHandlers(
     },
     GetStatus(call, callback) {
       if (!authorized(call.metadata)) return callback(unauthenticated());
-      callback(null, statusToProto(registry.status(DPL_VERSION)));
+      callback(null, statusToProto(statusOf(state)));
+    },
+    HasModule(call, callback) {
+      if (!authorized(call.metadata)) return callback(unauthenticated());
+      callback(null, { present: modules.has(call.request.hash), max_bytes: String(modules.maxBytes) });
+    },
+    UploadModule(call, callback) {
+      if (!authorized(call.metadata)) return callback(unauthenticated());
+      let hash = '';
+      let size = 0;
+      const assembler = new ChunkAssembler();
+      let failed = false;
+      call.on('data', (m: UploadModuleRequest) => {
+        if (failed) return;
+        if (hash === '') {
+          hash = m.hash;
+          size = Number(m.size);
+          if (size > modules.maxBytes) {
+            failed = true;
+            callback({
+              code: grpc.status.RESOURCE_EXHAUSTED,
+              details: `module bundle is ${size} bytes; the head accepts at most ${modules.maxBytes} bytes; keep large data out of the module (read it inside a task)`,
+            });
+            return;
+          }
+        }
+        assembler.add(m.chunk);
+        if (assembler.size > modules.maxBytes) {
+          failed = true;
+          callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: `module bundle exceeds ${modules.maxBytes} bytes` });
+        }
+      });
+      call.on('end', () => {
+        if (failed) return;
+        try {
+          modules.put(hash, assembler.finish());
+          callback(null, { hash });
+        } catch (e) {
+          callback({ code: grpc.status.INVALID_ARGUMENT, details: ensureError(e).message });
+        }
+      });
+    },
+    FetchModule(call) {
+      if (!authorized(call.metadata)) {
+        call.emit('error', unauthenticated());
+        return;
+      }
+      const bytes = modules.get(call.request.hash);
+      if (bytes === undefined) {
+        call.emit('error', { code: grpc.status.NOT_FOUND, details: `no module ${call.request.hash} on the head` });
+        return;
+      }
+      for (const chunk of chunksOf(bytes)) call.write({ chunk });
+      call.end();
+    },
+    RunJob(call: JobCall) {
+      if (!authorized(call.metadata)) {
+        call.emit('error', unauthenticated());
+        return;
+      }
+      let job: Job | undefined;
+      const reject = (err: DplError): void => {
+        call.write({ failed: errorToProto(err) });
+        call.end();
+      };
+      call.on('data', (msg: RunJobRequest) => {
+        if (msg.msg !== 'start' || job !== undefined) {
+          call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'a job stream takes exactly one start message' });
+          return;
+        }
+        const spec = msg.start!;
+        if (!modules.has(spec.module_hash)) {
+          return reject(new DplError(DplErrorCode.MODULE, `module ${spec.module_hash} was not uploaded to the head; upload it first`));
+        }
+        if (spec.module_generator) {
+          return reject(
+            new DplError(
+              DplErrorCode.VALIDATION,
+              'this module exports a generator; running module generators on a cluster is not supported yet, ' +
+                'use dpl run for it, or drop the generator to use the default { run_id, id } source',
+            ),
+          );
+        }
+        let built: ReturnType<typeof graphOfSpec>;
+        try {
+          built = graphOfSpec(spec);
+        } catch (e) {
+          return reject(e as DplError);
+        }
+        const id = `job-${++jobCounter}-${randomBytes(3).toString('hex')}`;
+        const jobLog = log.child({ component: 'job', jobId: id });
+        job = new Job(id, spec, built.graph, built.tasks, call, {
+          fetch: (ref) => dispatcher.fetch(ref),
+          release: (ref) => dispatcher.release(ref),
+          wake: () => dispatcher.schedule(),
+          ended: (j) => {
+            dispatcher.remove(j);
+            state.jobHistory.push({ id: j.id, state: j.state });
+            if (state.jobHistory.length > JOB_HISTORY) state.jobHistory.shift();
+          },
+        }, jobLog);
+        call.write({ accepted: { job_id: id } });
+        jobLog.info({ tasks: spec.tasks.length, maxBatches: spec.max_batches }, 'job started');
+        dispatcher.add(job);
+      });
+      call.on('cancelled', () => job?.cancel());
+      call.on('error', () => job?.cancel());
     },
   };
 }

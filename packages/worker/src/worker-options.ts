@@ -1,7 +1,7 @@
 /**
  * Options of the worker daemon.
  */
-import { availableParallelism, hostname } from 'node:os';
+import { availableParallelism, hostname, networkInterfaces } from 'node:os';
 import { CPU, GPU, ResourceSet, detectGpus, silentLogger, type Logger, type ResourceMap } from '@dpl/core';
 
 export interface WorkerOptions {
@@ -17,6 +17,13 @@ export interface WorkerOptions {
   resources?: ResourceMap;
   /** The name the head shows for this worker. @default os.hostname() */
   hostname?: string;
+  /**
+   * The address this worker's data server listens on and advertises to its peers.
+   * @default 127.0.0.1 when the head is on loopback, else this machine's first external IPv4
+   */
+  host?: string;
+  /** Idle executor processes kept for reuse. @default the advertised CPUs, at least 1 */
+  maxIdleExecutors?: number;
   /** First delay before reconnecting to a lost head; doubles up to `maxReconnectDelayMs`. @default 200 */
   reconnectDelayMs?: number;
   /** @default 5000 */
@@ -29,6 +36,8 @@ export interface ResolvedWorkerOptions {
   token: string | undefined;
   resources: ResourceSet;
   hostname: string;
+  host: string;
+  maxIdleExecutors: number;
   reconnectDelayMs: number;
   maxReconnectDelayMs: number;
   logger: Logger;
@@ -59,8 +68,20 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     token: o.token === '' ? undefined : o.token,
     resources,
     hostname: o.hostname ?? hostname(),
+    host: o.host ?? defaultHost(o.address),
+    maxIdleExecutors: o.maxIdleExecutors ?? Math.max(1, Math.ceil(resources.get(CPU))),
     reconnectDelayMs: o.reconnectDelayMs ?? 200,
     maxReconnectDelayMs: o.maxReconnectDelayMs ?? 5_000,
     logger: o.logger ?? silentLogger,
   };
+}
+
+/** 127.0.0.1 for a head on loopback; else the first external IPv4 address of this machine. */
+function defaultHost(headAddress: string): string {
+  const host = headAddress.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  if (host === 'localhost' || host === '::1' || /^127\./.test(host)) return '127.0.0.1';
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
 }

@@ -1,28 +1,47 @@
 /**
  * The worker daemon: registers its resources with the head over one long-lived bidi stream,
- * heartbeats on it, and reconnects (as a new worker) when the session is lost.
+ * heartbeats on it, runs the task calls the head assigns in executor processes, keeps their
+ * outputs in its object store, serves them to peers, and reconnects (as a new worker) when the
+ * session is lost.
  */
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { DPL_VERSION, ensureError } from '@dpl/core';
+import { DPL_VERSION, ensureError, writeBundle } from '@dpl/core';
 import {
   CHANNEL_OPTIONS,
+  ChunkAssembler,
+  errorToProto,
   loadDplProto,
+  ObjectFetcher,
   resourcesToProto,
   tokenMetadata,
+  type AssignTask,
   type ConnectWorkerRequest__Input,
   type ConnectWorkerResponse,
+  type FetchModuleResponse,
   type HeadServiceClient,
 } from '@dpl/wire';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options';
+import { ObjectStore } from './store/object-store';
+import { startDataServer, type DataServer } from './data/data-server';
+import { ExecutorPool } from './executor/executor-pool';
+import { GpuAllocator } from './executor/gpu-allocator';
 
 /** A running worker. */
 export interface Worker {
   /** The id the head gave this worker's current session (undefined until registered). */
   readonly id: string | undefined;
   readonly options: ResolvedWorkerOptions;
+  /** `host:port` of this worker's data server. */
+  readonly dataAddress: string;
+  readonly store: ObjectStore;
+  /** Bytes this worker fetched from peers, and served to them. */
+  readonly bytesFetched: number;
+  readonly bytesServed: number;
   /** Resolves on the next successful registration (at once when registered). */
   registered(): Promise<string>;
-  /** Leaves the cluster and closes the connection. Idempotent. */
+  /** Leaves the cluster and closes everything. Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -30,21 +49,28 @@ export interface Worker {
  * Starts a worker; it keeps (re)connecting to the head until stopped.
  *
  * ```ts
- * const worker = startWorker({ address: '127.0.0.1:6380', resources: { bigdb: 1 } });
- * console.log(await worker.registered()); // w1-myhost
+ * const worker = await startWorker({ address: '127.0.0.1:6380', resources: { bigdb: 1 } });
+ * console.log(await worker.registered()); // w1-myhost-3fa2
  * ```
  * @throws TypeError for invalid options.
  */
-export function startWorker(options: WorkerOptions): Worker {
+export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const opts = resolveWorkerOptions(options);
-  return new WorkerDaemon(opts);
+  const store = new ObjectStore();
+  const data = await startDataServer(store, opts.host, opts.token);
+  return new WorkerDaemon(opts, store, data);
 }
 
 type Session = grpc.ClientDuplexStream<ConnectWorkerRequest__Input, ConnectWorkerResponse>;
 
 class WorkerDaemon implements Worker {
-  readonly options: ResolvedWorkerOptions;
+  readonly dataAddress: string;
   private readonly client: HeadServiceClient;
+  private readonly fetcher: ObjectFetcher;
+  private readonly pool: ExecutorPool;
+  private readonly gpus: GpuAllocator;
+  private readonly modules = new Map<string, Promise<string>>();
+  private readonly moduleDir: string;
   private session: Session | undefined;
   private workerId: string | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -53,17 +79,34 @@ class WorkerDaemon implements Worker {
   private stopped = false;
   private waiters: ((id: string) => void)[] = [];
   private seq = 0;
+  private stopping: Promise<void> | undefined;
 
-  constructor(opts: ResolvedWorkerOptions) {
-    this.options = opts;
-    this.delayMs = opts.reconnectDelayMs;
+  constructor(
+    readonly options: ResolvedWorkerOptions,
+    readonly store: ObjectStore,
+    private readonly data: DataServer,
+  ) {
+    this.delayMs = options.reconnectDelayMs;
+    this.dataAddress = `${options.host}:${data.port}`;
     const { HeadService } = loadDplProto();
-    this.client = new HeadService(opts.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+    this.client = new HeadService(options.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+    this.fetcher = new ObjectFetcher(options.token);
+    this.pool = new ExecutorPool(options.logger.child({ component: 'executors' }), options.maxIdleExecutors);
+    this.gpus = new GpuAllocator(options.resources.get('GPU'));
+    this.moduleDir = join(tmpdir(), `dpl-worker-modules-${safeUid()}`);
     this.connect();
   }
 
   get id(): string | undefined {
     return this.workerId;
+  }
+
+  get bytesFetched(): number {
+    return this.fetcher.bytesFetched;
+  }
+
+  get bytesServed(): number {
+    return this.data.bytesServed;
   }
 
   registered(): Promise<string> {
@@ -84,7 +127,7 @@ class WorkerDaemon implements Worker {
     session.on('end', () => this.lost(session, undefined));
     session.write({
       register: {
-        data_address: '',
+        data_address: this.dataAddress,
         hostname: this.options.hostname,
         pid: process.pid,
         resources: resourcesToProto(this.options.resources.toJSON()),
@@ -95,17 +138,83 @@ class WorkerDaemon implements Worker {
 
   private onMessage(session: Session, msg: ConnectWorkerResponse): void {
     if (session !== this.session) return;
-    if (msg.msg === 'registered') {
-      const { worker_id: id, heartbeat_interval_ms: intervalMs } = msg.registered!;
-      this.workerId = id;
-      this.delayMs = this.options.reconnectDelayMs;
-      this.log.info({ head: this.options.address, resources: this.options.resources.toJSON() }, 'registered with the head');
-      clearInterval(this.heartbeat);
-      this.heartbeat = setInterval(() => {
-        session.write({ heartbeat: { seq: String(++this.seq), sent_at_ms: String(Date.now()) } });
-      }, intervalMs);
-      for (const w of this.waiters.splice(0)) w(id);
+    switch (msg.msg) {
+      case 'registered': {
+        const { worker_id: id, heartbeat_interval_ms: intervalMs } = msg.registered!;
+        this.workerId = id;
+        this.delayMs = this.options.reconnectDelayMs;
+        this.log.info({ head: this.options.address, data: this.dataAddress, resources: this.options.resources.toJSON() }, 'registered with the head');
+        clearInterval(this.heartbeat);
+        this.heartbeat = setInterval(() => {
+          session.write({ heartbeat: { seq: String(++this.seq), sent_at_ms: String(Date.now()) } });
+        }, intervalMs);
+        for (const w of this.waiters.splice(0)) w(id);
+        return;
+      }
+      case 'assign':
+        void this.runTask(session, msg.assign!); // reports its own outcome to the head
+        return;
+      case 'release':
+        for (const id of msg.release!.object_ids) this.store.delete(id);
+        return;
+      case 'heartbeat_ack':
+      case 'cancel_job':
+      case undefined:
+        return;
     }
+  }
+
+  private async runTask(session: Session, a: AssignTask): Promise<void> {
+    const attempt = a.attempt;
+    const gpuIds = this.gpus.allocate(a.num_gpus) ?? [];
+    try {
+      const bundlePath = await this.module(a.module_hash);
+      const inputs = await Promise.all(
+        a.inputs.map(async (s) => ({
+          ipc: await this.input(s.object_id, s.owner_address, s.inline_ipc),
+          offset: Number(s.offset),
+          rows: Number(s.rows),
+        })),
+      );
+      const out = await this.pool.run(
+        { kind: 'run', callId: a.call_id, bundlePath, label: a.module_hash.slice(0, 12), task: a.task, kwargs: a.kwargs, inputs },
+        attempt,
+        gpuIds.join(','),
+      );
+      this.store.put(a.output_id, out.ipc);
+      session.write({
+        task_done: { call_id: a.call_id, job_id: a.job_id, output_id: a.output_id, rows: String(out.rows), bytes: String(out.ipc.byteLength) },
+      });
+    } catch (e) {
+      session.write({ task_failed: { call_id: a.call_id, job_id: a.job_id, error: errorToProto(e) } });
+    } finally {
+      this.gpus.release(gpuIds, a.num_gpus);
+    }
+  }
+
+  /** An input's bytes: inline, from this worker's store, or fetched from its owner. */
+  private async input(objectId: string, owner: string, inline: Uint8Array): Promise<Uint8Array> {
+    if (objectId === '') return aligned(inline);
+    const local = this.store.get(objectId);
+    if (local !== undefined) return local;
+    return this.fetcher.fetch(owner, objectId);
+  }
+
+  /** The path of a module bundle, fetched from the head once per hash. */
+  private module(hash: string): Promise<string> {
+    let p = this.modules.get(hash);
+    if (p === undefined) {
+      p = new Promise<Uint8Array>((resolve, reject) => {
+        const assembler = new ChunkAssembler();
+        const call = this.client.FetchModule({ hash }, tokenMetadata(this.options.token));
+        call.on('data', (m: FetchModuleResponse) => assembler.add(m.chunk));
+        call.on('error', (e: grpc.ServiceError) => reject(new Error(`cannot fetch module ${hash} from the head: ${e.details}`)));
+        call.on('end', () => resolve(assembler.finish()));
+      }).then((code) => writeBundle(this.moduleDir, hash, code));
+      p.catch(() => this.modules.delete(hash)); // a failed fetch is retried by the next call
+      this.modules.set(hash, p);
+    }
+    return p;
   }
 
   /** The session ended: forget the registration and reconnect after a backoff. */
@@ -126,8 +235,6 @@ class WorkerDaemon implements Worker {
     this.delayMs = Math.min(this.delayMs * 2, this.options.maxReconnectDelayMs);
   }
 
-  private stopping: Promise<void> | undefined;
-
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.stopped = true;
@@ -144,8 +251,26 @@ class WorkerDaemon implements Worker {
           setTimeout(resolve, 1_000).unref();
         });
       }
+      this.pool.stop();
+      this.fetcher.close();
       this.client.close();
+      await this.data.stop();
     })();
     return this.stopping;
+  }
+}
+
+function aligned(bytes: Uint8Array): Uint8Array {
+  if (bytes.byteOffset % 8 === 0) return bytes;
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return copy;
+}
+
+function safeUid(): string {
+  try {
+    return String(userInfo().uid);
+  } catch {
+    return 'user';
   }
 }

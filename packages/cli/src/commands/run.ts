@@ -3,7 +3,7 @@
  */
 import type { Argv, CommandModule } from 'yargs';
 import { LocalExecutor, type OutputBatch, type PipelineRun } from '@dpl/core';
-import { loadPipelineModule } from '../internal/module-loader';
+import { loadPipelineModule } from '@dpl/client';
 import { configureExecutor, withPipelineOptions, type PipelineArgs } from '../internal/pipeline-options';
 import { createLogger, parseLogLevel } from '../internal/logger';
 import { checkResourceArgs, resourcesOf, withResourceOptions, type ResourceArgs } from '../internal/resource-options';

@@ -11,13 +11,19 @@ import { usageCheck } from '../internal/usage-error';
 
 interface WorkerStartArgs extends ClusterArgs, ResourceArgs {
   logLevel: string;
+  host?: string;
 }
 
 const workerStart: CommandModule<object, WorkerStartArgs> = {
   command: 'start',
   describe: 'start a worker that joins the head at --address (Ctrl-C stops it)',
   builder: (y: Argv) =>
-    withResourceOptions(withLogLevel(withClusterOptions(y), 'info'), 'advertise').check((argv) =>
+    withResourceOptions(withLogLevel(withClusterOptions(y), 'info'), 'advertise')
+      .option('host', {
+        type: 'string',
+        describe: 'address of this worker that peers fetch data from (default: 127.0.0.1 for a head on loopback, else the first external IPv4)',
+      })
+      .check((argv) =>
       usageCheck(() => {
         parseLogLevel(String(argv['log-level']));
         checkResourceArgs(argv);
@@ -25,12 +31,13 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
     ),
   handler: async (args) => {
     const logger = createLogger(parseLogLevel(args.logLevel));
-    const worker = startWorker({
+    const worker = await startWorker({
       address: args.address,
       token: args.token,
       numCpus: args.numCpus,
       numGpus: args.numGpus,
       resources: resourcesOf(args),
+      host: args.host,
       logger,
     });
     void worker.registered().then((id) => {

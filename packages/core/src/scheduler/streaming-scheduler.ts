@@ -51,18 +51,20 @@ export interface TaskCall<D> {
 }
 
 /** What a backend learns when asked whether a task fits. */
-export interface SubmitContext {
+export interface SubmitContext<D = unknown> {
   /** The task's rank: 0 for sinks, larger upstream. */
   readonly rank: number;
   /** How many ready, higher-priority tasks were refused earlier in this pass. */
   readonly blockedAhead: number;
   readonly isSource: boolean;
+  /** The batches the next call of this task would read (for placement by locality). */
+  readonly inputs: readonly BatchRef<D>[];
 }
 
 /** Where the calls go. Both methods are called synchronously within `schedule()`. */
 export interface SchedulerBackend<D> {
   /** Whether a call of `task` can start now (e.g. its resources are free). No side effects. */
-  fits(task: string, ctx: SubmitContext): boolean;
+  fits(task: string, ctx: SubmitContext<D>): boolean;
   /** Starts the call (and takes its resources). Its result comes back through `complete()`/`fail()`. */
   submit(call: TaskCall<D>): void;
 }
@@ -272,7 +274,7 @@ export class StreamingScheduler<D> {
         if (best === undefined || before(ts, best)) best = ts;
       }
       if (best === undefined) break;
-      if (backend.fits(best.name, { rank: best.rank, blockedAhead, isSource: false })) {
+      if (backend.fits(best.name, { rank: best.rank, blockedAhead, isSource: false, inputs: this.peekInputs(best) })) {
         this.submitNext(best, backend);
         submitted++;
       } else {
@@ -284,7 +286,12 @@ export class StreamingScheduler<D> {
     let wantsSourceData = false;
     if (allowSources) {
       const order = [...this.sources];
-      const ctx = (ts: TaskState<D>): SubmitContext => ({ rank: ts.rank, blockedAhead, isSource: true });
+      const ctx = (ts: TaskState<D>): SubmitContext<D> => ({
+        rank: ts.rank,
+        blockedAhead,
+        isSource: true,
+        inputs: this.peekInputs(ts),
+      });
       for (;;) {
         if (this.pendingCalls() >= this.maxPendingCalls) break;
         order.sort((a, b) => b.queue.length - a.queue.length || a.counter - b.counter || a.index - b.index);
@@ -437,6 +444,20 @@ export class StreamingScheduler<D> {
     ts.stats.running++;
     ts.stats.rowsIn += rec.call.rows;
     backend.submit(rec.call);
+  }
+
+  /** The batches the next call of `ts` would read, without taking them. */
+  private peekInputs(ts: TaskState<D>): BatchRef<D>[] {
+    const retry = ts.retryQueue.peek();
+    if (retry !== undefined) return distinctRefs(retry.call.inputs);
+    const out: BatchRef<D>[] = [];
+    let want = ts.batchSize ?? 1;
+    for (const entry of ts.queue) {
+      if (want <= 0) break;
+      out.push(entry.ref);
+      want -= entry.ref.rows - entry.offset;
+    }
+    return out;
   }
 
   /** Takes the input slices of the next call from the front of the queue. */

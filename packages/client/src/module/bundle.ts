@@ -1,42 +1,26 @@
 /**
- * Loads a pipeline module (`.ts` or `.js`): bundles it with esbuild into one ESM file, stores it
- * under its content hash, and imports it. The packages every dpl process must share (`@dpl/*`,
- * `apache-arrow`, `parquet-wasm`) stay outside the bundle and are required through this
- * package's own resolution, so the module and dpl see the same copy (else `instanceof Table`
- * and the graph brand checks break between two copies).
+ * Bundles a pipeline module (`.ts` or `.js`) with esbuild into one ESM text, content-addressed
+ * by its sha256, and loads it. Shared packages (`@dpl/*`, `apache-arrow`, `parquet-wasm`) stay
+ * outside the bundle: see BUNDLE_BANNER in @dpl/core.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { extname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build, type Message, type Plugin } from 'esbuild';
-import {
-  DplError,
-  DplErrorCode,
-  describe,
-  isPipelineGraph,
-  type BatchGenerator,
-  type PipelineGraph,
-} from '@dpl/core';
+import { BUNDLE_BANNER, DplError, DplErrorCode, importBundleFile, writeBundle, type PipelineModule } from '@dpl/core';
 
-/** What a pipeline module provides. */
-export interface PipelineModule {
-  /** The module's absolute path. */
-  file: string;
-  /** The sha256 of the bundle. */
-  hash: string;
-  graph: PipelineGraph;
-  generator: BatchGenerator | undefined;
-  maxBatches: number | undefined;
-}
-
-/** A bundled module: its code and content hash. */
+/** A bundled module: its source path, code and content hash. */
 export interface ModuleBundle {
   file: string;
   code: string;
   hash: string;
+}
+
+/** A loaded module with the bundle it came from. */
+export interface LoadedModule extends PipelineModule {
+  bundle: ModuleBundle;
 }
 
 const MODULE_EXTENSIONS = new Set(['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs']);
@@ -82,8 +66,6 @@ export async function bundleModule(path: string): Promise<ModuleBundle> {
       `pipeline module ${path} has extension ${JSON.stringify(extname(file))}; use a .ts or .js file (also .mts, .cts, .mjs, .cjs)`,
     );
   }
-  // Shared packages are required relative to this file, i.e. from dpl's own installation.
-  const anchor = __filename;
   let code: string;
   try {
     const result = await build({
@@ -99,11 +81,7 @@ export async function bundleModule(path: string): Promise<ModuleBundle> {
       sourceRoot: `${pathToFileURL(process.cwd()).href}/`,
       logLevel: 'silent',
       plugins: [sharedPackages],
-      banner: {
-        js:
-          "import { createRequire as __dplCreateRequire } from 'node:module';\n" +
-          `const require = __dplCreateRequire(${JSON.stringify(anchor)});`,
-      },
+      banner: { js: BUNDLE_BANNER },
     });
     code = result.outputFiles[0]!.text;
   } catch (e) {
@@ -126,65 +104,12 @@ export function moduleCacheDir(): string {
 }
 
 /**
- * Writes a bundle to the cache (once per hash) and imports it.
- * @throws DplError(MODULE) when the module throws while it loads.
- */
-export async function importBundle(bundle: ModuleBundle, cacheDir = moduleCacheDir()): Promise<Record<string, unknown>> {
-  await mkdir(cacheDir, { recursive: true });
-  const target = join(cacheDir, `${bundle.hash}.mjs`);
-  if (!existsSync(target)) {
-    const tmp = `${target}.${process.pid}.tmp`;
-    await writeFile(tmp, bundle.code);
-    await rename(tmp, target);
-  }
-  try {
-    return (await import(pathToFileURL(target).href)) as Record<string, unknown>;
-  } catch (e) {
-    const err = e as Error;
-    throw new DplError(
-      DplErrorCode.MODULE,
-      `pipeline module ${bundle.file} failed while loading: ${err?.message ?? describe(e)}`,
-      { cause: e },
-    );
-  }
-}
-
-/**
  * Bundles, imports and checks a pipeline module: its default export must be a PipelineGraph; it
- * may export `generator` (a function returning an iterable of Tables) and `maxBatches`.
+ * may export `generator` and `maxBatches`.
  * @throws DplError(MODULE) naming the module and what is wrong with it.
  */
-export async function loadPipelineModule(path: string): Promise<PipelineModule> {
+export async function loadPipelineModule(path: string): Promise<LoadedModule> {
   const bundle = await bundleModule(path);
-  const mod = await importBundle(bundle);
-  const graph = mod.default;
-  if (!isPipelineGraph(graph)) {
-    const names = Object.keys(mod).filter((k) => k !== 'default');
-    throw new DplError(
-      DplErrorCode.MODULE,
-      `pipeline module ${path} has no default export that is a PipelineGraph ` +
-        `(default export: ${describe(graph)}; other exports: ${names.join(', ') || 'none'}); ` +
-        'add `export default new PipelineGraph([...])`',
-    );
-  }
-  const { generator, maxBatches } = mod;
-  if (generator !== undefined && typeof generator !== 'function') {
-    throw new DplError(
-      DplErrorCode.MODULE,
-      `pipeline module ${path} exports generator = ${describe(generator)}; it must be a function returning an (async) iterable of Tables`,
-    );
-  }
-  if (maxBatches !== undefined && (typeof maxBatches !== 'number' || !Number.isInteger(maxBatches) || maxBatches < 0)) {
-    throw new DplError(
-      DplErrorCode.MODULE,
-      `pipeline module ${path} exports maxBatches = ${describe(maxBatches)}; it must be an integer >= 0`,
-    );
-  }
-  return {
-    file: bundle.file,
-    hash: bundle.hash,
-    graph,
-    generator: generator as BatchGenerator | undefined,
-    maxBatches: maxBatches,
-  };
+  const file = await writeBundle(moduleCacheDir(), bundle.hash, bundle.code);
+  return { ...(await importBundleFile(file, path)), bundle };
 }

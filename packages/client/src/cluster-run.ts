@@ -1,0 +1,186 @@
+/**
+ * A job on a cluster, as the client sees it: an async iterable of output batches that starts
+ * the job on first use, reassembles batches from their chunks, and cancels the job when the
+ * consumer stops early.
+ */
+import * as grpc from '@grpc/grpc-js';
+import {
+  DplError,
+  DplErrorCode,
+  decodeIpc,
+  type Logger,
+  type OutputBatch,
+  type PipelineRun,
+  type SchedulerStats,
+} from '@dpl/core';
+import {
+  ChunkAssembler,
+  errorFromProto,
+  tokenMetadata,
+  type HeadServiceClient,
+  type JobSpec__Input,
+  type RunJobRequest__Input,
+  type RunJobResponse,
+} from '@dpl/wire';
+
+/** Outputs buffered on the client before it stops reading from the head (backpressure). */
+const MAX_BUFFERED_OUTPUTS = 8;
+
+type Waiter = { resolve: (r: IteratorResult<OutputBatch>) => void; reject: (e: unknown) => void };
+
+export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
+  /** The head's id for the job, once it accepted it. */
+  jobId: string | undefined;
+  private call: grpc.ClientDuplexStream<RunJobRequest__Input, RunJobResponse> | undefined;
+  private readonly outputs: OutputBatch[] = [];
+  private readonly partial = new Map<string, ChunkAssembler>();
+  private waiter: Waiter | undefined;
+  private error: Error | undefined;
+  private done = false;
+  private starting: Promise<void> | undefined;
+  private delivered = 0;
+
+  constructor(
+    readonly runId: string,
+    private readonly client: HeadServiceClient,
+    private readonly token: string | undefined,
+    /** Uploads the module if needed and returns the spec to start. */
+    private readonly prepare: () => Promise<JobSpec__Input>,
+    private readonly log: Logger,
+    private readonly onNotice: ((message: string) => void) | undefined,
+  ) {}
+
+  [Symbol.asyncIterator](): AsyncIterator<OutputBatch> {
+    return this;
+  }
+
+  stats(): SchedulerStats {
+    return { sourceBatches: 0, emptySourceBatches: 0, outputs: this.delivered, tasks: {} };
+  }
+
+  /** Starts the job (once); iteration starts it too. */
+  start(): Promise<void> {
+    this.starting ??= this.open().catch((e: unknown) => {
+      this.done = true;
+      throw e;
+    });
+    return this.starting;
+  }
+
+  async next(): Promise<IteratorResult<OutputBatch>> {
+    await this.start();
+    const value = this.outputs.shift();
+    if (value !== undefined) {
+      this.delivered++;
+      if (this.outputs.length < MAX_BUFFERED_OUTPUTS) this.call?.resume();
+      return { value, done: false };
+    }
+    if (this.error !== undefined) {
+      const e = this.error;
+      this.error = undefined;
+      this.done = true;
+      throw e;
+    }
+    if (this.done) return { value: undefined, done: true };
+    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+  }
+
+  async return(): Promise<IteratorResult<OutputBatch>> {
+    await this.cancel();
+    return { value: undefined, done: true };
+  }
+
+  cancel(): Promise<void> {
+    if (!this.done) {
+      this.done = true;
+      this.call?.cancel();
+      this.wake();
+    }
+    return Promise.resolve();
+  }
+
+  private async open(): Promise<void> {
+    const spec = await this.prepare();
+    if (this.done) return;
+    const call = this.client.RunJob(tokenMetadata(this.token));
+    this.call = call;
+    call.on('data', (m: RunJobResponse) => this.onMessage(m));
+    call.on('error', (e: grpc.ServiceError) => {
+      if (this.done) return;
+      this.fail(
+        e.code === grpc.status.UNAVAILABLE
+          ? new DplError(DplErrorCode.UNAVAILABLE, `lost the head while the job ran: ${e.details}; submit it again when the head is back`, { cause: e })
+          : new DplError(DplErrorCode.INTERNAL, `the job stream failed: ${e.details || e.message}`, { cause: e }),
+      );
+    });
+    call.on('end', () => {
+      if (!this.done && this.error === undefined) {
+        this.fail(new DplError(DplErrorCode.UNAVAILABLE, 'the head ended the job stream without finishing the job'));
+      }
+    });
+    call.write({ start: spec });
+  }
+
+  private onMessage(m: RunJobResponse): void {
+    switch (m.msg) {
+      case 'accepted':
+        this.jobId = m.accepted!.job_id;
+        this.log.info({ jobId: this.jobId }, 'job accepted');
+        return;
+      case 'output': {
+        const o = m.output!;
+        let a = this.partial.get(o.batch_id);
+        if (a === undefined) {
+          a = new ChunkAssembler();
+          this.partial.set(o.batch_id, a);
+        }
+        a.add(o.chunk);
+        if (o.last) {
+          this.partial.delete(o.batch_id);
+          this.outputs.push({ data: decodeIpc(a.finish()), task: o.task, id: o.batch_id });
+          if (this.outputs.length >= MAX_BUFFERED_OUTPUTS) this.call?.pause();
+          this.wake();
+        }
+        return;
+      }
+      case 'notice':
+        this.log.warn({ jobId: this.jobId }, m.notice!.message);
+        this.onNotice?.(m.notice!.message);
+        return;
+      case 'finished':
+        this.done = true;
+        this.wake();
+        return;
+      case 'failed':
+        this.fail(errorFromProto(m.failed!));
+        return;
+      case undefined:
+        return;
+    }
+  }
+
+  private fail(e: Error): void {
+    this.error = e;
+    this.wake();
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    if (w === undefined) return;
+    const value = this.outputs.shift();
+    if (value !== undefined) {
+      this.waiter = undefined;
+      this.delivered++;
+      w.resolve({ value, done: false });
+    } else if (this.error !== undefined) {
+      this.waiter = undefined;
+      const e = this.error;
+      this.error = undefined;
+      this.done = true;
+      w.reject(e);
+    } else if (this.done) {
+      this.waiter = undefined;
+      w.resolve({ value: undefined, done: true });
+    }
+  }
+}

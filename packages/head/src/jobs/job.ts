@@ -1,0 +1,248 @@
+/**
+ * One submitted job on the head: its graph (as the head sees it: names, resources, batch sizes),
+ * its streaming scheduler, and its client stream. Outputs of sink calls are fetched from the
+ * worker that made them and relayed to the client in order, with backpressure.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { Table, Utf8, makeVector, vectorFromArray, type Vector } from 'apache-arrow';
+import {
+  CancelledError,
+  DplError,
+  DplErrorCode,
+  InfeasibleTaskError,
+  PipelineGraph,
+  PipelineTask,
+  StreamingScheduler,
+  encodeIpc,
+  type Logger,
+  type ResourceSet,
+  type SinkOutput,
+} from '@dpl/core';
+import {
+  chunksOf,
+  decodeKwargs,
+  errorToProto,
+  resourcesFromProto,
+  type JobSpec,
+  type RunJobRequest,
+  type RunJobResponse__Input,
+} from '@dpl/wire';
+
+/** Where a batch of a job lives. */
+export interface ObjectRef {
+  /** '' for inline bytes. */
+  objectId: string;
+  ownerId: string;
+  ownerAddress: string;
+  inline: Uint8Array | undefined;
+  bytes: number;
+}
+
+/** A task of a job as the head schedules it. */
+export interface JobTask {
+  name: string;
+  request: ResourceSet;
+  numGpus: number;
+  kwargs: Uint8Array;
+}
+
+export type JobCall = grpc.ServerDuplexStream<RunJobRequest, RunJobResponse__Input>;
+export type JobState = 'running' | 'finished' | 'failed' | 'cancelled';
+
+/** A placeholder for task functions: on the head a task is a description; it runs on workers. */
+function runsOnWorkers(): never {
+  throw new DplError(DplErrorCode.INTERNAL, 'task functions run on workers, not on the head');
+}
+
+/**
+ * Builds the head's view of a job from its spec.
+ * @throws DplError(VALIDATION) when the spec describes no valid graph.
+ */
+export function graphOfSpec(spec: JobSpec): { graph: PipelineGraph; tasks: Map<string, JobTask> } {
+  try {
+    const tasks = new Map<string, PipelineTask>();
+    const jobTasks = new Map<string, JobTask>();
+    for (const t of spec.tasks) {
+      const resources = resourcesFromProto(t.resources);
+      const task = new PipelineTask(t.name, runsOnWorkers, {
+        numCpus: t.num_cpus,
+        numGpus: t.num_gpus,
+        resources,
+        batchSize: t.batch_size === 0 ? undefined : t.batch_size,
+        maxRetries: t.max_retries,
+      });
+      tasks.set(t.name, task);
+      jobTasks.set(t.name, { name: t.name, request: task.request(), numGpus: t.num_gpus, kwargs: t.kwargs });
+      decodeKwargs(t.kwargs); // fails now, not on a worker, when they are corrupt
+    }
+    const node = (name: string): PipelineTask => {
+      const t = tasks.get(name);
+      if (t === undefined) throw new TypeError(`edge names unknown task ${JSON.stringify(name)}`);
+      return t;
+    };
+    const graph =
+      spec.edges.length === 0
+        ? new PipelineGraph([...tasks.values()])
+        : new PipelineGraph(spec.edges.map((e) => [node(e.from), node(e.to)] as const));
+    if (graph.tasks.length !== tasks.size) throw new TypeError('every task must be on an edge when the graph has edges');
+    return { graph, tasks: jobTasks };
+  } catch (e) {
+    throw new DplError(DplErrorCode.VALIDATION, `invalid job: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+export interface JobHooks {
+  /** Fetches an object's bytes from its owner. */
+  fetch(ref: ObjectRef): Promise<Uint8Array>;
+  /** Tells the owner to drop an object. */
+  release(ref: ObjectRef): void;
+  /** Asks the dispatcher to schedule again (a slot opened, the client drained). */
+  wake(): void;
+  /** The job is over (any state). */
+  ended(job: Job): void;
+}
+
+export class Job {
+  readonly scheduler: StreamingScheduler<ObjectRef>;
+  state: JobState = 'running';
+  /** Sink outputs waiting to be relayed, in completion order. */
+  private readonly deliveries: SinkOutput<ObjectRef>[] = [];
+  private delivering = false;
+  private clientBlocked = false;
+  private outputs = 0;
+  private rows = 0;
+  private sourceId = 0n;
+  private readonly runIdColumn: Vector<Utf8>;
+  /** Task → when it was first found infeasible. */
+  readonly infeasibleSince = new Map<string, { sinceMs: number; shortfall: string }>();
+  readonly startedAtMs = Date.now();
+
+  constructor(
+    readonly id: string,
+    readonly spec: JobSpec,
+    readonly graph: PipelineGraph,
+    readonly tasks: ReadonlyMap<string, JobTask>,
+    private readonly call: JobCall,
+    private readonly hooks: JobHooks,
+    readonly log: Logger,
+  ) {
+    const maxBatches = Number(spec.max_batches);
+    this.scheduler = new StreamingScheduler<ObjectRef>(graph, {
+      maxBatches: maxBatches < 0 ? undefined : maxBatches,
+      onRelease: (ref) => {
+        if (ref.data.objectId !== '') hooks.release(ref.data);
+      },
+    });
+    this.runIdColumn = vectorFromArray([spec.run_id], new Utf8());
+    call.on('drain', () => {
+      this.clientBlocked = false;
+      hooks.wake();
+    });
+  }
+
+  /** Whether sources may run: the client keeps up. */
+  get allowSources(): boolean {
+    return !this.clientBlocked && this.deliveries.length < 8;
+  }
+
+  /** The next batch of the default source, `{ run_id, id }`, inline. */
+  nextSourceBatch(): ObjectRef {
+    const table = new Table({ run_id: this.runIdColumn, id: makeVector(BigInt64Array.of(this.sourceId++)) });
+    const ipc = encodeIpc(table);
+    return { objectId: '', ownerId: '', ownerAddress: '', inline: ipc, bytes: ipc.byteLength };
+  }
+
+  /** Queues a sink output for the client. */
+  deliver(out: SinkOutput<ObjectRef>): void {
+    this.deliveries.push(out);
+    void this.pumpDeliveries(); // failures end the job inside
+  }
+
+  /** Ends the job when nothing is left to run or deliver. */
+  checkDone(): void {
+    if (this.state === 'running' && this.scheduler.isDone() && this.deliveries.length === 0 && !this.delivering) {
+      this.state = 'finished';
+      this.write({ finished: { outputs: String(this.outputs), rows: String(this.rows) } });
+      this.call.end();
+      this.log.info({ outputs: this.outputs, rows: this.rows }, 'job finished');
+      this.hooks.ended(this);
+    }
+  }
+
+  /** Fails the job: the client gets the error, the stream ends. */
+  fail(err: DplError): void {
+    if (this.state !== 'running') return;
+    this.state = 'failed';
+    this.log.warn({ err: err.message }, 'job failed');
+    this.write({ failed: errorToProto(err) });
+    this.call.end();
+    this.hooks.ended(this);
+  }
+
+  /** The client went away. */
+  cancel(): void {
+    if (this.state !== 'running') return;
+    this.state = 'cancelled';
+    this.log.info(new CancelledError().message);
+    this.hooks.ended(this);
+  }
+
+  /** Tells the client once that a task waits for resources no worker has. */
+  notice(message: string): void {
+    this.write({ notice: { message } });
+  }
+
+  /** Fails the job when a task has been infeasible for longer than the spec allows. */
+  checkInfeasible(now: number): void {
+    for (const [task, { sinceMs, shortfall }] of this.infeasibleSince) {
+      if (now - sinceMs >= this.spec.infeasible_timeout_ms) {
+        const t = this.tasks.get(task)!;
+        this.fail(
+          new InfeasibleTaskError(
+            task,
+            t.request.toJSON(),
+            `task ${JSON.stringify(task)} needs ${t.request.toString()} but no live worker can ever fit it: ${shortfall}; ` +
+              `waited ${((now - sinceMs) / 1000).toFixed(1)} s; start a worker with those resources ` +
+              '(e.g. dpl worker start --num-gpus N / --resources \'{"name":N}\') or lower the request',
+          ),
+        );
+        return;
+      }
+    }
+  }
+
+  private write(msg: RunJobResponse__Input): boolean {
+    if (this.call.cancelled || this.call.writableEnded) return true;
+    const ok = this.call.write(msg);
+    if (!ok) this.clientBlocked = true;
+    return ok;
+  }
+
+  private async pumpDeliveries(): Promise<void> {
+    if (this.delivering) return;
+    this.delivering = true;
+    try {
+      while (this.deliveries.length > 0 && this.state === 'running') {
+        const out = this.deliveries[0]!;
+        const bytes = out.ref.data.inline ?? (await this.hooks.fetch(out.ref.data));
+        if (this.state !== 'running') break;
+        const chunks = [...chunksOf(bytes)];
+        chunks.forEach((chunk, i) =>
+          this.write({ output: { batch_id: out.id, task: out.task, chunk, last: i === chunks.length - 1 } }),
+        );
+        this.deliveries.shift();
+        this.outputs++;
+        this.rows += out.ref.rows;
+        if (out.ref.data.objectId !== '') this.hooks.release(out.ref.data);
+        if (this.clientBlocked) await new Promise<void>((r) => this.call.once('drain', () => r()));
+      }
+    } catch (e) {
+      this.fail(
+        new DplError(DplErrorCode.OBJECT_LOST, `cannot deliver an output of the job: ${(e as Error).message}`, { cause: e }),
+      );
+    } finally {
+      this.delivering = false;
+    }
+    this.hooks.wake();
+  }
+}

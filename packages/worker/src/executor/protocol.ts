@@ -1,0 +1,21 @@
+/**
+ * Messages between a worker and its executor processes (over the IPC channel, with advanced
+ * serialization so byte arrays travel as such).
+ * @internal
+ */
+
+export interface RunCall {
+  kind: 'run';
+  callId: string;
+  /** The bundle file, and the module's source path for messages. */
+  bundlePath: string;
+  label: string;
+  task: string;
+  kwargs: Uint8Array;
+  inputs: { ipc: Uint8Array; offset: number; rows: number }[];
+}
+
+export type ExecutorReply =
+  | { kind: 'ready' }
+  | { kind: 'done'; callId: string; ipc: Uint8Array; rows: number }
+  | { kind: 'failed'; callId: string; code: string; message: string; stack: string };
