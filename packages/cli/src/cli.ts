@@ -7,6 +7,7 @@ import { runCommand } from './commands/run';
 import { headCommand } from './commands/head';
 import { workerCommand } from './commands/worker';
 import { statusCommand } from './commands/status';
+import { submitCommand } from './commands/submit';
 import { printError } from './internal/output';
 import { UsageError } from './internal/usage-error';
 
@@ -42,6 +43,7 @@ export async function main(argv: string[]): Promise<number> {
     .command(runCommand)
     .command(headCommand)
     .command(workerCommand)
+    .command(submitCommand)
     .command(statusCommand)
     .demandCommand(1, 'name a command, e.g. dpl run examples/quickstart.ts -n 100')
     .strict()

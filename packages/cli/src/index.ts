@@ -8,4 +8,4 @@
  */
 export { main, formatError, EXIT_USAGE, EXIT_FAILURE } from './cli';
 export { parseResourcesFlag } from './internal/resources-flag';
-export { EXIT_INTERRUPTED } from './commands/run';
+export { EXIT_INTERRUPTED } from './internal/execute-pipeline';

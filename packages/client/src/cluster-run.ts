@@ -144,8 +144,8 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
         return;
       }
       case 'notice':
-        this.log.warn({ jobId: this.jobId }, m.notice!.message);
-        this.onNotice?.(m.notice!.message);
+        if (this.onNotice !== undefined) this.onNotice(m.notice!.message);
+        else this.log.warn({ jobId: this.jobId }, m.notice!.message);
         return;
       case 'finished':
         this.done = true;

@@ -6,10 +6,18 @@
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
-import { extname, join, resolve } from 'node:path';
+import { dirname, extname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build, type Message, type Plugin } from 'esbuild';
-import { BUNDLE_BANNER, DplError, DplErrorCode, importBundleFile, writeBundle, type PipelineModule } from '@dpl/core';
+import {
+  BUNDLE_BANNER,
+  DplError,
+  DplErrorCode,
+  checkPipelineModule,
+  importBundleFile,
+  writeBundle,
+  type PipelineModule,
+} from '@dpl/core';
 
 /** A bundled module: its source path, code and content hash. */
 export interface ModuleBundle {
@@ -111,5 +119,43 @@ export function moduleCacheDir(): string {
 export async function loadPipelineModule(path: string): Promise<LoadedModule> {
   const bundle = await bundleModule(path);
   const file = await writeBundle(moduleCacheDir(), bundle.hash, bundle.code);
-  return { ...(await importBundleFile(file, path)), bundle };
+  try {
+    return { ...(await importBundleFile(file, path)), bundle };
+  } catch (e) {
+    if (!isDynamicImportUnavailable(e)) throw e;
+    // Inside a host without dynamic import (jest's VM sandbox, where users test their own
+    // pipelines), evaluate a CommonJS build with this package's own require instead.
+    return { ...(await evaluateCommonJs(bundle.file, path)), bundle };
+  }
+}
+
+function isDynamicImportUnavailable(e: unknown): boolean {
+  const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code === 'ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING' || /experimental-vm-modules/.test(cause?.message ?? '');
+}
+
+async function evaluateCommonJs(file: string, label: string): Promise<PipelineModule> {
+  const result = await build({
+    entryPoints: [file],
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    write: false,
+    logLevel: 'silent',
+    plugins: [sharedPackages],
+  });
+  const module = { exports: {} as Record<string, unknown> };
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval -- evaluating the user's bundle is the point
+    const run = new Function('require', 'module', 'exports', '__filename', '__dirname', result.outputFiles[0]!.text) as (
+      ...args: unknown[]
+    ) => void;
+    run(require, module, module.exports, file, dirname(file));
+  } catch (e) {
+    throw new DplError(DplErrorCode.MODULE, `pipeline module ${label} failed while loading: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  return checkPipelineModule(module.exports, label);
 }

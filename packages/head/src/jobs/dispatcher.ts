@@ -111,7 +111,7 @@ export class Dispatcher {
           job.infeasibleSince.set(task, { sinceMs: now, shortfall: p.shortfall });
           const message =
             `task ${JSON.stringify(task)} needs ${t.request.toString()}; no live worker can fit it: ${p.shortfall}; ` +
-            `waiting for one to join (fails after ${(job.spec.infeasible_timeout_ms / 1000).toFixed(0)} s)`;
+            `waiting for one to join (fails after ${job.spec.infeasible_timeout_ms / 1000} s)`;
           job.log.warn({ task }, message);
           job.notice(message);
         } else if (p.kind === 'wait') {

@@ -20,7 +20,13 @@ interface Executor {
   ready: Promise<void>;
 }
 
-const EXECUTOR_MAIN = join(__dirname, 'executor-main.js');
+/**
+ * The executor's entry point. From the build it sits next to this file; when this file runs
+ * from its TypeScript source (the test suite), the built entry point is used.
+ */
+const EXECUTOR_MAIN = __filename.endsWith('.ts')
+  ? join(__dirname, '..', '..', 'dist', 'executor', 'executor-main.js')
+  : join(__dirname, 'executor-main.js');
 
 export class ExecutorPool {
   private readonly executors = new Set<Executor>();
@@ -41,6 +47,10 @@ export class ExecutorPool {
       ex.busy = { call, resolve, reject, attempt };
     });
     await ex.ready;
+    if (!ex.child.connected) {
+      ex.busy = undefined;
+      throw new TaskError(call.task, call.callId, attempt, `task ${JSON.stringify(call.task)}: its executor process could not start`);
+    }
     ex.child.send(call);
     try {
       return await result;
@@ -87,6 +97,7 @@ export class ExecutorPool {
         );
       }
     });
+    child.on('error', (e) => this.log.warn({ err: e.message }, 'executor process error'));
     child.on('exit', (code, signal) => {
       this.executors.delete(ex);
       markReady();

@@ -1,0 +1,54 @@
+/**
+ * `dpl submit MODULE --address HOST:PORT`: runs a pipeline module on a cluster. Results stream
+ * back and are written as parquet under `-o` (or summarised on the terminal).
+ */
+import type { Argv, CommandModule } from 'yargs';
+import { ClusterExecutor } from '@dpl/client';
+import { createLogger, parseLogLevel } from '../internal/logger';
+import { withClusterOptions, withLogLevel, type ClusterArgs } from '../internal/cluster-options';
+import { configureExecutor, withPipelineOptions, type PipelineArgs } from '../internal/pipeline-options';
+import { executePipeline } from '../internal/execute-pipeline';
+import { printError } from '../internal/output';
+import { usageCheck } from '../internal/usage-error';
+
+interface SubmitArgs extends PipelineArgs, ClusterArgs {
+  logLevel: string;
+  infeasibleTimeoutMs?: number;
+}
+
+export const submitCommand: CommandModule<object, SubmitArgs> = {
+  command: 'submit <module>',
+  describe: 'run a pipeline module on the cluster at --address',
+  builder: (y: Argv) =>
+    withLogLevel(withClusterOptions(withPipelineOptions(y)), 'warn')
+      .option('infeasible-timeout-ms', {
+        type: 'number',
+        describe: 'how long a task no live worker can fit may wait before the job fails (default 60000)',
+      })
+      .check((argv) =>
+        usageCheck(() => {
+          parseLogLevel(String(argv['log-level']));
+          const t = argv['infeasible-timeout-ms'];
+          if (t !== undefined && (!Number.isInteger(t) || t < 0)) {
+            throw new Error(`--infeasible-timeout-ms must be an integer >= 0, got ${String(t)}`);
+          }
+        }),
+      ),
+  handler: async (args) => {
+    const logger = createLogger(parseLogLevel(args.logLevel));
+    const executor = await ClusterExecutor.load(args.module, {
+      address: args.address,
+      token: args.token,
+      maxBatches: args.maxBatches,
+      infeasibleTimeoutMs: args.infeasibleTimeoutMs,
+      onNotice: (message) => printError(`dpl: ${message}`),
+      logger,
+    });
+    try {
+      configureExecutor(executor, args);
+      process.exitCode = await executePipeline(executor, args);
+    } finally {
+      executor.close();
+    }
+  },
+};
