@@ -12,3 +12,6 @@ export { startWorker } from './worker';
 export type { Worker } from './worker';
 export { resolveWorkerOptions } from './worker-options';
 export type { WorkerOptions, ResolvedWorkerOptions } from './worker-options';
+export { ObjectStore } from './store/object-store';
+export { startDataServer } from './data/data-server';
+export type { DataServer } from './data/data-server';

@@ -181,9 +181,17 @@ class WorkerDaemon implements Worker {
         attempt,
         gpuIds.join(','),
       );
-      this.store.put(a.output_id, out.ipc);
+      const inline = out.ipc.byteLength <= a.inline_output_max_bytes;
+      if (!inline) this.store.put(a.output_id, out.ipc);
       session.write({
-        task_done: { call_id: a.call_id, job_id: a.job_id, output_id: a.output_id, rows: String(out.rows), bytes: String(out.ipc.byteLength) },
+        task_done: {
+          call_id: a.call_id,
+          job_id: a.job_id,
+          output_id: inline ? '' : a.output_id,
+          rows: String(out.rows),
+          bytes: String(out.ipc.byteLength),
+          inline_ipc: inline ? out.ipc : new Uint8Array(0),
+        },
       });
     } catch (e) {
       session.write({ task_failed: { call_id: a.call_id, job_id: a.job_id, error: errorToProto(e) } });

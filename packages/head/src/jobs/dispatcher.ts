@@ -26,6 +26,8 @@ interface RunningCall {
 }
 
 const RETRY_BACKOFF_MS = 100;
+/** Sink outputs up to this size come back inside TaskDone (no fetch round trip). */
+const INLINE_SINK_OUTPUT_MAX_BYTES = 1024 * 1024;
 const MAX_RETRY_BACKOFF_MS = 10_000;
 
 export class Dispatcher {
@@ -146,6 +148,7 @@ export class Dispatcher {
         attempt: call.attempt,
         output_id: `${job.id}/${call.id}`,
         num_gpus: t.numGpus,
+        inline_output_max_bytes: job.graph.successors(call.task).length === 0 ? INLINE_SINK_OUTPUT_MAX_BYTES : 0,
         inputs: call.inputs.map((s) => ({
           object_id: s.ref.data.objectId,
           owner_address: s.ref.data.ownerAddress,
@@ -164,18 +167,15 @@ export class Dispatcher {
   taskDone(workerId: string, msg: TaskDone): void {
     const r = this.take(msg.job_id, msg.call_id, workerId);
     const worker = this.registry.get(workerId);
+    const inline = msg.output_id === '';
     if (r === undefined || r.job.state !== 'running') {
       // A stale or cancelled call: its output is not needed.
-      this.sessions.get(workerId)?.write({ release: { object_ids: [msg.output_id] } });
+      if (!inline) this.sessions.get(workerId)?.write({ release: { object_ids: [msg.output_id] } });
       return;
     }
-    const ref: ObjectRef = {
-      objectId: msg.output_id,
-      ownerId: workerId,
-      ownerAddress: worker?.address ?? '',
-      inline: undefined,
-      bytes: Number(msg.bytes),
-    };
+    const ref: ObjectRef = inline
+      ? { objectId: '', ownerId: '', ownerAddress: '', inline: msg.inline_ipc, bytes: Number(msg.bytes) }
+      : { objectId: msg.output_id, ownerId: workerId, ownerAddress: worker?.address ?? '', inline: undefined, bytes: Number(msg.bytes) };
     const out = r.job.scheduler.complete(r.call.id, { rows: Number(msg.rows), data: ref });
     if (out !== undefined) r.job.deliver(out);
     this.schedule();

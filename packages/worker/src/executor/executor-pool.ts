@@ -51,7 +51,7 @@ export class ExecutorPool {
       ex.busy = undefined;
       throw new TaskError(call.task, call.callId, attempt, `task ${JSON.stringify(call.task)}: its executor process could not start`);
     }
-    ex.child.send(call);
+    ex.child.send(compact(call));
     try {
       return await result;
     } finally {
@@ -128,4 +128,24 @@ export class ExecutorPool {
       ex.child.kill();
     }
   }
+}
+
+/**
+ * The call with every byte array in a buffer of its own. Structured serialization sends a view's
+ * whole backing ArrayBuffer, and arrays decoded from gRPC frames are views into much larger
+ * buffers: sending them as they are copied megabytes per call.
+ */
+function compact(call: RunCall): RunCall {
+  return {
+    ...call,
+    kwargs: own(call.kwargs),
+    inputs: call.inputs.map((i) => ({ ...i, ipc: own(i.ipc) })),
+  };
+}
+
+function own(bytes: Uint8Array): Uint8Array {
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return bytes;
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return copy;
 }

@@ -1,0 +1,203 @@
+/**
+ * Cluster benchmarks, each next to its reference measured in the same run:
+ *  - transfer: a 64 MiB Arrow batch fetched from another process's dpl data server (the
+ *    worker-to-worker path) against a raw TCP socket moving the same bytes between two processes;
+ *  - dispatch: no-op task calls per second through head → worker → executor → back, against a
+ *    bare grpc-js bidi echo with the same number of calls in flight.
+ *
+ *   npm run bench:cluster [-- --mib 64 --repeats 5 --calls 2000]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { connect } from '@dpl/client';
+import { startHead } from '@dpl/head';
+import { startWorker } from '@dpl/worker';
+import { ObjectFetcher } from '@dpl/wire';
+import { cpus } from 'node:os';
+
+const ROOT = join(__dirname, '..');
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/** Starts a peer script and resolves with the words after "ready". */
+function peer(script: string, args: string[]): Promise<{ child: ChildProcess; words: string[] }> {
+  const child = spawn(process.execPath, [join(ROOT, 'bench', 'peer', script), ...args], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /ready (.*)\n/.exec(out);
+      if (m) resolve({ child, words: m[1]!.split(' ') });
+    });
+    child.on('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
+  });
+}
+
+function rawTcpFetch(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let buf: Uint8Array | undefined;
+    let at = 0;
+    let header = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      if (buf === undefined) {
+        header = Buffer.concat([header, chunk]);
+        if (header.length < 8) return;
+        buf = new Uint8Array(Number(header.readBigUInt64LE(0)));
+        chunk = header.subarray(8);
+      }
+      buf.set(chunk, at);
+      at += chunk.length;
+    });
+    socket.on('end', () => resolve(at));
+    socket.on('error', reject);
+  });
+}
+
+async function transfer(mib: number, repeats: number): Promise<string[][]> {
+  const { child, words } = await peer('data-peer.js', [String(mib)]);
+  const [dataPort, tcpPort, size] = words.map(Number) as [number, number, number];
+  const fetcher = new ObjectFetcher(undefined);
+  const dpl: number[] = [];
+  const tcp: number[] = [];
+  try {
+    for (let i = 0; i < repeats + 1; i++) {
+      let t0 = performance.now();
+      const got = await fetcher.fetch(`127.0.0.1:${dataPort}`, 'big');
+      const a = performance.now() - t0;
+      t0 = performance.now();
+      const n = await rawTcpFetch(tcpPort);
+      const b = performance.now() - t0;
+      if (got.byteLength !== size || n !== size) throw new Error('short transfer');
+      if (i > 0) {
+        dpl.push(a);
+        tcp.push(b);
+      }
+    }
+  } finally {
+    fetcher.close();
+    child.stdin!.end();
+  }
+  const rate = (ms: number) => ((size / 1024 / 1024) / (ms / 1000)).toFixed(0);
+  return [
+    ['transfer 64 MiB, dpl data server (gRPC stream)', `${median(dpl).toFixed(1)} ms`, `${rate(median(dpl))} MiB/s`],
+    ['transfer 64 MiB, raw TCP socket (reference)', `${median(tcp).toFixed(1)} ms`, `${rate(median(tcp))} MiB/s`],
+    ['ratio dpl / raw TCP (goal >= 70%)', '', `${((median(tcp) / median(dpl)) * 100).toFixed(0)}%`],
+  ];
+}
+
+/** The same raw-bytes bidi method as bench/peer/echo-peer.js. */
+const ECHO_SERVICE: grpc.ServiceDefinition = {
+  Echo: {
+    path: '/bench.Echo/Echo',
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: (b: Buffer) => b,
+    requestDeserialize: (b: Buffer) => b,
+    responseSerialize: (b: Buffer) => b,
+    responseDeserialize: (b: Buffer) => b,
+  },
+};
+
+async function echoRate(calls: number, inFlight: number): Promise<number> {
+  const { child, words } = await peer('echo-peer.js', []);
+  const Client = grpc.makeGenericClientConstructor(ECHO_SERVICE, 'Echo');
+  const client = new Client(`127.0.0.1:${words[0]}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+    Echo: () => grpc.ClientDuplexStream<Buffer, Buffer>;
+  };
+  try {
+    const stream = client.Echo();
+    const msg = Buffer.alloc(64, 1);
+    const t0 = performance.now();
+    await new Promise<void>((resolve) => {
+      let sent = 0;
+      let got = 0;
+      stream.on('data', () => {
+        got++;
+        if (got === calls) resolve();
+        else if (sent < calls) {
+          sent++;
+          stream.write(msg);
+        }
+      });
+      for (; sent < inFlight; sent++) stream.write(msg);
+    });
+    const s = (performance.now() - t0) / 1000;
+    await new Promise<void>((resolve) => {
+      stream.on('error', () => resolve()); // the peer closing is not a failure of the measure
+      stream.on('end', () => resolve());
+      stream.on('status', () => resolve());
+      stream.end();
+    });
+    return calls / s;
+  } finally {
+    client.close();
+    child.stdin!.end();
+  }
+}
+
+async function dispatch(calls: number, repeats: number): Promise<string[][]> {
+  const workerCpus = 4;
+  const head = await startHead({ port: 0 });
+  const worker = await startWorker({ address: head.address, numCpus: workerCpus });
+  await worker.registered();
+  const cluster = await connect(head.address);
+  const rates: number[] = [];
+  try {
+    for (let i = 0; i < repeats + 1; i++) {
+      const run = await cluster.submit(join(ROOT, 'bench', 'pipelines', 'noop.ts'), { maxBatches: calls });
+      const t0 = performance.now();
+      let n = 0;
+      for await (const _ of run) n++;
+      const s = (performance.now() - t0) / 1000;
+      if (n !== calls) throw new Error(`got ${n} outputs`);
+      if (i > 0) rates.push(calls / s);
+    }
+  } finally {
+    await cluster.close();
+    await worker.stop();
+    await head.stop();
+  }
+  const echo: number[] = [];
+  for (let i = 0; i < repeats; i++) echo.push(await echoRate(calls, workerCpus));
+  return [
+    [`no-op tasks through head → worker → executor, ${workerCpus} in flight`, '', `${median(rates).toFixed(0)} tasks/s`],
+    [`bare grpc-js bidi echo, ${workerCpus} in flight (reference)`, '', `${median(echo).toFixed(0)} msgs/s`],
+    ['ratio dpl / echo (goal: >= 10,000 tasks/s)', '', `${((median(rates) / median(echo)) * 100).toFixed(1)}%`],
+  ];
+}
+
+function table(rows: string[][]): string {
+  const header = ['measure', 'median time', 'median rate'];
+  const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (c: string[]) => `| ${c.map((x, i) => x.padEnd(w[i]!)).join(' | ')} |`;
+  return [line(header), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const mib = arg('mib', 64);
+  const repeats = arg('repeats', 5);
+  const calls = arg('calls', 2000);
+  process.stdout.write(`bench:cluster: ${repeats} timed repeats after 1 warm-up; ${cpus().length} cores (${cpus()[0]?.model ?? '?'})\n\n`);
+  const rows = [...(await transfer(mib, repeats)), ...(await dispatch(calls, Math.min(repeats, 3)))];
+  process.stdout.write(`${table(rows)}\n`);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench:cluster failed: ${String((e as Error)?.stack ?? e)}\n`);
+  process.exitCode = 1;
+});
