@@ -135,6 +135,28 @@ describe('jobs on a cluster of real processes', () => {
     }
   });
 
+  it("runs a module's generator on a worker, in order, and stops at maxBatches", async () => {
+    const head = await startHeadProcess();
+    startWorkerProcess(head.address, ['--num-cpus', '2']);
+    await waitForWorkers(head.address, 1);
+    const cluster = await connect(head.address);
+    try {
+      const all = await collect(await cluster.submit(fixture('generator-pipeline.ts')));
+      expect(values(all, 'n').map(Number).sort((a, b) => a - b)).toEqual(Array.from({ length: 15 }, (_, i) => i)); // module maxBatches 5
+      expect(values(all, 'doubled').map(Number).sort((a, b) => a - b)).toEqual(Array.from({ length: 15 }, (_, i) => 2 * i));
+      const three = await collect(await cluster.submit(fixture('generator-pipeline.ts'), { maxBatches: 3 }));
+      expect(three.map((b) => b.data.numRows)).toEqual([3, 3, 3]);
+      const failing = await cluster.submit(fixture('generator-throws.ts'));
+      const got: number[] = [];
+      const err = await (async () => {
+        for await (const b of failing) got.push(Number(column(b.data, 'n').get(0)));
+      })().then(() => undefined, (e: unknown) => e);
+      expect((err as Error).message).toMatch(/^the module's generator failed: the generator threw: sensor offline/);
+    } finally {
+      await cluster.close();
+    }
+  });
+
   it('dpl submit writes parquet and reports the run', async () => {
     const head = await startHeadProcess();
     startWorkerProcess(head.address, ['--num-cpus', '2']);

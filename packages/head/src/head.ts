@@ -196,6 +196,9 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
           case 'task_failed':
             if (worker !== undefined) dispatcher.taskFailed(worker.id, msg.task_failed!);
             return;
+          case 'source_batch':
+            if (worker !== undefined) dispatcher.sourceBatch(worker.id, msg.source_batch!);
+            return;
           case undefined:
           default:
             return refuse(grpc.status.INVALID_ARGUMENT, `unknown worker message ${describe(msg.msg)}`);
@@ -294,15 +297,6 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         if (!modules.has(spec.module_hash)) {
           return reject(new DplError(DplErrorCode.MODULE, `module ${spec.module_hash} was not uploaded to the head; upload it first`));
         }
-        if (spec.module_generator) {
-          return reject(
-            new DplError(
-              DplErrorCode.VALIDATION,
-              'this module exports a generator; running module generators on a cluster is not supported yet, ' +
-                'use dpl run for it, or drop the generator to use the default { run_id, id } source',
-            ),
-          );
-        }
         let built: ReturnType<typeof graphOfSpec>;
         try {
           built = graphOfSpec(spec);
@@ -317,6 +311,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
           wake: () => dispatcher.schedule(),
           ended: (j) => {
             dispatcher.remove(j);
+            dispatcher.jobEnded(j);
             state.jobHistory.push({ id: j.id, state: j.state });
             if (state.jobHistory.length > JOB_HISTORY) state.jobHistory.shift();
           },

@@ -39,3 +39,5 @@ export type { HasModuleResponse } from './generated/dpl/v1/HasModuleResponse';
 export { ObjectFetcher } from './object-fetcher';
 export type { TaskDone } from './generated/dpl/v1/TaskDone';
 export type { TaskFailed } from './generated/dpl/v1/TaskFailed';
+export type { PullSource } from './generated/dpl/v1/PullSource';
+export type { SourceBatch } from './generated/dpl/v1/SourceBatch';

@@ -21,6 +21,7 @@ import {
   type ConnectWorkerResponse,
   type FetchModuleResponse,
   type HeadServiceClient,
+  type PullSource,
 } from '@dpl/wire';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options';
 import { ObjectStore } from './store/object-store';
@@ -157,8 +158,16 @@ class WorkerDaemon implements Worker {
       case 'release':
         for (const id of msg.release!.object_ids) this.store.delete(id);
         return;
+      case 'pull_source':
+        void this.pullSource(session, msg.pull_source!); // reports its own outcome
+        return;
+      case 'cancel_job': {
+        const jobId = msg.cancel_job!.job_id;
+        this.pool.closeSource(jobId);
+        this.store.deletePrefix(`${jobId}/`);
+        return;
+      }
       case 'heartbeat_ack':
-      case 'cancel_job':
       case undefined:
         return;
     }
@@ -197,6 +206,26 @@ class WorkerDaemon implements Worker {
       session.write({ task_failed: { call_id: a.call_id, job_id: a.job_id, error: errorToProto(e) } });
     } finally {
       this.gpus.release(gpuIds, a.num_gpus);
+    }
+  }
+
+  /** Pulls the next batch of a job's generator into the store and tells the head. */
+  private async pullSource(session: Session, p: PullSource): Promise<void> {
+    const base = { job_id: p.job_id, seq: p.seq };
+    try {
+      const bundlePath = await this.module(p.module_hash);
+      const r = await this.pool.nextSource(p.job_id, bundlePath, p.module_hash.slice(0, 12));
+      if (r === undefined) {
+        this.pool.closeSource(p.job_id);
+        session.write({ source_batch: { ...base, done: true } });
+        return;
+      }
+      const id = `${p.job_id}/s${p.seq}`;
+      this.store.put(id, r.ipc);
+      session.write({ source_batch: { ...base, object_id: id, rows: String(r.rows), bytes: String(r.ipc.byteLength) } });
+    } catch (e) {
+      this.pool.closeSource(p.job_id);
+      session.write({ source_batch: { ...base, error: errorToProto(e) } });
     }
   }
 

@@ -10,6 +10,7 @@ import {
   type ConnectWorkerResponse__Input,
   type ObjectFetcher,
   type TaskDone,
+  type SourceBatch,
   type TaskFailed,
 } from '@dpl/wire';
 import { place } from '../placement/placement';
@@ -126,11 +127,58 @@ export class Dispatcher {
     for (;;) {
       const r = job.scheduler.schedule(backend, job.allowSources);
       if (!r.wantsSourceData) break;
+      if (job.spec.module_generator) {
+        // The module's generator runs on a worker: ask for one batch at a time.
+        if (!job.pullingSource) this.pullSource(job);
+        break;
+      }
       const ref = job.nextSourceBatch();
       job.scheduler.addSourceBatch(ref, 1);
     }
     job.checkInfeasible(now);
     job.checkDone();
+  }
+
+  /** Asks the job's generator worker (chosen on first use) for its next batch. */
+  private pullSource(job: Job): void {
+    if (job.sourceWorkerId === undefined) {
+      // The live worker with the most free CPU hosts the generator for the whole job.
+      const live = this.registry.workers().filter((w) => w.state === 'alive');
+      live.sort((a, b) => b.available.get('CPU') - a.available.get('CPU'));
+      if (live[0] === undefined) return; // no worker yet: pulled when one registers
+      job.sourceWorkerId = live[0].id;
+    }
+    const session = this.sessions.get(job.sourceWorkerId);
+    if (session === undefined) return;
+    job.pullingSource = true;
+    session.write({ pull_source: { job_id: job.id, module_hash: job.spec.module_hash, seq: String(job.sourceSeq++) } });
+  }
+
+  /** A worker answered a pull of a job's generator. */
+  sourceBatch(workerId: string, msg: SourceBatch): void {
+    const job = this.jobs.find((j) => j.id === msg.job_id);
+    if (job === undefined || job.state !== 'running' || job.sourceWorkerId !== workerId) {
+      if (msg.object_id !== '') this.sessions.get(workerId)?.write({ release: { object_ids: [msg.object_id] } });
+      return;
+    }
+    job.pullingSource = false;
+    if (msg.error) {
+      const err = errorFromProto(msg.error);
+      job.fail(new DplError(DplErrorCode.TASK_FAILED, `the module's generator failed: ${err.message}`, { cause: err }));
+      return;
+    }
+    if (msg.done) job.scheduler.endSource();
+    else {
+      const worker = this.registry.get(workerId);
+      const ref: ObjectRef = { objectId: msg.object_id, ownerId: workerId, ownerAddress: worker?.address ?? '', inline: undefined, bytes: Number(msg.bytes) };
+      job.scheduler.addSourceBatch(ref, Number(msg.rows));
+    }
+    this.schedule();
+  }
+
+  /** Tells every worker a job is over: they drop its objects and its generator. */
+  jobEnded(job: Job): void {
+    for (const session of this.sessions.values()) session.write({ cancel_job: { job_id: job.id } });
   }
 
   private assign(job: Job, call: TaskCall<ObjectRef>, workerId: string): void {
@@ -191,6 +239,16 @@ export class Dispatcher {
 
   /** A worker is gone: its running calls are lost and run again elsewhere. */
   workerGone(workerId: string): void {
+    for (const job of [...this.jobs]) {
+      if (job.sourceWorkerId === workerId && job.state === 'running' && !job.scheduler.sourceExhausted) {
+        job.fail(
+          new DplError(
+            DplErrorCode.WORKER_LOST,
+            `worker ${workerId}, which ran the module's generator, was lost; a generator cannot be resumed elsewhere; submit the job again`,
+          ),
+        );
+      }
+    }
     for (const [k, r] of [...this.running]) {
       if (r.workerId !== workerId) continue;
       this.running.delete(k);

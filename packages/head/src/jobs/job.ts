@@ -116,6 +116,10 @@ export class Job {
   /** Task → when it was first found infeasible. */
   readonly infeasibleSince = new Map<string, { sinceMs: number; shortfall: string }>();
   readonly startedAtMs = Date.now();
+  /** With a module generator: the worker running it, and whether a pull is under way. */
+  sourceWorkerId: string | undefined;
+  pullingSource = false;
+  sourceSeq = 0;
 
   constructor(
     readonly id: string,

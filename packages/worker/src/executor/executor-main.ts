@@ -16,7 +16,7 @@ import {
   type PipelineModule,
 } from '@dpl/core';
 import { decodeKwargs } from '@dpl/wire';
-import type { ExecutorReply, RunCall } from './protocol';
+import type { ExecutorReply, NextSource, RunCall } from './protocol';
 
 const modules = new Map<string, Promise<PipelineModule>>();
 
@@ -53,8 +53,38 @@ async function run(m: RunCall): Promise<void> {
   }
 }
 
-process.on('message', (m: RunCall) => {
-  if (m.kind === 'run') void run(m); // run() reports its own errors
+const sources = new Map<string, Iterator<unknown> | AsyncIterator<unknown>>();
+
+/** The next batch of the job's generator, which lives in this process for the whole job. */
+async function nextSource(m: NextSource): Promise<void> {
+  try {
+    let it = sources.get(m.jobId);
+    if (it === undefined) {
+      const mod = await importBundleFile(m.bundlePath, m.label);
+      if (mod.generator === undefined) throw new Error(`module ${m.label} exports no generator`);
+      const iterable = mod.generator() as Iterable<unknown> | AsyncIterable<unknown>;
+      it = Symbol.asyncIterator in iterable ? iterable[Symbol.asyncIterator]() : iterable[Symbol.iterator]();
+      sources.set(m.jobId, it);
+    }
+    const r = await it.next();
+    if (r.done === true) {
+      send({ kind: 'source-end', jobId: m.jobId });
+      return;
+    }
+    if (!isTable(r.value)) {
+      throw new TypeError(`the generator yielded ${describe(r.value)}, not an Arrow Table; yield apache-arrow Tables`);
+    }
+    send({ kind: 'source-batch', jobId: m.jobId, ipc: encodeIpc(r.value), rows: r.value.numRows });
+  } catch (e) {
+    const err = ensureError(e);
+    send({ kind: 'failed', callId: `source:${m.jobId}`, code: DplErrorCode.TASK_FAILED, message: `the generator threw: ${err.message}`, stack: err.stack ?? '' });
+  }
+}
+
+process.on('message', (m: RunCall | NextSource) => {
+  // Both report their own errors.
+  if (m.kind === 'run') void run(m);
+  else if (m.kind === 'source-next') void nextSource(m);
 });
 // Stop when the worker goes away (the IPC channel closes).
 process.on('disconnect', () => process.exit(0));

@@ -4,8 +4,8 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { DplErrorCode, TaskError, type Logger } from '@dpl/core';
-import type { ExecutorReply, RunCall } from './protocol';
+import { DplError, DplErrorCode, TaskError, type Logger } from '@dpl/core';
+import type { ExecutorReply, NextSource, RunCall } from './protocol';
 
 export interface ExecutorResult {
   ipc: Uint8Array;
@@ -28,8 +28,16 @@ const EXECUTOR_MAIN = __filename.endsWith('.ts')
   ? join(__dirname, '..', '..', 'dist', 'executor', 'executor-main.js')
   : join(__dirname, 'executor-main.js');
 
+/** A job's generator, in an executor process of its own for the whole job. */
+interface SourceProcess {
+  child: ChildProcess;
+  ready: Promise<void>;
+  pending: { resolve: (r: ExecutorResult | undefined) => void; reject: (e: Error) => void } | undefined;
+}
+
 export class ExecutorPool {
   private readonly executors = new Set<Executor>();
+  private readonly sources = new Map<string, SourceProcess>();
   private stopped = false;
 
   constructor(
@@ -59,28 +67,75 @@ export class ExecutorPool {
     }
   }
 
+  /**
+   * The next batch of a job's generator (started on first use), or undefined once it is
+   * exhausted.
+   * @throws DplError(TASK_FAILED) when the generator throws, yields a non-Table or its process dies.
+   */
+  async nextSource(jobId: string, bundlePath: string, label: string): Promise<ExecutorResult | undefined> {
+    let src = this.sources.get(jobId);
+    if (src === undefined) {
+      const child = forkExecutor('');
+      let markReady: () => void = () => undefined;
+      const created: SourceProcess = { child, ready: new Promise((r) => (markReady = r)), pending: undefined };
+      src = created;
+      this.sources.set(jobId, created);
+      child.on('error', (e) => this.log.warn({ err: e.message, jobId }, 'generator process error'));
+      child.on('message', (m: ExecutorReply) => {
+        if (m.kind === 'ready') return markReady();
+        const p = created.pending;
+        created.pending = undefined;
+        if (p === undefined) return;
+        if (m.kind === 'source-batch') p.resolve({ ipc: m.ipc, rows: m.rows });
+        else if (m.kind === 'source-end') p.resolve(undefined);
+        else if (m.kind === 'failed') p.reject(new DplError(DplErrorCode.TASK_FAILED, m.message, { details: { stack: m.stack } }));
+      });
+      child.on('exit', (code, signal) => {
+        markReady();
+        if (this.sources.get(jobId) === created) this.sources.delete(jobId);
+        created.pending?.reject(
+          new DplError(
+            DplErrorCode.TASK_FAILED,
+            `the generator's process ${signal !== null ? `was killed by ${signal}` : `exited with code ${code}`}`,
+          ),
+        );
+        created.pending = undefined;
+      });
+    }
+    await src.ready;
+    if (!src.child.connected) throw new DplError(DplErrorCode.TASK_FAILED, "the generator's process could not start");
+    const current = src;
+    const result = new Promise<ExecutorResult | undefined>((resolve, reject) => (current.pending = { resolve, reject }));
+    const msg: NextSource = { kind: 'source-next', jobId, bundlePath, label };
+    current.child.send(msg);
+    return result;
+  }
+
+  /** Stops a job's generator process, if it has one. */
+  closeSource(jobId: string): void {
+    const src = this.sources.get(jobId);
+    if (src === undefined) return;
+    this.sources.delete(jobId);
+    src.child.kill();
+  }
+
   /** Kills every executor. */
   stop(): void {
     this.stopped = true;
     for (const ex of this.executors) ex.child.kill('SIGKILL');
     this.executors.clear();
+    for (const src of this.sources.values()) src.child.kill('SIGKILL');
+    this.sources.clear();
   }
 
   private spawn(gpus: string): Executor {
-    // The token never reaches user code.
-    const env: NodeJS.ProcessEnv = { ...process.env, CUDA_VISIBLE_DEVICES: gpus };
-    delete env.DPL_TOKEN;
-    const child = fork(EXECUTOR_MAIN, [], {
-      serialization: 'advanced',
-      env,
-      execArgv: ['--enable-source-maps'],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
+    const child = forkExecutor(gpus);
     let markReady: () => void = () => undefined;
     const ex: Executor = { child, gpus, busy: undefined, ready: new Promise((r) => (markReady = r)) };
     this.executors.add(ex);
     child.on('message', (m: ExecutorReply) => {
       if (m.kind === 'ready') return markReady();
+      if (m.kind !== 'done' && m.kind !== 'failed') return;
       const busy = ex.busy;
       if (busy === undefined || busy.call.callId !== m.callId) return;
       ex.busy = undefined;
@@ -128,6 +183,18 @@ export class ExecutorPool {
       ex.child.kill();
     }
   }
+}
+
+/** Starts an executor process with the given GPUs visible; the cluster token is not passed on. */
+function forkExecutor(gpus: string): ChildProcess {
+  const env: NodeJS.ProcessEnv = { ...process.env, CUDA_VISIBLE_DEVICES: gpus };
+  delete env.DPL_TOKEN;
+  return fork(EXECUTOR_MAIN, [], {
+    serialization: 'advanced',
+    env,
+    execArgv: ['--enable-source-maps'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
 }
 
 /**

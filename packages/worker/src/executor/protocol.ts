@@ -15,7 +15,17 @@ export interface RunCall {
   inputs: { ipc: Uint8Array; offset: number; rows: number }[];
 }
 
+/** Asks the job's generator (created on first use) for its next batch. */
+export interface NextSource {
+  kind: 'source-next';
+  jobId: string;
+  bundlePath: string;
+  label: string;
+}
+
 export type ExecutorReply =
   | { kind: 'ready' }
+  | { kind: 'source-batch'; jobId: string; ipc: Uint8Array; rows: number }
+  | { kind: 'source-end'; jobId: string }
   | { kind: 'done'; callId: string; ipc: Uint8Array; rows: number }
   | { kind: 'failed'; callId: string; code: string; message: string; stack: string };

@@ -28,6 +28,11 @@ export class ObjectStore {
     this.objects.delete(id);
   }
 
+  /** Drops every object whose id starts with `prefix` (a finished or cancelled job's). */
+  deletePrefix(prefix: string): void {
+    for (const id of [...this.objects.keys()]) if (id.startsWith(prefix)) this.delete(id);
+  }
+
   /** Bytes held. */
   get bytes(): number {
     return this.used;
