@@ -8,7 +8,9 @@ import {
   DplError,
   DplErrorCode,
   PipelineExecutor,
+  capacityProblems,
   silentLogger,
+  type ResourceSet,
   type Logger,
   type PipelineGraph,
   type PipelineRun,
@@ -41,6 +43,12 @@ export interface ClusterExecutorOptions {
   infeasibleTimeoutMs?: number;
   /** Called with the head's notices (e.g. a task waiting for resources). */
   onNotice?: (message: string) => void;
+  /**
+   * The resources of the one machine the cluster has (an embedded cluster): `validate()` then
+   * reports tasks that can never fit, with `capacityHint` as the next step.
+   */
+  capacity?: ResourceSet;
+  capacityHint?: string;
   logger?: Logger;
 }
 
@@ -82,6 +90,11 @@ export class ClusterExecutor extends PipelineExecutor {
   close(): void {
     this.client?.close();
     this.client = undefined;
+  }
+
+  protected override backendProblems(graph: PipelineGraph): string[] {
+    if (this.options.capacity === undefined) return [];
+    return capacityProblems(graph, this.options.capacity, this.options.capacityHint ?? 'lower the request');
   }
 
   protected execute(graph: PipelineGraph, context: ReadonlyMap<string, unknown>, runId: string): PipelineRun {

@@ -76,6 +76,7 @@ export type {
   BatchGenerator,
 } from './executor/local-executor';
 export { detectGpus } from './executor/gpus';
+export { capacityProblems } from './executor/capacity';
 export { splitTable, concatTables, assign, column, isTable, sameSchema } from './data/table';
 export type { ColumnInput, NumericArray } from './data/table';
 export { encodeIpc, decodeIpc } from './data/ipc';

@@ -304,7 +304,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
           return reject(e as DplError);
         }
         const id = `job-${++jobCounter}-${randomBytes(3).toString('hex')}`;
-        const jobLog = log.child({ component: 'job', jobId: id });
+        const jobLog = log.child({ jobId: id });
         job = new Job(id, spec, built.graph, built.tasks, call, {
           fetch: (ref) => dispatcher.fetch(ref),
           release: (ref) => dispatcher.release(ref),

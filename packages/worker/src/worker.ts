@@ -186,7 +186,17 @@ class WorkerDaemon implements Worker {
         })),
       );
       const out = await this.pool.run(
-        { kind: 'run', callId: a.call_id, bundlePath, label: a.module_hash.slice(0, 12), task: a.task, kwargs: a.kwargs, inputs },
+        {
+          kind: 'run',
+          callId: a.call_id,
+          bundlePath,
+          label: a.module_hash.slice(0, 12),
+          task: a.task,
+          kwargs: a.kwargs,
+          inputs,
+          inputIds: a.input_ids,
+          maxAttempts: a.max_attempts,
+        },
         attempt,
         gpuIds.join(','),
       );

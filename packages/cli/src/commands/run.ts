@@ -3,7 +3,9 @@
  */
 import type { Argv, CommandModule } from 'yargs';
 import { LocalExecutor } from '@dpl/core';
-import { loadPipelineModule } from '@dpl/client';
+import { ClusterExecutor, loadPipelineModule } from '@dpl/client';
+import { startHead } from '@dpl/head';
+import { startWorker, type Worker } from '@dpl/worker';
 import { configureExecutor, withPipelineOptions, type PipelineArgs } from '../internal/pipeline-options';
 import { createLogger, parseLogLevel } from '../internal/logger';
 import { checkResourceArgs, resourcesOf, withResourceOptions, type ResourceArgs } from '../internal/resource-options';
@@ -13,7 +15,10 @@ import { usageCheck } from '../internal/usage-error';
 /** Parsed `dpl run` arguments. */
 export interface RunArgs extends PipelineArgs, ResourceArgs {
   logLevel: string;
+  inProcess: boolean;
 }
+
+const CAPACITY_HINT = 'lower the request, or tell dpl run this machine has it (--num-cpus, --num-gpus, --resources)';
 
 
 export const runCommand: CommandModule<object, RunArgs> = {
@@ -26,6 +31,12 @@ export const runCommand: CommandModule<object, RunArgs> = {
         type: 'string',
         default: 'warn',
         describe: 'log level on stderr: trace, debug, info, warn, error or silent',
+      })
+      .option('in-process', {
+        type: 'boolean',
+        default: false,
+        describe:
+          'run tasks in this process (LocalExecutor) instead of an embedded head and worker: faster for tiny tasks, but a crash in a task ends the run',
       })
       .check((argv) =>
         usageCheck(() => {
@@ -41,17 +52,54 @@ export const runCommand: CommandModule<object, RunArgs> = {
 /** Runs `dpl run` and returns the exit code. */
 export async function runPipeline(args: RunArgs): Promise<number> {
   const logger = createLogger(parseLogLevel(args.logLevel));
-  const mod = await loadPipelineModule(args.module);
   const resources = resourcesOf(args);
-  const executor = new LocalExecutor(mod.graph, {
-    generator: mod.generator,
-    maxBatches: args.maxBatches ?? mod.maxBatches,
-    numCpus: args.numCpus,
-    numGpus: args.numGpus,
-    resources,
-    logger,
-  });
-  configureExecutor(executor, args);
-
-  return executePipeline(executor, args);
+  if (args.inProcess) {
+    const mod = await loadPipelineModule(args.module);
+    const executor = new LocalExecutor(mod.graph, {
+      generator: mod.generator,
+      maxBatches: args.maxBatches ?? mod.maxBatches,
+      numCpus: args.numCpus,
+      numGpus: args.numGpus,
+      resources,
+      logger,
+    });
+    configureExecutor(executor, args);
+    return executePipeline(executor, args);
+  }
+  // The embedded cluster: a head and one worker with this machine's resources, on loopback,
+  // running the same code path as a real cluster (tasks in executor processes).
+  const loaded = await loadPipelineModule(args.module);
+  // The embedded daemons' warnings (a job failed, a worker left) repeat what the run reports
+  // itself; at the default level only their errors are shown.
+  const userLevel = parseLogLevel(args.logLevel);
+  const daemonLogger = userLevel === 'warn' ? createLogger('error') : logger;
+  const head = await startHead({ host: '127.0.0.1', port: 0, logger: daemonLogger });
+  let worker: Worker | undefined;
+  let executor: ClusterExecutor | undefined;
+  try {
+    worker = await startWorker({
+      address: head.address,
+      numCpus: args.numCpus,
+      numGpus: args.numGpus,
+      resources,
+      logger: daemonLogger,
+    });
+    await worker.registered();
+    executor = new ClusterExecutor(loaded, {
+      address: head.address,
+      maxBatches: args.maxBatches,
+      // Nothing else will join this cluster: a task that does not fit now never will.
+      infeasibleTimeoutMs: 0,
+      capacity: worker.options.resources,
+      capacityHint: CAPACITY_HINT,
+      onNotice: () => undefined,
+      logger,
+    });
+    configureExecutor(executor, args);
+    return await executePipeline(executor, args);
+  } finally {
+    executor?.close();
+    await worker?.stop();
+    await head.stop();
+  }
 }

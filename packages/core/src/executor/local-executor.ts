@@ -9,7 +9,8 @@ import { concatTables, isTable } from '../data/table';
 import { DplError, DplErrorCode, TaskError, ensureError } from '../errors';
 import { silentLogger, type Logger } from '../logger';
 import type { PipelineGraph } from '../model/graph';
-import { taskProblems, type PipelineTask } from '../model/task';
+import type { PipelineTask } from '../model/task';
+import { capacityProblems } from './capacity';
 import { CPU, GPU, ResourceSet, describe, type ResourceMap } from '../resources';
 import {
   StreamingScheduler,
@@ -124,21 +125,12 @@ export class LocalExecutor extends PipelineExecutor {
   }
 
   protected override backendProblems(graph: PipelineGraph): string[] {
-    const problems: string[] = [];
-    for (const task of graph.tasks) {
-      if (taskProblems(task).length > 0) continue; // already reported; request() would throw
-      const request = task.request();
-      const short = this.options.capacity.shortfall(request);
-      if (short.length > 0) {
-        const what = short.map((s) => `${s.name}>=${s.requested} (this machine has ${s.available})`).join(', ');
-        problems.push(
-          `task ${JSON.stringify(task.name)} needs ${request.toString()} but no call can ever fit: ${what}; ` +
-            'lower the request, or give the executor the resource (LocalExecutor options numCpus/numGpus/resources), ' +
-            'or run on a cluster whose workers have it',
-        );
-      }
-    }
-    return problems;
+    return capacityProblems(
+      graph,
+      this.options.capacity,
+      'lower the request, or give the executor the resource (LocalExecutor options numCpus/numGpus/resources), ' +
+        'or run on a cluster whose workers have it',
+    );
   }
 
   protected execute(graph: PipelineGraph, context: ReadonlyMap<string, unknown>, runId: string): PipelineRun {

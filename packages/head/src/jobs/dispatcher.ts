@@ -197,6 +197,8 @@ export class Dispatcher {
         output_id: `${job.id}/${call.id}`,
         num_gpus: t.numGpus,
         inline_output_max_bytes: job.graph.successors(call.task).length === 0 ? INLINE_SINK_OUTPUT_MAX_BYTES : 0,
+        max_attempts: job.graph.taskMap.get(call.task)!.maxRetries + 1,
+        input_ids: [...new Set(call.inputs.map((s) => s.ref.id))],
         inputs: call.inputs.map((s) => ({
           object_id: s.ref.data.objectId,
           owner_address: s.ref.data.ownerAddress,

@@ -146,7 +146,7 @@ export class ExecutorPool {
             busy.call.task,
             busy.call.callId,
             busy.attempt,
-            `task ${JSON.stringify(busy.call.task)} failed on batch ${busy.call.callId} (attempt ${busy.attempt}): ${m.message}`,
+            `task ${JSON.stringify(busy.call.task)} failed on batch ${busy.call.callId} (${where(busy.call, busy.attempt)}): ${m.message}`,
             { remoteStack: m.stack, details: { code: m.code } },
           ),
         );
@@ -166,7 +166,7 @@ export class ExecutorPool {
             busy.call.task,
             busy.call.callId,
             busy.attempt,
-            `task ${JSON.stringify(busy.call.task)} failed on batch ${busy.call.callId} (attempt ${busy.attempt}): ` +
+            `task ${JSON.stringify(busy.call.task)} failed on batch ${busy.call.callId} (${where(busy.call, busy.attempt)}): ` +
               `its executor process ${how} (a crash, process.exit() or running out of memory in the task)`,
             { details: { code: DplErrorCode.TASK_FAILED } },
           ),
@@ -183,6 +183,12 @@ export class ExecutorPool {
       ex.child.kill();
     }
   }
+}
+
+/** "inputs s0, s1; attempt 2 of 4", as the LocalExecutor says it. */
+function where(call: RunCall, attempt: number): string {
+  const of = call.maxAttempts > 0 ? ` of ${call.maxAttempts}` : '';
+  return `${call.inputIds.length > 0 ? `inputs ${call.inputIds.join(', ')}; ` : ''}attempt ${attempt}${of}`;
 }
 
 /** Starts an executor process with the given GPUs visible; the cluster token is not passed on. */

@@ -13,6 +13,9 @@ export interface RunCall {
   task: string;
   kwargs: Uint8Array;
   inputs: { ipc: Uint8Array; offset: number; rows: number }[];
+  /** For messages: "inputs s0, s1; attempt 2 of 4". */
+  inputIds: string[];
+  maxAttempts: number;
 }
 
 /** Asks the job's generator (created on first use) for its next batch. */
