@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import {
   DplError,
   DplErrorCode,
+  OutputQueue,
   decodeIpc,
   type Logger,
   type OutputBatch,
@@ -26,17 +27,15 @@ import {
 /** Outputs buffered on the client before it stops reading from the head (backpressure). */
 const MAX_BUFFERED_OUTPUTS = 8;
 
-type Waiter = { resolve: (r: IteratorResult<OutputBatch>) => void; reject: (e: unknown) => void };
-
 export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
   /** The head's id for the job, once it accepted it. */
   jobId: string | undefined;
   private call: grpc.ClientDuplexStream<RunJobRequest__Input, RunJobResponse> | undefined;
-  private readonly outputs: OutputBatch[] = [];
+  private readonly outputs = new OutputQueue<OutputBatch>(() => {
+    this.delivered++;
+    if (this.outputs.length < MAX_BUFFERED_OUTPUTS) this.call?.resume();
+  });
   private readonly partial = new Map<string, ChunkAssembler>();
-  private waiter: Waiter | undefined;
-  private error: Error | undefined;
-  private done = false;
   private starting: Promise<void> | undefined;
   private delivered = 0;
 
@@ -61,7 +60,7 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
   /** Starts the job (once); iteration starts it too. */
   start(): Promise<void> {
     this.starting ??= this.open().catch((e: unknown) => {
-      this.done = true;
+      this.outputs.end();
       throw e;
     });
     return this.starting;
@@ -69,20 +68,7 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
 
   async next(): Promise<IteratorResult<OutputBatch>> {
     await this.start();
-    const value = this.outputs.shift();
-    if (value !== undefined) {
-      this.delivered++;
-      if (this.outputs.length < MAX_BUFFERED_OUTPUTS) this.call?.resume();
-      return { value, done: false };
-    }
-    if (this.error !== undefined) {
-      const e = this.error;
-      this.error = undefined;
-      this.done = true;
-      throw e;
-    }
-    if (this.done) return { value: undefined, done: true };
-    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+    return this.outputs.next();
   }
 
   async return(): Promise<IteratorResult<OutputBatch>> {
@@ -91,32 +77,29 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
   }
 
   cancel(): Promise<void> {
-    if (!this.done) {
-      this.done = true;
+    if (!this.outputs.closed) {
+      this.outputs.end();
       this.call?.cancel();
-      this.wake();
     }
     return Promise.resolve();
   }
 
   private async open(): Promise<void> {
     const spec = await this.prepare();
-    if (this.done) return;
+    if (this.outputs.closed) return;
     const call = this.client.RunJob(tokenMetadata(this.token));
     this.call = call;
     call.on('data', (m: RunJobResponse) => this.onMessage(m));
     call.on('error', (e: grpc.ServiceError) => {
-      if (this.done) return;
-      this.fail(
+      if (this.outputs.closed) return;
+      this.outputs.fail(
         e.code === grpc.status.UNAVAILABLE
           ? new DplError(DplErrorCode.UNAVAILABLE, `lost the head while the job ran: ${e.details}; submit it again when the head is back`, { cause: e })
           : new DplError(DplErrorCode.INTERNAL, `the job stream failed: ${e.details || e.message}`, { cause: e }),
       );
     });
     call.on('end', () => {
-      if (!this.done && this.error === undefined) {
-        this.fail(new DplError(DplErrorCode.UNAVAILABLE, 'the head ended the job stream without finishing the job'));
-      }
+      this.outputs.fail(new DplError(DplErrorCode.UNAVAILABLE, 'the head ended the job stream without finishing the job'));
     });
     call.write({ start: spec });
   }
@@ -139,7 +122,6 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
           this.partial.delete(o.batch_id);
           this.outputs.push({ data: decodeIpc(a.finish()), task: o.task, id: o.batch_id });
           if (this.outputs.length >= MAX_BUFFERED_OUTPUTS) this.call?.pause();
-          this.wake();
         }
         return;
       }
@@ -148,39 +130,13 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
         else this.log.warn({ jobId: this.jobId }, m.notice!.message);
         return;
       case 'finished':
-        this.done = true;
-        this.wake();
+        this.outputs.end();
         return;
       case 'failed':
-        this.fail(errorFromProto(m.failed!));
+        this.outputs.fail(errorFromProto(m.failed!));
         return;
       case undefined:
         return;
-    }
-  }
-
-  private fail(e: Error): void {
-    this.error = e;
-    this.wake();
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    if (w === undefined) return;
-    const value = this.outputs.shift();
-    if (value !== undefined) {
-      this.waiter = undefined;
-      this.delivered++;
-      w.resolve({ value, done: false });
-    } else if (this.error !== undefined) {
-      this.waiter = undefined;
-      const e = this.error;
-      this.error = undefined;
-      this.done = true;
-      w.reject(e);
-    } else if (this.done) {
-      this.waiter = undefined;
-      w.resolve({ value: undefined, done: true });
     }
   }
 }

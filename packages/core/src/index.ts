@@ -77,6 +77,7 @@ export type {
 } from './executor/local-executor';
 export { detectGpus } from './executor/gpus';
 export { capacityProblems } from './executor/capacity';
+export { OutputQueue } from './executor/output-queue';
 export { splitTable, concatTables, assign, column, isTable, sameSchema } from './data/table';
 export type { ColumnInput, NumericArray } from './data/table';
 export { encodeIpc, decodeIpc } from './data/ipc';

@@ -18,9 +18,9 @@ import {
   type SchedulerStats,
   type TaskCall,
 } from '../scheduler/streaming-scheduler';
-import { Deque } from '../internal/deque';
 import { detectGpus } from './gpus';
 import { PipelineExecutor, type OutputBatch, type PipelineRun } from './pipeline-executor';
+import { OutputQueue } from './output-queue';
 
 /** Where a run's batches come from: called once per run. */
 export type BatchGenerator = () => AsyncIterable<Table> | Iterable<Table>;
@@ -147,8 +147,6 @@ export function* defaultSource(runId: string): Generator<Table> {
   }
 }
 
-type Waiter = { resolve: (r: IteratorResult<OutputBatch>) => void; reject: (e: unknown) => void };
-
 /** One run of a LocalExecutor. */
 class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
   readonly runId: string;
@@ -157,13 +155,10 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
   private readonly options: ResolvedLocalExecutorOptions;
   private readonly log: Logger;
   private readonly source: Iterator<Table> | AsyncIterator<Table>;
-  private readonly outputs = new Deque<OutputBatch>();
+  // Taking an output opens a slot in the buffer: sources may go on.
+  private readonly outputs = new OutputQueue<OutputBatch>(() => this.pump());
   private readonly backend: SchedulerBackend<Table>;
   private free: ResourceSet;
-  private waiter: Waiter | undefined;
-  private error: Error | undefined;
-  private errorDelivered = false;
-  private done = false;
   private stopped = false;
   private pulling = false;
   private iterated = false;
@@ -210,19 +205,7 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
   }
 
   next(): Promise<IteratorResult<OutputBatch>> {
-    const value = this.outputs.shift();
-    if (value !== undefined) {
-      this.pump(); // a slot in the output buffer opened: sources may go on
-      return Promise.resolve({ value, done: false });
-    }
-    if (this.error !== undefined && !this.errorDelivered) {
-      this.errorDelivered = true;
-      return Promise.reject(this.error);
-    }
-    if (this.done || this.stopped) return Promise.resolve({ value: undefined, done: true });
-    return new Promise((resolve, reject) => {
-      this.waiter = { resolve, reject };
-    });
+    return this.outputs.next();
   }
 
   async return(): Promise<IteratorResult<OutputBatch>> {
@@ -235,7 +218,7 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
     this.stopped = true;
     this.clearRetryTimers();
     this.log.info(this.scheduler.stats(), 'run cancelled');
-    this.wake();
+    this.outputs.end();
     await this.closeSource();
   }
 
@@ -253,10 +236,9 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
       void this.pull(); // errors are handled inside and fail the run
     }
     if (!this.pulling && this.scheduler.isDone()) {
-      this.done = true;
       this.stopped = true;
       this.log.info(this.scheduler.stats(), 'run finished');
-      this.wake();
+      this.outputs.end();
     }
   }
 
@@ -319,10 +301,7 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
     if (this.stopped) return;
     if (output !== undefined) {
       const out = this.scheduler.complete(call.id, { rows: output.numRows, data: output });
-      if (out !== undefined) {
-        this.outputs.push({ data: out.ref.data, task: out.task, id: out.id });
-        this.wake();
-      }
+      if (out !== undefined) this.outputs.push({ data: out.ref.data, task: out.task, id: out.id });
     } else if (failure !== undefined) {
       this.handleFailure(call, failure);
     }
@@ -347,35 +326,12 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
 
   private failRun(err: Error): void {
     if (this.stopped) return;
-    this.error = err;
     this.stopped = true;
     this.clearRetryTimers();
     // The error reaches the consumer, who decides how to report it: log it only for debugging.
     this.log.debug({ err }, 'run failed');
     void this.closeSource();
-    this.wake();
-  }
-
-  /** Hands the consumer what it waits for: the next output, the error, or the end. */
-  private wake(): void {
-    const w = this.waiter;
-    if (w === undefined) return;
-    const value = this.outputs.shift();
-    if (value !== undefined) {
-      this.waiter = undefined;
-      w.resolve({ value, done: false });
-      return;
-    }
-    if (this.error !== undefined && !this.errorDelivered) {
-      this.waiter = undefined;
-      this.errorDelivered = true;
-      w.reject(this.error);
-      return;
-    }
-    if (this.stopped) {
-      this.waiter = undefined;
-      w.resolve({ value: undefined, done: true });
-    }
+    this.outputs.fail(err);
   }
 
   private clearRetryTimers(): void {
