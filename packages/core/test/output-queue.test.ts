@@ -9,7 +9,7 @@ describe('OutputQueue', () => {
     q.push(2);
     expect(await waiting).toEqual({ value: 1, done: false });
     expect(await q.next()).toEqual({ value: 2, done: false });
-    expect(taken).toEqual([1, 0]); // onTake after each take, with what is still buffered
+    expect(taken).toEqual([0, 0]); // onTake after each take, with what is still buffered
   });
 
   it('delivers buffered values before the error, the error once, then the end', async () => {
