@@ -3,7 +3,9 @@
  *  - transfer: a 64 MiB Arrow batch fetched from another process's dpl data server (the
  *    worker-to-worker path) against a raw TCP socket moving the same bytes between two processes;
  *  - dispatch: no-op task calls per second through head → worker → executor → back, against a
- *    bare grpc-js bidi echo with the same number of calls in flight.
+ *    bare grpc-js bidi echo with the same number of calls in flight;
+ *  - makespan: a DAG of sleep tasks with mixed resource requests on 3 workers, against its lower
+ *    bound (total work / capacity per resource, and the critical path).
  *
  *   npm run bench:cluster [-- --mib 64 --repeats 5 --calls 2000]
  */
@@ -181,6 +183,47 @@ async function dispatch(calls: number, repeats: number): Promise<string[][]> {
   ];
 }
 
+/**
+ * Makespan of the sleepy DAG over `batches` source batches on 3 workers, against its lower
+ * bound: the larger of (a) each resource's total busy time divided by the cluster's amount of
+ * it, and (b) the critical path of one batch.
+ */
+async function makespan(batches: number): Promise<string[][]> {
+  const head = await startHead({ port: 0 });
+  const workers = await Promise.all([
+    startWorker({ address: head.address, numCpus: 4, numGpus: 1 }),
+    startWorker({ address: head.address, numCpus: 4 }),
+    startWorker({ address: head.address, numCpus: 2, numGpus: 1 }),
+  ]);
+  await Promise.all(workers.map((w) => w.registered()));
+  const cluster = await connect(head.address);
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const run = await cluster.submit(join(ROOT, 'bench', 'pipelines', 'sleepy.ts'), { maxBatches: batches });
+      const t0 = performance.now();
+      let n = 0;
+      for await (const _ of run) n++;
+      if (n !== 2 * batches) throw new Error(`got ${n} outputs`); // merge runs once per input: 2 per batch
+      times.push(performance.now() - t0);
+    }
+  } finally {
+    await cluster.close();
+    await Promise.all(workers.map((w) => w.stop()));
+    await head.stop();
+  }
+  // Per batch: prep 40 ms × 1 CPU; embed 60 ms × 1 GPU; score 50 ms × 2 CPU; merge 2 × 20 ms × 1 CPU.
+  const cpuMs = batches * (40 * 1 + 50 * 2 + 2 * 20 * 1);
+  const gpuMs = batches * 60;
+  const bound = Math.max(cpuMs / 10, gpuMs / 2, 40 + 60 + 20);
+  const measured = times[times.length - 1]!;
+  return [
+    [`makespan, sleep DAG × ${batches} batches on 3 workers (10 CPU, 2 GPU)`, `${measured.toFixed(0)} ms`, ''],
+    ['lower bound: max(work / capacity per resource, critical path)', `${bound.toFixed(0)} ms`, ''],
+    ['ratio makespan / bound (goal <= 1.10)', '', `${(measured / bound).toFixed(2)}x`],
+  ];
+}
+
 function table(rows: string[][]): string {
   const header = ['measure', 'median time', 'median rate'];
   const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -193,7 +236,11 @@ async function main(): Promise<void> {
   const repeats = arg('repeats', 5);
   const calls = arg('calls', 2000);
   process.stdout.write(`bench:cluster: ${repeats} timed repeats after 1 warm-up; ${cpus().length} cores (${cpus()[0]?.model ?? '?'})\n\n`);
-  const rows = [...(await transfer(mib, repeats)), ...(await dispatch(calls, Math.min(repeats, 3)))];
+  const rows = [
+    ...(await transfer(mib, repeats)),
+    ...(await dispatch(calls, Math.min(repeats, 3))),
+    ...(await makespan(arg('batches', 60))),
+  ];
   process.stdout.write(`${table(rows)}\n`);
 }
 

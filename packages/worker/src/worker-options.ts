@@ -22,7 +22,7 @@ export interface WorkerOptions {
    * @default 127.0.0.1 when the head is on loopback, else this machine's first external IPv4
    */
   host?: string;
-  /** Idle executor processes kept for reuse. @default the advertised CPUs, at least 1 */
+  /** Idle executor processes kept for reuse. @default 2 × (CPUs + GPUs advertised), at least 4 */
   maxIdleExecutors?: number;
   /** First delay before reconnecting to a lost head; doubles up to `maxReconnectDelayMs`. @default 200 */
   reconnectDelayMs?: number;
@@ -69,7 +69,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     resources,
     hostname: o.hostname ?? hostname(),
     host: o.host ?? defaultHost(o.address),
-    maxIdleExecutors: o.maxIdleExecutors ?? Math.max(1, Math.ceil(resources.get(CPU))),
+    maxIdleExecutors: o.maxIdleExecutors ?? Math.max(4, 2 * Math.ceil(resources.get(CPU) + resources.get(GPU))),
     reconnectDelayMs: o.reconnectDelayMs ?? 200,
     maxReconnectDelayMs: o.maxReconnectDelayMs ?? 5_000,
     logger: o.logger ?? silentLogger,

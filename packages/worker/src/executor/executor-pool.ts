@@ -18,7 +18,12 @@ interface Executor {
   gpus: string;
   busy: { call: RunCall; resolve: (r: ExecutorResult) => void; reject: (e: Error) => void; attempt: number } | undefined;
   ready: Promise<void>;
+  /** When it last finished a call (ms since the epoch). */
+  idleSince: number;
 }
+
+/** Idle executors older than this are stopped. */
+const EXECUTOR_IDLE_TIMEOUT_MS = 60_000;
 
 /**
  * The executor's entry point. From the build it sits next to this file; when this file runs
@@ -40,11 +45,19 @@ export class ExecutorPool {
   private readonly sources = new Map<string, SourceProcess>();
   private stopped = false;
 
+  private readonly reaper: NodeJS.Timeout;
+
   constructor(
     private readonly log: Logger,
-    /** Idle processes kept for reuse. */
+    /**
+     * Idle processes kept for reuse at most. Starting one costs far more than a call (a fork and
+     * loading arrow), so idle ones are kept until EXECUTOR_IDLE_TIMEOUT_MS, not stopped at once.
+     */
     private readonly maxIdle: number,
-  ) {}
+  ) {
+    this.reaper = setInterval(() => this.reapIdle(), EXECUTOR_IDLE_TIMEOUT_MS / 4);
+    this.reaper.unref();
+  }
 
   /** Runs a call in an idle executor (or a new one) with the given GPUs visible. */
   async run(call: RunCall, attempt: number, gpus: string): Promise<ExecutorResult> {
@@ -122,6 +135,7 @@ export class ExecutorPool {
   /** Kills every executor. */
   stop(): void {
     this.stopped = true;
+    clearInterval(this.reaper);
     for (const ex of this.executors) ex.child.kill('SIGKILL');
     this.executors.clear();
     for (const src of this.sources.values()) src.child.kill('SIGKILL');
@@ -131,7 +145,7 @@ export class ExecutorPool {
   private spawn(gpus: string): Executor {
     const child = forkExecutor(gpus);
     let markReady: () => void = () => undefined;
-    const ex: Executor = { child, gpus, busy: undefined, ready: new Promise((r) => (markReady = r)) };
+    const ex: Executor = { child, gpus, busy: undefined, ready: new Promise((r) => (markReady = r)), idleSince: Date.now() };
     this.executors.add(ex);
     child.on('message', (m: ExecutorReply) => {
       if (m.kind === 'ready') return markReady();
@@ -139,6 +153,7 @@ export class ExecutorPool {
       const busy = ex.busy;
       if (busy === undefined || busy.call.callId !== m.callId) return;
       ex.busy = undefined;
+      ex.idleSince = Date.now();
       if (m.kind === 'done') busy.resolve({ ipc: m.ipc, rows: m.rows });
       else {
         busy.reject(
@@ -176,12 +191,23 @@ export class ExecutorPool {
     return ex;
   }
 
+  /** Stops the idle executors beyond maxIdle (the longest idle first). */
   private trimIdle(): void {
-    const idle = [...this.executors].filter((e) => e.busy === undefined);
-    for (const ex of idle.slice(this.maxIdle)) {
-      this.executors.delete(ex);
-      ex.child.kill();
+    const idle = [...this.executors].filter((e) => e.busy === undefined).sort((a, b) => b.idleSince - a.idleSince);
+    for (const ex of idle.slice(this.maxIdle)) this.retire(ex);
+  }
+
+  /** Stops executors idle for longer than EXECUTOR_IDLE_TIMEOUT_MS. */
+  private reapIdle(): void {
+    const now = Date.now();
+    for (const ex of this.executors) {
+      if (ex.busy === undefined && now - ex.idleSince > EXECUTOR_IDLE_TIMEOUT_MS) this.retire(ex);
     }
+  }
+
+  private retire(ex: Executor): void {
+    this.executors.delete(ex);
+    ex.child.kill();
   }
 }
 
