@@ -24,11 +24,19 @@ export function* chunksOf(bytes: Uint8Array, size = CHUNK_BYTES): Generator<Uint
 export class ChunkAssembler {
   private parts: Uint8Array[] = [];
   private length = 0;
+  /** With a known size, chunks are copied into place as they arrive (one pass, no list). */
+  private readonly target: Uint8Array | undefined;
 
-  constructor(private readonly expected?: number) {}
+  constructor(private readonly expected?: number) {
+    if (expected !== undefined && expected > 0) this.target = new Uint8Array(expected);
+  }
 
   add(chunk: Uint8Array): void {
-    this.parts.push(chunk);
+    if (this.target !== undefined && this.length + chunk.byteLength <= this.target.byteLength) {
+      this.target.set(chunk, this.length);
+    } else {
+      this.parts.push(chunk);
+    }
     this.length += chunk.byteLength;
   }
 
@@ -44,6 +52,7 @@ export class ChunkAssembler {
     if (this.expected !== undefined && this.expected !== this.length) {
       throw new Error(`expected ${this.expected} bytes, received ${this.length}`);
     }
+    if (this.target !== undefined) return this.target;
     const out = new Uint8Array(this.length);
     let at = 0;
     for (const p of this.parts) {
