@@ -1,6 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { DplError, DplErrorCode, TaskError, isDplError } from '@dpl/core';
 import {
+  ChunkAssembler,
+  chunksOf,
   errorFromProto,
   errorToProto,
   loadDplProto,
@@ -82,5 +84,24 @@ describe('loadDplProto', () => {
     expect(Object.keys(a.HeadService.service)).toEqual(['ConnectWorker', 'GetStatus', 'HasModule', 'UploadModule', 'FetchModule', 'RunJob']);
     expect(Object.keys(a.DataService.service)).toEqual(['FetchObject']);
     expect(grpc.status.UNAUTHENTICATED).toBe(16);
+  });
+});
+
+describe('chunks', () => {
+  it('round-trips bytes through chunks of any size, into an aligned buffer', () => {
+    const bytes = Uint8Array.from({ length: 10_007 }, (_, i) => i % 251);
+    for (const size of [1, 7, 1024, 10_007, 20_000]) {
+      for (const known of [true, false]) {
+        const a = new ChunkAssembler(known ? bytes.byteLength : undefined);
+        for (const c of chunksOf(bytes, size)) a.add(c);
+        const out = a.finish();
+        expect(out.byteOffset % 8).toBe(0);
+        expect(Buffer.from(out).equals(Buffer.from(bytes))).toBe(true);
+      }
+    }
+    expect([...chunksOf(new Uint8Array(0))]).toHaveLength(1);
+    const short = new ChunkAssembler(10);
+    short.add(new Uint8Array(4));
+    expect(() => short.finish()).toThrow('expected 10 bytes, received 4');
   });
 });
