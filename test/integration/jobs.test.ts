@@ -4,7 +4,8 @@
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect } from '@dpl/client';
+import { ClusterExecutor, connect } from '@dpl/client';
+import clusterGraph from '../fixtures/cluster-pipeline';
 import { startHead } from '@dpl/head';
 import { startWorker } from '@dpl/worker';
 import { column, isDplError, type OutputBatch } from '@dpl/core';
@@ -154,6 +155,23 @@ describe('jobs on a cluster of real processes', () => {
       expect((err as Error).message).toMatch(/^the module's generator failed: the generator threw: sensor offline/);
     } finally {
       await cluster.close();
+    }
+  });
+
+  it('runs a graph object with ClusterExecutor, the LocalExecutor surface', async () => {
+    const head = await startHeadProcess();
+    startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"bigdb":1}']);
+    await waitForWorkers(head.address, 1);
+    const executor = new ClusterExecutor(clusterGraph, { address: head.address, maxBatches: 6 });
+    try {
+      executor.setConfig('tag.kwargs.sleepMs', 1);
+      const dir = await tempDir();
+      const summary = await executor.writeTo(dir);
+      expect(summary.batches).toBe(6);
+      expect(readdirSync(dir).filter((f) => f.endsWith('.parquet'))).toHaveLength(6);
+      expect(() => executor.setConfig('nope.kwargs.x', 1).validate()).toThrow(/no task named "nope"/);
+    } finally {
+      executor.close();
     }
   });
 

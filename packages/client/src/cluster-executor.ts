@@ -9,6 +9,7 @@ import {
   DplErrorCode,
   PipelineExecutor,
   capacityProblems,
+  isPipelineGraph,
   silentLogger,
   type ResourceSet,
   type Logger,
@@ -25,9 +26,10 @@ import {
   type HasModuleResponse,
   type HeadServiceClient,
   type JobSpec__Input,
+  type TaskSpec__Input,
 } from '@dpl/wire';
 import { ClusterRun } from './cluster-run';
-import { loadPipelineModule, type LoadedModule } from './module/bundle';
+import { loadModuleFile, loadPipelineModule, type LoadedModule } from './module/bundle';
 
 /** @default 60 s */
 export const DEFAULT_INFEASIBLE_TIMEOUT_MS = 60_000;
@@ -62,7 +64,9 @@ export interface ClusterExecutorOptions {
  * ```
  */
 export class ClusterExecutor extends PipelineExecutor {
-  private readonly module: LoadedModule;
+  /** The module, loaded (or, for a graph object, loaded from its source file on first run). */
+  private module: LoadedModule | undefined;
+  private loading: Promise<LoadedModule> | undefined;
   private readonly options: ClusterExecutorOptions;
   private client: HeadServiceClient | undefined;
 
@@ -72,18 +76,49 @@ export class ClusterExecutor extends PipelineExecutor {
   }
 
   /**
-   * @param module a loaded module (from `loadPipelineModule`), or use `ClusterExecutor.load(path)`.
+   * @param graphOrModule the pipeline graph (the default export of a module file, which is found
+   *   from where the graph was built and shipped to the workers), or a module loaded by
+   *   `loadPipelineModule`. For a module path, use `await ClusterExecutor.load(path, options)`.
+   * @throws TypeError for a path string, or a graph whose module file cannot be told.
    */
-  constructor(module: LoadedModule, options: ClusterExecutorOptions) {
-    if (typeof module !== 'object' || module === null || !('bundle' in module)) {
+  constructor(graphOrModule: PipelineGraph | LoadedModule, options: ClusterExecutorOptions) {
+    if (isPipelineGraph(graphOrModule)) {
+      if (graphOrModule.sourceFile === undefined) {
+        throw new TypeError(
+          'cannot tell which module file built this graph; use `await ClusterExecutor.load(\'./pipeline.ts\', { address })`',
+        );
+      }
+      super(graphOrModule);
+    } else if (typeof graphOrModule === 'object' && graphOrModule !== null && 'bundle' in graphOrModule) {
+      super(graphOrModule.graph);
+      this.module = graphOrModule;
+    } else {
       throw new TypeError(
-        'ClusterExecutor needs a loaded module: use `await ClusterExecutor.load(\'./pipeline.ts\', { address })` ' +
-          '(a graph object alone cannot be shipped: workers need the module that defines its functions)',
+        'ClusterExecutor takes a PipelineGraph or a loaded module; for a path use `await ClusterExecutor.load(path, { address })`',
       );
     }
-    super(module.graph);
-    this.module = module;
     this.options = options;
+  }
+
+  /** The module to ship: given, or loaded from the graph's source file (once). */
+  private loadModule(): Promise<LoadedModule> {
+    if (this.module !== undefined) return Promise.resolve(this.module);
+    this.loading ??= (async () => {
+      const file = this.graph.sourceFile!;
+      const mod = await loadModuleFile(file);
+      const want = this.graph.tasks.map((t) => t.name).join(',');
+      const have = mod.graph.tasks.map((t) => t.name).join(',');
+      if (want !== have) {
+        throw new DplError(
+          DplErrorCode.MODULE,
+          `the graph was built in ${file}, but that module's default export has tasks [${have}], not [${want}]; ` +
+            'export the graph as the module\'s default, or use ClusterExecutor.load(path)',
+        );
+      }
+      this.module = mod;
+      return mod;
+    })();
+    return this.loading;
   }
 
   /** Closes the connection to the head. */
@@ -99,15 +134,16 @@ export class ClusterExecutor extends PipelineExecutor {
 
   protected execute(graph: PipelineGraph, context: ReadonlyMap<string, unknown>, runId: string): PipelineRun {
     // Encode now, so unsendable kwargs fail at run(), before anything is uploaded.
-    const spec = this.spec(graph, context, runId);
+    const tasks = this.taskSpecs(graph, context);
     const client = this.headClient();
     return new ClusterRun(
       runId,
       client,
       this.options.token,
       async () => {
-        await this.upload(client);
-        return spec;
+        const module = await this.loadModule();
+        await this.upload(client, module);
+        return this.spec(module, graph, tasks, runId);
       },
       (this.options.logger ?? silentLogger).child({ runId }),
       this.options.onNotice,
@@ -122,30 +158,34 @@ export class ClusterExecutor extends PipelineExecutor {
     return this.client;
   }
 
-  private spec(graph: PipelineGraph, context: ReadonlyMap<string, unknown>, runId: string): JobSpec__Input {
-    const maxBatches = this.options.maxBatches ?? this.module.maxBatches;
+  private taskSpecs(graph: PipelineGraph, context: ReadonlyMap<string, unknown>): TaskSpec__Input[] {
+    return graph.tasks.map((t) => ({
+      name: t.name,
+      num_cpus: t.numCpus,
+      num_gpus: t.numGpus,
+      resources: resourcesToProto({ ...t.resources }),
+      batch_size: t.batchSize ?? 0,
+      max_retries: t.maxRetries,
+      kwargs: encodeKwargs(t.name, t.resolveKwargs(context)),
+    }));
+  }
+
+  private spec(module: LoadedModule, graph: PipelineGraph, tasks: TaskSpec__Input[], runId: string): JobSpec__Input {
+    const maxBatches = this.options.maxBatches ?? module.maxBatches;
     return {
-      module_hash: this.module.bundle.hash,
+      module_hash: module.bundle.hash,
       run_id: runId,
       max_batches: String(maxBatches ?? -1),
       infeasible_timeout_ms: this.options.infeasibleTimeoutMs ?? DEFAULT_INFEASIBLE_TIMEOUT_MS,
-      module_generator: this.module.generator !== undefined,
-      tasks: graph.tasks.map((t) => ({
-        name: t.name,
-        num_cpus: t.numCpus,
-        num_gpus: t.numGpus,
-        resources: resourcesToProto({ ...t.resources }),
-        batch_size: t.batchSize ?? 0,
-        max_retries: t.maxRetries,
-        kwargs: encodeKwargs(t.name, t.resolveKwargs(context)),
-      })),
+      module_generator: module.generator !== undefined,
+      tasks,
       edges: graph.edges.map(([from, to]) => ({ from, to })),
     };
   }
 
   /** Uploads the module bundle unless the head has it. */
-  private async upload(client: HeadServiceClient): Promise<void> {
-    const { hash, code } = this.module.bundle;
+  private async upload(client: HeadServiceClient, module: LoadedModule): Promise<void> {
+    const { hash, code } = module.bundle;
     const md = tokenMetadata(this.options.token);
     const has = await new Promise<HasModuleResponse>((resolve, reject) =>
       client.HasModule({ hash }, md, { deadline: Date.now() + 10_000 }, (err, res) =>
@@ -157,7 +197,7 @@ export class ClusterExecutor extends PipelineExecutor {
     if (bytes.byteLength > Number(has.max_bytes)) {
       throw new DplError(
         DplErrorCode.MODULE,
-        `pipeline module ${this.module.bundle.file} bundles to ${bytes.byteLength} bytes; the head accepts at most ` +
+        `pipeline module ${module.bundle.file} bundles to ${bytes.byteLength} bytes; the head accepts at most ` +
           `${has.max_bytes}; keep large data out of the module (read it inside a task, or pass a path in kwargs)`,
       );
     }

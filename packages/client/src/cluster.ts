@@ -2,7 +2,7 @@
  * A connection to a dpl cluster's head.
  */
 import * as grpc from '@grpc/grpc-js';
-import { DplError, DplErrorCode } from '@dpl/core';
+import { DplError, DplErrorCode, type PipelineGraph } from '@dpl/core';
 import {
   CHANNEL_OPTIONS,
   loadDplProto,
@@ -43,11 +43,12 @@ export interface Cluster {
   /** The head's `host:port`. */
   readonly address: string;
   /**
-   * Bundles a pipeline module, validates it with the given configuration, uploads it and starts
+   * Bundles a pipeline module (a path, a loaded module, or a graph that is the default export
+   * of its module file), validates it with the given configuration, uploads it and starts
    * the job. Iterate the run for its outputs; breaking out of the loop cancels the job.
    * @throws ValidationError, or DplError(MODULE) for a module that cannot be bundled or loaded.
    */
-  submit(module: string | LoadedModule, options?: SubmitOptions): Promise<ClusterRun>;
+  submit(module: string | LoadedModule | PipelineGraph, options?: SubmitOptions): Promise<ClusterRun>;
   /** Workers with their resources (total and free), and jobs. */
   status(): Promise<ClusterStatus>;
   /** Closes the connection. Idempotent. */
@@ -92,7 +93,7 @@ class ClusterConnection implements Cluster {
     this.timeoutMs = options.timeoutMs ?? 5_000;
   }
 
-  async submit(module: string | LoadedModule, options: SubmitOptions = {}): Promise<ClusterRun> {
+  async submit(module: string | LoadedModule | PipelineGraph, options: SubmitOptions = {}): Promise<ClusterRun> {
     const loaded = typeof module === 'string' ? await loadPipelineModule(module) : module;
     const executor = new ClusterExecutor(loaded, {
       address: this.address,

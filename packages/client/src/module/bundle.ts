@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
-import { dirname, extname, join, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build, type Message, type Plugin } from 'esbuild';
 import {
@@ -158,4 +159,18 @@ async function evaluateCommonJs(file: string, label: string): Promise<PipelineMo
     });
   }
   return checkPipelineModule(module.exports, label);
+}
+
+/**
+ * Loads the module a graph was built in. A file that is itself a bundle in the cache (a graph
+ * from a module loaded by dpl, seen without source maps) is used as the bundle it is.
+ */
+export async function loadModuleFile(file: string): Promise<LoadedModule> {
+  const cached = /^([0-9a-f]{64})\.mjs$/.exec(basename(file));
+  if (cached !== null && dirname(file) === moduleCacheDir()) {
+    const code = await readFile(file, 'utf8');
+    const bundle: ModuleBundle = { file, code, hash: cached[1]! };
+    return { ...(await importBundleFile(file, file)), bundle };
+  }
+  return loadPipelineModule(file);
 }

@@ -3,6 +3,8 @@
  * several parents receives the union of their outputs, a task with several children sends each
  * of them every output.
  */
+import { sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type PipelineTask, isPipelineTask } from './task';
 import { describe } from '../resources';
 
@@ -35,6 +37,11 @@ export class PipelineGraph {
   private readonly pred: ReadonlyMap<string, readonly string[]>;
   private readonly rankOf: ReadonlyMap<string, number>;
   private readonly ancestorsOf: ReadonlyMap<string, ReadonlySet<string>>;
+  /**
+   * The file whose code constructed this graph (from the call stack), when it can be told: a
+   * cluster executor ships that module to the workers. Copies made by `mapTasks` keep it.
+   */
+  sourceFile: string | undefined;
 
   /**
    * @param spec a list of tasks (a straight line, each feeding the next) or a list of
@@ -116,6 +123,7 @@ export class PipelineGraph {
       ancestors.set(name, set);
     }
     this.ancestorsOf = ancestors;
+    this.sourceFile = callerFile();
     Object.defineProperty(this, GRAPH_BRAND, { value: true, enumerable: false });
   }
 
@@ -161,9 +169,13 @@ export class PipelineGraph {
       if (m.name !== t.name) throw new TypeError(`mapTasks must keep task names (${t.name} became ${m.name})`);
       return [t.name, m] as const;
     }));
-    if (this.edges.length === 0) return new PipelineGraph([...mapped.values()]);
     // Isolated tasks cannot be written as edges; a graph with edges has none (see constructor).
-    return new PipelineGraph(this.edges.map(([a, b]) => [mapped.get(a)!, mapped.get(b)!] as const));
+    const copy =
+      this.edges.length === 0
+        ? new PipelineGraph([...mapped.values()])
+        : new PipelineGraph(this.edges.map(([a, b]) => [mapped.get(a)!, mapped.get(b)!] as const));
+    copy.sourceFile = this.sourceFile;
+    return copy;
   }
 }
 
@@ -208,4 +220,19 @@ function findCycle(candidates: string[], pred: ReadonlyMap<string, readonly stri
     path.push(node);
     node = pred.get(node)!.find((c) => inSet.has(c))!;
   }
+}
+
+const CORE_DIRS = [`${sep}packages${sep}core${sep}`, `${sep}node_modules${sep}@dpl${sep}core${sep}`];
+
+/** The first file on the call stack outside @dpl/core (the code that built the graph). */
+function callerFile(): string | undefined {
+  const lines = new Error().stack?.split('\n').slice(1) ?? [];
+  for (const line of lines) {
+    const m = /((?:file:\/\/)?\/[^():]+\.(?:[cm]?[jt]sx?)):\d+:\d+\)?$/.exec(line.trim());
+    if (m === null) continue;
+    const file = m[1]!.startsWith('file://') ? fileURLToPath(m[1]!) : m[1]!;
+    if (CORE_DIRS.some((d) => file.includes(d))) continue;
+    return file;
+  }
+  return undefined;
 }
