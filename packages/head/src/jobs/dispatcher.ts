@@ -35,8 +35,7 @@ export class Dispatcher {
   private readonly jobs: Job[] = [];
   private readonly running = new Map<string, RunningCall>();
   private turn = 0;
-  private scheduling = false;
-  private again = false;
+  private pending = false;
 
   constructor(
     private readonly registry: WorkerRegistry,
@@ -72,27 +71,30 @@ export class Dispatcher {
     this.sessions.get(ref.ownerId)?.write({ release: { object_ids: [ref.objectId] } });
   }
 
-  /** Schedules every job; re-entrant calls are folded into one more pass. */
+  /**
+   * Asks for a scheduling pass. Requests are coalesced into one pass per turn of the event
+   * loop: completions arrive in bursts (many TaskDone messages per network read), and one pass
+   * over all of them costs far less than a pass per message.
+   */
   schedule(): void {
-    if (this.scheduling) {
-      this.again = true;
-      return;
+    if (this.pending) return;
+    this.pending = true;
+    setImmediate(() => {
+      this.pending = false;
+      this.scheduleNow();
+    });
+  }
+
+  /** One pass over every job, starting with a different job each time (fair turns). */
+  scheduleNow(): void {
+    const now = Date.now();
+    const jobs = [...this.jobs];
+    const n = jobs.length;
+    for (let k = 0; k < n; k++) {
+      const job = jobs[(this.turn + k) % n]!;
+      if (job.state === 'running') this.scheduleJob(job, now);
     }
-    this.scheduling = true;
-    try {
-      do {
-        this.again = false;
-        const now = Date.now();
-        const n = this.jobs.length;
-        for (let k = 0; k < n; k++) {
-          const job = this.jobs[(this.turn + k) % n];
-          if (job !== undefined && job.state === 'running') this.scheduleJob(job, now);
-        }
-        this.turn = n === 0 ? 0 : (this.turn + 1) % n;
-      } while (this.again);
-    } finally {
-      this.scheduling = false;
-    }
+    this.turn = n === 0 ? 0 : (this.turn + 1) % n;
   }
 
   private scheduleJob(job: Job, now: number): void {
