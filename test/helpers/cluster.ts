@@ -13,7 +13,8 @@ export interface HeadProcess {
 /** Starts `dpl head start --port 0 …args` and waits for its address. */
 export async function startHeadProcess(args: string[] = [], env?: Record<string, string | undefined>): Promise<HeadProcess> {
   const port = args.includes('--port') ? [] : ['--port', '0'];
-  const process = startDpl(['head', 'start', ...port, ...args], { timeoutMs: 120_000, env });
+  const dashboard = args.includes('--dashboard-port') ? [] : ['--dashboard-port', '0'];
+  const process = startDpl(['head', 'start', ...port, ...dashboard, ...args], { timeoutMs: 120_000, env });
   let address = '';
   await waitFor(
     () => {

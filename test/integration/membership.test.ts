@@ -84,7 +84,7 @@ describe('a cluster of real processes', () => {
 
 describe('bad input to the daemons', () => {
   it('refuses a non-loopback head without a token unless --insecure', async () => {
-    const r = await runDpl(['head', 'start', '--host', '0.0.0.0', '--port', '0']);
+    const r = await runDpl(['head', 'start', '--host', '0.0.0.0', '--port', '0', '--dashboard-port', '0']);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/refusing to listen on 0\.0\.0\.0 without a token.*--token or DPL_TOKEN.*--insecure/);
   });
@@ -102,5 +102,24 @@ describe('bad input to the daemons', () => {
     const none = await runDpl(['worker', 'start'], { env: { DPL_ADDRESS: undefined } });
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/--address HOST:PORT or DPL_ADDRESS/);
+  });
+});
+
+describe('the head HTTP API', () => {
+  it('serves GET /api/status with the shape of cluster.status(), behind the token', async () => {
+    const head = await startHeadProcess([], { DPL_TOKEN: 'http-token' });
+    startWorkerProcess(head.address, ['--num-cpus', '1', '--resources', '{"bigdb":1}'], { DPL_TOKEN: 'http-token' });
+    await waitForWorkers(head.address, 1, 'http-token');
+    const m = /status API: (http:\/\/\S+)/.exec(head.process.stdout);
+    expect(m).not.toBeNull();
+    const url = m![1]!;
+    const denied = await fetch(url);
+    expect(denied.status).toBe(401);
+    const res = await fetch(url, { headers: { authorization: 'Bearer http-token' } });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Awaited<ReturnType<typeof statusOf>>;
+    expect(body).toEqual(expect.objectContaining({ jobs: [], version: expect.any(String) }));
+    expect(body.workers[0]!.resources.total).toEqual({ CPU: 1, bigdb: 1 });
+    expect((await fetch(url.replace('/api/status', '/nope'), { headers: { authorization: 'Bearer http-token' } })).status).toBe(404);
   });
 });

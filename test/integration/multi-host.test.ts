@@ -33,7 +33,7 @@ describe('a cluster across network namespaces', () => {
   maybe('runs a pipeline whose batches cross hosts, with the head reachable only by its address', async () => {
     const [h, w1, w2, client] = net!.hosts as [Host, Host, Host, Host];
     const env = { DPL_TOKEN: 'multi-host-token' };
-    const head = startIp(inHost(h.name, ['head', 'start', '--host', h.ip, '--port', '6380']), env);
+    const head = startIp(inHost(h.name, ['head', 'start', '--host', h.ip, '--port', '6380', '--dashboard-port', '0']), env);
     await waitFor(() => /dpl head listening on (\S+)/.test(head.out()), { timeoutMs: 15_000, what: 'the head' });
     const address = `${h.ip}:6380`;
     startIp(inHost(w1.name, ['worker', 'start', '--address', address, '--num-cpus', '1', '--resources', '{"maker":1}']), env);

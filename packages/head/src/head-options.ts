@@ -5,6 +5,8 @@ import { silentLogger, type Logger } from '@dpl/core';
 
 /** The port `dpl head start` listens on by default. */
 export const DEFAULT_HEAD_PORT = 6380;
+/** The port `dpl head start` serves its HTTP API (and, later, the dashboard) on by default. */
+export const DEFAULT_DASHBOARD_PORT = 8265;
 /** @default 1000 */
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1_000;
 /** @default 5000 */
@@ -23,6 +25,11 @@ export interface HeadOptions {
   heartbeatIntervalMs?: number;
   /** A worker silent for this long is dead. @default 5000 */
   heartbeatTimeoutMs?: number;
+  /**
+   * HTTP port of `/api/status` (JSON, the shape of `cluster.status()`); 0 picks a free one;
+   * `null` serves no HTTP. @default null (the CLI's `dpl head start` defaults to 8265)
+   */
+  dashboardPort?: number | null;
   logger?: Logger;
 }
 
@@ -33,6 +40,7 @@ export interface ResolvedHeadOptions {
   insecure: boolean;
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
+  dashboardPort: number | null;
   logger: Logger;
 }
 
@@ -53,11 +61,16 @@ export function resolveHeadOptions(o: HeadOptions = {}): ResolvedHeadOptions {
     insecure: o.insecure ?? false,
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
     heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
+    dashboardPort: o.dashboardPort ?? null,
     logger: o.logger ?? silentLogger,
   };
   const problems: string[] = [];
   if (!Number.isInteger(r.port) || r.port < 0 || r.port > 65535) {
     problems.push(`port must be an integer from 0 to 65535, got ${r.port}`);
+  }
+  const dp = r.dashboardPort;
+  if (dp !== null && (!Number.isInteger(dp) || dp < 0 || dp > 65535)) {
+    problems.push(`dashboardPort must be an integer from 0 to 65535 (or null for none), got ${dp}`);
   }
   for (const [name, v] of [['heartbeatIntervalMs', r.heartbeatIntervalMs], ['heartbeatTimeoutMs', r.heartbeatTimeoutMs]] as const) {
     if (!Number.isFinite(v) || v <= 0) problems.push(`${name} must be a number > 0, got ${v}`);

@@ -3,6 +3,8 @@
  * death by silence or disconnection) and answers status queries.
  */
 import { randomBytes } from 'node:crypto';
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { DPL_VERSION, DplError, DplErrorCode, describe, ensureError, type Logger } from '@dpl/core';
 import {
@@ -38,6 +40,8 @@ export interface Head {
   readonly registry: WorkerRegistry;
   /** Bytes the head fetched from workers: only sink outputs, on their way to clients. */
   readonly bytesFetched: number;
+  /** `host:port` of the HTTP API, when it serves one. */
+  readonly dashboardAddress: string | undefined;
   status(): ClusterStatus;
   /** Closes every worker session and the server. Idempotent. */
   stop(): Promise<void>;
@@ -71,7 +75,7 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
       err ? reject(new Error(`cannot listen on ${opts.host}:${opts.port}: ${err.message}`, { cause: err })) : resolve(p),
     );
   });
-  const address = `${opts.host.includes(':') && !opts.host.startsWith('[') ? `[${opts.host}]` : opts.host}:${port}`;
+  const address = `${hostPart(opts.host)}:${port}`;
 
   // Heartbeat sweep: a worker silent for heartbeatTimeoutMs is dead, even if its TCP connection
   // looks open (a stopped process, a cut network).
@@ -90,7 +94,9 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   }, Math.max(50, Math.floor(opts.heartbeatIntervalMs / 2)));
   sweep.unref();
 
-  log.info({ address, token: opts.token !== undefined }, 'head listening');
+  const http = opts.dashboardPort === null ? undefined : await startHttpApi(opts, () => statusOf(state));
+  const dashboardAddress = http === undefined ? undefined : `${hostPart(opts.host)}:${(http.address() as AddressInfo).port}`;
+  log.info({ address, dashboard: dashboardAddress, token: opts.token !== undefined }, 'head listening');
   let stopped: Promise<void> | undefined;
   return {
     address,
@@ -99,6 +105,7 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
     get bytesFetched() {
       return dispatcher.bytesFetched;
     },
+    dashboardAddress,
     status: () => statusOf(state),
     stop: () => {
       stopped ??= (async () => {
@@ -107,6 +114,7 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
           job.fail(new DplError(DplErrorCode.UNAVAILABLE, 'the head is shutting down; submit the job again when it is back'));
         }
         fetcher.close();
+        if (http !== undefined) await new Promise<void>((resolve) => http.close(() => resolve()));
         for (const call of sessions.values()) call.end();
         sessions.clear();
         await new Promise<void>((resolve) => {
@@ -124,6 +132,34 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
       return stopped;
     },
   };
+}
+
+function hostPart(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+/**
+ * The head's HTTP API: `GET /api/status` answers the cluster status as JSON (the shape of
+ * `cluster.status()`), behind `Authorization: Bearer <token>` when a token is set.
+ */
+async function startHttpApi(opts: ResolvedHeadOptions, status: () => ClusterStatus): Promise<HttpServer> {
+  const server = createServer((req, res) => {
+    const send = (code: number, body: unknown): void => {
+      res.writeHead(code, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (!tokenMatches(opts.token, req.headers.authorization)) {
+      return send(401, { error: 'missing or wrong cluster token; send Authorization: Bearer <token>' });
+    }
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method === 'GET' && path === '/api/status') return send(200, status());
+    send(404, { error: `no ${req.method} ${path}; try GET /api/status` });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e) => reject(new Error(`cannot serve the HTTP API on ${opts.host}:${opts.dashboardPort}: ${e.message}`, { cause: e })));
+    server.listen(opts.dashboardPort!, opts.host, () => resolve());
+  });
+  return server;
 }
 
 /** Finished jobs listed by status, most recent last. */

@@ -14,6 +14,7 @@ export {
   resolveHeadOptions,
   isLoopback,
   DEFAULT_HEAD_PORT,
+  DEFAULT_DASHBOARD_PORT,
   DEFAULT_HEARTBEAT_INTERVAL_MS,
   DEFAULT_HEARTBEAT_TIMEOUT_MS,
 } from './head-options';

@@ -2,7 +2,7 @@
  * `dpl head start`: the head daemon, in the foreground.
  */
 import type { Argv, CommandModule } from 'yargs';
-import { DEFAULT_HEAD_PORT, startHead } from '@dpl/head';
+import { DEFAULT_DASHBOARD_PORT, DEFAULT_HEAD_PORT, startHead } from '@dpl/head';
 import { createLogger, parseLogLevel } from '../internal/logger';
 import { untilSignal, withLogLevel } from '../internal/cluster-options';
 import { print } from '../internal/output';
@@ -11,6 +11,7 @@ import { usageCheck } from '../internal/usage-error';
 interface HeadStartArgs {
   host: string;
   port: number;
+  dashboardPort: number;
   token?: string;
   insecure: boolean;
   logLevel: string;
@@ -25,6 +26,11 @@ const headStart: CommandModule<object, HeadStartArgs> = {
     withLogLevel(y, 'info')
       .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on' })
       .option('port', { type: 'number', default: DEFAULT_HEAD_PORT, describe: 'gRPC port (0 picks a free one)' })
+      .option('dashboard-port', {
+        type: 'number',
+        default: DEFAULT_DASHBOARD_PORT,
+        describe: 'HTTP port of GET /api/status (JSON); 0 picks a free one',
+      })
       .option('token', {
         type: 'string',
         default: process.env.DPL_TOKEN,
@@ -38,7 +44,7 @@ const headStart: CommandModule<object, HeadStartArgs> = {
       })
       .option('heartbeat-interval-ms', { type: 'number', describe: 'how often workers heartbeat (default 1000)' })
       .option('heartbeat-timeout-ms', { type: 'number', describe: 'a worker silent this long is dead (default 5000)' })
-      .check((argv) => usageCheck(() => void parseLogLevel(String(argv['log-level'])))),
+      .check((argv) => usageCheck(() => void parseLogLevel(String(argv['log-level'])))) as unknown as Argv<HeadStartArgs>,
   handler: async (args) => {
     const logger = createLogger(parseLogLevel(args.logLevel));
     const head = await startHead({
@@ -48,9 +54,11 @@ const headStart: CommandModule<object, HeadStartArgs> = {
       insecure: args.insecure,
       heartbeatIntervalMs: args.heartbeatIntervalMs,
       heartbeatTimeoutMs: args.heartbeatTimeoutMs,
+      dashboardPort: args.dashboardPort,
       logger,
     });
     print(`dpl head listening on ${head.address}`);
+    if (head.dashboardAddress !== undefined) print(`  status API: http://${head.dashboardAddress}/api/status`);
     print(`  start workers with: dpl worker start --address ${head.address}${args.token ? ' --token …' : ''}`);
     await untilSignal();
     await head.stop();
