@@ -5,7 +5,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { LocalExecutor } from '@dpl/core';
 import { ClusterExecutor, loadPipelineModule } from '@dpl/client';
 import { startHead } from '@dpl/head';
-import { startWorker, type Worker } from '@dpl/worker';
+import { resolveWorkerOptions, startWorker, type Worker } from '@dpl/worker';
 import { configureExecutor, withPipelineOptions, type PipelineArgs } from '../internal/pipeline-options';
 import { createLogger, parseLogLevel } from '../internal/logger';
 import { checkResourceArgs, resourcesOf, withResourceOptions, type ResourceArgs } from '../internal/resource-options';
@@ -69,6 +69,13 @@ export async function runPipeline(args: RunArgs): Promise<number> {
   // The embedded cluster: a head and one worker with this machine's resources, on loopback,
   // running the same code path as a real cluster (tasks in executor processes).
   const loaded = await loadPipelineModule(args.module);
+  if (args.info) {
+    // Describing the pipeline needs the machine's resources, not running daemons.
+    const capacity = resolveWorkerOptions({ address: '127.0.0.1:0', numCpus: args.numCpus, numGpus: args.numGpus, resources }).resources;
+    const described = new ClusterExecutor(loaded, { address: '127.0.0.1:0', capacity, capacityHint: CAPACITY_HINT });
+    configureExecutor(described, args);
+    return executePipeline(described, args);
+  }
   // The embedded daemons' warnings (a job failed, a worker left) repeat what the run reports
   // itself; at the default level only their errors are shown.
   const userLevel = parseLogLevel(args.logLevel);
