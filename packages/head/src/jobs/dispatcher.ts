@@ -117,7 +117,7 @@ export class Dispatcher {
           const message =
             `task ${JSON.stringify(task)} needs ${t.request.toString()}; no live worker can fit it: ${p.shortfall}; ` +
             `waiting for one to join (fails after ${job.spec.infeasible_timeout_ms / 1000} s)`;
-          job.log.warn({ task }, message);
+          job.log.warn({ task, request: t.request.toJSON(), shortfall: p.shortfall }, 'task waits: no live worker can fit it');
           job.notice(message);
         } else if (p.kind === 'wait') {
           job.infeasibleSince.delete(task);
