@@ -127,7 +127,7 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
       }
       case 'notice':
         if (this.onNotice !== undefined) this.onNotice(m.notice!.message);
-        else this.log.warn({ jobId: this.jobId }, m.notice!.message);
+        else this.log.warn({ jobId: this.jobId, notice: m.notice!.message }, 'notice from the head');
         return;
       case 'finished':
         this.outputs.end();

@@ -6,7 +6,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import { Table, Utf8, makeVector, vectorFromArray, type Vector } from 'apache-arrow';
 import {
-  CancelledError,
   DplError,
   DplErrorCode,
   InfeasibleTaskError,
@@ -187,7 +186,7 @@ export class Job {
   cancel(): void {
     if (this.state !== 'running') return;
     this.state = 'cancelled';
-    this.log.info(new CancelledError().message);
+    this.log.info('job cancelled by its client');
     this.hooks.ended(this);
   }
 
