@@ -45,9 +45,8 @@ describe('a cluster of real processes', () => {
     const before = await waitForWorkers(head.address, 1);
     const firstId = before.workers[0]!.id;
     stalled.child.kill('SIGSTOP');
-    const t0 = Date.now();
-    await waitForWorkers(head.address, 0, undefined, 5_000);
-    expect(Date.now() - t0).toBeLessThan(5_000);
+    // Detected by missed heartbeats (its connection stays open while it is stopped).
+    await waitForWorkers(head.address, 0, undefined, 10_000);
     stalled.child.kill('SIGCONT');
     const after = await waitForWorkers(head.address, 1, undefined, 10_000);
     const live = after.workers.find((w) => w.state === 'alive')!;
