@@ -15,6 +15,7 @@ import {
   readConfigFile,
   type PipelineTaskOptions,
 } from '@dpl/core';
+import { thrownBy } from '../../../test/helpers/errors';
 
 const identity = (df: Table): Table => df;
 
@@ -49,12 +50,7 @@ function validationError(ex: LocalExecutor): ValidationError {
 
 /** The ConfigError `fn` throws (fails the test when it throws nothing or something else). */
 function configError(fn: () => unknown): ConfigError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
+  const caught = thrownBy(fn);
   if (caught === undefined) throw new Error(`expected a ConfigError, but nothing was thrown`);
   if (!isDplError(caught, DplErrorCode.CONFIG)) throw caught;
   expect(caught).toBeInstanceOf(ConfigError);

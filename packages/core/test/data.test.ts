@@ -28,22 +28,8 @@ import {
   type ParquetCompression,
 } from '@dpl/core';
 import { intTable, rangeTable, values } from '../../../test/helpers/tables';
+import { expectThrows } from '../../../test/helpers/errors';
 
-/** Asserts that `fn` throws an instance of `ctor` with exactly `message`. */
-function expectThrows(
-  fn: () => unknown,
-  ctor: new (...args: never[]) => Error,
-  message: string,
-): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(ctor);
-  expect((caught as Error).message).toBe(message);
-}
 
 /** The ArrayBuffer behind the first chunk of column `name`'s values. */
 function valuesBuffer(table: Table, name: string): ArrayBufferLike {

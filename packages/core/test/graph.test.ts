@@ -1,21 +1,11 @@
 import type { Table } from 'apache-arrow';
 import { PipelineGraph, PipelineTask, isPipelineGraph, type PipelineEdge } from '@dpl/core';
+import { typeErrorOf } from '../../../test/helpers/errors';
 
 const task = (name: string): PipelineTask => new PipelineTask(name, (df: Table) => df);
 
 const names = (tasks: readonly PipelineTask[]): string[] => tasks.map((t) => t.name);
 
-/** The TypeError message `fn` throws (fails the test when it throws nothing or something else). */
-function typeErrorOf(fn: () => unknown): string {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(TypeError);
-  return (caught as TypeError).message;
-}
 
 const CYCLE_ADVICE = '; a pipeline must be acyclic (remove one of these edges)';
 

@@ -1,22 +1,8 @@
 import { CPU, GPU, ResourceSet, describe as describeValue, resourceProblems } from '@dpl/core';
+import { expectThrows } from '../../../test/helpers/errors';
 
 const rs = (map: Record<string, number>): ResourceSet => ResourceSet.from(map);
 
-/** Asserts that `fn` throws an instance of `ctor` with exactly `message`. */
-function expectThrows(
-  fn: () => unknown,
-  ctor: new (...args: never[]) => Error,
-  message: string,
-): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(ctor);
-  expect((caught as Error).message).toBe(message);
-}
 
 describe('ResourceSet arithmetic in fixed point', () => {
   it('adds ten 0.1 GPU requests to exactly 1 GPU, which fits a set of {GPU:1}', () => {

@@ -7,20 +7,10 @@ import {
   type PipelineTaskOptions,
   type TaskFn,
 } from '@dpl/core';
+import { typeErrorOf } from '../../../test/helpers/errors';
 
 const identity: TaskFn = (df: Table) => df;
 
-/** The TypeError message `fn` throws (fails the test when it throws nothing or something else). */
-function typeErrorOf(fn: () => unknown): string {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(TypeError);
-  return (caught as TypeError).message;
-}
 
 const NAME_RULE =
   'is not valid: use letters, digits, "_" and "-" (a "." would break config coordinates such as round.kwargs.decimals)';
