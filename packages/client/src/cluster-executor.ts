@@ -29,6 +29,7 @@ import {
   type TaskSpec__Input,
 } from '@dpl/wire';
 import { ClusterRun } from './cluster-run';
+import { headError } from './head-error';
 import { loadModuleFile, loadPipelineModule, type LoadedModule } from './module/bundle';
 
 /** @default 60 s */
@@ -211,17 +212,4 @@ export class ClusterExecutor extends PipelineExecutor {
       call.end();
     });
   }
-}
-
-function headError(address: string, err: grpc.ServiceError): DplError {
-  if (err.code === grpc.status.UNAUTHENTICATED) {
-    return new DplError(DplErrorCode.UNAUTHENTICATED, `the head at ${address} refused the token: ${err.details}`);
-  }
-  if (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED) {
-    return new DplError(
-      DplErrorCode.UNAVAILABLE,
-      `cannot reach the dpl head at ${address}; is \`dpl head start\` running there, and is the address right (--address or DPL_ADDRESS)?`,
-    );
-  }
-  return new DplError(DplErrorCode.INTERNAL, `the head at ${address} failed: ${err.details}`);
 }

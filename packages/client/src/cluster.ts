@@ -2,9 +2,11 @@
  * A connection to a dpl cluster's head.
  */
 import * as grpc from '@grpc/grpc-js';
-import { DplError, DplErrorCode, type PipelineGraph } from '@dpl/core';
+import type { PipelineGraph } from '@dpl/core';
+import { headError } from './head-error';
 import {
   CHANNEL_OPTIONS,
+  isHostPort,
   loadDplProto,
   statusFromProto,
   tokenMetadata,
@@ -66,7 +68,7 @@ export interface Cluster {
  * @throws DplError naming the address when the head cannot be reached or refuses the token.
  */
 export async function connect(address: string, options: ConnectOptions = {}): Promise<Cluster> {
-  if (typeof address !== 'string' || !/^(\[[^\]]+\]|[^:\s]+):\d+$/.test(address)) {
+  if (!isHostPort(address)) {
     throw new TypeError(`address must be the head's host:port, e.g. 127.0.0.1:6380, got ${JSON.stringify(address)}`);
   }
   const { HeadService } = loadDplProto();
@@ -119,7 +121,7 @@ class ClusterConnection implements Cluster {
         tokenMetadata(this.options.token),
         { deadline: Date.now() + this.timeoutMs },
         (err: grpc.ServiceError | null, res?: GetStatusResponse) => {
-          if (err !== null) reject(this.explain(err));
+          if (err !== null) reject(headError(this.address, err, this.timeoutMs));
           else resolve(statusFromProto(res!));
         },
       );
@@ -132,24 +134,5 @@ class ClusterConnection implements Cluster {
       this.client.close();
     }
     return Promise.resolve();
-  }
-
-  private explain(err: grpc.ServiceError): DplError {
-    if (err.code === grpc.status.UNAUTHENTICATED) {
-      return new DplError(
-        DplErrorCode.UNAUTHENTICATED,
-        `the head at ${this.address} refused the token: ${err.details}`,
-        { cause: err },
-      );
-    }
-    if (err.code === grpc.status.DEADLINE_EXCEEDED || err.code === grpc.status.UNAVAILABLE) {
-      return new DplError(
-        DplErrorCode.UNAVAILABLE,
-        `cannot reach the dpl head at ${this.address} (no answer within ${this.timeoutMs} ms); ` +
-          'is `dpl head start` running there, and is the address right (--address or DPL_ADDRESS)?',
-        { cause: err },
-      );
-    }
-    return new DplError(DplErrorCode.INTERNAL, `the head at ${this.address} failed: ${err.details}`, { cause: err });
   }
 }

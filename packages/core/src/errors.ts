@@ -165,6 +165,17 @@ export function shouldRetry(err: DplError, attempt: number, maxRetries: number):
   return true;
 }
 
+/** The longest wait before a retry. */
+export const MAX_RETRY_DELAY_MS = 10_000;
+
+/**
+ * How long to wait before running a failed call again: `baseMs` after the first attempt,
+ * doubling with each further attempt, at most {@link MAX_RETRY_DELAY_MS}.
+ */
+export function retryDelayMs(attempt: number, baseMs: number): number {
+  return Math.min(baseMs * 2 ** (attempt - 1), MAX_RETRY_DELAY_MS);
+}
+
 /** Turns anything thrown into an Error, keeping the original as `cause` when it was not one. */
 export function ensureError(e: unknown): Error {
   // Errors from another realm (a vm context, jest's sandbox) fail instanceof but are errors.

@@ -30,6 +30,8 @@ export {
   isDplError,
   isRetryableCode,
   shouldRetry,
+  retryDelayMs,
+  MAX_RETRY_DELAY_MS,
   ensureError,
 } from './errors';
 export type { DplErrorOptions } from './errors';
@@ -90,6 +92,7 @@ export {
   BUNDLE_BANNER,
   REQUIRE_ANCHOR_GLOBAL,
   writeBundle,
+  userCacheDir,
   importBundleFile,
   checkPipelineModule,
 } from './module/pipeline-module';

@@ -2,6 +2,7 @@
  * Options of the head daemon.
  */
 import { silentLogger, type Logger } from '@dpl/core';
+import { isLoopbackHost } from '@dpl/wire';
 
 /** The port `dpl head start` listens on by default. */
 export const DEFAULT_HEAD_PORT = 6380;
@@ -46,7 +47,7 @@ export interface ResolvedHeadOptions {
 
 /** Whether `host` only accepts connections from this machine. */
 export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+  return isLoopbackHost(host);
 }
 
 /**

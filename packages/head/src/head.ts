@@ -12,6 +12,7 @@ import {
   ObjectFetcher,
   SERVER_OPTIONS,
   chunksOf,
+  shutdownServer,
   errorToProto,
   loadDplProto,
   presentedToken,
@@ -117,16 +118,7 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
         if (http !== undefined) await new Promise<void>((resolve) => http.close(() => resolve()));
         for (const call of sessions.values()) call.end();
         sessions.clear();
-        await new Promise<void>((resolve) => {
-          const force = setTimeout(() => {
-            server.forceShutdown();
-            resolve();
-          }, 2_000);
-          server.tryShutdown(() => {
-            clearTimeout(force);
-            resolve();
-          });
-        });
+        await shutdownServer(server, 2_000);
         log.info({ address }, 'head stopped');
       })();
       return stopped;

@@ -41,3 +41,4 @@ export type { TaskDone } from './generated/dpl/v1/TaskDone';
 export type { TaskFailed } from './generated/dpl/v1/TaskFailed';
 export type { PullSource } from './generated/dpl/v1/PullSource';
 export type { SourceBatch } from './generated/dpl/v1/SourceBatch';
+export { isHostPort, isLoopbackHost, shutdownServer } from './address';

@@ -5,6 +5,8 @@ import {
   chunksOf,
   errorFromProto,
   errorToProto,
+  isHostPort,
+  isLoopbackHost,
   loadDplProto,
   presentedToken,
   resourcesFromProto,
@@ -103,5 +105,13 @@ describe('chunks', () => {
     const short = new ChunkAssembler(10);
     short.add(new Uint8Array(4));
     expect(() => short.finish()).toThrow('expected 10 bytes, received 4');
+  });
+});
+
+describe('addresses', () => {
+  it('tells host:port and loopback hosts', () => {
+    expect([isHostPort('127.0.0.1:6380'), isHostPort('[::1]:1'), isHostPort('host'), isHostPort(1)]).toEqual([true, true, false, false]);
+    for (const h of ['127.0.0.1', '127.0.0.1:6380', 'localhost', '::1', '[::1]', '[::1]:6380']) expect(isLoopbackHost(h)).toBe(true);
+    for (const h of ['10.0.0.1', '0.0.0.0:6380', '::', 'example']) expect(isLoopbackHost(h)).toBe(false);
   });
 });

@@ -3,6 +3,7 @@
  */
 import { availableParallelism, hostname, networkInterfaces } from 'node:os';
 import { CPU, GPU, ResourceSet, detectGpus, silentLogger, type Logger, type ResourceMap } from '@dpl/core';
+import { isHostPort, isLoopbackHost } from '@dpl/wire';
 
 export interface WorkerOptions {
   /** The head's `host:port`. Required. */
@@ -49,7 +50,7 @@ export interface ResolvedWorkerOptions {
  */
 export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
   const problems: string[] = [];
-  if (typeof o.address !== 'string' || !/^(\[[^\]]+\]|[^:\s]+):\d+$/.test(o.address)) {
+  if (!isHostPort(o.address)) {
     problems.push(`address must be the head's host:port, e.g. 127.0.0.1:6380, got ${JSON.stringify(o.address)}`);
   }
   let resources = ResourceSet.EMPTY;
@@ -78,8 +79,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
 
 /** 127.0.0.1 for a head on loopback; else the first external IPv4 address of this machine. */
 function defaultHost(headAddress: string): string {
-  const host = headAddress.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
-  if (host === 'localhost' || host === '::1' || /^127\./.test(host)) return '127.0.0.1';
+  if (isLoopbackHost(headAddress)) return '127.0.0.1';
   for (const list of Object.values(networkInterfaces())) {
     for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
   }

@@ -4,10 +4,8 @@
  * outputs in its object store, serves them to peers, and reconnects (as a new worker) when the
  * session is lost.
  */
-import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { DPL_VERSION, ensureError, writeBundle } from '@dpl/core';
+import { DPL_VERSION, ensureError, userCacheDir, writeBundle } from '@dpl/core';
 import {
   CHANNEL_OPTIONS,
   ChunkAssembler,
@@ -94,7 +92,7 @@ class WorkerDaemon implements Worker {
     this.fetcher = new ObjectFetcher(options.token);
     this.pool = new ExecutorPool(options.logger.child({ component: 'executors' }), options.maxIdleExecutors);
     this.gpus = new GpuAllocator(options.resources.get('GPU'));
-    this.moduleDir = join(tmpdir(), `dpl-worker-modules-${safeUid()}`);
+    this.moduleDir = userCacheDir('dpl-worker-modules');
     this.connect();
   }
 
@@ -312,12 +310,4 @@ function aligned(bytes: Uint8Array): Uint8Array {
   const copy = new Uint8Array(bytes.byteLength);
   copy.set(bytes);
   return copy;
-}
-
-function safeUid(): string {
-  try {
-    return String(userInfo().uid);
-  } catch {
-    return 'user';
-  }
 }

@@ -5,9 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { tmpdir, userInfo } from 'node:os';
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, extname, join, resolve } from 'node:path';
+import { basename, dirname, extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build, type Message, type Plugin } from 'esbuild';
 import {
@@ -16,6 +15,7 @@ import {
   DplErrorCode,
   checkPipelineModule,
   importBundleFile,
+  userCacheDir,
   writeBundle,
   type PipelineModule,
 } from '@dpl/core';
@@ -103,13 +103,7 @@ export async function bundleModule(path: string): Promise<ModuleBundle> {
 
 /** Where bundles are cached: one folder per user under the temp dir. */
 export function moduleCacheDir(): string {
-  let user = 'user';
-  try {
-    user = String(userInfo().uid);
-  } catch {
-    // no passwd entry (some containers): share the default name
-  }
-  return join(tmpdir(), `dpl-modcache-${user}`);
+  return userCacheDir('dpl-modcache');
 }
 
 /**

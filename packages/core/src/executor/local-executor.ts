@@ -6,7 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { Table, Utf8, makeVector, vectorFromArray, type Vector } from 'apache-arrow';
 import { concatTables, isTable } from '../data/table';
-import { DplError, DplErrorCode, TaskError, ensureError } from '../errors';
+import { DplError, DplErrorCode, TaskError, ensureError, retryDelayMs } from '../errors';
 import { silentLogger, type Logger } from '../logger';
 import type { PipelineGraph } from '../model/graph';
 import type { PipelineTask } from '../model/task';
@@ -59,8 +59,6 @@ export interface ResolvedLocalExecutorOptions {
   retryBackoffMs: number;
   logger: Logger;
 }
-
-const MAX_RETRY_BACKOFF_MS = 10_000;
 
 /**
  * Fills defaults and checks every option.
@@ -313,7 +311,7 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
       this.failRun(failure);
       return;
     }
-    const delay = Math.min(this.options.retryBackoffMs * 2 ** (call.attempt - 1), MAX_RETRY_BACKOFF_MS);
+    const delay = retryDelayMs(call.attempt, this.options.retryBackoffMs);
     this.log.warn({ task: call.task, batchId: call.id, attempt: call.attempt, delayMs: delay, err: failure.cause }, 'task failed, retrying');
     const timer = setTimeout(() => {
       this.retryTimers.delete(timer);

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DplError, DplErrorCode } from '../errors';
@@ -24,6 +25,19 @@ export const REQUIRE_ANCHOR_GLOBAL = '__dplRequireAnchor';
 export const BUNDLE_BANNER =
   "import { createRequire as __dplCreateRequire } from 'node:module';\n" +
   `const require = __dplCreateRequire(globalThis.${REQUIRE_ANCHOR_GLOBAL} ?? import.meta.url);`;
+
+/**
+ * A per-user folder under the temp dir (`<tmp>/<prefix>-<uid>`), where bundles are cached.
+ */
+export function userCacheDir(prefix: string): string {
+  let user = 'user';
+  try {
+    user = String(userInfo().uid);
+  } catch {
+    // no passwd entry (some containers): share the default name
+  }
+  return join(tmpdir(), `${prefix}-${user}`);
+}
 
 /** What a pipeline module provides. */
 export interface PipelineModule {

@@ -4,7 +4,7 @@
  * turns (a rotating start), so several jobs share the cluster by resources.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { DplError, DplErrorCode, type Logger, type TaskCall } from '@dpl/core';
+import { DplError, DplErrorCode, retryDelayMs, type Logger, type TaskCall } from '@dpl/core';
 import {
   errorFromProto,
   type ConnectWorkerResponse__Input,
@@ -29,7 +29,6 @@ interface RunningCall {
 const RETRY_BACKOFF_MS = 100;
 /** Sink outputs up to this size come back inside TaskDone (no fetch round trip). */
 const INLINE_SINK_OUTPUT_MAX_BYTES = 1024 * 1024;
-const MAX_RETRY_BACKOFF_MS = 10_000;
 
 export class Dispatcher {
   private readonly jobs: Job[] = [];
@@ -282,7 +281,7 @@ export class Dispatcher {
       job.fail(err);
       return;
     }
-    const delay = Math.min(RETRY_BACKOFF_MS * 2 ** (call.attempt - 1), MAX_RETRY_BACKOFF_MS);
+    const delay = retryDelayMs(call.attempt, RETRY_BACKOFF_MS);
     job.log.warn({ task: call.task, batchId: call.id, attempt: call.attempt, delayMs: delay, err: err.message }, 'call failed; retrying');
     setTimeout(() => {
       if (job.state !== 'running') return;

@@ -4,7 +4,7 @@
  * worker that made them and relayed to the client in order, with backpressure.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { Table, Utf8, makeVector, vectorFromArray, type Vector } from 'apache-arrow';
+import type { Table } from 'apache-arrow';
 import {
   DplError,
   DplErrorCode,
@@ -12,6 +12,7 @@ import {
   PipelineGraph,
   PipelineTask,
   StreamingScheduler,
+  defaultSource,
   encodeIpc,
   type Logger,
   type ResourceSet,
@@ -110,8 +111,8 @@ export class Job {
   private clientBlocked = false;
   private outputs = 0;
   private rows = 0;
-  private sourceId = 0n;
-  private readonly runIdColumn: Vector<Utf8>;
+  /** The default `{ run_id, id }` source, the same one the LocalExecutor uses. */
+  private readonly source: Iterator<Table>;
   /** Task → when it was first found infeasible. */
   readonly infeasibleSince = new Map<string, { sinceMs: number; shortfall: string }>();
   readonly startedAtMs = Date.now();
@@ -136,7 +137,7 @@ export class Job {
         if (ref.data.objectId !== '') hooks.release(ref.data);
       },
     });
-    this.runIdColumn = vectorFromArray([spec.run_id], new Utf8());
+    this.source = defaultSource(spec.run_id);
     call.on('drain', () => {
       this.clientBlocked = false;
       hooks.wake();
@@ -150,8 +151,7 @@ export class Job {
 
   /** The next batch of the default source, `{ run_id, id }`, inline. */
   nextSourceBatch(): ObjectRef {
-    const table = new Table({ run_id: this.runIdColumn, id: makeVector(BigInt64Array.of(this.sourceId++)) });
-    const ipc = encodeIpc(table);
+    const ipc = encodeIpc(this.source.next().value as Table);
     return { objectId: '', ownerId: '', ownerAddress: '', inline: ipc, bytes: ipc.byteLength };
   }
 

@@ -9,6 +9,7 @@ import {
   chunksOf,
   loadDplProto,
   presentedToken,
+  shutdownServer,
   tokenMatches,
   unauthenticated,
   type DataServiceHandlers,
@@ -76,16 +77,6 @@ export async function startDataServer(
     get bytesServed() {
       return served;
     },
-    stop: () =>
-      new Promise<void>((resolve) => {
-        const force = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 1_000);
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      }),
+    stop: () => shutdownServer(server, 1_000),
   };
 }
