@@ -7,7 +7,7 @@
  *  - makespan: a DAG of sleep tasks with mixed resource requests on 3 workers, against its lower
  *    bound (total work / capacity per resource, and the critical path).
  *
- *   npm run bench:cluster [-- --mib 64 --repeats 5 --calls 2000]
+ *   npm run bench:cluster [-- --mib 64 --repeats 5 --calls 2000 --batches 60 --only transfer,dispatch,makespan]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
@@ -96,7 +96,7 @@ async function transfer(mib: number, repeats: number): Promise<string[][]> {
   }
   const rate = (ms: number) => ((size / 1024 / 1024) / (ms / 1000)).toFixed(0);
   return [
-    ['transfer 64 MiB, dpl data server (gRPC stream)', `${median(dpl).toFixed(1)} ms`, `${rate(median(dpl))} MiB/s`],
+    ['transfer 64 MiB, dpl data plane (worker data server)', `${median(dpl).toFixed(1)} ms`, `${rate(median(dpl))} MiB/s`],
     ['transfer 64 MiB, raw TCP socket (reference)', `${median(tcp).toFixed(1)} ms`, `${rate(median(tcp))} MiB/s`],
     ['ratio dpl / raw TCP (goal >= 70%)', '', `${((median(tcp) / median(dpl)) * 100).toFixed(0)}%`],
   ];
@@ -236,11 +236,12 @@ async function main(): Promise<void> {
   const repeats = arg('repeats', 5);
   const calls = arg('calls', 2000);
   process.stdout.write(`bench:cluster: ${repeats} timed repeats after 1 warm-up; ${cpus().length} cores (${cpus()[0]?.model ?? '?'})\n\n`);
-  const rows = [
-    ...(await transfer(mib, repeats)),
-    ...(await dispatch(calls, Math.min(repeats, 3))),
-    ...(await makespan(arg('batches', 60))),
-  ];
+  const i = process.argv.indexOf('--only');
+  const only = i >= 0 ? (process.argv[i + 1] ?? '').split(',') : ['transfer', 'dispatch', 'makespan'];
+  const rows: string[][] = [];
+  if (only.includes('transfer')) rows.push(...(await transfer(mib, repeats)));
+  if (only.includes('dispatch')) rows.push(...(await dispatch(calls, Math.min(repeats, 3))));
+  if (only.includes('makespan')) rows.push(...(await makespan(arg('batches', 60))));
   process.stdout.write(`${table(rows)}\n`);
 }
 

@@ -1,5 +1,5 @@
 // A separate process that serves one payload of N MiB two ways, for bench/cluster.ts: a dpl
-// data server (the worker's FetchObject service) and a raw TCP socket that writes the same bytes
+// data server (the worker's data-plane server) and a raw TCP socket that writes the same bytes
 // to every connection. Prints "ready <dataPort> <tcpPort>" on stdout.
 'use strict';
 const net = require('node:net');

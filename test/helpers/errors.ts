@@ -25,3 +25,13 @@ export function typeErrorOf(fn: () => unknown): string {
   expect(caught).toBeInstanceOf(TypeError);
   return (caught as TypeError).message;
 }
+
+/** What `promise` rejects with; fails the test when it resolves. */
+export async function rejectionOf(promise: Promise<unknown>): Promise<Error & { code?: string }> {
+  try {
+    await promise;
+  } catch (e) {
+    return e as Error & { code?: string };
+  }
+  throw new Error('expected a rejection, but the promise resolved');
+}

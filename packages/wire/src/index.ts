@@ -22,9 +22,6 @@ export type { GetStatusRequest } from './generated/dpl/v1/GetStatusRequest';
 export type { GetStatusResponse, GetStatusResponse__Input } from './generated/dpl/v1/GetStatusResponse';
 export { CHUNK_BYTES, chunksOf, ChunkAssembler } from './chunks';
 export { encodeKwargs, decodeKwargs } from './kwargs';
-export type { DataServiceHandlers, DataServiceClient } from './generated/dpl/v1/DataService';
-export type { FetchObjectRequest } from './generated/dpl/v1/FetchObjectRequest';
-export type { FetchObjectResponse, FetchObjectResponse__Input } from './generated/dpl/v1/FetchObjectResponse';
 export type { AssignTask } from './generated/dpl/v1/AssignTask';
 export type { InputSlice as InputSliceMessage, InputSlice__Input as InputSliceMessage__Input } from './generated/dpl/v1/InputSlice';
 export type { JobSpec, JobSpec__Input } from './generated/dpl/v1/JobSpec';
@@ -36,7 +33,14 @@ export type { FetchModuleResponse, FetchModuleResponse__Input } from './generate
 export type { UploadModuleRequest, UploadModuleRequest__Input } from './generated/dpl/v1/UploadModuleRequest';
 export type { UploadModuleResponse } from './generated/dpl/v1/UploadModuleResponse';
 export type { HasModuleResponse } from './generated/dpl/v1/HasModuleResponse';
-export { ObjectFetcher } from './object-fetcher';
+export {
+  ObjectFetcher,
+  DATA_MAGIC,
+  DataStatus,
+  MAX_DATA_FIELD_BYTES,
+  encodeDataRequest,
+  encodeDataResponseHeader,
+} from './data-plane';
 export type { TaskDone } from './generated/dpl/v1/TaskDone';
 export type { TaskFailed } from './generated/dpl/v1/TaskFailed';
 export type { PullSource } from './generated/dpl/v1/PullSource';

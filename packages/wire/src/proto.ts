@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync, type Options } from '@grpc/proto-loader';
 import type { ProtoGrpcType as HeadProto } from './generated/head';
-import type { ProtoGrpcType as DataProto } from './generated/data';
 
 /**
  * The loader options; scripts/gen.js passes the same ones to proto-loader-gen-types, so the
@@ -24,18 +23,18 @@ export const PROTO_LOADER_OPTIONS: Options = {
 export const PROTO_DIR = join(__dirname, '..', 'proto');
 
 /** Every service and message of package dpl.v1. */
-export type DplProto = HeadProto['dpl']['v1'] & DataProto['dpl']['v1'];
+export type DplProto = HeadProto['dpl']['v1'];
 
 let loaded: DplProto | undefined;
 
 /** The loaded `dpl.v1` package: service constructors and message types. */
 export function loadDplProto(): DplProto {
   if (loaded === undefined) {
-    const definition = loadSync(['dpl/v1/head.proto', 'dpl/v1/data.proto'], {
+    const definition = loadSync(['dpl/v1/head.proto'], {
       ...PROTO_LOADER_OPTIONS,
       includeDirs: [PROTO_DIR],
     });
-    const pkg = grpc.loadPackageDefinition(definition) as unknown as HeadProto & DataProto;
+    const pkg = grpc.loadPackageDefinition(definition) as unknown as HeadProto;
     loaded = pkg.dpl.v1;
   }
   return loaded;

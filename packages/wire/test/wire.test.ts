@@ -80,11 +80,10 @@ describe('codecs', () => {
 });
 
 describe('loadDplProto', () => {
-  it('loads the HeadService and DataService definitions once', () => {
+  it('loads the HeadService definition once', () => {
     const a = loadDplProto();
     expect(a).toBe(loadDplProto());
     expect(Object.keys(a.HeadService.service)).toEqual(['ConnectWorker', 'GetStatus', 'HasModule', 'UploadModule', 'FetchModule', 'RunJob']);
-    expect(Object.keys(a.DataService.service)).toEqual(['FetchObject']);
     expect(grpc.status.UNAUTHENTICATED).toBe(16);
   });
 });

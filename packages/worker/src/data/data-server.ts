@@ -1,18 +1,15 @@
 /**
- * The worker's data server: serves objects from its store to other workers and the head, in
- * chunks, pulled by the receiver (FetchObject is server-streaming, so the receiver's larger
- * flow-control window applies).
+ * The worker's data server: serves objects from its store to other workers and the head over the
+ * data-plane protocol of `@dpl/wire` (a TCP stream; see data-plane.ts there). The stored bytes are
+ * written as they are, without a copy.
  */
-import * as grpc from '@grpc/grpc-js';
+import net from 'node:net';
 import {
-  SERVER_OPTIONS,
-  chunksOf,
-  loadDplProto,
-  presentedToken,
-  shutdownServer,
+  DATA_MAGIC,
+  DataStatus,
+  MAX_DATA_FIELD_BYTES,
+  encodeDataResponseHeader,
   tokenMatches,
-  unauthenticated,
-  type DataServiceHandlers,
 } from '@dpl/wire';
 import type { ObjectStore } from '../store/object-store';
 
@@ -23,60 +20,89 @@ export interface DataServer {
   stop(): Promise<void>;
 }
 
-export async function startDataServer(
-  store: ObjectStore,
-  host: string,
-  token: string | undefined,
-): Promise<DataServer> {
-  const server = new grpc.Server(SERVER_OPTIONS);
+/** A connection that sends nothing for this long is closed. */
+const IDLE_TIMEOUT_MS = 5 * 60_000;
+
+export async function startDataServer(store: ObjectStore, host: string, token: string | undefined): Promise<DataServer> {
   let served = 0;
-  const handlers: DataServiceHandlers = {
-    FetchObject(call) {
-      if (!tokenMatches(token, presentedToken(call.metadata))) {
-        call.emit('error', unauthenticated());
-        return;
-      }
-      const bytes = store.get(call.request.object_id);
-      if (bytes === undefined) {
-        call.emit('error', {
-          code: grpc.status.NOT_FOUND,
-          details: `object ${call.request.object_id} is not on this worker (released, or the worker restarted)`,
-        });
-        return;
-      }
-      // Write with backpressure: wait for 'drain' when the stream's buffer is full.
-      const it = chunksOf(bytes);
-      let first = true;
-      const pump = (): void => {
-        for (;;) {
-          const next = it.next();
-          if (next.done === true) {
-            call.end();
-            return;
-          }
-          served += next.value.byteLength;
-          const ok = call.write({ size: first ? String(bytes.byteLength) : '0', chunk: next.value });
-          first = false;
-          if (!ok) {
-            call.once('drain', pump);
-            return;
-          }
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.setNoDelay(true);
+    socket.setTimeout(IDLE_TIMEOUT_MS, () => socket.destroy());
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined); // a peer that goes away is not this worker's failure
+    let pending: Buffer = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      pending = pending.byteLength === 0 ? chunk : Buffer.concat([pending, chunk]);
+      for (;;) {
+        const r = parseRequest(pending);
+        if (r === undefined) return; // wait for more bytes
+        if ('error' in r) {
+          reply(socket, DataStatus.BAD_REQUEST, r.error);
+          socket.end();
+          pending = Buffer.alloc(0);
+          return;
         }
-      };
-      pump();
-    },
-  };
-  server.addService(loadDplProto().DataService.service, handlers);
+        pending = pending.subarray(r.used);
+        if (!tokenMatches(token, `Bearer ${r.token}`)) {
+          reply(socket, DataStatus.UNAUTHENTICATED, 'missing or wrong cluster token; pass the token the head was started with (--token or DPL_TOKEN)');
+          socket.end();
+          return;
+        }
+        const bytes = store.get(r.objectId);
+        if (bytes === undefined) {
+          reply(socket, DataStatus.NOT_FOUND, `object ${r.objectId} is not on this worker (released, or the worker restarted)`);
+          continue;
+        }
+        socket.write(encodeDataResponseHeader(DataStatus.OK, bytes.byteLength));
+        socket.write(bytes);
+        served += bytes.byteLength;
+      }
+    });
+  });
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${host}:0`, grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(new Error(`cannot start the data server on ${host}: ${err.message}`, { cause: err })) : resolve(p),
-    );
+    server.once('error', (err) => reject(new Error(`cannot start the data server on ${host}: ${err.message}`, { cause: err })));
+    server.listen(0, host, () => resolve((server.address() as net.AddressInfo).port));
   });
   return {
     port,
     get bytesServed() {
       return served;
     },
-    stop: () => shutdownServer(server, 1_000),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function reply(socket: net.Socket, status: DataStatus, message: string): void {
+  const body = Buffer.from(message);
+  socket.write(encodeDataResponseHeader(status, body.byteLength));
+  socket.write(body);
+}
+
+type Parsed = { token: string; objectId: string; used: number } | { error: string };
+
+/** One request from the front of `buf`; undefined when it is not all there yet. */
+function parseRequest(buf: Buffer): Parsed | undefined {
+  const have = Math.min(buf.byteLength, 4);
+  if (!buf.subarray(0, have).equals(DATA_MAGIC.subarray(0, have))) {
+    return { error: 'not a dpl data-plane request (this port serves worker objects to dpl workers and heads)' };
+  }
+  if (buf.byteLength < 6) return undefined;
+  const tokenBytes = buf.readUInt16BE(4);
+  if (tokenBytes > MAX_DATA_FIELD_BYTES) return { error: `a token of ${tokenBytes} bytes is over the ${MAX_DATA_FIELD_BYTES}-byte limit` };
+  if (buf.byteLength < 8 + tokenBytes) return undefined;
+  const idBytes = buf.readUInt16BE(6 + tokenBytes);
+  if (idBytes > MAX_DATA_FIELD_BYTES) return { error: `an object id of ${idBytes} bytes is over the ${MAX_DATA_FIELD_BYTES}-byte limit` };
+  const used = 8 + tokenBytes + idBytes;
+  if (buf.byteLength < used) return undefined;
+  return {
+    token: buf.toString('utf8', 6, 6 + tokenBytes),
+    objectId: buf.toString('utf8', 8 + tokenBytes, used),
+    used,
   };
 }

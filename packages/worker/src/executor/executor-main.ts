@@ -16,12 +16,24 @@ import {
   type PipelineModule,
 } from '@dpl/core';
 import { decodeKwargs } from '@dpl/wire';
+import { Socket } from 'node:net';
+import { FrameChannel } from './channel';
 import type { ExecutorReply, NextSource, RunCall } from './protocol';
 
 const modules = new Map<string, Promise<PipelineModule>>();
 
+// The worker talks to this process over fd 3 (a socket pair). Both report their own errors.
+const socket = new Socket({ fd: 3, readable: true, writable: true });
+const channel = new FrameChannel<RunCall | NextSource, ExecutorReply>(socket, (m) => {
+  if (m.kind === 'run') void run(m);
+  else if (m.kind === 'source-next') void nextSource(m);
+});
+// Stop when the worker goes away (its end of the socket closes).
+socket.on('close', () => process.exit(0));
+socket.on('error', () => process.exit(0));
+
 function send(reply: ExecutorReply): void {
-  process.send!(reply);
+  channel.send(reply);
 }
 
 async function run(m: RunCall): Promise<void> {
@@ -33,14 +45,19 @@ async function run(m: RunCall): Promise<void> {
     }
     const task = (await mod).graph.taskMap.get(m.task);
     if (task === undefined) throw new Error(`module ${m.label} has no task named ${JSON.stringify(m.task)}`);
+    let decodedRows = -1;
     const slices = m.inputs.map((i) => {
       const t = decodeIpc(i.ipc);
+      decodedRows = t.numRows;
       return i.offset === 0 && i.rows === t.numRows ? t : t.slice(i.offset, i.offset + i.rows);
     });
     const input = slices.length === 1 ? slices[0]! : concatTables(slices);
     const result: unknown = await task.fn(input, decodeKwargs(m.kwargs));
     if (!isTable(result)) throw new TypeError(`returned ${describe(result)}, not an Arrow Table; a task must return a Table`);
-    send({ kind: 'done', callId: m.callId, ipc: encodeIpc(result), rows: result.numRows });
+    // A task that hands back its whole, single input (a filter that kept every row, a task run
+    // for its side effects) sends back the bytes it got instead of encoding them again.
+    const same = result === input && m.inputs.length === 1 && input.numRows === decodedRows;
+    send({ kind: 'done', callId: m.callId, ipc: same ? m.inputs[0]!.ipc : encodeIpc(result), rows: result.numRows });
   } catch (e) {
     const err = ensureError(e);
     send({
@@ -81,11 +98,4 @@ async function nextSource(m: NextSource): Promise<void> {
   }
 }
 
-process.on('message', (m: RunCall | NextSource) => {
-  // Both report their own errors.
-  if (m.kind === 'run') void run(m);
-  else if (m.kind === 'source-next') void nextSource(m);
-});
-// Stop when the worker goes away (the IPC channel closes).
-process.on('disconnect', () => process.exit(0));
 send({ kind: 'ready' });

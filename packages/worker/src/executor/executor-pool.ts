@@ -2,9 +2,11 @@
  * The worker's executor processes: one call at a time each, started on demand, reused while
  * idle, and replaced when one dies. A process that dies mid-call fails that call only.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { DplError, DplErrorCode, TaskError, type Logger } from '@dpl/core';
+import { FrameChannel } from './channel';
 import type { ExecutorReply, NextSource, RunCall } from './protocol';
 
 export interface ExecutorResult {
@@ -14,6 +16,8 @@ export interface ExecutorResult {
 
 interface Executor {
   child: ChildProcess;
+  channel: Channel;
+  alive: boolean;
   /** CUDA_VISIBLE_DEVICES it was started with ('' = none). */
   gpus: string;
   busy: { call: RunCall; resolve: (r: ExecutorResult) => void; reject: (e: Error) => void; attempt: number } | undefined;
@@ -21,6 +25,8 @@ interface Executor {
   /** When it last finished a call (ms since the epoch). */
   idleSince: number;
 }
+
+type Channel = FrameChannel<ExecutorReply, RunCall | NextSource>;
 
 /** Idle executors older than this are stopped. */
 const EXECUTOR_IDLE_TIMEOUT_MS = 60_000;
@@ -36,6 +42,8 @@ const EXECUTOR_MAIN = __filename.endsWith('.ts')
 /** A job's generator, in an executor process of its own for the whole job. */
 interface SourceProcess {
   child: ChildProcess;
+  channel: Channel;
+  alive: boolean;
   ready: Promise<void>;
   pending: { resolve: (r: ExecutorResult | undefined) => void; reject: (e: Error) => void } | undefined;
 }
@@ -68,11 +76,11 @@ export class ExecutorPool {
       ex.busy = { call, resolve, reject, attempt };
     });
     await ex.ready;
-    if (!ex.child.connected) {
+    if (!ex.alive) {
       ex.busy = undefined;
       throw new TaskError(call.task, call.callId, attempt, `task ${JSON.stringify(call.task)}: its executor process could not start`);
     }
-    ex.child.send(compact(call));
+    ex.channel.send(call);
     try {
       return await result;
     } finally {
@@ -90,11 +98,17 @@ export class ExecutorPool {
     if (src === undefined) {
       const child = forkExecutor('');
       let markReady: () => void = () => undefined;
-      const created: SourceProcess = { child, ready: new Promise((r) => (markReady = r)), pending: undefined };
+      const created: SourceProcess = {
+        child,
+        channel: new FrameChannel(child.stdio[3] as Socket, (m) => onReply(m)),
+        alive: true,
+        ready: new Promise((r) => (markReady = r)),
+        pending: undefined,
+      };
       src = created;
       this.sources.set(jobId, created);
       child.on('error', (e) => this.log.warn({ err: e.message, jobId }, 'generator process error'));
-      child.on('message', (m: ExecutorReply) => {
+      const onReply = (m: ExecutorReply): void => {
         if (m.kind === 'ready') return markReady();
         const p = created.pending;
         created.pending = undefined;
@@ -102,8 +116,9 @@ export class ExecutorPool {
         if (m.kind === 'source-batch') p.resolve({ ipc: m.ipc, rows: m.rows });
         else if (m.kind === 'source-end') p.resolve(undefined);
         else if (m.kind === 'failed') p.reject(new DplError(DplErrorCode.TASK_FAILED, m.message, { details: { stack: m.stack } }));
-      });
+      };
       child.on('exit', (code, signal) => {
+        created.alive = false;
         markReady();
         if (this.sources.get(jobId) === created) this.sources.delete(jobId);
         created.pending?.reject(
@@ -116,11 +131,11 @@ export class ExecutorPool {
       });
     }
     await src.ready;
-    if (!src.child.connected) throw new DplError(DplErrorCode.TASK_FAILED, "the generator's process could not start");
+    if (!src.alive) throw new DplError(DplErrorCode.TASK_FAILED, "the generator's process could not start");
     const current = src;
     const result = new Promise<ExecutorResult | undefined>((resolve, reject) => (current.pending = { resolve, reject }));
     const msg: NextSource = { kind: 'source-next', jobId, bundlePath, label };
-    current.child.send(msg);
+    current.channel.send(msg);
     return result;
   }
 
@@ -145,9 +160,17 @@ export class ExecutorPool {
   private spawn(gpus: string): Executor {
     const child = forkExecutor(gpus);
     let markReady: () => void = () => undefined;
-    const ex: Executor = { child, gpus, busy: undefined, ready: new Promise((r) => (markReady = r)), idleSince: Date.now() };
+    const ex: Executor = {
+      child,
+      channel: new FrameChannel(child.stdio[3] as Socket, (m) => onReply(m)),
+      alive: true,
+      gpus,
+      busy: undefined,
+      ready: new Promise((r) => (markReady = r)),
+      idleSince: Date.now(),
+    };
     this.executors.add(ex);
-    child.on('message', (m: ExecutorReply) => {
+    const onReply = (m: ExecutorReply): void => {
       if (m.kind === 'ready') return markReady();
       if (m.kind !== 'done' && m.kind !== 'failed') return;
       const busy = ex.busy;
@@ -166,9 +189,10 @@ export class ExecutorPool {
           ),
         );
       }
-    });
+    };
     child.on('error', (e) => this.log.warn({ err: e.message }, 'executor process error'));
     child.on('exit', (code, signal) => {
+      ex.alive = false;
       this.executors.delete(ex);
       markReady();
       const busy = ex.busy;
@@ -221,30 +245,12 @@ function where(call: RunCall, attempt: number): string {
 function forkExecutor(gpus: string): ChildProcess {
   const env: NodeJS.ProcessEnv = { ...process.env, CUDA_VISIBLE_DEVICES: gpus };
   delete env.DPL_TOKEN;
-  return fork(EXECUTOR_MAIN, [], {
-    serialization: 'advanced',
+  const child = spawn(process.execPath, ['--enable-source-maps', EXECUTOR_MAIN], {
     env,
-    execArgv: ['--enable-source-maps'],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    // fd 3: the FrameChannel's socket pair.
+    stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
   });
-}
-
-/**
- * The call with every byte array in a buffer of its own. Structured serialization sends a view's
- * whole backing ArrayBuffer, and arrays decoded from gRPC frames are views into much larger
- * buffers: sending them as they are copied megabytes per call.
- */
-function compact(call: RunCall): RunCall {
-  return {
-    ...call,
-    kwargs: own(call.kwargs),
-    inputs: call.inputs.map((i) => ({ ...i, ipc: own(i.ipc) })),
-  };
-}
-
-function own(bytes: Uint8Array): Uint8Array {
-  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return bytes;
-  const copy = new Uint8Array(bytes.byteLength);
-  copy.set(bytes);
-  return copy;
+  // A write to an executor that just died is that call's failure, reported by its 'exit'.
+  (child.stdio[3] as Socket).on('error', () => undefined);
+  return child;
 }

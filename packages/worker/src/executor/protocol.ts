@@ -1,6 +1,6 @@
 /**
- * Messages between a worker and its executor processes (over the IPC channel, with advanced
- * serialization so byte arrays travel as such).
+ * Messages between a worker and its executor processes (over a FrameChannel, where byte arrays
+ * travel as raw attachments).
  * @internal
  */
 

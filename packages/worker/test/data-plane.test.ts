@@ -1,0 +1,109 @@
+import net from 'node:net';
+import { DplErrorCode } from '@dpl/core';
+import { DataStatus, ObjectFetcher, encodeDataRequest } from '@dpl/wire';
+import { ObjectStore } from '../src/store/object-store';
+import { startDataServer, type DataServer } from '../src/data/data-server';
+import { rejectionOf } from '../../../test/helpers/errors';
+
+/** What a raw client gets back for the bytes it sends: the status and the message. */
+function rawExchange(port: number, bytes: Buffer): Promise<{ status: number; message: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let got = Buffer.alloc(0);
+    socket.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (got.byteLength >= 9 && got.byteLength >= 9 + Number(got.readBigUInt64BE(1))) {
+        socket.destroy();
+        resolve({ status: got.readUInt8(0), message: got.toString('utf8', 9) });
+      }
+    });
+    socket.on('error', reject);
+    socket.write(bytes);
+  });
+}
+
+describe('the data plane', () => {
+  let store: ObjectStore;
+  let server: DataServer;
+  let fetcher: ObjectFetcher;
+  let address: string;
+
+  beforeEach(async () => {
+    store = new ObjectStore();
+    server = await startDataServer(store, '127.0.0.1', 'sesame');
+    address = `127.0.0.1:${server.port}`;
+    fetcher = new ObjectFetcher('sesame');
+  });
+
+  afterEach(async () => {
+    fetcher.close();
+    await server.stop();
+  });
+
+  it('fetches objects byte for byte into 8-byte aligned buffers, many at once and over kept connections', async () => {
+    const objects = Array.from({ length: 12 }, (_, i) => Uint8Array.from({ length: 1000 * i + 3 }, (_, k) => (k * 7 + i) % 256));
+    objects.forEach((o, i) => store.put(`j/o${i}`, o));
+    for (let round = 0; round < 2; round++) {
+      const got = await Promise.all(objects.map((_, i) => fetcher.fetch(address, `j/o${i}`)));
+      got.forEach((g, i) => {
+        expect(Buffer.from(g).equals(Buffer.from(objects[i]!))).toBe(true);
+        expect(g.byteOffset % 8).toBe(0);
+      });
+    }
+    const total = objects.reduce((n, o) => n + o.byteLength, 0);
+    expect(fetcher.bytesFetched).toBe(2 * total);
+    expect(server.bytesServed).toBe(2 * total);
+  });
+
+  it('fetches an empty object and a 24 MiB one', async () => {
+    store.put('empty', new Uint8Array(0));
+    const big = new Uint8Array(24 * 1024 * 1024).fill(9);
+    big[big.length - 1] = 1;
+    store.put('big', big);
+    expect((await fetcher.fetch(address, 'empty')).byteLength).toBe(0);
+    const got = await fetcher.fetch(address, 'big');
+    expect(got.byteLength).toBe(big.byteLength);
+    expect(got[got.length - 1]).toBe(1);
+  });
+
+  it('reports an object the worker does not hold as lost, naming it, and keeps serving', async () => {
+    store.put('here', Uint8Array.of(1, 2, 3));
+    const e = await rejectionOf(fetcher.fetch(address, 'job-1/gone'));
+    expect(e).toMatchObject({ code: DplErrorCode.OBJECT_LOST });
+    expect(e.message).toContain('job-1/gone');
+    expect(e.message).toContain('not on this worker');
+    expect([...(await fetcher.fetch(address, 'here'))]).toEqual([1, 2, 3]);
+  });
+
+  it('refuses a missing or wrong token', async () => {
+    store.put('x', Uint8Array.of(1));
+    for (const token of [undefined, 'wrong']) {
+      const other = new ObjectFetcher(token);
+      const e = await rejectionOf(other.fetch(address, 'x'));
+      other.close();
+      expect(e).toMatchObject({ code: DplErrorCode.UNAUTHENTICATED });
+      expect(e.message).toContain('--token');
+    }
+  });
+
+  it('answers malformed requests with a clear refusal and goes on serving', async () => {
+    store.put('x', Uint8Array.of(5));
+    const http = await rawExchange(server.port, Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+    expect(http.status).toBe(DataStatus.BAD_REQUEST);
+    expect(http.message).toContain('not a dpl data-plane request');
+    const long = encodeDataRequest('sesame', 'x');
+    long.writeUInt16BE(60_000, 4); // a token length far over the limit
+    const tooLong = await rawExchange(server.port, long);
+    expect(tooLong.status).toBe(DataStatus.BAD_REQUEST);
+    expect(tooLong.message).toContain('4096-byte limit');
+    expect([...(await fetcher.fetch(address, 'x'))]).toEqual([5]);
+  });
+
+  it('reports a worker that is gone as a lost object', async () => {
+    await server.stop();
+    const e = await rejectionOf(fetcher.fetch(address, 'x'));
+    expect(e).toMatchObject({ code: DplErrorCode.OBJECT_LOST });
+    expect(e.message).toContain(address);
+    server = await startDataServer(store, '127.0.0.1', 'sesame'); // for afterEach
+  });
+});
