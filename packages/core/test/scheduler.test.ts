@@ -203,6 +203,25 @@ describe('StreamingScheduler state machine', () => {
     expect(s.isDone()).toBe(false);
   });
 
+  it('runs an interrupted call again as the same attempt, without using up a retry', () => {
+    const graph = new PipelineGraph([simTask('a').with({ maxRetries: 0 })]);
+    const s = new StreamingScheduler<Rows>(graph, { maxBatches: 1 });
+    const calls: TaskCall<Rows>[] = [];
+    s.addSourceBatch([7], 1);
+    s.schedule(always(calls));
+    for (let i = 0; i < 3; i++) {
+      s.interrupt(calls[i]!.id); // e.g. its worker was lost
+      expect(s.stats().tasks.a!.running).toBe(0);
+      s.retry(calls[i]!.id);
+      s.schedule(always(calls));
+    }
+    expect(calls.map((c) => [c.id, c.attempt])).toEqual([['a#0', 1], ['a#0', 1], ['a#0', 1], ['a#0', 1]]);
+    expect(s.stats().tasks.a!.retries).toBe(0);
+    expect(s.complete('a#0', { rows: 1, data: [7] })).toMatchObject({ id: 'a#0' });
+    expect(s.isDone()).toBe(true);
+    expect(() => s.interrupt('a#0')).toThrow('not running');
+  });
+
   it('never retries errors that are final (INFEASIBLE, CANCELLED, VALIDATION)', () => {
     const s = new StreamingScheduler<Rows>(new PipelineGraph([simTask('a')]), { maxBatches: 1 });
     const calls: TaskCall<Rows>[] = [];

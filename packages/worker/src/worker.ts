@@ -208,10 +208,11 @@ class WorkerDaemon implements Worker {
           rows: String(out.rows),
           bytes: String(out.ipc.byteLength),
           inline_ipc: inline ? out.ipc : new Uint8Array(0),
+          assignment: a.assignment,
         },
       });
     } catch (e) {
-      session.write({ task_failed: { call_id: a.call_id, job_id: a.job_id, error: errorToProto(e) } });
+      session.write({ task_failed: { call_id: a.call_id, job_id: a.job_id, error: errorToProto(e), assignment: a.assignment } });
     } finally {
       this.gpus.release(gpuIds, a.num_gpus);
     }

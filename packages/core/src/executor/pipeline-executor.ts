@@ -210,8 +210,9 @@ export abstract class PipelineExecutor {
 
   /**
    * Runs the pipeline and writes each output batch as a parquet file `<runId>-<n>.parquet` in
-   * `outdir` (under `task=<name>/` when partitioning by task). Files appear whole: each is
-   * written under a temporary name and renamed.
+   * `outdir`, n being the number of the sink call that made it (under `task=<name>/` when
+   * partitioning by task; `<runId>-<task>-<n>.parquet` when several sinks share the folder).
+   * Files appear whole: each is written under a temporary name and renamed.
    * @throws ValidationError before anything runs or is created.
    */
   async writeTo(outdir: string, options: WriteToOptions = {}): Promise<WriteSummary> {
@@ -249,7 +250,10 @@ export abstract class PipelineExecutor {
         await mkdir(dir, { recursive: true });
         made.add(dir);
       }
-      const name = `${run.runId}-${summary.batches}.parquet`;
+      // Named after the batch's id (the sink call's number), not the arrival order: a batch
+      // delivered after a recovery, or a run written again, maps to the same file.
+      const seq = batch.id.slice(batch.id.lastIndexOf('#') + 1);
+      const name = partition || this.graph.sinkTasks.length === 1 ? `${run.runId}-${seq}.parquet` : `${run.runId}-${batch.task}-${seq}.parquet`;
       const file = join(dir, name);
       const tmp = join(dir, `.${name}.tmp`);
       await writeFile(tmp, writeParquet(batch.data, { compression: options.compression }));

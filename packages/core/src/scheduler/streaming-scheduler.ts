@@ -228,9 +228,10 @@ export class StreamingScheduler<D> {
   /**
    * Gives every source task one batch from the generator (the same batch to each). Empty batches
    * are counted and dropped. Counts toward `maxBatches`.
+   * Returns the batch's id (`s<n>`).
    * @throws DplError(INTERNAL) when the source is already exhausted.
    */
-  addSourceBatch(data: D, rows: number): void {
+  addSourceBatch(data: D, rows: number): string {
     if (this.exhausted) {
       throw new DplError(DplErrorCode.INTERNAL, 'addSourceBatch after the source was exhausted');
     }
@@ -240,10 +241,11 @@ export class StreamingScheduler<D> {
     if (rows === 0) {
       this.emptySourceBatches++;
       this.onRelease?.(ref);
-      return;
+      return ref.id;
     }
     this.sourceBatchCount++;
     for (const s of this.sources) this.enqueue(s, ref);
+    return ref.id;
   }
 
   /** The generator has no more batches. */
@@ -365,7 +367,21 @@ export class StreamingScheduler<D> {
     return 'fatal';
   }
 
-  /** Makes a call that `fail()` answered 'retry' for eligible to run again. */
+  /**
+   * Takes back a running call that did not fail by itself (its worker was lost, or an input it
+   * was reading): it will run again as the same attempt, without using up a retry. Call
+   * `retry()` when it may run.
+   */
+  interrupt(callId: string): void {
+    const rec = this.calls.get(callId);
+    if (rec === undefined || rec.state !== 'running') {
+      throw new DplError(DplErrorCode.INTERNAL, `interrupt() for call ${callId}, which is not running`);
+    }
+    rec.ts.stats.running--;
+    rec.state = 'waiting-retry';
+  }
+
+  /** Makes a call that `fail()` answered 'retry' for, or that was interrupted, eligible to run again. */
   retry(callId: string): void {
     const rec = this.calls.get(callId);
     if (rec === undefined || rec.state !== 'waiting-retry') {

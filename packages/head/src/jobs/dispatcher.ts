@@ -16,6 +16,7 @@ import {
 import { place } from '../placement/placement';
 import type { WorkerRegistry } from '../registry/worker-registry';
 import type { Job, ObjectRef } from './job';
+import type { LineageNode } from './lineage';
 
 /** A worker session the dispatcher can write to. */
 export type WorkerSession = Pick<grpc.ServerDuplexStream<unknown, ConnectWorkerResponse__Input>, 'write'>;
@@ -24,15 +25,24 @@ interface RunningCall {
   job: Job;
   call: TaskCall<ObjectRef>;
   workerId: string;
+  /** The assignment's number: an answer must carry it. */
+  assignment: number;
+  /** Set for a call that recomputes a lost batch (not the scheduler's). */
+  recompute: LineageNode | undefined;
 }
 
 const RETRY_BACKOFF_MS = 100;
+/** A call whose input keeps being lost this many times in a row fails the job. */
+const MAX_INTERRUPTIONS = 10;
 /** Sink outputs up to this size come back inside TaskDone (no fetch round trip). */
 const INLINE_SINK_OUTPUT_MAX_BYTES = 1024 * 1024;
 
 export class Dispatcher {
   private readonly jobs: Job[] = [];
   private readonly running = new Map<string, RunningCall>();
+  /** Times each call was taken back because an input or its worker was lost. */
+  private readonly interruptions = new Map<string, number>();
+  private assignments = 0;
   private turn = 0;
   private pending = false;
 
@@ -99,7 +109,9 @@ export class Dispatcher {
   private scheduleJob(job: Job, now: number): void {
     const backend = {
       placed: undefined as string | undefined,
-      fits: (task: string, ctx: { inputs: readonly { data: ObjectRef; rows: number }[] }): boolean => {
+      fits: (task: string, ctx: { inputs: readonly { id: string; data: ObjectRef; rows: number }[] }): boolean => {
+        // An input lost with its worker waits for its recompute.
+        if (!ctx.inputs.every((i) => job.lineage.isReady(i.id))) return false;
         const t = job.tasks.get(task)!;
         const local = new Map<string, number>();
         for (const ref of ctx.inputs) {
@@ -123,8 +135,10 @@ export class Dispatcher {
         }
         return false;
       },
-      submit: (call: TaskCall<ObjectRef>): void => this.assign(job, call, backend.placed!),
+      submit: (call: TaskCall<ObjectRef>): void => this.assign(job, call, backend.placed!, undefined),
     };
+    this.placeRecomputes(job);
+    if (job.state !== 'running') return;
     for (;;) {
       const r = job.scheduler.schedule(backend, job.allowSources);
       if (!r.wantsSourceData) break;
@@ -133,8 +147,7 @@ export class Dispatcher {
         if (!job.pullingSource) this.pullSource(job);
         break;
       }
-      const ref = job.nextSourceBatch();
-      job.scheduler.addSourceBatch(ref, 1);
+      job.addDefaultSourceBatch();
     }
     job.checkInfeasible(now);
     job.checkDone();
@@ -172,7 +185,7 @@ export class Dispatcher {
     else {
       const worker = this.registry.get(workerId);
       const ref: ObjectRef = { objectId: msg.object_id, ownerId: workerId, ownerAddress: worker?.address ?? '', inline: undefined, bytes: Number(msg.bytes) };
-      job.scheduler.addSourceBatch(ref, Number(msg.rows));
+      job.addSourceBatch(ref, Number(msg.rows), true);
     }
     this.schedule();
   }
@@ -182,11 +195,12 @@ export class Dispatcher {
     for (const session of this.sessions.values()) session.write({ cancel_job: { job_id: job.id } });
   }
 
-  private assign(job: Job, call: TaskCall<ObjectRef>, workerId: string): void {
+  private assign(job: Job, call: TaskCall<ObjectRef>, workerId: string, recompute: LineageNode | undefined): void {
     const worker = this.registry.get(workerId)!;
     const t = job.tasks.get(call.task)!;
     worker.available = worker.available.subtract(t.request);
-    this.running.set(key(job.id, call.id), { job, call, workerId });
+    const assignment = ++this.assignments;
+    this.running.set(key(job.id, call.id), { job, call, workerId, assignment, recompute });
     this.sessions.get(workerId)!.write({
       assign: {
         call_id: call.id,
@@ -195,7 +209,8 @@ export class Dispatcher {
         task: call.task,
         kwargs: t.kwargs,
         attempt: call.attempt,
-        output_id: `${job.id}/${call.id}`,
+        // Unique per assignment: a late answer of an earlier one never overwrites this one's.
+        output_id: `${job.id}/${call.id}~${assignment}`,
         num_gpus: t.numGpus,
         inline_output_max_bytes: job.graph.successors(call.task).length === 0 ? INLINE_SINK_OUTPUT_MAX_BYTES : 0,
         max_attempts: job.graph.taskMap.get(call.task)!.maxRetries + 1,
@@ -207,16 +222,75 @@ export class Dispatcher {
           rows: String(s.rows),
           inline_ipc: s.ref.data.inline ?? new Uint8Array(0),
         })),
+        assignment: String(assignment),
       },
     });
     if (job.log.isLevelEnabled('debug')) {
-      job.log.debug({ task: call.task, batchId: call.id, workerId, attempt: call.attempt }, 'call placed');
+      job.log.debug({ task: call.task, batchId: call.id, workerId, attempt: call.attempt, recompute: recompute !== undefined }, 'call placed');
+    }
+  }
+
+  /**
+   * Asks for a lost batch to be made again, and first the lost or freed inputs it needs. A
+   * generator's batch cannot be made again: the job fails.
+   */
+  private requestRecompute(job: Job, node: LineageNode): void {
+    if (node.state === 'ready' || node.state === 'recomputing') return;
+    if (node.task === undefined) {
+      job.fail(
+        new DplError(
+          DplErrorCode.WORKER_LOST,
+          `source batch ${node.id} of the module's generator was lost with its worker, and a generator cannot be replayed; submit the job again`,
+        ),
+      );
+      return;
+    }
+    node.state = 'recomputing';
+    job.recomputeQueue.push(node);
+    for (const i of node.inputs) if (i.node.state !== 'ready') this.requestRecompute(job, i.node);
+  }
+
+  /** Places the recomputes whose inputs are ready, oldest first. */
+  private placeRecomputes(job: Job): void {
+    const queue = job.recomputeQueue;
+    for (let k = 0; k < queue.length && job.state === 'running'; ) {
+      const node = queue[k]!;
+      const missing = node.inputs.filter((i) => i.node.state !== 'ready');
+      if (missing.length > 0) {
+        // An input freed again after another recompute read it: make it again too.
+        for (const i of missing) this.requestRecompute(job, i.node);
+        k++;
+        continue;
+      }
+      const t = job.tasks.get(node.task!)!;
+      const local = new Map<string, number>();
+      for (const i of node.inputs) {
+        if (i.node.ref.ownerId !== '') local.set(i.node.ref.ownerId, (local.get(i.node.ref.ownerId) ?? 0) + i.node.ref.bytes);
+      }
+      const p = place(t.request, this.registry.workers(), local);
+      if (p.kind !== 'placed') {
+        k++;
+        continue;
+      }
+      queue.splice(k, 1);
+      node.recomputes++;
+      const call: TaskCall<ObjectRef> = {
+        id: node.id,
+        task: node.task!,
+        seq: -1,
+        inputs: node.inputs.map((i) => ({ ref: { id: i.node.id, rows: i.node.rows, data: i.node.ref }, offset: i.offset, rows: i.rows })),
+        rows: node.inputs.reduce((n, i) => n + i.rows, 0),
+        attempt: node.recomputes,
+        isSource: false,
+      };
+      job.log.info({ task: node.task, batchId: node.id, workerId: p.workerId }, 'recomputing a batch lost with its worker');
+      this.assign(job, call, p.workerId, node);
     }
   }
 
   /** A worker finished a call. */
   taskDone(workerId: string, msg: TaskDone): void {
-    const r = this.take(msg.job_id, msg.call_id, workerId);
+    const r = this.take(msg.job_id, msg.call_id, workerId, msg.assignment);
     const worker = this.registry.get(workerId);
     const inline = msg.output_id === '';
     if (r === undefined || r.job.state !== 'running') {
@@ -224,23 +298,38 @@ export class Dispatcher {
       if (!inline) this.sessions.get(workerId)?.write({ release: { object_ids: [msg.output_id] } });
       return;
     }
+    this.interruptions.delete(key(r.job.id, r.call.id));
     const ref: ObjectRef = inline
       ? { objectId: '', ownerId: '', ownerAddress: '', inline: msg.inline_ipc, bytes: Number(msg.bytes) }
       : { objectId: msg.output_id, ownerId: workerId, ownerAddress: worker?.address ?? '', inline: undefined, bytes: Number(msg.bytes) };
-    const out = r.job.scheduler.complete(r.call.id, { rows: Number(msg.rows), data: ref });
+    if (r.recompute !== undefined) {
+      r.job.lineage.recomputed(r.recompute, ref);
+      this.schedule();
+      return;
+    }
+    const rows = Number(msg.rows);
+    // Recorded before the scheduler frees the call's inputs, so they stay in the lineage.
+    if (rows > 0) {
+      const inputs = r.call.inputs.map((s) => ({ id: s.ref.id, offset: s.offset, rows: s.rows }));
+      r.job.lineage.addOutput(r.call.id, ref, rows, r.call.task, inputs);
+    }
+    const out = r.job.scheduler.complete(r.call.id, { rows, data: ref });
     if (out !== undefined) r.job.deliver(out);
     this.schedule();
   }
 
   /** A worker reports a failed call. */
   taskFailed(workerId: string, msg: TaskFailed): void {
-    const r = this.take(msg.job_id, msg.call_id, workerId);
+    const r = this.take(msg.job_id, msg.call_id, workerId, msg.assignment);
     if (r === undefined || r.job.state !== 'running') return;
     this.failCall(r, errorFromProto(msg.error!));
     this.schedule();
   }
 
-  /** A worker is gone: its running calls are lost and run again elsewhere. */
+  /**
+   * A worker is gone: the batches only it held are recomputed where something still needs
+   * them, and its running calls, and calls elsewhere reading from it, run again.
+   */
   workerGone(workerId: string): void {
     for (const job of [...this.jobs]) {
       if (job.sourceWorkerId === workerId && job.state === 'running' && !job.scheduler.sourceExhausted) {
@@ -253,28 +342,85 @@ export class Dispatcher {
       }
     }
     for (const [k, r] of [...this.running]) {
-      if (r.workerId !== workerId) continue;
+      const readsFromIt = r.call.inputs.some((s) => s.ref.data.ownerId === workerId);
+      if (r.workerId !== workerId && !readsFromIt) continue;
       this.running.delete(k);
-      this.failCall(r, new DplError(DplErrorCode.WORKER_LOST, `worker ${workerId} was lost while running ${r.call.id}`));
+      if (r.workerId !== workerId) this.giveBack(r);
+      this.interrupt(r, `worker ${workerId} was lost while ${r.workerId === workerId ? 'running' : 'serving an input of'} ${r.call.id}`);
+    }
+    for (const job of this.jobs) {
+      if (job.state !== 'running') continue;
+      const lost = job.lineage.lostWorker(workerId);
+      if (lost.length > 0) job.log.warn({ workerId, batches: lost.length }, 'batches lost with their worker; recomputing them');
+      for (const node of lost) this.requestRecompute(job, node);
     }
     this.schedule();
   }
 
-  private take(jobId: string, callId: string, workerId: string): RunningCall | undefined {
+  private take(jobId: string, callId: string, workerId: string, assignment: string): RunningCall | undefined {
     const k = key(jobId, callId);
     const r = this.running.get(k);
-    if (r === undefined || r.workerId !== workerId) return undefined;
+    if (r === undefined || r.workerId !== workerId || String(r.assignment) !== assignment) return undefined;
     this.running.delete(k);
-    const worker = this.registry.get(workerId);
-    if (worker !== undefined) worker.available = worker.available.add(r.job.tasks.get(r.call.task)!.request);
+    this.giveBack(r);
     return r;
+  }
+
+  /** Returns a call's resources to its worker. */
+  private giveBack(r: RunningCall): void {
+    const worker = this.registry.get(r.workerId);
+    if (worker !== undefined) worker.available = worker.available.add(r.job.tasks.get(r.call.task)!.request);
+  }
+
+  /**
+   * Takes back a call that did not fail by itself (its worker, or an input's, was lost): it runs
+   * again without using up a retry, once its inputs are there.
+   */
+  private interrupt(r: RunningCall, why: string): void {
+    const { job, call } = r;
+    if (job.state !== 'running') return;
+    const k = key(job.id, call.id);
+    const n = (this.interruptions.get(k) ?? 0) + 1;
+    this.interruptions.set(k, n);
+    if (n > MAX_INTERRUPTIONS) {
+      job.fail(new DplError(DplErrorCode.WORKER_LOST, `${why}; ${call.id} was interrupted ${n} times in a row, giving up`));
+      return;
+    }
+    job.log.warn({ task: call.task, batchId: call.id, why }, 'call interrupted; it runs again');
+    if (r.recompute !== undefined) {
+      // Back into the recompute queue; its inputs are recomputed first if they were lost too.
+      r.recompute.state = 'lost';
+      this.requestRecompute(job, r.recompute);
+      return;
+    }
+    job.scheduler.interrupt(call.id);
+    job.scheduler.retry(call.id);
   }
 
   private failCall(r: RunningCall, err: DplError): void {
     const { job, call } = r;
     if (err.code === DplErrorCode.OBJECT_LOST) {
-      // Recomputing lost objects from lineage is not built yet: fail clearly instead of looping.
-      job.fail(err);
+      // An input's owner is going away (its loss is on its way) or already gone: run again
+      // after a pause, without using up a retry.
+      const delay = retryDelayMs(this.interruptions.get(key(job.id, call.id)) ?? 1, RETRY_BACKOFF_MS);
+      setTimeout(() => {
+        this.interrupt(r, err.message);
+        this.schedule();
+      }, delay);
+      return;
+    }
+    if (r.recompute !== undefined) {
+      const node = r.recompute;
+      const maxAttempts = job.graph.taskMap.get(call.task)!.maxRetries + 1;
+      if (node.recomputes >= maxAttempts) {
+        job.fail(new DplError(err.code, `recomputing batch ${node.id} (lost with its worker) failed ${node.recomputes} times: ${err.message}`, { cause: err }));
+        return;
+      }
+      setTimeout(() => {
+        node.state = 'lost';
+        this.requestRecompute(job, node);
+        this.schedule();
+      }, retryDelayMs(node.recomputes, RETRY_BACKOFF_MS));
       return;
     }
     if (job.scheduler.fail(call.id, err) === 'fatal') {

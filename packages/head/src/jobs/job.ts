@@ -27,6 +27,7 @@ import {
   type RunJobRequest,
   type RunJobResponse__Input,
 } from '@dpl/wire';
+import { Lineage, type LineageNode } from './lineage';
 
 /** Where a batch of a job lives. */
 export interface ObjectRef {
@@ -102,8 +103,15 @@ export interface JobHooks {
   ended(job: Job): void;
 }
 
+/** How often a delivery retries fetching an output whose owner seems alive but does not answer. */
+const DELIVERY_FETCH_TRIES = 20;
+
 export class Job {
   readonly scheduler: StreamingScheduler<ObjectRef>;
+  /** Which task made each needed batch from what, to recompute what a dead worker held. */
+  readonly lineage: Lineage;
+  /** Lost batches waiting to be recomputed (placed when their inputs are ready). */
+  readonly recomputeQueue: LineageNode[] = [];
   state: JobState = 'running';
   /** Sink outputs waiting to be relayed, in completion order. */
   private readonly deliveries: SinkOutput<ObjectRef>[] = [];
@@ -131,10 +139,12 @@ export class Job {
     readonly log: Logger,
   ) {
     const maxBatches = Number(spec.max_batches);
+    this.lineage = new Lineage((ref) => hooks.release(ref));
     this.scheduler = new StreamingScheduler<ObjectRef>(graph, {
       maxBatches: maxBatches < 0 ? undefined : maxBatches,
       onRelease: (ref) => {
-        if (ref.data.objectId !== '') hooks.release(ref.data);
+        // Untracked: an empty batch, or a duplicate output of a call.
+        if (!this.lineage.unneeded(ref.id, ref.data) && ref.data.objectId !== '') hooks.release(ref.data);
       },
     });
     this.source = defaultSource(spec.run_id);
@@ -149,10 +159,16 @@ export class Job {
     return !this.clientBlocked && this.deliveries.length < 8;
   }
 
-  /** The next batch of the default source, `{ run_id, id }`, inline. */
-  nextSourceBatch(): ObjectRef {
+  /** Feeds the next batch of the default source, `{ run_id, id }`, inline. */
+  addDefaultSourceBatch(): void {
     const ipc = encodeIpc(this.source.next().value as Table);
-    return { objectId: '', ownerId: '', ownerAddress: '', inline: ipc, bytes: ipc.byteLength };
+    this.addSourceBatch({ objectId: '', ownerId: '', ownerAddress: '', inline: ipc, bytes: ipc.byteLength }, 1, false);
+  }
+
+  /** Feeds a source batch to the scheduler and records it in the lineage. */
+  addSourceBatch(ref: ObjectRef, rows: number, generated: boolean): void {
+    const id = this.scheduler.addSourceBatch(ref, rows);
+    if (rows > 0) this.lineage.addSource(id, ref, rows, generated);
   }
 
   /** Queues a sink output for the client. */
@@ -221,13 +237,35 @@ export class Job {
     return ok;
   }
 
+  /**
+   * A sink output's bytes from the worker that holds them. When that worker dies meanwhile,
+   * waits for the output to be recomputed elsewhere.
+   */
+  private async fetchOutput(out: SinkOutput<ObjectRef>): Promise<Uint8Array> {
+    for (let tries = 1; ; tries++) {
+      const node = this.lineage.get(out.id);
+      if (node !== undefined && node.state !== 'ready') {
+        await new Promise<void>((r) => node.waiters.push(r));
+        if (this.state !== 'running') return new Uint8Array(0);
+      }
+      if (out.ref.data.inline !== undefined) return out.ref.data.inline;
+      try {
+        return await this.hooks.fetch(out.ref.data);
+      } catch (e) {
+        // The owner may be dying: its loss (and the recompute) is then on its way.
+        if (tries >= DELIVERY_FETCH_TRIES || this.state !== 'running') throw e;
+        await new Promise((r) => setTimeout(r, 100 * Math.min(tries, 10)));
+      }
+    }
+  }
+
   private async pumpDeliveries(): Promise<void> {
     if (this.delivering) return;
     this.delivering = true;
     try {
       while (this.deliveries.length > 0 && this.state === 'running') {
         const out = this.deliveries[0]!;
-        const bytes = out.ref.data.inline ?? (await this.hooks.fetch(out.ref.data));
+        const bytes = out.ref.data.inline ?? (await this.fetchOutput(out));
         if (this.state !== 'running') break;
         const chunks = [...chunksOf(bytes)];
         chunks.forEach((chunk, i) =>
@@ -236,7 +274,7 @@ export class Job {
         this.deliveries.shift();
         this.outputs++;
         this.rows += out.ref.rows;
-        if (out.ref.data.objectId !== '') this.hooks.release(out.ref.data);
+        if (!this.lineage.unneeded(out.id, out.ref.data) && out.ref.data.objectId !== '') this.hooks.release(out.ref.data);
         if (this.clientBlocked) await new Promise<void>((r) => this.call.once('drain', () => r()));
       }
     } catch (e) {

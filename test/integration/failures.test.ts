@@ -1,0 +1,70 @@
+/**
+ * Worker loss on a cluster of real processes: every batch reaches the client exactly once when
+ * a worker is killed (SIGKILL) or stops answering (SIGSTOP) mid-run, running tasks and the
+ * objects only it held included.
+ */
+import { join } from 'node:path';
+import { connect } from '@dpl/client';
+import { column, type OutputBatch } from '@dpl/core';
+import { FIXTURES, killDplProcesses, waitFor } from '../helpers/cli';
+import { startHeadProcess, startWorkerProcess, statusOf, waitForWorkers } from '../helpers/cluster';
+
+afterEach(killDplProcesses);
+
+const ints = (b: OutputBatch, name: string): number[] => [...column(b.data, name)].map(Number);
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
+describe('losing a worker mid-run', () => {
+  it.each([
+    ['killed (SIGKILL): its connection closes', 'SIGKILL'],
+    ['stopped (SIGSTOP): its heartbeats stop', 'SIGSTOP'],
+  ] as const)('delivers every batch exactly once when a worker that holds needed batches is %s', async (_, signal) => {
+    const head = await startHeadProcess(['--heartbeat-interval-ms', '200', '--heartbeat-timeout-ms', '1500']);
+    const doomed = startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"maker":2}']);
+    const survivor = startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"maker":2}']);
+    startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"taker":2}']);
+    await waitForWorkers(head.address, 3);
+    const cluster = await connect(head.address);
+    const n = 40;
+    try {
+      const run = await cluster.submit(join(FIXTURES, 'relay.ts'), { maxBatches: n });
+      const out: OutputBatch[] = [];
+      let detected: Promise<number> | undefined;
+      for await (const b of run) {
+        out.push(b);
+        // The makers run ahead of the slow sink: by now the doomed one holds batches it needs.
+        if (out.length === 8 && detected === undefined) {
+          const killedAt = Date.now();
+          doomed.child.kill(signal);
+          detected = waitFor(async () => (await statusOf(head.address)).workers.filter((w) => w.state === 'alive').length === 2, {
+            timeoutMs: 20_000,
+            intervalMs: 50,
+            what: 'the head to notice the lost worker',
+          }).then(() => Date.now() - killedAt);
+        }
+      }
+      // Detected within the configured heartbeat timeout (1.5 s), with room for a slow machine.
+      expect(await detected).toBeLessThan(2 * 1500 + 1000);
+      // Exactly once: one output per source batch, each whole.
+      expect(out.map((b) => ints(b, 'id')[0]).sort((a, b) => a! - b!)).toEqual(range(n));
+      expect(new Set(out.map((b) => b.id)).size).toBe(n);
+      expect(out.every((b) => ints(b, 'rows')[0] === 2000)).toBe(true);
+      // Batches made after the loss come from the survivor, the lost ones included.
+      const makers = new Set(out.slice(8).flatMap((b) => ints(b, 'maker_pid')));
+      expect(makers.has(survivor.child.pid!)).toBe(true);
+      // …because the batches only the doomed worker held were made again from their lineage.
+      const headLog = head.process.stdout + head.process.stderr;
+      expect(headLog).toContain('recomputing a batch lost with its worker');
+      const status = await statusOf(head.address);
+      expect(status.workers.filter((w) => w.state === 'alive')).toHaveLength(2);
+      // Resources are all free again once the job is over.
+      await waitFor(async () => {
+        const s = await statusOf(head.address);
+        return s.workers.filter((w) => w.state === 'alive').every((w) => JSON.stringify(w.resources.available) === JSON.stringify(w.resources.total));
+      }, { timeoutMs: 5_000, what: 'resources to be free' });
+    } finally {
+      if (signal === 'SIGSTOP') doomed.child.kill('SIGKILL');
+      await cluster.close();
+    }
+  });
+});
