@@ -68,3 +68,41 @@ describe('losing a worker mid-run', () => {
     }
   });
 });
+
+describe('task failures on a cluster', () => {
+  it.each([
+    ['throw', /bad threw on purpose/],
+    ['reject', /RangeError: bad rejected on purpose|bad rejected on purpose/],
+    ['non-table', /returned an object, not an Arrow Table|not an Arrow Table/],
+    ['exit', /executor process exited with code 3/],
+    ['abort', /executor process (was killed by SIGABRT|exited)/],
+    ['oom', /executor process (was killed|exited).*running out of memory/],
+    ['hang', /ran longer than its timeoutMs of 1500 ms and its executor process was killed/],
+  ])('a task that does "%s" fails the job after its retries, naming it, and the worker goes on', async (mode, cause) => {
+    const head = await startHeadProcess();
+    startWorkerProcess(head.address, ['--num-cpus', '2', '--executor-memory', '64']);
+    await waitForWorkers(head.address, 1);
+    const cluster = await connect(head.address);
+    try {
+      const run = await cluster.submit(join(FIXTURES, 'misbehaving.ts'), { maxBatches: 1, config: { 'bad.kwargs.mode': mode } });
+      let error: Error & { code?: string; remoteStack?: string } = new Error('no failure');
+      try {
+        for await (const _ of run) throw new Error('an output came out');
+      } catch (e) {
+        error = e as typeof error;
+      }
+      expect(error.code).toBe('TASK_FAILED');
+      expect(error.message).toMatch(/^task "bad" failed on batch bad#0 \(inputs s0; attempt 2 of 2\): /);
+      expect(error.message).toMatch(cause);
+      if (mode === 'throw') expect(error.remoteStack).toContain('misbehaving.ts');
+      // The worker is still there and runs the next job.
+      const again = await cluster.submit(join(FIXTURES, 'misbehaving.ts'), { maxBatches: 2 });
+      let n = 0;
+      for await (const _ of again) n++;
+      expect(n).toBe(2);
+      expect((await statusOf(head.address)).workers.filter((w) => w.state === 'alive')).toHaveLength(1);
+    } finally {
+      await cluster.close();
+    }
+  });
+});

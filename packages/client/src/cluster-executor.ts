@@ -167,6 +167,7 @@ export class ClusterExecutor extends PipelineExecutor {
       resources: resourcesToProto({ ...t.resources }),
       batch_size: t.batchSize ?? 0,
       max_retries: t.maxRetries,
+      timeout_ms: t.timeoutMs ?? 0,
       kwargs: encodeKwargs(t.name, t.resolveKwargs(context)),
     }));
   }

@@ -24,12 +24,14 @@ const FIELD_ALIASES: Readonly<Record<string, keyof PipelineTaskOptions>> = {
   required: 'required',
   maxRetries: 'maxRetries',
   max_retries: 'maxRetries',
+  timeoutMs: 'timeoutMs',
+  timeout_ms: 'timeoutMs',
 };
 
 /** Fields whose value is an object: a deeper coordinate sets one key, an object merges keys. */
 const MAP_FIELDS: ReadonlySet<keyof PipelineTaskOptions> = new Set(['kwargs', 'contextKwargs', 'resources']);
 
-const FIELD_LIST = 'kwargs, contextKwargs, numCpus, numGpus, resources, batchSize, required, maxRetries';
+const FIELD_LIST = 'kwargs, contextKwargs, numCpus, numGpus, resources, batchSize, required, maxRetries, timeoutMs';
 
 /** One change to one task's settings, already resolved from a coordinate or object. */
 export interface ConfigChange {

@@ -60,7 +60,7 @@ function configError(fn: () => unknown): ConfigError {
 const round = (ex: LocalExecutor): PipelineTask => ex.configuredGraph().taskMap.get('round')!;
 
 const FIELD_LIST =
-  'kwargs, contextKwargs, numCpus, numGpus, resources, batchSize, required, maxRetries';
+  'kwargs, contextKwargs, numCpus, numGpus, resources, batchSize, required, maxRetries, timeoutMs';
 
 describe('setConfig by coordinate and by object', () => {
   it('changes the configured graph but not the task of the original graph', () => {

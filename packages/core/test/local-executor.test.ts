@@ -182,6 +182,15 @@ describe('LocalExecutor', () => {
     );
   });
 
+  it('fails a call that outlives its timeoutMs, after its retries', async () => {
+    let calls = 0;
+    const hang = new PipelineTask('hang', () => (calls++, new Promise<Table>(() => undefined)), { maxRetries: 1, timeoutMs: 30 });
+    await expect(collect(new LocalExecutor([hang], { maxBatches: 1, retryBackoffMs: 1 }).run())).rejects.toThrow(
+      'task "hang" failed on batch hang#0 (inputs s0; attempt 2 of 2): it ran longer than its timeoutMs of 30 ms and was abandoned',
+    );
+    expect(calls).toBe(2);
+  });
+
   it('fails the run when the generator yields a non-Table or throws', async () => {
     const ex = new LocalExecutor([identity('a')], { generator: () => [1 as unknown as Table] });
     await expect(collect(ex.run())).rejects.toThrow('the generator yielded 1, not an Arrow Table');

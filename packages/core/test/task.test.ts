@@ -101,7 +101,7 @@ describe('PipelineTask constructor checks', () => {
     const opts = { num_cpus: 2 } as unknown as PipelineTaskOptions;
     expect(typeErrorOf(() => new PipelineTask('t', identity, opts))).toBe(
       'task "t": unknown option "num_cpus"; known options: kwargs, contextKwargs, numCpus, numGpus, ' +
-        'resources, batchSize, required, maxRetries',
+        'resources, batchSize, required, maxRetries, timeoutMs',
     );
   });
 
@@ -119,6 +119,8 @@ describe('PipelineTask constructor checks', () => {
     [{ batchSize: 1.5 }, 'task "t": batchSize must be an integer >= 1 (or unset), got 1.5'],
     [{ maxRetries: -1 }, 'task "t": maxRetries must be an integer >= 0, got -1'],
     [{ maxRetries: 0.5 }, 'task "t": maxRetries must be an integer >= 0, got 0.5'],
+    [{ timeoutMs: 0 }, 'task "t": timeoutMs must be an integer >= 1 (milliseconds, or unset), got 0'],
+    [{ timeoutMs: '5s' }, 'task "t": timeoutMs must be an integer >= 1 (milliseconds, or unset), got "5s"'],
     [{ resources: { bigdb: -1 } }, 'task "t": resources.bigdb must be a number >= 0, got -1'],
     [{ resources: { CPU: 1 } }, 'task "t": resources.CPU is reserved; use numCpus instead'],
     [{ resources: { GPU: 1 } }, 'task "t": resources.GPU is reserved; use numGpus instead'],
@@ -153,7 +155,7 @@ describe('PipelineTask constructor checks', () => {
         `task name "a.b" ${NAME_RULE}`,
         'task "a.b": fn must be a function (df, kwargs) => Table, got 7',
         'task "a.b": unknown option "bogus"; known options: kwargs, contextKwargs, numCpus, numGpus, resources, ' +
-          'batchSize, required, maxRetries',
+          'batchSize, required, maxRetries, timeoutMs',
         'task "a.b": numCpus must be a number >= 0, got -1',
         'task "a.b": resources.bigdb must be a number >= 0, got -2',
         'task "a.b": resources.CPU is reserved; use numCpus instead',

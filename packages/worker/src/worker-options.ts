@@ -25,6 +25,12 @@ export interface WorkerOptions {
   host?: string;
   /** Idle executor processes kept for reuse. @default 2 × (CPUs + GPUs advertised), at least 4 */
   maxIdleExecutors?: number;
+  /**
+   * The JavaScript heap limit of each executor process, in MiB (`--max-old-space-size`): a task
+   * that needs more fails with an out-of-memory error and the worker goes on.
+   * @default undefined (Node's own limit)
+   */
+  executorMemoryMb?: number;
   /** First delay before reconnecting to a lost head; doubles up to `maxReconnectDelayMs`. @default 200 */
   reconnectDelayMs?: number;
   /** @default 5000 */
@@ -39,6 +45,7 @@ export interface ResolvedWorkerOptions {
   hostname: string;
   host: string;
   maxIdleExecutors: number;
+  executorMemoryMb: number | undefined;
   reconnectDelayMs: number;
   maxReconnectDelayMs: number;
   logger: Logger;
@@ -63,6 +70,10 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
   } catch (e) {
     problems.push((e as Error).message);
   }
+  const mem = o.executorMemoryMb;
+  if (mem !== undefined && (typeof mem !== 'number' || !Number.isInteger(mem) || mem < 32)) {
+    problems.push(`executorMemoryMb must be an integer number of MiB >= 32, got ${JSON.stringify(mem)}`);
+  }
   if (problems.length > 0) throw new TypeError(`invalid worker options: ${problems.join('; ')}`);
   return {
     address: o.address,
@@ -71,6 +82,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     hostname: o.hostname ?? hostname(),
     host: o.host ?? defaultHost(o.address),
     maxIdleExecutors: o.maxIdleExecutors ?? Math.max(4, 2 * Math.ceil(resources.get(CPU) + resources.get(GPU))),
+    executorMemoryMb: mem,
     reconnectDelayMs: o.reconnectDelayMs ?? 200,
     maxReconnectDelayMs: o.maxReconnectDelayMs ?? 5_000,
     logger: o.logger ?? silentLogger,

@@ -90,7 +90,7 @@ class WorkerDaemon implements Worker {
     const { HeadService } = loadDplProto();
     this.client = new HeadService(options.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
     this.fetcher = new ObjectFetcher(options.token);
-    this.pool = new ExecutorPool(options.logger.child({ component: 'executors' }), options.maxIdleExecutors);
+    this.pool = new ExecutorPool(options.logger.child({ component: 'executors' }), options.maxIdleExecutors, options.executorMemoryMb);
     this.gpus = new GpuAllocator(options.resources.get('GPU'));
     this.moduleDir = userCacheDir('dpl-worker-modules');
     this.connect();
@@ -197,6 +197,7 @@ class WorkerDaemon implements Worker {
         },
         attempt,
         gpuIds.join(','),
+        a.timeout_ms,
       );
       const inline = out.ipc.byteLength <= a.inline_output_max_bytes;
       if (!inline) this.store.put(a.output_id, out.ipc);

@@ -12,6 +12,7 @@ import { usageCheck } from '../internal/usage-error';
 interface WorkerStartArgs extends ClusterArgs, ResourceArgs {
   logLevel: string;
   host?: string;
+  executorMemory?: number;
 }
 
 const workerStart: CommandModule<object, WorkerStartArgs> = {
@@ -23,10 +24,18 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
         type: 'string',
         describe: 'address of this worker that peers fetch data from (default: 127.0.0.1 for a head on loopback, else the first external IPv4)',
       })
+      .option('executor-memory', {
+        type: 'number',
+        describe: 'heap limit of each executor process in MiB; a task needing more fails (default: Node\'s own)',
+      })
       .check((argv) =>
       usageCheck(() => {
         parseLogLevel(String(argv['log-level']));
         checkResourceArgs(argv);
+        const mem = argv['executor-memory'];
+        if (mem !== undefined && (!Number.isInteger(mem) || mem < 32)) {
+          throw new Error(`--executor-memory must be a whole number of MiB >= 32, got ${String(mem)}`);
+        }
       }),
     ),
   handler: async (args) => {
@@ -38,6 +47,7 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
       numGpus: args.numGpus,
       resources: resourcesOf(args),
       host: args.host,
+      executorMemoryMb: args.executorMemory,
       logger,
     });
     void worker.registered().then((id) => {

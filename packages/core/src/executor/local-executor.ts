@@ -277,7 +277,7 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
         s.offset === 0 && s.rows === s.ref.rows ? s.ref.data : s.ref.data.slice(s.offset, s.offset + s.rows),
       );
       const input = slices.length === 1 ? slices[0]! : concatTables(slices);
-      const result: unknown = await entry.task.fn(input, { ...entry.kwargs });
+      const result: unknown = await withTimeout(entry.task.fn(input, { ...entry.kwargs }), entry.task.timeoutMs);
       if (!isTable(result)) {
         throw new TypeError(`returned ${describe(result)}, not an Arrow Table; a task must return a Table`);
       }
@@ -354,3 +354,19 @@ function openIterator(source: AsyncIterable<Table> | Iterable<Table>): Iterator<
   throw new TypeError(`the generator must return an iterable or async iterable of Tables, got ${describe(source)}`);
 }
 
+/**
+ * The call's result, or a rejection once `timeoutMs` passes (the call itself cannot be stopped
+ * in process: it is abandoned, and what it returns later is ignored).
+ */
+async function withTimeout<T>(result: T | Promise<T>, timeoutMs: number | undefined): Promise<T> {
+  if (timeoutMs === undefined || !(result instanceof Promise)) return result;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`it ran longer than its timeoutMs of ${timeoutMs} ms and was abandoned`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([result, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -36,6 +36,12 @@ export interface PipelineTaskOptions {
   required?: string[];
   /** How many times a failed call runs again before the run fails. @default 3 */
   maxRetries?: number;
+  /**
+   * A call running longer than this many milliseconds fails (a task failure, retried like any
+   * other). On a cluster its executor process is killed; in process (LocalExecutor) the call is
+   * abandoned and its promise left to settle. @default undefined (no limit)
+   */
+  timeoutMs?: number;
 }
 
 /** What `task.with()` may change: any option, and the name. */
@@ -55,6 +61,7 @@ const OPTION_KEYS: ReadonlySet<string> = new Set([
   'batchSize',
   'required',
   'maxRetries',
+  'timeoutMs',
 ]);
 
 /**
@@ -94,6 +101,7 @@ export class PipelineTask {
   readonly batchSize: number | undefined;
   readonly required: readonly string[];
   readonly maxRetries: number;
+  readonly timeoutMs: number | undefined;
 
   /**
    * @throws TypeError when the name or function is missing or malformed, an option is unknown,
@@ -135,6 +143,7 @@ export class PipelineTask {
     // Malformed values are kept as they are, for taskProblems() to report.
     this.required = Array.isArray(required) ? [...(required)] : required;
     this.maxRetries = opts.maxRetries ?? DEFAULT_MAX_RETRIES;
+    this.timeoutMs = opts.timeoutMs;
     Object.defineProperty(this, TASK_BRAND, { value: true, enumerable: false });
     problems.push(...taskProblems(this));
     if (problems.length > 0 && mode !== UNCHECKED) throw new TypeError(problems.join('; '));
@@ -154,7 +163,7 @@ export class PipelineTask {
   }
 
   /** This task's settings as options (deep copies). */
-  options(): Required<Omit<PipelineTaskOptions, 'batchSize'>> & { batchSize: number | undefined } {
+  options(): Required<Omit<PipelineTaskOptions, 'batchSize' | 'timeoutMs'>> & { batchSize: number | undefined; timeoutMs: number | undefined } {
     return {
       kwargs: structuredCloneKwargs(this.kwargs),
       contextKwargs: { ...this.contextKwargs },
@@ -164,6 +173,7 @@ export class PipelineTask {
       batchSize: this.batchSize,
       required: [...this.required],
       maxRetries: this.maxRetries,
+      timeoutMs: this.timeoutMs,
     };
   }
 
@@ -192,6 +202,7 @@ export class PipelineTask {
     }
     if (this.required.length > 0) parts.push(`required=${JSON.stringify(this.required)}`);
     parts.push(`maxRetries=${this.maxRetries}`);
+    if (this.timeoutMs !== undefined) parts.push(`timeoutMs=${this.timeoutMs}`);
     return `${this.name} (${parts.join(', ')})`;
   }
 }
@@ -223,6 +234,10 @@ export function taskProblems(task: PipelineTask): string[] {
   const mr = task.maxRetries;
   if (typeof mr !== 'number' || !Number.isInteger(mr) || mr < 0) {
     p.push(`${t}: maxRetries must be an integer >= 0, got ${describe(mr)}`);
+  }
+  const to = task.timeoutMs;
+  if (to !== undefined && to !== null && (typeof to !== 'number' || !Number.isInteger(to) || to < 1)) {
+    p.push(`${t}: timeoutMs must be an integer >= 1 (milliseconds, or unset), got ${describe(to)}`);
   }
   if (!isPlainObject(task.kwargs)) p.push(`${t}: kwargs must be an object, got ${describe(task.kwargs)}`);
   if (

@@ -223,6 +223,7 @@ export class Dispatcher {
           inline_ipc: s.ref.data.inline ?? new Uint8Array(0),
         })),
         assignment: String(assignment),
+        timeout_ms: job.graph.taskMap.get(call.task)!.timeoutMs ?? 0,
       },
     });
     if (job.log.isLevelEnabled('debug')) {

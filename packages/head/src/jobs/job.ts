@@ -71,6 +71,7 @@ export function graphOfSpec(spec: JobSpec): { graph: PipelineGraph; tasks: Map<s
         resources,
         batchSize: t.batch_size === 0 ? undefined : t.batch_size,
         maxRetries: t.max_retries,
+        timeoutMs: t.timeout_ms === 0 ? undefined : t.timeout_ms,
       });
       tasks.set(t.name, task);
       jobTasks.set(t.name, { name: t.name, request: task.request(), numGpus: t.num_gpus, kwargs: t.kwargs });

@@ -20,7 +20,16 @@ interface Executor {
   alive: boolean;
   /** CUDA_VISIBLE_DEVICES it was started with ('' = none). */
   gpus: string;
-  busy: { call: RunCall; resolve: (r: ExecutorResult) => void; reject: (e: Error) => void; attempt: number } | undefined;
+  busy:
+    | {
+        call: RunCall;
+        resolve: (r: ExecutorResult) => void;
+        reject: (e: Error) => void;
+        attempt: number;
+        /** Set when the call outlived its timeout and the process was killed for it. */
+        timedOutMs?: number;
+      }
+    | undefined;
   ready: Promise<void>;
   /** When it last finished a call (ms since the epoch). */
   idleSince: number;
@@ -62,13 +71,18 @@ export class ExecutorPool {
      * loading arrow), so idle ones are kept until EXECUTOR_IDLE_TIMEOUT_MS, not stopped at once.
      */
     private readonly maxIdle: number,
+    /** Heap limit of each executor in MiB, or undefined for Node's own. */
+    private readonly memoryMb?: number,
   ) {
     this.reaper = setInterval(() => this.reapIdle(), EXECUTOR_IDLE_TIMEOUT_MS / 4);
     this.reaper.unref();
   }
 
-  /** Runs a call in an idle executor (or a new one) with the given GPUs visible. */
-  async run(call: RunCall, attempt: number, gpus: string): Promise<ExecutorResult> {
+  /**
+   * Runs a call in an idle executor (or a new one) with the given GPUs visible. A call running
+   * longer than `timeoutMs` (0: no limit) has its process killed and fails.
+   */
+  async run(call: RunCall, attempt: number, gpus: string, timeoutMs = 0): Promise<ExecutorResult> {
     if (this.stopped) throw new TaskError(call.task, call.callId, attempt, 'the worker is stopping');
     let ex = [...this.executors].find((e) => e.busy === undefined && e.gpus === gpus);
     ex ??= this.spawn(gpus);
@@ -81,9 +95,19 @@ export class ExecutorPool {
       throw new TaskError(call.task, call.callId, attempt, `task ${JSON.stringify(call.task)}: its executor process could not start`);
     }
     ex.channel.send(call);
+    const busy = ex.busy;
+    const timer =
+      timeoutMs > 0
+        ? setTimeout(() => {
+            if (ex.busy !== busy || busy === undefined) return;
+            busy.timedOutMs = timeoutMs;
+            ex.child.kill('SIGKILL');
+          }, timeoutMs)
+        : undefined;
     try {
       return await result;
     } finally {
+      clearTimeout(timer);
       this.trimIdle();
     }
   }
@@ -96,7 +120,7 @@ export class ExecutorPool {
   async nextSource(jobId: string, bundlePath: string, label: string): Promise<ExecutorResult | undefined> {
     let src = this.sources.get(jobId);
     if (src === undefined) {
-      const child = forkExecutor('');
+      const child = forkExecutor('', this.memoryMb);
       let markReady: () => void = () => undefined;
       const created: SourceProcess = {
         child,
@@ -158,7 +182,7 @@ export class ExecutorPool {
   }
 
   private spawn(gpus: string): Executor {
-    const child = forkExecutor(gpus);
+    const child = forkExecutor(gpus, this.memoryMb);
     let markReady: () => void = () => undefined;
     const ex: Executor = {
       child,
@@ -197,7 +221,18 @@ export class ExecutorPool {
       markReady();
       const busy = ex.busy;
       ex.busy = undefined;
-      if (busy !== undefined) {
+      if (busy?.timedOutMs !== undefined) {
+        busy.reject(
+          new TaskError(
+            busy.call.task,
+            busy.call.callId,
+            busy.attempt,
+            `task ${JSON.stringify(busy.call.task)} failed on batch ${busy.call.callId} (${where(busy.call, busy.attempt)}): ` +
+              `it ran longer than its timeoutMs of ${busy.timedOutMs} ms and its executor process was killed`,
+            { details: { code: DplErrorCode.TASK_FAILED } },
+          ),
+        );
+      } else if (busy !== undefined) {
         const how = signal !== null ? `was killed by ${signal}` : `exited with code ${code}`;
         this.log.warn({ task: busy.call.task, batchId: busy.call.callId, code, signal }, 'executor process died during a task');
         busy.reject(
@@ -242,10 +277,11 @@ function where(call: RunCall, attempt: number): string {
 }
 
 /** Starts an executor process with the given GPUs visible; the cluster token is not passed on. */
-function forkExecutor(gpus: string): ChildProcess {
+function forkExecutor(gpus: string, memoryMb: number | undefined): ChildProcess {
   const env: NodeJS.ProcessEnv = { ...process.env, CUDA_VISIBLE_DEVICES: gpus };
   delete env.DPL_TOKEN;
-  const child = spawn(process.execPath, ['--enable-source-maps', EXECUTOR_MAIN], {
+  const heap = memoryMb === undefined ? [] : [`--max-old-space-size=${memoryMb}`];
+  const child = spawn(process.execPath, ['--enable-source-maps', ...heap, EXECUTOR_MAIN], {
     env,
     // fd 3: the FrameChannel's socket pair.
     stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
