@@ -174,6 +174,21 @@ describe('dpl run with failing tasks', () => {
     expect(calls(never.stderr, 'flaky: attempt ')).toBe(4);
   });
 
+  it('skips up to --max-errored-batches failing batches on the cluster path and lists them; one more fails the run', async () => {
+    // fails-on-some.ts fails every attempt on the batches with id 1 and 5 (of 0..7).
+    const r = await runDpl(['run', fixture('fails-on-some.ts'), '-n', '8', '--max-errored-batches', '2']);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: expect.any(String) });
+    expect(r.stdout).toMatch(/finished in .* s: 6 batches, 6 rows$/m);
+    expect(r.stdout).toContain('skipped 2 batches that still failed after their retries (--max-errored-batches):');
+    expect(r.stdout).toMatch(/^ {2}pick#\d+ \(inputs s1\): task "pick" failed on batch pick#\d+ .*attempt 2 of 2\): batch with id 1 is bad$/m);
+    expect(r.stdout).toMatch(/^ {2}pick#\d+ \(inputs s5\): .*batch with id 5 is bad$/m);
+
+    const strict = await runDpl(['run', fixture('fails-on-some.ts'), '-n', '8', '--max-errored-batches', '1']);
+    expect(strict.code).toBe(1);
+    // Whichever of the two bad batches fails last is the one over the limit.
+    expect(messageFrom(strict.stderr)[0]).toMatch(/^dpl: task "pick" failed on batch pick#\d+ \(inputs s([15]); attempt 2 of 2\): batch with id \1 is bad$/);
+  });
+
   it('says when a task returns something that is not an Arrow Table', async () => {
     const r = await runDpl(['run', fixture('returns-non-table.ts'), '-n', '1']);
     expect(r.code).toBe(1);

@@ -44,6 +44,11 @@ export interface ClusterExecutorOptions {
   maxBatches?: number;
   /** How long a task no live worker can fit may wait before the job fails. @default 60000 */
   infeasibleTimeoutMs?: number;
+  /**
+   * Batches the job may skip when their call still fails after its retries; the next one fails
+   * the job. Skipped batches are listed in `run.erroredBatches`. @default 0
+   */
+  maxErroredBatches?: number;
   /** Called with the head's notices (e.g. a task waiting for resources). */
   onNotice?: (message: string) => void;
   /**
@@ -180,6 +185,7 @@ export class ClusterExecutor extends PipelineExecutor {
       max_batches: String(maxBatches ?? -1),
       infeasible_timeout_ms: this.options.infeasibleTimeoutMs ?? DEFAULT_INFEASIBLE_TIMEOUT_MS,
       module_generator: module.generator !== undefined,
+      max_errored_batches: this.options.maxErroredBatches ?? 0,
       tasks,
       edges: graph.edges.map(([from, to]) => ({ from, to })),
     };

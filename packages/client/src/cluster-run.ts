@@ -9,6 +9,7 @@ import {
   DplErrorCode,
   OutputQueue,
   decodeIpc,
+  type ErroredBatch,
   type Logger,
   type OutputBatch,
   type PipelineRun,
@@ -30,6 +31,7 @@ const MAX_BUFFERED_OUTPUTS = 8;
 export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
   /** The head's id for the job, once it accepted it. */
   jobId: string | undefined;
+  readonly erroredBatches: ErroredBatch[] = [];
   private call: grpc.ClientDuplexStream<RunJobRequest__Input, RunJobResponse> | undefined;
   private readonly outputs = new OutputQueue<OutputBatch>(() => {
     this.delivered++;
@@ -129,6 +131,12 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
         if (this.onNotice !== undefined) this.onNotice(m.notice!.message);
         else this.log.warn({ jobId: this.jobId, notice: m.notice!.message }, 'notice from the head');
         return;
+      case 'skipped': {
+        const s = m.skipped!;
+        this.erroredBatches.push({ id: s.batch_id, task: s.task, inputs: s.inputs, message: s.error?.message ?? '' });
+        this.log.warn({ jobId: this.jobId, batchId: s.batch_id, err: s.error?.message }, 'batch skipped after its retries');
+        return;
+      }
       case 'finished':
         this.outputs.end();
         return;

@@ -36,6 +36,11 @@ export interface SubmitOptions {
   maxBatches?: number;
   /** How long a task no live worker can fit may wait before the job fails. @default 60000 */
   infeasibleTimeoutMs?: number;
+  /**
+   * Batches the job may skip when their call still fails after its retries; the next one fails
+   * the job. Skipped batches are listed in `run.erroredBatches`. @default 0
+   */
+  maxErroredBatches?: number;
   /** Called with the head's notices (e.g. a task waiting for resources). */
   onNotice?: (message: string) => void;
 }
@@ -102,6 +107,7 @@ class ClusterConnection implements Cluster {
       token: this.options.token,
       maxBatches: options.maxBatches,
       infeasibleTimeoutMs: options.infeasibleTimeoutMs,
+      maxErroredBatches: options.maxErroredBatches,
       onNotice: options.onNotice,
     });
     for (const [key, value] of Object.entries(options.config ?? {})) {

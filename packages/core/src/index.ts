@@ -61,6 +61,7 @@ export type {
 } from './scheduler/streaming-scheduler';
 export { PipelineExecutor } from './executor/pipeline-executor';
 export type {
+  ErroredBatch,
   OutputBatch,
   PipelineRun,
   WriteToOptions,
@@ -71,6 +72,7 @@ export {
   LocalExecutor,
   resolveLocalExecutorOptions,
   defaultSource,
+  erroredBatch,
 } from './executor/local-executor';
 export type {
   LocalExecutorOptions,

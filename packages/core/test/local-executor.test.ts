@@ -191,6 +191,27 @@ describe('LocalExecutor', () => {
     expect(calls).toBe(2);
   });
 
+  it('skips up to maxErroredBatches failing batches, listing them, and fails on the next', async () => {
+    const pick = new PipelineTask(
+      'pick',
+      (df: Table) => {
+        if (Number(df.getChild('id')!.get(0)) % 4 === 1) throw new Error('bad batch');
+        return df;
+      },
+      { maxRetries: 1 },
+    );
+    const run = new LocalExecutor([pick], { maxBatches: 8, retryBackoffMs: 1, maxErroredBatches: 2 }).run();
+    const out = await collect(run);
+    expect(out.map((b) => Number(b.data.getChild('id')!.get(0)))).toEqual([0, 2, 3, 4, 6, 7]);
+    expect(run.erroredBatches).toEqual([
+      { id: 'pick#1', task: 'pick', inputs: ['s1'], message: expect.stringContaining('attempt 2 of 2): bad batch') as unknown },
+      { id: 'pick#5', task: 'pick', inputs: ['s5'], message: expect.stringContaining('attempt 2 of 2): bad batch') as unknown },
+    ]);
+    expect(run.stats().tasks.pick!.skipped).toBe(2);
+    const strict = new LocalExecutor([pick], { maxBatches: 8, retryBackoffMs: 1, maxErroredBatches: 1 });
+    await expect(collect(strict.run())).rejects.toThrow('task "pick" failed on batch pick#5');
+  });
+
   it('fails the run when the generator yields a non-Table or throws', async () => {
     const ex = new LocalExecutor([identity('a')], { generator: () => [1 as unknown as Table] });
     await expect(collect(ex.run())).rejects.toThrow('the generator yielded 1, not an Arrow Table');

@@ -58,6 +58,7 @@ export async function runPipeline(args: RunArgs): Promise<number> {
     const executor = new LocalExecutor(mod.graph, {
       generator: mod.generator,
       maxBatches: args.maxBatches ?? mod.maxBatches,
+      maxErroredBatches: args.maxErroredBatches,
       numCpus: args.numCpus,
       numGpus: args.numGpus,
       resources,
@@ -95,6 +96,7 @@ export async function runPipeline(args: RunArgs): Promise<number> {
     executor = new ClusterExecutor(loaded, {
       address: head.address,
       maxBatches: args.maxBatches,
+      maxErroredBatches: args.maxErroredBatches,
       // Nothing else will join this cluster: a task that does not fit now never will.
       infeasibleTimeoutMs: 0,
       capacity: worker.options.resources,

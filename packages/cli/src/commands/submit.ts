@@ -40,6 +40,7 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
       address: args.address,
       token: args.token,
       maxBatches: args.maxBatches,
+      maxErroredBatches: args.maxErroredBatches,
       infeasibleTimeoutMs: args.infeasibleTimeoutMs,
       onNotice: (message) => printError(`dpl: ${message}`),
       logger,

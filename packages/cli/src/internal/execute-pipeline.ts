@@ -2,7 +2,7 @@
  * How `dpl run` and `dpl submit` run a configured executor: `-i` prints it; otherwise it runs,
  * writing parquet to `-o` or summarising on stdout, and stops cleanly on Ctrl-C.
  */
-import type { OutputBatch, PipelineExecutor, PipelineRun } from '@dpl/core';
+import type { ErroredBatch, OutputBatch, PipelineExecutor, PipelineRun } from '@dpl/core';
 import type { PipelineArgs } from './pipeline-options';
 import { formatTable, previewTable, print, printError } from './output';
 
@@ -41,13 +41,16 @@ export async function executePipeline(executor: PipelineExecutor, args: Pipeline
   try {
     let runId: string;
     let files: string[] = [];
+    let errored: readonly ErroredBatch[];
     if (args.outDir !== undefined) {
       const summary = await executor.writeTo(args.outDir, { signal: controller.signal, onBatch: count });
       runId = summary.runId;
       files = summary.files;
+      errored = summary.erroredBatches;
     } else {
       const run: PipelineRun = executor.run();
       runId = run.runId;
+      errored = run.erroredBatches;
       controller.signal.addEventListener('abort', () => void run.cancel(), { once: true });
       for await (const batch of run) count(batch);
     }
@@ -58,6 +61,10 @@ export async function executePipeline(executor: PipelineExecutor, args: Pipeline
     print(`run ${runId} ${how} in ${seconds} s: ${batches} batches, ${rows} rows`);
     if (perTask.size > 0) {
       print(formatTable(['task', 'batches', 'rows'], [...perTask].map(([task, t]) => [task, t.batches, t.rows])));
+    }
+    if (errored.length > 0) {
+      print(`skipped ${errored.length} batch${errored.length === 1 ? '' : 'es'} that still failed after their retries (--max-errored-batches):`);
+      for (const e of errored) print(`  ${e.id} (inputs ${e.inputs.join(', ')}): ${e.message}`);
     }
     if (args.outDir !== undefined) {
       print(`wrote ${files.length} parquet file${files.length === 1 ? '' : 's'} to ${args.outDir}`);

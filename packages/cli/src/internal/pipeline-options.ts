@@ -14,6 +14,7 @@ export interface PipelineArgs {
   setContext: string[];
   file?: string;
   maxBatches?: number;
+  maxErroredBatches?: number;
   info: boolean;
 }
 
@@ -54,6 +55,10 @@ export function withPipelineOptions<T>(y: Argv<T>): Argv<T & PipelineArgs> {
       type: 'number',
       describe: 'stop after this many generator batches (default: the module\'s maxBatches, else endless)',
     })
+    .option('max-errored-batches', {
+      type: 'number',
+      describe: 'skip up to N batches whose task still fails after its retries, and list them (default 0: the first fails the run)',
+    })
     .option('info', {
       alias: 'i',
       type: 'boolean',
@@ -65,6 +70,10 @@ export function withPipelineOptions<T>(y: Argv<T>): Argv<T & PipelineArgs> {
         const n = argv['max-batches'];
         if (n !== undefined && (!Number.isInteger(n) || n < 0)) {
           throw new Error(`-n/--max-batches must be an integer >= 0, got ${String(n)}`);
+        }
+        const e = argv['max-errored-batches'];
+        if (e !== undefined && (!Number.isInteger(e) || e < 0)) {
+          throw new Error(`--max-errored-batches must be an integer >= 0, got ${String(e)}`);
         }
       }),
     ) as unknown as Argv<T & PipelineArgs>;

@@ -19,7 +19,7 @@ import {
   type TaskCall,
 } from '../scheduler/streaming-scheduler';
 import { detectGpus } from './gpus';
-import { PipelineExecutor, type OutputBatch, type PipelineRun } from './pipeline-executor';
+import { PipelineExecutor, type ErroredBatch, type OutputBatch, type PipelineRun } from './pipeline-executor';
 import { OutputQueue } from './output-queue';
 
 /** Where a run's batches come from: called once per run. */
@@ -46,6 +46,11 @@ export interface LocalExecutorOptions {
   maxPendingCalls?: number;
   /** Delay before the first retry of a failed call; doubles each time, up to 10 s. @default 100 */
   retryBackoffMs?: number;
+  /**
+   * Batches the run may skip when their call still fails after its retries; the next one fails
+   * the run. Skipped batches are listed in `run.erroredBatches`. @default 0
+   */
+  maxErroredBatches?: number;
   logger?: Logger;
 }
 
@@ -57,6 +62,7 @@ export interface ResolvedLocalExecutorOptions {
   maxBufferedOutputs: number;
   maxPendingCalls: number;
   retryBackoffMs: number;
+  maxErroredBatches: number;
   logger: Logger;
 }
 
@@ -74,6 +80,7 @@ export function resolveLocalExecutorOptions(o: LocalExecutorOptions = {}): Resol
   int('maxBatches', o.maxBatches, 0);
   int('maxBufferedOutputs', o.maxBufferedOutputs, 1);
   int('maxPendingCalls', o.maxPendingCalls, 1);
+  int('maxErroredBatches', o.maxErroredBatches, 0);
   if (o.generator !== undefined && typeof o.generator !== 'function') {
     problems.push(`generator must be a function returning an (async) iterable of Tables, got ${describe(o.generator)}`);
   }
@@ -97,6 +104,7 @@ export function resolveLocalExecutorOptions(o: LocalExecutorOptions = {}): Resol
     maxBufferedOutputs: o.maxBufferedOutputs ?? 8,
     maxPendingCalls: o.maxPendingCalls ?? Math.max(16, Math.ceil(4 * numCpus)),
     retryBackoffMs: o.retryBackoffMs ?? 100,
+    maxErroredBatches: o.maxErroredBatches ?? 0,
     logger: o.logger ?? silentLogger,
   };
 }
@@ -147,6 +155,7 @@ export function* defaultSource(runId: string): Generator<Table> {
 
 /** One run of a LocalExecutor. */
 class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
+  readonly erroredBatches: ErroredBatch[] = [];
   readonly runId: string;
   private readonly scheduler: StreamingScheduler<Table>;
   private readonly tasks: ReadonlyMap<string, { task: PipelineTask; request: ResourceSet; kwargs: Record<string, unknown> }>;
@@ -308,6 +317,12 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
 
   private handleFailure(call: TaskCall<Table>, failure: TaskError): void {
     if (this.scheduler.fail(call.id, failure) === 'fatal') {
+      if (this.erroredBatches.length < this.options.maxErroredBatches) {
+        this.scheduler.skip(call.id);
+        this.erroredBatches.push(erroredBatch(call, failure));
+        this.log.warn({ task: call.task, batchId: call.id, err: failure.message }, 'batch skipped after its retries (maxErroredBatches)');
+        return;
+      }
       this.failRun(failure);
       return;
     }
@@ -369,4 +384,9 @@ async function withTimeout<T>(result: T | Promise<T>, timeoutMs: number | undefi
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The record of a batch skipped under maxErroredBatches. */
+export function erroredBatch(call: TaskCall<unknown>, err: Error): ErroredBatch {
+  return { id: call.id, task: call.task, inputs: [...new Set(call.inputs.map((s) => s.ref.id))], message: err.message };
 }

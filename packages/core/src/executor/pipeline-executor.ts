@@ -30,9 +30,22 @@ export interface OutputBatch {
   id: string;
 }
 
+/** A batch a run skipped after its retries, under `maxErroredBatches`. */
+export interface ErroredBatch {
+  /** The id of the failed call (`<task>#<n>`). */
+  id: string;
+  task: string;
+  /** The ids of the batches it read. */
+  inputs: string[];
+  /** Why its last attempt failed. */
+  message: string;
+}
+
 /** A run in progress: iterate it for outputs; `cancel()` (or `break`) stops it. */
 export interface PipelineRun extends AsyncIterable<OutputBatch> {
   readonly runId: string;
+  /** The batches skipped so far under `maxErroredBatches` (none unless it is set). */
+  readonly erroredBatches: readonly ErroredBatch[];
   /** Counters so far (batches, calls, rows, empty batches dropped). */
   stats(): SchedulerStats;
   /** Stops the run: nothing new starts, the generator is closed, iteration ends. Idempotent. */
@@ -62,6 +75,8 @@ export interface WriteSummary {
   rows: number;
   /** Whether the run was cut short by the signal. */
   cancelled: boolean;
+  /** Batches skipped under `maxErroredBatches`. */
+  erroredBatches: readonly ErroredBatch[];
 }
 
 /** The argument of `setConfig` that reads a YAML file. */
@@ -218,7 +233,7 @@ export abstract class PipelineExecutor {
   async writeTo(outdir: string, options: WriteToOptions = {}): Promise<WriteSummary> {
     const run = this.run();
     const partition = options.partitionByTask ?? this.graph.sinkTasks.length > 1;
-    const summary: WriteSummary = { runId: run.runId, files: [], batches: 0, rows: 0, cancelled: false };
+    const summary: WriteSummary = { runId: run.runId, files: [], batches: 0, rows: 0, cancelled: false, erroredBatches: run.erroredBatches };
     // The folder exists after a valid run even when no batch came out.
     await mkdir(outdir, { recursive: true });
     const made = new Set<string>([outdir]);

@@ -110,6 +110,8 @@ export interface TaskStats {
   queuedRows: number;
   retries: number;
   emptyOutputs: number;
+  /** Calls given up on under `maxErroredBatches`. */
+  skipped: number;
 }
 
 /** Counters of one run. */
@@ -204,7 +206,7 @@ export class StreamingScheduler<D> {
       retryQueue: new Deque(),
       counter: 0,
       seq: 0,
-      stats: { calls: 0, rowsIn: 0, rowsOut: 0, running: 0, queuedRows: 0, retries: 0, emptyOutputs: 0 },
+      stats: { calls: 0, rowsIn: 0, rowsOut: 0, running: 0, queuedRows: 0, retries: 0, emptyOutputs: 0, skipped: 0 },
     }));
     this.byName = new Map(this.tasks.map((t) => [t.name, t]));
     for (const ts of this.tasks) {
@@ -365,6 +367,20 @@ export class StreamingScheduler<D> {
     }
     rec.state = 'waiting-retry'; // parked; the run is over
     return 'fatal';
+  }
+
+  /**
+   * Gives up on a call that `fail()` answered 'fatal' for, and goes on without it (the run
+   * skips that batch): its inputs are released and nothing comes out of it.
+   */
+  skip(callId: string): void {
+    const rec = this.calls.get(callId);
+    if (rec === undefined || rec.state !== 'waiting-retry') {
+      throw new DplError(DplErrorCode.INTERNAL, `skip() for call ${callId}, which has not failed`);
+    }
+    rec.ts.stats.running++; // closeCall() counts it out again
+    rec.ts.stats.skipped++;
+    this.closeCall(rec);
   }
 
   /**

@@ -425,6 +425,11 @@ export class Dispatcher {
       return;
     }
     if (job.scheduler.fail(call.id, err) === 'fatal') {
+      if (job.skipped < job.spec.max_errored_batches) {
+        job.scheduler.skip(call.id);
+        job.batchSkipped(call, err);
+        return;
+      }
       job.fail(err);
       return;
     }

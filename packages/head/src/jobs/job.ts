@@ -207,6 +207,18 @@ export class Job {
     this.hooks.ended(this);
   }
 
+  /** Batches skipped so far under max_errored_batches. */
+  skipped = 0;
+
+  /** A batch given up on after its retries: the client hears of it, the job goes on. */
+  batchSkipped(call: { id: string; task: string; inputs: readonly { ref: { id: string } }[] }, err: DplError): void {
+    this.skipped++;
+    this.log.warn({ task: call.task, batchId: call.id, err: err.message }, 'batch skipped after its retries (maxErroredBatches)');
+    this.write({
+      skipped: { batch_id: call.id, task: call.task, inputs: [...new Set(call.inputs.map((s) => s.ref.id))], error: errorToProto(err) },
+    });
+  }
+
   /** Tells the client once that a task waits for resources no worker has. */
   notice(message: string): void {
     this.write({ notice: { message } });
