@@ -106,3 +106,69 @@ describe('task failures on a cluster', () => {
     }
   });
 });
+
+describe('a longer run under repeated losses, and a lost head', () => {
+  it('delivers every batch exactly once while workers are killed one after another and replaced', async () => {
+    const head = await startHeadProcess(['--heartbeat-interval-ms', '200', '--heartbeat-timeout-ms', '1500']);
+    const makers = [0, 1, 2].map(() => startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"maker":2}']));
+    startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"taker":3}']);
+    await waitForWorkers(head.address, 4);
+    const cluster = await connect(head.address);
+    const n = 90;
+    try {
+      const run = await cluster.submit(join(FIXTURES, 'relay.ts'), { maxBatches: n });
+      const out: OutputBatch[] = [];
+      let kills = 0;
+      for await (const b of run) {
+        out.push(b);
+        // Every 20 outputs a maker dies and a new one joins.
+        if (out.length % 20 === 0 && kills < 3) {
+          makers[kills]!.child.kill('SIGKILL');
+          kills++;
+          makers.push(startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"maker":2}']));
+        }
+      }
+      expect(kills).toBe(3);
+      expect(out.map((b) => ints(b, 'id')[0]).sort((a, b) => a! - b!)).toEqual(range(n));
+      expect(new Set(out.map((b) => b.id)).size).toBe(n);
+      expect(out.every((b) => ints(b, 'rows')[0] === 2000)).toBe(true);
+    } finally {
+      await cluster.close();
+    }
+  });
+
+  it('fails running jobs clearly when the head dies, and the workers rejoin a restarted head by themselves', async () => {
+    const head = await startHeadProcess();
+    const port = head.address.slice(head.address.lastIndexOf(':') + 1);
+    startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"maker":2,"taker":2}']);
+    startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"maker":2}']);
+    await waitForWorkers(head.address, 2);
+    const cluster = await connect(head.address);
+    try {
+      const run = await cluster.submit(join(FIXTURES, 'relay.ts'));
+      let error: Error & { code?: string } = new Error('no failure');
+      try {
+        let seen = 0;
+        for await (const _ of run) if (++seen === 3) head.process.child.kill('SIGKILL');
+      } catch (e) {
+        error = e as typeof error;
+      }
+      expect(error.code).toBe('UNAVAILABLE');
+      expect(error.message).toMatch(/^lost the head while the job ran: .*; submit it again when the head is back$/);
+
+      // A new head on the same address: the workers find it without being restarted.
+      const again = await startHeadProcess(['--port', port]);
+      await waitForWorkers(again.address, 2, undefined, 20_000);
+      const fresh = await connect(again.address);
+      try {
+        let n = 0;
+        for await (const _ of await fresh.submit(join(FIXTURES, 'relay.ts'), { maxBatches: 5 })) n++;
+        expect(n).toBe(5);
+      } finally {
+        await fresh.close();
+      }
+    } finally {
+      await cluster.close();
+    }
+  });
+});
