@@ -7,6 +7,8 @@ import { execFileSync } from 'node:child_process';
 
 export interface TestNetwork {
   hosts: { name: string; ip: string }[];
+  /** Cuts a host off the network (its link to the bridge goes down): a partition, no FIN or RST. */
+  cut(name: string): void;
   /** Removes the namespaces and the bridge. Idempotent. */
   destroy(): void;
 }
@@ -62,5 +64,10 @@ export function makeHosts(n: number): TestNetwork {
     const err = e as { stderr?: Buffer; message: string };
     throw new Error(`cannot make network namespaces here: ${err.stderr?.toString().trim() || err.message}`);
   }
-  return { hosts, destroy };
+  const cut = (name: string): void => {
+    const i = hosts.findIndex((h) => h.name === name);
+    if (i < 0) throw new Error(`no test host named ${name}`);
+    ip(['link', 'set', `dv${tag}${i}`, 'down']);
+  };
+  return { hosts, cut, destroy };
 }

@@ -6,13 +6,15 @@
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { readParquet } from '@dpl/core';
 import { DPL_MAIN, FIXTURES, REPO_ROOT, useTempDirs, waitFor } from '../helpers/cli';
 import { makeHosts, type TestNetwork } from '../helpers/netns';
 
 let net: TestNetwork | undefined;
 let why = '';
 try {
-  net = makeHosts(4);
+  net = makeHosts(6);
 } catch (e) {
   why = (e as Error).message;
 }
@@ -67,6 +69,52 @@ describe('a cluster across network namespaces', () => {
     const intruder = await runIp(inHost(client.name, ['status', '--address', address]), { DPL_TOKEN: undefined });
     expect(intruder.code).toBe(1);
     expect(intruder.stderr).toMatch(/refused the token/);
+  });
+});
+
+describe('a network partition', () => {
+  maybe('detects a worker cut off mid-run within the heartbeat timeout, and still delivers every batch once', async () => {
+    const [h, m1, m2, taker, client] = net!.hosts as [Host, Host, Host, Host, Host];
+    const env = { DPL_TOKEN: 'partition-token' };
+    const timeoutMs = 1500;
+    startIp(
+      inHost(h.name, ['head', 'start', '--host', h.ip, '--port', '6381', '--dashboard-port', '0', '--heartbeat-interval-ms', '200', '--heartbeat-timeout-ms', String(timeoutMs)]),
+      env,
+    );
+    const address = `${h.ip}:6381`;
+    const aliveWorkers = async (): Promise<number> => {
+      const r = await runIp(inHost(client.name, ['status', '--address', address, '--json']), env);
+      if (r.code !== 0) return -1;
+      return (JSON.parse(r.stdout) as { workers: { state: string }[] }).workers.filter((w) => w.state === 'alive').length;
+    };
+    await waitFor(async () => (await aliveWorkers()) === 0, { timeoutMs: 15_000, intervalMs: 250, what: 'the head' });
+    for (const m of [m1, m2]) startIp(inHost(m.name, ['worker', 'start', '--address', address, '--num-cpus', '2', '--resources', '{"maker":2}']), env);
+    startIp(inHost(taker.name, ['worker', 'start', '--address', address, '--num-cpus', '2', '--resources', '{"taker":2}']), env);
+    await waitFor(async () => (await aliveWorkers()) === 3, { timeoutMs: 20_000, intervalMs: 250, what: 'three workers' });
+
+    const dir = await tempDir();
+    const n = 40;
+    const submit = runIp(inHost(client.name, ['submit', join(FIXTURES, 'relay.ts'), '--address', address, '-n', String(n), '-o', dir]), env);
+    await waitFor(() => readdirSync(dir).filter((f) => f.endsWith('.parquet')).length >= 8, { timeoutMs: 30_000, what: 'the first outputs' });
+    const cutAt = Date.now();
+    net!.cut(m1.name);
+    await waitFor(async () => (await aliveWorkers()) === 2, { timeoutMs: 20_000, intervalMs: 100, what: 'the head to notice the partition' });
+    const detectedMs = Date.now() - cutAt;
+    // Within the configured timeout, with room for the sweep period and a slow machine.
+    expect(detectedMs).toBeLessThan(2 * timeoutMs + 1000);
+
+    const r = await submit;
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`finished in .* s: ${n} batches, ${n} rows`));
+    const files = readdirSync(dir).filter((f) => f.endsWith('.parquet'));
+    expect(files).toHaveLength(n);
+    const ids: number[] = [];
+    for (const f of files) {
+      const t = readParquet(await readFile(join(dir, f)));
+      ids.push(Number(t.getChild('id')!.get(0)));
+      expect(Number(t.getChild('rows')!.get(0))).toBe(2000);
+    }
+    expect(ids.sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i));
   });
 });
 
