@@ -12,6 +12,16 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   throw e;
 });
 
+// With TLS to a head or worker addressed by IP, grpc-js passes the IP as the TLS server name and
+// Node warns about it once per process (DEP0123). The certificate is still checked against the
+// IP; the warning says nothing a user can act on, so dpl's own processes leave it out.
+const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+  const code = typeof rest[0] === 'object' && rest[0] !== null ? (rest[0] as { code?: string }).code : rest[1];
+  if (code === 'DEP0123') return;
+  emitWarning(warning, ...rest);
+});
+
 // Until main() settles the exit code says failure: a run that stalls and lets the event loop
 // drain must never look like success.
 process.exitCode = 1;

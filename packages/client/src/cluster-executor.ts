@@ -3,7 +3,6 @@
  * a cluster. Configuration is applied and validated here, on the client; the head gets the
  * graph's description and the module's bundle, and workers run the task functions.
  */
-import * as grpc from '@grpc/grpc-js';
 import {
   DplError,
   DplErrorCode,
@@ -27,6 +26,9 @@ import {
   type HeadServiceClient,
   type JobSpec__Input,
   type TaskSpec__Input,
+  channelCredentials,
+  loadTls,
+  type TlsFiles,
 } from '@dpl/wire';
 import { ClusterRun } from './cluster-run';
 import { headError } from './head-error';
@@ -40,6 +42,8 @@ export interface ClusterExecutorOptions {
   address: string;
   /** @default undefined */
   token?: string;
+  /** For a head with TLS: `{ ca: 'path/to/ca.pem' }`, the CA that signed its certificate. */
+  tls?: TlsFiles;
   /** Stop after this many source batches. @default the module's maxBatches, else endless */
   maxBatches?: number;
   /** How long a task no live worker can fit may wait before the job fails. @default 60000 */
@@ -159,7 +163,7 @@ export class ClusterExecutor extends PipelineExecutor {
   private headClient(): HeadServiceClient {
     if (this.client === undefined) {
       const { HeadService } = loadDplProto();
-      this.client = new HeadService(this.options.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+      this.client = new HeadService(this.options.address, channelCredentials(loadTls(this.options.tls, 'client')), CHANNEL_OPTIONS);
     }
     return this.client;
   }

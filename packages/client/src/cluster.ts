@@ -1,7 +1,7 @@
 /**
  * A connection to a dpl cluster's head.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import type { PipelineGraph } from '@dpl/core';
 import { headError } from './head-error';
 import {
@@ -13,6 +13,9 @@ import {
   type ClusterStatus,
   type GetStatusResponse,
   type HeadServiceClient,
+  channelCredentials,
+  loadTls,
+  type TlsFiles,
 } from '@dpl/wire';
 import { ClusterExecutor } from './cluster-executor';
 import type { ClusterRun } from './cluster-run';
@@ -24,6 +27,8 @@ export interface ConnectOptions {
   token?: string;
   /** How long to wait for the head to answer. @default 5000 */
   timeoutMs?: number;
+  /** For a head with TLS: `{ ca: 'path/to/ca.pem' }`, the CA that signed its certificate. */
+  tls?: TlsFiles;
 }
 
 /** Options of {@link Cluster.submit}. */
@@ -77,7 +82,7 @@ export async function connect(address: string, options: ConnectOptions = {}): Pr
     throw new TypeError(`address must be the head's host:port, e.g. 127.0.0.1:6380, got ${JSON.stringify(address)}`);
   }
   const { HeadService } = loadDplProto();
-  const client = new HeadService(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  const client = new HeadService(address, channelCredentials(loadTls(options.tls, 'client')), CHANNEL_OPTIONS);
   const cluster = new ClusterConnection(address, client, options);
   try {
     await cluster.status();
@@ -105,6 +110,7 @@ class ClusterConnection implements Cluster {
     const executor = new ClusterExecutor(loaded, {
       address: this.address,
       token: this.options.token,
+      tls: this.options.tls,
       maxBatches: options.maxBatches,
       infeasibleTimeoutMs: options.infeasibleTimeoutMs,
       maxErroredBatches: options.maxErroredBatches,

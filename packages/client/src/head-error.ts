@@ -18,7 +18,8 @@ export function headError(address: string, err: grpc.ServiceError, timeoutMs?: n
     return new DplError(
       DplErrorCode.UNAVAILABLE,
       `cannot reach the dpl head at ${address}${within}; ` +
-        'is `dpl head start` running there, and is the address right (--address or DPL_ADDRESS)?',
+        'is `dpl head start` running there, is the address right (--address or DPL_ADDRESS), ' +
+        'and for a head with TLS, is --tls-ca the CA that signed its certificate?',
       { cause: err },
     );
   }

@@ -2,7 +2,7 @@
  * Options of the head daemon.
  */
 import { silentLogger, type Logger } from '@dpl/core';
-import { isLoopbackHost } from '@dpl/wire';
+import { isLoopbackHost, loadTls, type TlsFiles, type TlsMaterial } from '@dpl/wire';
 
 /** The port `dpl head start` listens on by default. */
 export const DEFAULT_HEAD_PORT = 6380;
@@ -22,6 +22,11 @@ export interface HeadOptions {
   token?: string;
   /** Allow listening on a non-loopback address without a token. @default false */
   insecure?: boolean;
+  /**
+   * TLS for gRPC, the HTTP endpoints and fetches from workers: PEM file paths of this head's
+   * certificate and key, and of the CA that signed the workers' certificates. @default none
+   */
+  tls?: TlsFiles;
   /** How often workers send heartbeats. @default 1000 */
   heartbeatIntervalMs?: number;
   /** A worker silent for this long is dead. @default 5000 */
@@ -39,6 +44,7 @@ export interface ResolvedHeadOptions {
   port: number;
   token: string | undefined;
   insecure: boolean;
+  tls: TlsMaterial | undefined;
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
   dashboardPort: number | null;
@@ -60,12 +66,18 @@ export function resolveHeadOptions(o: HeadOptions = {}): ResolvedHeadOptions {
     port: o.port ?? DEFAULT_HEAD_PORT,
     token: o.token === '' ? undefined : o.token,
     insecure: o.insecure ?? false,
+    tls: undefined,
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
     heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
     dashboardPort: o.dashboardPort ?? null,
     logger: o.logger ?? silentLogger,
   };
   const problems: string[] = [];
+  try {
+    r.tls = loadTls(o.tls, 'daemon');
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
   if (!Number.isInteger(r.port) || r.port < 0 || r.port > 65535) {
     problems.push(`port must be an integer from 0 to 65535, got ${r.port}`);
   }

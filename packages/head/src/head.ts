@@ -3,7 +3,8 @@
  * death by silence or disconnection) and answers status queries.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { DPL_VERSION, DplError, DplErrorCode, describe, ensureError, type Logger } from '@dpl/core';
@@ -26,6 +27,7 @@ import {
   type HeadServiceHandlers,
   type RunJobRequest,
   type UploadModuleRequest,
+  serverCredentials,
 } from '@dpl/wire';
 import { Dispatcher } from './jobs/dispatcher';
 import { Job, graphOfSpec, type JobCall } from './jobs/job';
@@ -66,13 +68,13 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   const registry = new WorkerRegistry();
   const sessions = new Map<string, WorkerCall>();
   const server = new grpc.Server(SERVER_OPTIONS);
-  const fetcher = new ObjectFetcher(opts.token);
+  const fetcher = new ObjectFetcher(opts.token, opts.tls);
   const dispatcher = new Dispatcher(registry, sessions, fetcher, log.child({ component: 'dispatcher' }));
   const state: HeadState = { opts, registry, sessions, log, dispatcher, modules: new ModuleStore(), jobHistory: [] };
   server.addService(loadDplProto().HeadService.service, headHandlers(state));
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${opts.host}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
+    server.bindAsync(`${opts.host}:${opts.port}`, serverCredentials(opts.tls), (err, p) =>
       err ? reject(new Error(`cannot listen on ${opts.host}:${opts.port}: ${err.message}`, { cause: err })) : resolve(p),
     );
   });
@@ -135,7 +137,7 @@ function hostPart(host: string): string {
  * `cluster.status()`), behind `Authorization: Bearer <token>` when a token is set.
  */
 async function startHttpApi(opts: ResolvedHeadOptions, status: () => ClusterStatus): Promise<HttpServer> {
-  const server = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const send = (code: number, body: unknown): void => {
       res.writeHead(code, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
@@ -146,7 +148,10 @@ async function startHttpApi(opts: ResolvedHeadOptions, status: () => ClusterStat
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/api/status') return send(200, status());
     send(404, { error: `no ${req.method} ${path}; try GET /api/status` });
-  });
+  };
+  // Behind TLS like every other endpoint when the head has a certificate.
+  const server: HttpServer =
+    opts.tls === undefined ? createServer(handler) : createHttpsServer({ key: opts.tls.key, cert: opts.tls.cert }, handler);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) => reject(new Error(`cannot serve the HTTP API on ${opts.host}:${opts.dashboardPort}: ${e.message}`, { cause: e })));
     server.listen(opts.dashboardPort!, opts.host, () => resolve());

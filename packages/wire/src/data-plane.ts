@@ -9,7 +9,9 @@
  * Response: u8 status · u64 length · that many bytes (the object when OK, else a UTF-8 message)
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { DplError, DplErrorCode } from '@dpl/core';
+import type { TlsMaterial } from './tls';
 
 export const DATA_MAGIC = Buffer.from('DPL1');
 
@@ -69,7 +71,11 @@ export class ObjectFetcher {
   private readonly idle = new Map<string, net.Socket[]>();
   private closed = false;
 
-  constructor(private readonly token: string | undefined) {}
+  /** With `tls`, connections are TLS and the worker's certificate is checked against its CA. */
+  constructor(
+    private readonly token: string | undefined,
+    private readonly tls?: TlsMaterial,
+  ) {}
 
   /**
    * The object's bytes.
@@ -107,7 +113,12 @@ export class ObjectFetcher {
 
   private open(address: string): net.Socket {
     const i = address.lastIndexOf(':');
-    const socket = net.connect({ host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)), noDelay: true });
+    const host = address.slice(0, i).replace(/^\[|\]$/g, '');
+    const port = Number(address.slice(i + 1));
+    const socket =
+      this.tls === undefined
+        ? net.connect({ host, port, noDelay: true })
+        : tls.connect({ host, port, ca: this.tls.ca, servername: net.isIP(host) === 0 ? host : undefined }).setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
     // While idle, a connection that fails or closes leaves the idle list (requests listen too).
     socket.on('error', () => undefined);

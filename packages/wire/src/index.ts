@@ -33,6 +33,7 @@ export type { FetchModuleResponse, FetchModuleResponse__Input } from './generate
 export type { UploadModuleRequest, UploadModuleRequest__Input } from './generated/dpl/v1/UploadModuleRequest';
 export type { UploadModuleResponse } from './generated/dpl/v1/UploadModuleResponse';
 export type { HasModuleResponse } from './generated/dpl/v1/HasModuleResponse';
+export { loadTls, serverCredentials, channelCredentials, type TlsFiles, type TlsMaterial } from './tls';
 export {
   ObjectFetcher,
   DATA_MAGIC,

@@ -3,7 +3,7 @@
  */
 import { availableParallelism, hostname, networkInterfaces } from 'node:os';
 import { CPU, GPU, ResourceSet, detectGpus, silentLogger, type Logger, type ResourceMap } from '@dpl/core';
-import { isHostPort, isLoopbackHost } from '@dpl/wire';
+import { isHostPort, isLoopbackHost, loadTls, type TlsFiles, type TlsMaterial } from '@dpl/wire';
 
 export interface WorkerOptions {
   /** The head's `host:port`. Required. */
@@ -23,6 +23,12 @@ export interface WorkerOptions {
    * @default 127.0.0.1 when the head is on loopback, else this machine's first external IPv4
    */
   host?: string;
+  /**
+   * TLS for the session with the head, the data server and fetches from peers: PEM file paths
+   * of this worker's certificate and key, and of the CA that signed the head's and the other
+   * workers' certificates. @default none
+   */
+  tls?: TlsFiles;
   /** Idle executor processes kept for reuse. @default 2 × (CPUs + GPUs advertised), at least 4 */
   maxIdleExecutors?: number;
   /**
@@ -45,6 +51,7 @@ export interface ResolvedWorkerOptions {
   hostname: string;
   host: string;
   maxIdleExecutors: number;
+  tls: TlsMaterial | undefined;
   executorMemoryMb: number | undefined;
   reconnectDelayMs: number;
   maxReconnectDelayMs: number;
@@ -70,6 +77,12 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
   } catch (e) {
     problems.push((e as Error).message);
   }
+  let tls: TlsMaterial | undefined;
+  try {
+    tls = loadTls(o.tls, 'daemon');
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
   const mem = o.executorMemoryMb;
   if (mem !== undefined && (typeof mem !== 'number' || !Number.isInteger(mem) || mem < 32)) {
     problems.push(`executorMemoryMb must be an integer number of MiB >= 32, got ${JSON.stringify(mem)}`);
@@ -83,6 +96,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     host: o.host ?? defaultHost(o.address),
     maxIdleExecutors: o.maxIdleExecutors ?? Math.max(4, 2 * Math.ceil(resources.get(CPU) + resources.get(GPU))),
     executorMemoryMb: mem,
+    tls,
     reconnectDelayMs: o.reconnectDelayMs ?? 200,
     maxReconnectDelayMs: o.maxReconnectDelayMs ?? 5_000,
     logger: o.logger ?? silentLogger,

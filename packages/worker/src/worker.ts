@@ -9,6 +9,7 @@ import { DPL_VERSION, ensureError, userCacheDir, writeBundle } from '@dpl/core';
 import {
   CHANNEL_OPTIONS,
   ChunkAssembler,
+  channelCredentials,
   errorToProto,
   loadDplProto,
   ObjectFetcher,
@@ -56,7 +57,7 @@ export interface Worker {
 export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const opts = resolveWorkerOptions(options);
   const store = new ObjectStore();
-  const data = await startDataServer(store, opts.host, opts.token);
+  const data = await startDataServer(store, opts.host, opts.token, opts.tls);
   return new WorkerDaemon(opts, store, data);
 }
 
@@ -88,8 +89,8 @@ class WorkerDaemon implements Worker {
     this.delayMs = options.reconnectDelayMs;
     this.dataAddress = `${options.host}:${data.port}`;
     const { HeadService } = loadDplProto();
-    this.client = new HeadService(options.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
-    this.fetcher = new ObjectFetcher(options.token);
+    this.client = new HeadService(options.address, channelCredentials(options.tls), CHANNEL_OPTIONS);
+    this.fetcher = new ObjectFetcher(options.token, options.tls);
     this.pool = new ExecutorPool(options.logger.child({ component: 'executors' }), options.maxIdleExecutors, options.executorMemoryMb);
     this.gpus = new GpuAllocator(options.resources.get('GPU'));
     this.moduleDir = userCacheDir('dpl-worker-modules');

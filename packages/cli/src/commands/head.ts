@@ -4,11 +4,11 @@
 import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_DASHBOARD_PORT, DEFAULT_HEAD_PORT, startHead } from '@dpl/head';
 import { createLogger, parseLogLevel } from '../internal/logger';
-import { untilSignal, withLogLevel } from '../internal/cluster-options';
+import { tlsOf, untilSignal, withLogLevel, withTlsOptions, type TlsArgs } from '../internal/cluster-options';
 import { print } from '../internal/output';
 import { usageCheck } from '../internal/usage-error';
 
-interface HeadStartArgs {
+interface HeadStartArgs extends TlsArgs {
   host: string;
   port: number;
   dashboardPort: number;
@@ -23,7 +23,7 @@ const headStart: CommandModule<object, HeadStartArgs> = {
   command: 'start',
   describe: 'start the head in the foreground (Ctrl-C stops it)',
   builder: (y: Argv) =>
-    withLogLevel(y, 'info')
+    withTlsOptions(withLogLevel(y, 'info'), 'daemon')
       .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on' })
       .option('port', { type: 'number', default: DEFAULT_HEAD_PORT, describe: 'gRPC port (0 picks a free one)' })
       .option('dashboard-port', {
@@ -52,14 +52,19 @@ const headStart: CommandModule<object, HeadStartArgs> = {
       port: args.port,
       token: args.token,
       insecure: args.insecure,
+      tls: tlsOf(args),
       heartbeatIntervalMs: args.heartbeatIntervalMs,
       heartbeatTimeoutMs: args.heartbeatTimeoutMs,
       dashboardPort: args.dashboardPort,
       logger,
     });
     print(`dpl head listening on ${head.address}`);
-    if (head.dashboardAddress !== undefined) print(`  status API: http://${head.dashboardAddress}/api/status`);
-    print(`  start workers with: dpl worker start --address ${head.address}${args.token ? ' --token …' : ''}`);
+    const tls = tlsOf(args) !== undefined;
+    if (head.dashboardAddress !== undefined) print(`  status API: http${tls ? 's' : ''}://${head.dashboardAddress}/api/status`);
+    print(
+      `  start workers with: dpl worker start --address ${head.address}${args.token ? ' --token …' : ''}` +
+        `${tls ? ' --tls-cert … --tls-key … --tls-ca …' : ''}`,
+    );
     await untilSignal();
     await head.stop();
   },

@@ -3,10 +3,10 @@
  */
 import type { Argv, CommandModule } from 'yargs';
 import { connect, type ClusterStatus } from '@dpl/client';
-import { withClusterOptions, type ClusterArgs } from '../internal/cluster-options';
+import { tlsOf, withClusterOptions, withTlsOptions, type ClusterArgs, type TlsArgs } from '../internal/cluster-options';
 import { formatTable, print } from '../internal/output';
 
-interface StatusArgs extends ClusterArgs {
+interface StatusArgs extends ClusterArgs, TlsArgs {
   json: boolean;
 }
 
@@ -44,9 +44,9 @@ export const statusCommand: CommandModule<object, StatusArgs> = {
   command: 'status',
   describe: 'show the workers, their resources (free/total) and the jobs',
   builder: (y: Argv) =>
-    withClusterOptions(y).option('json', { type: 'boolean', default: false, describe: 'print JSON for scripts' }),
+    withTlsOptions(withClusterOptions(y), 'client').option('json', { type: 'boolean', default: false, describe: 'print JSON for scripts' }),
   handler: async (args) => {
-    const cluster = await connect(args.address, { token: args.token });
+    const cluster = await connect(args.address, { token: args.token, tls: tlsOf(args) });
     try {
       const status = await cluster.status();
       print(args.json ? JSON.stringify(status, null, 2) : formatStatus(status));

@@ -5,13 +5,13 @@
 import type { Argv, CommandModule } from 'yargs';
 import { ClusterExecutor } from '@dpl/client';
 import { createLogger, parseLogLevel } from '../internal/logger';
-import { withClusterOptions, withLogLevel, type ClusterArgs } from '../internal/cluster-options';
+import { tlsOf, withClusterOptions, withLogLevel, withTlsOptions, type ClusterArgs, type TlsArgs } from '../internal/cluster-options';
 import { configureExecutor, withPipelineOptions, type PipelineArgs } from '../internal/pipeline-options';
 import { executePipeline } from '../internal/execute-pipeline';
 import { printError } from '../internal/output';
 import { usageCheck } from '../internal/usage-error';
 
-interface SubmitArgs extends PipelineArgs, ClusterArgs {
+interface SubmitArgs extends PipelineArgs, ClusterArgs, TlsArgs {
   logLevel: string;
   infeasibleTimeoutMs?: number;
 }
@@ -20,7 +20,7 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
   command: 'submit <module>',
   describe: 'run a pipeline module on the cluster at --address',
   builder: (y: Argv) =>
-    withLogLevel(withClusterOptions(withPipelineOptions(y)), 'warn')
+    withTlsOptions(withLogLevel(withClusterOptions(withPipelineOptions(y)), 'warn'), 'client')
       .option('infeasible-timeout-ms', {
         type: 'number',
         describe: 'how long a task no live worker can fit may wait before the job fails (default 60000)',
@@ -39,6 +39,7 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
     const executor = await ClusterExecutor.load(args.module, {
       address: args.address,
       token: args.token,
+      tls: tlsOf(args),
       maxBatches: args.maxBatches,
       maxErroredBatches: args.maxErroredBatches,
       infeasibleTimeoutMs: args.infeasibleTimeoutMs,

@@ -4,12 +4,12 @@
 import type { Argv, CommandModule } from 'yargs';
 import { startWorker } from '@dpl/worker';
 import { createLogger, parseLogLevel } from '../internal/logger';
-import { untilSignal, withClusterOptions, withLogLevel, type ClusterArgs } from '../internal/cluster-options';
+import { tlsOf, untilSignal, withClusterOptions, withLogLevel, withTlsOptions, type ClusterArgs, type TlsArgs } from '../internal/cluster-options';
 import { checkResourceArgs, resourcesOf, withResourceOptions, type ResourceArgs } from '../internal/resource-options';
 import { print } from '../internal/output';
 import { usageCheck } from '../internal/usage-error';
 
-interface WorkerStartArgs extends ClusterArgs, ResourceArgs {
+interface WorkerStartArgs extends ClusterArgs, ResourceArgs, TlsArgs {
   logLevel: string;
   host?: string;
   executorMemory?: number;
@@ -19,7 +19,7 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
   command: 'start',
   describe: 'start a worker that joins the head at --address (Ctrl-C stops it)',
   builder: (y: Argv) =>
-    withResourceOptions(withLogLevel(withClusterOptions(y), 'info'), 'advertise')
+    withResourceOptions(withTlsOptions(withLogLevel(withClusterOptions(y), 'info'), 'daemon'), 'advertise')
       .option('host', {
         type: 'string',
         describe: 'address of this worker that peers fetch data from (default: 127.0.0.1 for a head on loopback, else the first external IPv4)',
@@ -43,6 +43,7 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
     const worker = await startWorker({
       address: args.address,
       token: args.token,
+      tls: tlsOf(args),
       numCpus: args.numCpus,
       numGpus: args.numGpus,
       resources: resourcesOf(args),

@@ -4,12 +4,14 @@
  * written as they are, without a copy.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import {
   DATA_MAGIC,
   DataStatus,
   MAX_DATA_FIELD_BYTES,
   encodeDataResponseHeader,
   tokenMatches,
+  type TlsMaterial,
 } from '@dpl/wire';
 import type { ObjectStore } from '../store/object-store';
 
@@ -23,10 +25,16 @@ export interface DataServer {
 /** A connection that sends nothing for this long is closed. */
 const IDLE_TIMEOUT_MS = 5 * 60_000;
 
-export async function startDataServer(store: ObjectStore, host: string, token: string | undefined): Promise<DataServer> {
+/** Serves `store` on `host` (a port from 0); with `tlsMaterial`, over TLS. */
+export async function startDataServer(
+  store: ObjectStore,
+  host: string,
+  token: string | undefined,
+  tlsMaterial?: TlsMaterial,
+): Promise<DataServer> {
   let served = 0;
   const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
+  const onConnection = (socket: net.Socket): void => {
     sockets.add(socket);
     socket.setNoDelay(true);
     socket.setTimeout(IDLE_TIMEOUT_MS, () => socket.destroy());
@@ -60,9 +68,15 @@ export async function startDataServer(store: ObjectStore, host: string, token: s
         served += bytes.byteLength;
       }
     });
-  });
+  };
+  const server =
+    tlsMaterial === undefined
+      ? net.createServer(onConnection)
+      : tls.createServer({ key: tlsMaterial.key, cert: tlsMaterial.cert }, onConnection);
+  // A client that fails the handshake is its own problem, not this worker's.
+  server.on('tlsClientError', () => undefined);
   const port = await new Promise<number>((resolve, reject) => {
-    server.once('error', (err) => reject(new Error(`cannot start the data server on ${host}: ${err.message}`, { cause: err })));
+    server.once('error', (err: Error) => reject(new Error(`cannot start the data server on ${host}: ${err.message}`, { cause: err })));
     server.listen(0, host, () => resolve((server.address() as net.AddressInfo).port));
   });
   return {
