@@ -3,10 +3,11 @@
  * a worker is killed (SIGKILL) or stops answering (SIGSTOP) mid-run, running tasks and the
  * objects only it held included.
  */
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '@dpl/client';
 import { column, type OutputBatch } from '@dpl/core';
-import { FIXTURES, killDplProcesses, waitFor } from '../helpers/cli';
+import { FIXTURES, killDplProcesses, useTempDirs, waitFor } from '../helpers/cli';
 import { startHeadProcess, startWorkerProcess, statusOf, waitForWorkers } from '../helpers/cluster';
 
 afterEach(killDplProcesses);
@@ -167,6 +168,33 @@ describe('a longer run under repeated losses, and a lost head', () => {
       } finally {
         await fresh.close();
       }
+    } finally {
+      await cluster.close();
+    }
+  });
+});
+
+describe('memory bounds', () => {
+  const tempDir = useTempDirs('dpl-spill-');
+
+  it('spills outputs past --object-store-memory, serves them from disk, and removes the files once released', async () => {
+    const spill = await tempDir();
+    const head = await startHeadProcess();
+    startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"maker":2}', '--object-store-memory', '1', '--spill-dir', spill]);
+    startWorkerProcess(head.address, ['--num-cpus', '1', '--resources', '{"shrinker":1}']);
+    await waitForWorkers(head.address, 2);
+    const cluster = await connect(head.address);
+    try {
+      const out: OutputBatch[] = [];
+      let sawSpill = false;
+      const run = await cluster.submit(join(FIXTURES, 'big-intermediate.ts'), { maxBatches: 8 });
+      for await (const b of run) {
+        out.push(b);
+        sawSpill ||= readdirSync(spill).length > 0;
+      }
+      expect(out.map((b) => ints(b, 'rows')[0])).toEqual(Array(8).fill(256 * 1024));
+      expect(sawSpill).toBe(true);
+      await waitFor(() => readdirSync(spill).length === 0, { timeoutMs: 5_000, what: 'spill files to be removed' });
     } finally {
       await cluster.close();
     }

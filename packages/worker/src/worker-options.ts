@@ -1,7 +1,7 @@
 /**
  * Options of the worker daemon.
  */
-import { availableParallelism, hostname, networkInterfaces } from 'node:os';
+import { availableParallelism, hostname, networkInterfaces, totalmem } from 'node:os';
 import { CPU, GPU, ResourceSet, detectGpus, silentLogger, type Logger, type ResourceMap } from '@dpl/core';
 import { isHostPort, isLoopbackHost, loadTls, type TlsFiles, type TlsMaterial } from '@dpl/wire';
 
@@ -32,6 +32,13 @@ export interface WorkerOptions {
   /** Idle executor processes kept for reuse. @default 2 × (CPUs + GPUs advertised), at least 4 */
   maxIdleExecutors?: number;
   /**
+   * Memory for task outputs kept on this worker, in MiB; past it, the oldest outputs spill to
+   * `spillDir`. @default 30 % of this machine's memory
+   */
+  objectStoreMemoryMb?: number;
+  /** Where outputs spill past `objectStoreMemoryMb`. @default a new folder under the OS temporary directory */
+  spillDir?: string;
+  /**
    * The JavaScript heap limit of each executor process, in MiB (`--max-old-space-size`): a task
    * that needs more fails with an out-of-memory error and the worker goes on.
    * @default undefined (Node's own limit)
@@ -53,6 +60,8 @@ export interface ResolvedWorkerOptions {
   maxIdleExecutors: number;
   tls: TlsMaterial | undefined;
   executorMemoryMb: number | undefined;
+  objectStoreMemoryMb: number;
+  spillDir: string | undefined;
   reconnectDelayMs: number;
   maxReconnectDelayMs: number;
   logger: Logger;
@@ -83,6 +92,10 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
   } catch (e) {
     problems.push((e as Error).message);
   }
+  const storeMb = o.objectStoreMemoryMb ?? Math.floor((totalmem() * 0.3) / 1024 / 1024);
+  if (typeof storeMb !== 'number' || !Number.isFinite(storeMb) || storeMb < 0) {
+    problems.push(`objectStoreMemoryMb must be a number of MiB >= 0, got ${JSON.stringify(storeMb)}`);
+  }
   const mem = o.executorMemoryMb;
   if (mem !== undefined && (typeof mem !== 'number' || !Number.isInteger(mem) || mem < 32)) {
     problems.push(`executorMemoryMb must be an integer number of MiB >= 32, got ${JSON.stringify(mem)}`);
@@ -96,6 +109,8 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     host: o.host ?? defaultHost(o.address),
     maxIdleExecutors: o.maxIdleExecutors ?? Math.max(4, 2 * Math.ceil(resources.get(CPU) + resources.get(GPU))),
     executorMemoryMb: mem,
+    objectStoreMemoryMb: storeMb,
+    spillDir: o.spillDir,
     tls,
     reconnectDelayMs: o.reconnectDelayMs ?? 200,
     maxReconnectDelayMs: o.maxReconnectDelayMs ?? 5_000,

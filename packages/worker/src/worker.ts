@@ -56,7 +56,7 @@ export interface Worker {
  */
 export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const opts = resolveWorkerOptions(options);
-  const store = new ObjectStore();
+  const store = new ObjectStore({ memoryBytes: opts.objectStoreMemoryMb * 1024 * 1024, spillDir: opts.spillDir });
   const data = await startDataServer(store, opts.host, opts.token, opts.tls);
   return new WorkerDaemon(opts, store, data);
 }
@@ -243,7 +243,7 @@ class WorkerDaemon implements Worker {
   /** An input's bytes: inline, from this worker's store, or fetched from its owner. */
   private async input(objectId: string, owner: string, inline: Uint8Array): Promise<Uint8Array> {
     if (objectId === '') return aligned(inline);
-    const local = this.store.get(objectId);
+    const local = await this.store.read(objectId);
     if (local !== undefined) return local;
     return this.fetcher.fetch(owner, objectId);
   }
@@ -303,6 +303,7 @@ class WorkerDaemon implements Worker {
       this.fetcher.close();
       this.client.close();
       await this.data.stop();
+      this.store.close();
     })();
     return this.stopping;
   }

@@ -13,6 +13,8 @@ interface WorkerStartArgs extends ClusterArgs, ResourceArgs, TlsArgs {
   logLevel: string;
   host?: string;
   executorMemory?: number;
+  objectStoreMemory?: number;
+  spillDir?: string;
 }
 
 const workerStart: CommandModule<object, WorkerStartArgs> = {
@@ -24,6 +26,14 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
         type: 'string',
         describe: 'address of this worker that peers fetch data from (default: 127.0.0.1 for a head on loopback, else the first external IPv4)',
       })
+      .option('object-store-memory', {
+        type: 'number',
+        describe: 'MiB of task outputs kept in memory; past it the oldest spill to --spill-dir (default: 30% of this machine\'s memory)',
+      })
+      .option('spill-dir', {
+        type: 'string',
+        describe: 'where task outputs spill past --object-store-memory (default: a new folder in the OS temporary directory)',
+      })
       .option('executor-memory', {
         type: 'number',
         describe: 'heap limit of each executor process in MiB; a task needing more fails (default: Node\'s own)',
@@ -32,6 +42,10 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
       usageCheck(() => {
         parseLogLevel(String(argv['log-level']));
         checkResourceArgs(argv);
+        const store = argv['object-store-memory'];
+        if (store !== undefined && (!Number.isFinite(store) || store < 0)) {
+          throw new Error(`--object-store-memory must be a number of MiB >= 0, got ${String(store)}`);
+        }
         const mem = argv['executor-memory'];
         if (mem !== undefined && (!Number.isInteger(mem) || mem < 32)) {
           throw new Error(`--executor-memory must be a whole number of MiB >= 32, got ${String(mem)}`);
@@ -49,6 +63,8 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
       resources: resourcesOf(args),
       host: args.host,
       executorMemoryMb: args.executorMemory,
+      objectStoreMemoryMb: args.objectStoreMemory,
+      spillDir: args.spillDir,
       logger,
     });
     void worker.registered().then((id) => {

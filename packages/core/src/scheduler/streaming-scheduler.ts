@@ -170,7 +170,7 @@ export class StreamingScheduler<D> {
   private readonly calls = new Map<string, CallRecord<D>>();
   private readonly holds = new Map<string, { ref: BatchRef<D>; count: number }>();
   private readonly maxBatches: number | undefined;
-  private readonly maxPendingCalls: number;
+  private maxPendingCalls: number;
   private readonly onRelease: ((ref: BatchRef<D>) => void) | undefined;
   private pulled = 0;
   private exhausted: boolean;
@@ -405,6 +405,15 @@ export class StreamingScheduler<D> {
     }
     rec.state = 'queued-retry';
     rec.ts.retryQueue.push(rec);
+  }
+
+  /**
+   * Changes `maxPendingCalls` (a cluster grows and shrinks while a job runs).
+   * @throws TypeError unless it is an integer >= 1.
+   */
+  setMaxPendingCalls(n: number): void {
+    if (!Number.isInteger(n) || n < 1) throw new TypeError(`maxPendingCalls must be an integer >= 1, got ${n}`);
+    this.maxPendingCalls = n;
   }
 
   /** The counters of this run so far. */

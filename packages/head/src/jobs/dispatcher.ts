@@ -139,6 +139,8 @@ export class Dispatcher {
     };
     this.placeRecomputes(job);
     if (job.state !== 'running') return;
+    // Work waiting in the job stays bounded, in proportion to what the cluster can run at once.
+    job.scheduler.setMaxPendingCalls(pendingBound(this.registry));
     for (;;) {
       const r = job.scheduler.schedule(backend, job.allowSources);
       if (!r.wantsSourceData) break;
@@ -441,6 +443,13 @@ export class Dispatcher {
       this.schedule();
     }, delay);
   }
+}
+
+/** Calls a job may have running or ready at once: 4 per live CPU, at least 16 (as the LocalExecutor). */
+function pendingBound(registry: WorkerRegistry): number {
+  let cpus = 0;
+  for (const w of registry.workers()) if (w.state === 'alive') cpus += w.total.get('CPU');
+  return Math.max(16, Math.ceil(4 * cpus));
 }
 
 function key(jobId: string, callId: string): string {

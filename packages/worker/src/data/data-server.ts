@@ -3,6 +3,7 @@
  * data-plane protocol of `@dpl/wire` (a TCP stream; see data-plane.ts there). The stored bytes are
  * written as they are, without a copy.
  */
+import { createReadStream } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import {
@@ -41,6 +42,8 @@ export async function startDataServer(
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined); // a peer that goes away is not this worker's failure
     let pending: Buffer = Buffer.alloc(0);
+    // Answers go out in request order; a spilled object streams from its file before the next.
+    let answering: Promise<void> = Promise.resolve();
     socket.on('data', (chunk: Buffer) => {
       pending = pending.byteLength === 0 ? chunk : Buffer.concat([pending, chunk]);
       for (;;) {
@@ -58,14 +61,22 @@ export async function startDataServer(
           socket.end();
           return;
         }
-        const bytes = store.get(r.objectId);
-        if (bytes === undefined) {
-          reply(socket, DataStatus.NOT_FOUND, `object ${r.objectId} is not on this worker (released, or the worker restarted)`);
-          continue;
-        }
-        socket.write(encodeDataResponseHeader(DataStatus.OK, bytes.byteLength));
-        socket.write(bytes);
-        served += bytes.byteLength;
+        const id = r.objectId;
+        answering = answering.then(async () => {
+          const obj = store.open(id);
+          if (obj === undefined) {
+            reply(socket, DataStatus.NOT_FOUND, `object ${id} is not on this worker (released, or the worker restarted)`);
+            return;
+          }
+          if ('bytes' in obj) {
+            socket.write(encodeDataResponseHeader(DataStatus.OK, obj.bytes.byteLength));
+            socket.write(obj.bytes);
+            served += obj.bytes.byteLength;
+            return;
+          }
+          await streamFile(socket, obj.path, obj.size);
+          served += obj.size;
+        });
       }
     });
   };
@@ -90,6 +101,47 @@ export async function startDataServer(
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * Sends a spilled object from its file. Were the file to vanish midway (released meanwhile),
+ * the connection is closed: the fetcher then reports the object lost.
+ */
+async function streamFile(socket: net.Socket, path: string, size: number): Promise<void> {
+  const stream = createReadStream(path);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      stream.once('open', () => resolve());
+      stream.once('error', reject);
+    });
+  } catch {
+    reply(socket, DataStatus.NOT_FOUND, `object file ${path} is gone (the object was released)`);
+    return;
+  }
+  socket.write(encodeDataResponseHeader(DataStatus.OK, size));
+  await new Promise<void>((resolve) => {
+    let sent = 0;
+    stream.on('data', (chunk: string | Buffer) => {
+      sent += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
+      if (!socket.write(chunk)) {
+        stream.pause();
+        socket.once('drain', () => stream.resume());
+      }
+    });
+    stream.once('end', () => {
+      if (sent !== size) socket.destroy();
+      resolve();
+    });
+    stream.once('error', () => {
+      socket.destroy();
+      resolve();
+    });
+    // The peer went away mid-object: stop reading the file.
+    socket.once('close', () => {
+      stream.destroy();
+      resolve();
+    });
+  });
 }
 
 function reply(socket: net.Socket, status: DataStatus, message: string): void {

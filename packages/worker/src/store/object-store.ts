@@ -1,20 +1,88 @@
 /**
  * A worker's store of task outputs, as Arrow IPC bytes, keyed by object id. Outputs stay here
  * until the head releases them; other workers fetch them through the data server.
+ *
+ * Memory has a budget: past it, the oldest objects are written to a spill directory and dropped
+ * from memory (they are read back, or streamed from the file, when asked for), and a spilled
+ * object's file is removed when the object is released.
  */
-export class ObjectStore {
-  private readonly objects = new Map<string, Uint8Array>();
-  private used = 0;
+import { mkdirSync, rmSync } from 'node:fs';
+import { readFile, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
-  put(id: string, bytes: Uint8Array): void {
-    const old = this.objects.get(id);
-    if (old !== undefined) this.used -= old.byteLength;
-    this.objects.set(id, bytes);
-    this.used += bytes.byteLength;
+export interface ObjectStoreOptions {
+  /** Bytes kept in memory before the oldest objects spill to disk. @default Infinity */
+  memoryBytes?: number;
+  /** Where spilled objects go. @default a new folder under the OS temporary directory */
+  spillDir?: string;
+}
+
+/** Where one object is. */
+type Entry =
+  | { where: 'memory'; bytes: Uint8Array }
+  | { where: 'spilling'; bytes: Uint8Array; path: string; deleted: boolean }
+  | { where: 'disk'; path: string; size: number };
+
+/** An object to serve: its bytes, or the file that holds them. */
+export type StoredObject = { bytes: Uint8Array } | { path: string; size: number };
+
+export interface ObjectStoreStats {
+  /** Bytes in memory now (including objects being written out). */
+  memoryBytes: number;
+  /** The most bytes memory held at once. */
+  peakMemoryBytes: number;
+  /** Bytes in spill files now. */
+  diskBytes: number;
+  /** Objects written to disk so far. */
+  spills: number;
+  objects: number;
+}
+
+export class ObjectStore {
+  private readonly objects = new Map<string, Entry>();
+  private readonly budget: number;
+  private spillDir: string | undefined;
+  private readonly ownDir: boolean;
+  private used = 0;
+  private peak = 0;
+  private onDisk = 0;
+  private spillCount = 0;
+  private fileSeq = 0;
+
+  constructor(options: ObjectStoreOptions = {}) {
+    this.budget = options.memoryBytes ?? Infinity;
+    this.spillDir = options.spillDir;
+    this.ownDir = options.spillDir === undefined;
   }
 
-  get(id: string): Uint8Array | undefined {
-    return this.objects.get(id);
+  put(id: string, bytes: Uint8Array): void {
+    this.delete(id);
+    this.objects.set(id, { where: 'memory', bytes });
+    this.used += bytes.byteLength;
+    this.peak = Math.max(this.peak, this.used);
+    if (this.used > this.budget) this.spill();
+  }
+
+  /** The object's bytes, read back from disk if it was spilled; undefined when not here. */
+  async read(id: string): Promise<Uint8Array | undefined> {
+    const e = this.objects.get(id);
+    if (e === undefined) return undefined;
+    if (e.where !== 'disk') return e.bytes;
+    try {
+      const buf = await readFile(e.path);
+      // 8-byte aligned for Arrow: a buffer of its own.
+      return buf.byteOffset % 8 === 0 ? buf : new Uint8Array(buf);
+    } catch {
+      return undefined; // released while being read
+    }
+  }
+
+  /** The object's bytes in memory, or the file that holds them; undefined when not here. */
+  open(id: string): StoredObject | undefined {
+    const e = this.objects.get(id);
+    if (e === undefined) return undefined;
+    return e.where === 'disk' ? { path: e.path, size: e.size } : { bytes: e.bytes };
   }
 
   has(id: string): boolean {
@@ -22,10 +90,15 @@ export class ObjectStore {
   }
 
   delete(id: string): void {
-    const old = this.objects.get(id);
-    if (old === undefined) return;
-    this.used -= old.byteLength;
+    const e = this.objects.get(id);
+    if (e === undefined) return;
     this.objects.delete(id);
+    if (e.where === 'memory') this.used -= e.bytes.byteLength;
+    else if (e.where === 'spilling') e.deleted = true; // its write finishes, then the file goes
+    else {
+      this.onDisk -= e.size;
+      void unlink(e.path).catch(() => undefined);
+    }
   }
 
   /** Drops every object whose id starts with `prefix` (a finished or cancelled job's). */
@@ -33,12 +106,60 @@ export class ObjectStore {
     for (const id of [...this.objects.keys()]) if (id.startsWith(prefix)) this.delete(id);
   }
 
-  /** Bytes held. */
+  /** Removes the spill directory (when the store made it). */
+  close(): void {
+    this.objects.clear();
+    if (this.ownDir && this.spillDir !== undefined) rmSync(this.spillDir, { recursive: true, force: true });
+  }
+
+  /** Bytes held in memory. */
   get bytes(): number {
     return this.used;
   }
 
   get size(): number {
     return this.objects.size;
+  }
+
+  stats(): ObjectStoreStats {
+    return { memoryBytes: this.used, peakMemoryBytes: this.peak, diskBytes: this.onDisk, spills: this.spillCount, objects: this.objects.size };
+  }
+
+  /** Writes the oldest in-memory objects out until what stays in memory fits the budget. */
+  private spill(): void {
+    // Bytes already being written out leave memory soon: they count as gone.
+    let pending = 0;
+    for (const e of this.objects.values()) if (e.where === 'spilling') pending += e.bytes.byteLength;
+    let over = this.used - pending - this.budget;
+    for (const [id, e] of this.objects) {
+      if (over <= 0) break;
+      if (e.where !== 'memory') continue;
+      over -= e.bytes.byteLength;
+      void this.spillOne(id, e.bytes);
+    }
+  }
+
+  private async spillOne(id: string, bytes: Uint8Array): Promise<void> {
+    if (this.spillDir === undefined) this.spillDir = join(tmpdir(), `dpl-spill-${process.pid}-${Date.now().toString(36)}`);
+    mkdirSync(this.spillDir, { recursive: true });
+    const path = join(this.spillDir, `${++this.fileSeq}.arrow`);
+    const entry: Entry & { where: 'spilling' } = { where: 'spilling', bytes, path, deleted: false };
+    this.objects.set(id, entry);
+    try {
+      await writeFile(path, bytes);
+    } catch {
+      // Disk full or gone: the object stays in memory, over the budget, rather than be lost.
+      if (!entry.deleted) this.objects.set(id, { where: 'memory', bytes });
+      else this.used -= bytes.byteLength;
+      return;
+    }
+    this.used -= bytes.byteLength;
+    if (entry.deleted || this.objects.get(id) !== entry) {
+      void unlink(path).catch(() => undefined);
+      return;
+    }
+    this.objects.set(id, { where: 'disk', path, size: bytes.byteLength });
+    this.onDisk += bytes.byteLength;
+    this.spillCount++;
   }
 }
