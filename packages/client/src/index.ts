@@ -15,4 +15,4 @@ export type { Cluster, ConnectOptions, SubmitOptions } from './cluster';
 export { ClusterExecutor, DEFAULT_INFEASIBLE_TIMEOUT_MS } from './cluster-executor';
 export type { ClusterExecutorOptions } from './cluster-executor';
 export type { ClusterRun } from './cluster-run';
-export type { ClusterStatus, WorkerInfo, WorkerState, JobInfo } from '@dpl/wire';
+export type { ClusterStatus, WorkerInfo, WorkerState, JobInfo, ObjectStoreInfo } from '@dpl/wire';

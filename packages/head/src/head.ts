@@ -28,6 +28,7 @@ import {
   type RunJobRequest,
   type UploadModuleRequest,
   serverCredentials,
+  objectStoreFromProto,
 } from '@dpl/wire';
 import { Dispatcher } from './jobs/dispatcher';
 import { Job, graphOfSpec, type JobCall } from './jobs/job';
@@ -217,7 +218,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
           }
           case 'heartbeat': {
             if (worker === undefined) return refuse(grpc.status.FAILED_PRECONDITION, 'register before sending heartbeats');
-            if (!registry.heartbeat(worker.id)) {
+            if (!registry.heartbeat(worker.id, objectStoreFromProto(msg.heartbeat!.object_store))) {
               return refuse(grpc.status.FAILED_PRECONDITION, `worker ${worker.id} is no longer registered; register again`);
             }
             call.write({ heartbeat_ack: { seq: msg.heartbeat!.seq } });

@@ -13,8 +13,8 @@ export { loadDplProto, PROTO_LOADER_OPTIONS, PROTO_DIR, CHANNEL_OPTIONS, SERVER_
 export type { DplProto } from './proto';
 export { tokenMetadata, tokenMatches, presentedToken, unauthenticated } from './auth';
 export { resourcesToProto, resourcesFromProto, errorToProto, errorFromProto } from './codecs';
-export { statusToProto, statusFromProto } from './status';
-export type { ClusterStatus, WorkerInfo, WorkerState, JobInfo } from './status';
+export { statusToProto, statusFromProto, objectStoreFromProto, objectStoreToProto } from './status';
+export type { ClusterStatus, WorkerInfo, WorkerState, JobInfo, ObjectStoreInfo } from './status';
 export type { HeadServiceHandlers, HeadServiceClient } from './generated/dpl/v1/HeadService';
 export type { ConnectWorkerRequest, ConnectWorkerRequest__Input } from './generated/dpl/v1/ConnectWorkerRequest';
 export type { ConnectWorkerResponse, ConnectWorkerResponse__Input } from './generated/dpl/v1/ConnectWorkerResponse';

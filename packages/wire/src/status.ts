@@ -5,6 +5,7 @@ import type { ResourceMap } from '@dpl/core';
 import type { GetStatusResponse, GetStatusResponse__Input } from './generated/dpl/v1/GetStatusResponse';
 import type { WorkerState as WorkerStateProto } from './generated/dpl/v1/WorkerState';
 import { resourcesFromProto, resourcesToProto } from './codecs';
+import type { ObjectStoreStats, ObjectStoreStats__Input } from './generated/dpl/v1/ObjectStoreStats';
 
 /** A worker's state: taking tasks, finishing its tasks before leaving, or gone. */
 export type WorkerState = 'alive' | 'draining' | 'dead';
@@ -20,6 +21,47 @@ export interface WorkerInfo {
   /** Milliseconds since the epoch (head clock). */
   lastHeartbeatMs: number;
   registeredAtMs: number;
+  /** Its object store as of its last heartbeat (budgetBytes: -1 for none). */
+  objectStore: ObjectStoreInfo;
+}
+
+/** A worker's object store as of its last heartbeat. */
+export interface ObjectStoreInfo {
+  memoryBytes: number;
+  peakMemoryBytes: number;
+  diskBytes: number;
+  spills: number;
+  objects: number;
+  budgetBytes: number;
+}
+
+const NO_STORE: ObjectStoreInfo = { memoryBytes: 0, peakMemoryBytes: 0, diskBytes: 0, spills: 0, objects: 0, budgetBytes: -1 };
+
+/** Object store figures from their message (zeros when absent). */
+export function objectStoreFromProto(p: ObjectStoreStats | null | undefined): ObjectStoreInfo {
+  if (p === null || p === undefined) return { ...NO_STORE };
+  const budget = Number(p.budget_bytes);
+  return {
+    memoryBytes: Number(p.memory_bytes),
+    peakMemoryBytes: Number(p.peak_memory_bytes),
+    diskBytes: Number(p.disk_bytes),
+    spills: Number(p.spills),
+    objects: Number(p.objects),
+    // The largest uint64 means no budget.
+    budgetBytes: budget >= Number.MAX_SAFE_INTEGER ? -1 : budget,
+  };
+}
+
+/** The message of object store figures. */
+export function objectStoreToProto(s: ObjectStoreInfo): ObjectStoreStats__Input {
+  return {
+    memory_bytes: String(s.memoryBytes),
+    peak_memory_bytes: String(s.peakMemoryBytes),
+    disk_bytes: String(s.diskBytes),
+    spills: String(s.spills),
+    objects: String(s.objects),
+    budget_bytes: s.budgetBytes < 0 ? '18446744073709551615' : String(s.budgetBytes),
+  };
 }
 
 /** One job as the head sees it. */
@@ -58,6 +100,7 @@ export function statusToProto(s: ClusterStatus): GetStatusResponse__Input {
       available: resourcesToProto(w.resources.available),
       last_heartbeat_ms: String(w.lastHeartbeatMs),
       registered_at_ms: String(w.registeredAtMs),
+      object_store: objectStoreToProto(w.objectStore),
     })),
     jobs: s.jobs.map((j) => ({ id: j.id, state: j.state })),
   };
@@ -74,6 +117,7 @@ export function statusFromProto(p: GetStatusResponse): ClusterStatus {
       resources: { total: resourcesFromProto(w.total), available: resourcesFromProto(w.available) },
       lastHeartbeatMs: Number(w.last_heartbeat_ms),
       registeredAtMs: Number(w.registered_at_ms),
+      objectStore: objectStoreFromProto(w.object_store),
     })),
     jobs: p.jobs.map((j) => ({ id: j.id, state: j.state })),
   };

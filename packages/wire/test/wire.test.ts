@@ -70,6 +70,17 @@ describe('codecs', () => {
           resources: { total: { CPU: 4, bigdb: 1 }, available: { CPU: 1.5 } },
           lastHeartbeatMs: 1_700_000_000_123,
           registeredAtMs: 1_700_000_000_000,
+          objectStore: { memoryBytes: 10, peakMemoryBytes: 20, diskBytes: 30, spills: 2, objects: 3, budgetBytes: 1024 },
+        },
+        {
+          id: 'w2',
+          address: '10.0.0.2:7000',
+          hostname: 'b',
+          state: 'alive',
+          resources: { total: { CPU: 1 }, available: { CPU: 1 } },
+          lastHeartbeatMs: 1,
+          registeredAtMs: 1,
+          objectStore: { memoryBytes: 0, peakMemoryBytes: 0, diskBytes: 0, spills: 0, objects: 0, budgetBytes: -1 },
         },
       ],
     };

@@ -10,6 +10,7 @@ import {
   CHANNEL_OPTIONS,
   ChunkAssembler,
   channelCredentials,
+  objectStoreToProto,
   errorToProto,
   loadDplProto,
   ObjectFetcher,
@@ -146,7 +147,9 @@ class WorkerDaemon implements Worker {
         this.log.info({ head: this.options.address, data: this.dataAddress, resources: this.options.resources.toJSON() }, 'registered with the head');
         clearInterval(this.heartbeat);
         this.heartbeat = setInterval(() => {
-          session.write({ heartbeat: { seq: String(++this.seq), sent_at_ms: String(Date.now()) } });
+          const budget = this.options.objectStoreMemoryMb * 1024 * 1024;
+          const object_store = objectStoreToProto({ ...this.store.stats(), budgetBytes: Number.isFinite(budget) ? budget : -1 });
+          session.write({ heartbeat: { seq: String(++this.seq), sent_at_ms: String(Date.now()), object_store } });
         }, intervalMs);
         for (const w of this.waiters.splice(0)) w(id);
         return;

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ResourceSet, type ResourceMap } from '@dpl/core';
-import type { ClusterStatus, WorkerInfo, WorkerState } from '@dpl/wire';
+import type { ClusterStatus, ObjectStoreInfo, WorkerInfo, WorkerState } from '@dpl/wire';
 
 /** What a worker tells the head when it registers. */
 export interface WorkerRegistration {
@@ -24,6 +24,8 @@ export interface WorkerRecord {
   available: ResourceSet;
   state: WorkerState;
   lastHeartbeatMs: number;
+  /** As of its last heartbeat. */
+  objectStore: ObjectStoreInfo;
   readonly registeredAtMs: number;
   /** Why it died, once it has. */
   deathReason?: string;
@@ -60,16 +62,18 @@ export class WorkerRegistry {
       state: 'alive',
       lastHeartbeatMs: at,
       registeredAtMs: at,
+      objectStore: { memoryBytes: 0, peakMemoryBytes: 0, diskBytes: 0, spills: 0, objects: 0, budgetBytes: -1 },
     };
     this.live.set(id, rec);
     return rec;
   }
 
   /** Records a heartbeat; false when the worker is not (or no longer) registered. */
-  heartbeat(id: string): boolean {
+  heartbeat(id: string, objectStore?: ObjectStoreInfo): boolean {
     const rec = this.live.get(id);
     if (rec === undefined) return false;
     rec.lastHeartbeatMs = this.now();
+    if (objectStore !== undefined) rec.objectStore = objectStore;
     return true;
   }
 
@@ -122,6 +126,7 @@ export class WorkerRegistry {
       resources: { total: w.total.toJSON(), available: w.available.toJSON() },
       lastHeartbeatMs: w.lastHeartbeatMs,
       registeredAtMs: w.registeredAtMs,
+      objectStore: { ...w.objectStore },
     });
     return { workers: [...this.live.values(), ...[...this.dead].reverse()].map(info), jobs: [], version };
   }
