@@ -95,6 +95,33 @@ describe('dpl run with bad input', () => {
     expectCleanError(r, ['no-such-config.yaml', 'cannot read config file']);
   });
 
+  it('refuses a YAML file that is not valid YAML, with the line', async () => {
+    const file = join(await tempDir(), 'bad.yaml');
+    await writeFile(file, 'config:\n  round: [unclosed\n');
+    const r = await runDpl(['run', QUICKSTART, '-n', '1', '-f', file]);
+    expectCleanError(r, [file, 'is not valid YAML', 'line 3'], { code: 1, multiline: true });
+  });
+
+  it('names the cycle of a graph that has one', async () => {
+    const r = await runDpl(['run', fixture('cycle.ts'), '-n', '1']);
+    expectCleanError(r, ['the graph has a cycle: a -> b -> a', 'remove one of these edges'], { code: 1 });
+  });
+
+  it('names an unknown task field in -s and lists the known ones', async () => {
+    const r = await runDpl(['run', QUICKSTART, '-n', '1', '-s', 'round.colour=3']);
+    expectCleanError(r, ['"round.colour"', 'field "colour" is unknown', 'timeoutMs'], { code: 1, multiline: true });
+  });
+
+  it('names a context key a task needs that is not set, and how to set it', async () => {
+    const r = await runDpl(['run', fixture('context-pipeline.ts'), '-n', '1']);
+    expectCleanError(r, ['context key "label"', '-c label=VALUE'], { code: 1, multiline: true });
+  });
+
+  it('exits 2 for a count that is not a number', async () => {
+    const r = await runDpl(['run', QUICKSTART, '-n', '1', '--num-cpus', 'abc']);
+    expectCleanError(r, ['--num-cpus', '>= 0'], { code: 2 });
+  });
+
   it('exits 2 with a usage hint for an unknown flag', async () => {
     const r = await runDpl(['run', QUICKSTART, '--bogus']);
     expectCleanError(r, ['bogus'], { code: 2 });

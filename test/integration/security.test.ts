@@ -144,3 +144,96 @@ describe('TLS', () => {
     expect(r.stderr).toMatch(/TLS needs --tls-cert, --tls-key and --tls-ca together \(missing --tls-key, --tls-ca\)/);
   });
 });
+
+describe('a rogue client', () => {
+  /** One raw call of a HeadService method with bytes that are not its message. */
+  function rawCall(address: string, method: string, bytes: Buffer[], streaming: boolean): Promise<{ code: number; details: string }> {
+    const codec = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
+    const client = new grpc.Client(address, grpc.credentials.createInsecure(), { 'grpc.max_send_message_length': -1 });
+    return new Promise((resolve) => {
+      const done = (e: grpc.ServiceError | null) => {
+        client.close();
+        resolve({ code: e?.code ?? 0, details: e?.details ?? '' });
+      };
+      const path = `/dpl.v1.HeadService/${method}`;
+      if (!streaming) {
+        client.makeUnaryRequest(path, codec.serialize, codec.deserialize, bytes[0]!, (e) => done(e));
+        return;
+      }
+      const call = client.makeBidiStreamRequest(path, codec.serialize, codec.deserialize);
+      call.on('data', () => undefined);
+      call.on('error', (e: grpc.ServiceError) => done(e));
+      call.on('status', (s: grpc.StatusObject) => done(s.code === 0 ? null : (s as grpc.ServiceError)));
+      for (const b of bytes) call.write(b);
+    });
+  }
+
+  it('gets a clear refusal for malformed, out-of-order and oversized messages, and the head goes on', async () => {
+    const head = await startHeadProcess();
+    startWorkerProcess(head.address, ['--num-cpus', '1']);
+    await waitForWorkers(head.address, 1);
+    const garbage = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x12]);
+    const huge = Buffer.alloc(5 * 1024 * 1024, 1);
+    for (const [method, streaming] of [['GetStatus', false], ['HasModule', false], ['ConnectWorker', true], ['RunJob', true]] as const) {
+      const bad = await rawCall(head.address, method, [garbage], streaming);
+      expect({ method, code: bad.code }).toEqual({ method, code: grpc.status.INTERNAL }); // cannot be parsed
+      const big = await rawCall(head.address, method, [huge], streaming);
+      expect({ method, code: big.code }).toEqual({ method, code: grpc.status.RESOURCE_EXHAUSTED });
+    }
+
+    const { HeadService } = loadDplProto();
+    const client = new HeadService(head.address, grpc.credentials.createInsecure());
+    const streamError = (call: grpc.ClientDuplexStream<unknown, unknown> | grpc.ClientReadableStream<unknown>) =>
+      new Promise<grpc.ServiceError>((resolve) => {
+        call.on('data', () => undefined);
+        call.on('error', resolve);
+      });
+    try {
+      // A worker session that heartbeats before registering, or registers nonsense.
+      const early = client.ConnectWorker();
+      const earlyErr = streamError(early);
+      early.write({ heartbeat: { seq: '1', sent_at_ms: '0' } });
+      expect(await earlyErr).toMatchObject({ code: grpc.status.FAILED_PRECONDITION, details: 'register before sending heartbeats' });
+      const nonsense = client.ConnectWorker();
+      const nonsenseErr = streamError(nonsense);
+      nonsense.write({ register: { data_address: 'x', resources: { values: { CPU: -3 } } } });
+      expect((await nonsenseErr).details).toMatch(/^invalid registration: /);
+
+      // A job stream that does not start with a spec, or names a module never uploaded.
+      const noSpec = client.RunJob();
+      const noSpecErr = streamError(noSpec);
+      noSpec.write({});
+      expect(await noSpecErr).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'a job stream takes exactly one start message' });
+      const unknown = client.RunJob();
+      unknown.on('error', () => undefined); // cancelled below
+      const reply = new Promise<{ failed?: { message: string } }>((resolve) => unknown.on('data', resolve));
+      unknown.write({ start: { module_hash: 'f'.repeat(64), tasks: [] } });
+      expect((await reply).failed?.message).toMatch(/was not uploaded to the head; upload it first/);
+      unknown.cancel();
+
+      // A module upload over the limit, stated with its size.
+      const upload = await new Promise<grpc.ServiceError | null>((resolve) => {
+        const up = client.UploadModule((e) => resolve(e));
+        up.write({ hash: 'a'.repeat(64), size: String(200 * 1024 * 1024), chunk: Buffer.from('x') });
+        up.end();
+      });
+      expect(upload).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
+      expect(upload!.details).toMatch(/^module bundle is 209715200 bytes; the head accepts at most \d+ bytes/);
+      const missing = client.FetchModule({ hash: 'b'.repeat(64) });
+      expect(await streamError(missing)).toMatchObject({ code: grpc.status.NOT_FOUND });
+    } finally {
+      client.close();
+    }
+
+    // Still serving: the worker is there and a job runs.
+    const cluster = await connect(head.address);
+    try {
+      expect((await cluster.status()).workers.filter((w) => w.state === 'alive')).toHaveLength(1);
+      let n = 0;
+      for await (const _ of await cluster.submit(join(FIXTURES, 'misbehaving.ts'), { maxBatches: 3 })) n++;
+      expect(n).toBe(3);
+    } finally {
+      await cluster.close();
+    }
+  });
+});

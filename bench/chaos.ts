@@ -1,0 +1,124 @@
+/**
+ * The chaos benchmark: a run of N batches on 4 worker processes while a random worker is killed
+ * (SIGKILL) every K seconds (at most 2 kills), against the same run with no kills.
+ * Reports the batches delivered exactly once (goal 100 %), whether every surviving worker's
+ * resources are free afterwards, and how long the head took to notice each death.
+ *
+ *   npm run bench:chaos [-- --batches 2000 --every 10 --kills 2 --task-ms 60]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { connect, type Cluster } from '@dpl/client';
+import { startHead } from '@dpl/head';
+
+const ROOT = join(__dirname, '..');
+const DPL = join(ROOT, 'packages', 'cli', 'bin', 'dpl.js');
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+function startWorker(address: string): ChildProcess {
+  return spawn(process.execPath, [DPL, 'worker', 'start', '--address', address, '--num-cpus', '2', '-v', 'error'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+}
+
+async function alive(cluster: Cluster): Promise<number> {
+  return (await cluster.status()).workers.filter((w) => w.state === 'alive').length;
+}
+
+interface Outcome {
+  seconds: number;
+  delivered: number;
+  unique: number;
+  /** Ids in range seen exactly once. */
+  exact: number;
+  whole: number;
+  missing: number;
+  duplicates: number;
+  detectMs: number[];
+  resourcesFree: boolean;
+}
+
+async function runOnce(batches: number, kills: number, everyS: number, taskMs: number): Promise<Outcome> {
+  const head = await startHead({ port: 0, heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 5000 });
+  const workers = [0, 1, 2, 3].map(() => startWorker(head.address));
+  const cluster = await connect(head.address);
+  try {
+    while ((await alive(cluster)) < 4) await new Promise((r) => setTimeout(r, 100));
+    const detectMs: number[] = [];
+    const seen = new Map<number, number>();
+    let delivered = 0;
+    let whole = 0;
+    const t0 = performance.now();
+    const killer = (async () => {
+      for (let k = 0; k < kills; k++) {
+        await new Promise((r) => setTimeout(r, everyS * 1000));
+        if (delivered >= batches) return;
+        const living = workers.filter((w) => w.exitCode === null && w.signalCode === null);
+        const victim = living[Math.floor(Math.random() * living.length)]!;
+        const before = await alive(cluster);
+        const killedAt = performance.now();
+        victim.kill('SIGKILL');
+        while ((await alive(cluster)) >= before) await new Promise((r) => setTimeout(r, 10));
+        detectMs.push(performance.now() - killedAt);
+      }
+    })();
+    const run = await cluster.submit(join(ROOT, 'bench', 'pipelines', 'chaos.ts'), {
+      maxBatches: batches,
+      config: { 'make.kwargs.ms': taskMs, 'check.kwargs.ms': taskMs },
+    });
+    for await (const b of run) {
+      delivered++;
+      const id = Number(b.data.getChild('id')!.get(0));
+      seen.set(id, (seen.get(id) ?? 0) + 1);
+      if (Number(b.data.getChild('rows')!.get(0)) === 1000) whole++;
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    await killer;
+    let missing = 0;
+    for (let i = 0; i < batches; i++) if (!seen.has(i)) missing++;
+    const duplicates = [...seen.values()].reduce((n, c) => n + Math.max(0, c - 1), 0);
+    const status = await cluster.status();
+    const resourcesFree = status.workers
+      .filter((w) => w.state === 'alive')
+      .every((w) => JSON.stringify(w.resources.available) === JSON.stringify(w.resources.total));
+    const exact = [...seen].filter(([id, c]) => c === 1 && id >= 0 && id < batches).length;
+    return { seconds, delivered, unique: seen.size, exact, whole, missing, duplicates, detectMs, resourcesFree };
+  } finally {
+    await cluster.close();
+    for (const w of workers) w.kill('SIGKILL');
+    await head.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const batches = arg('batches', 2000);
+  const every = arg('every', 10);
+  const kills = arg('kills', 2);
+  const taskMs = arg('task-ms', 60);
+  process.stdout.write(`bench:chaos: ${batches} batches, 2 tasks of ${taskMs} ms each, 4 workers × 2 CPUs; a random worker SIGKILLed every ${every} s (at most ${kills})\n\n`);
+  const calm = await runOnce(batches, 0, every, taskMs);
+  const chaos = await runOnce(batches, kills, every, taskMs);
+  const pct = (n: number) => `${((100 * n) / batches).toFixed(2)}%`;
+  const rows: [string, string, string][] = [
+    ['batches delivered exactly once (goal 100%)', pct(calm.exact), pct(chaos.exact)],
+    ['outputs whole (1,000 rows made, 1,000 checked)', pct(calm.whole), pct(chaos.whole)],
+    ['outputs received', String(calm.delivered), String(chaos.delivered)],
+    ['missing / duplicated batch ids', `${calm.missing} / ${calm.duplicates}`, `${chaos.missing} / ${chaos.duplicates}`],
+    ['workers killed', '0', String(chaos.detectMs.length)],
+    ['time to detect each death', '-', chaos.detectMs.map((ms) => `${ms.toFixed(0)} ms`).join(', ') || '-'],
+    ['resources all free afterwards', calm.resourcesFree ? 'yes' : 'NO', chaos.resourcesFree ? 'yes' : 'NO'],
+    ['run time', `${calm.seconds.toFixed(1)} s`, `${chaos.seconds.toFixed(1)} s (${(chaos.seconds / calm.seconds).toFixed(2)}× the calm run)`],
+  ];
+  const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length), ['measure', 'no kills (reference)', 'with kills'][i]!.length));
+  const line = (c: string[]) => `| ${c.map((x, i) => x.padEnd(w[i]!)).join(' | ')} |`;
+  process.stdout.write([line(['measure', 'no kills (reference)', 'with kills']), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n') + '\n');
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench:chaos failed: ${String((e as Error)?.stack ?? e)}\n`);
+  process.exitCode = 1;
+});
