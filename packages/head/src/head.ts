@@ -31,6 +31,7 @@ import {
   objectStoreFromProto,
 } from '@dpl/wire';
 import { Dispatcher } from './jobs/dispatcher';
+import { HeadMetrics } from './metrics/metrics';
 import { Job, graphOfSpec, type JobCall } from './jobs/job';
 import { ModuleStore } from './modules/module-store';
 import { resolveHeadOptions, type HeadOptions, type ResolvedHeadOptions } from './head-options';
@@ -70,8 +71,13 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   const sessions = new Map<string, WorkerCall>();
   const server = new grpc.Server(SERVER_OPTIONS);
   const fetcher = new ObjectFetcher(opts.token, opts.tls);
-  const dispatcher = new Dispatcher(registry, sessions, fetcher, log.child({ component: 'dispatcher' }));
-  const state: HeadState = { opts, registry, sessions, log, dispatcher, modules: new ModuleStore(), jobHistory: [] };
+  const metrics: HeadMetrics = new HeadMetrics({
+    registry,
+    // Read at scrape time, once the dispatcher exists.
+    jobs: () => dispatcher.jobList.map((j: Job) => ({ id: j.id, tasks: j.scheduler.stats().tasks })),
+  });
+  const dispatcher: Dispatcher = new Dispatcher(registry, sessions, fetcher, log.child({ component: 'dispatcher' }), metrics);
+  const state: HeadState = { opts, registry, sessions, log, dispatcher, metrics, modules: new ModuleStore(), jobHistory: [] };
   server.addService(loadDplProto().HeadService.service, headHandlers(state));
 
   const port = await new Promise<number>((resolve, reject) => {
@@ -98,7 +104,7 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   }, Math.max(50, Math.floor(opts.heartbeatIntervalMs / 2)));
   sweep.unref();
 
-  const http = opts.dashboardPort === null ? undefined : await startHttpApi(opts, () => statusOf(state));
+  const http = opts.dashboardPort === null ? undefined : await startHttpApi(opts, () => statusOf(state), metrics);
   const dashboardAddress = http === undefined ? undefined : `${hostPart(opts.host)}:${(http.address() as AddressInfo).port}`;
   log.info({ address, dashboard: dashboardAddress, token: opts.token !== undefined }, 'head listening');
   let stopped: Promise<void> | undefined;
@@ -137,7 +143,7 @@ function hostPart(host: string): string {
  * The head's HTTP API: `GET /api/status` answers the cluster status as JSON (the shape of
  * `cluster.status()`), behind `Authorization: Bearer <token>` when a token is set.
  */
-async function startHttpApi(opts: ResolvedHeadOptions, status: () => ClusterStatus): Promise<HttpServer> {
+async function startHttpApi(opts: ResolvedHeadOptions, status: () => ClusterStatus, metrics: HeadMetrics): Promise<HttpServer> {
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const send = (code: number, body: unknown): void => {
       res.writeHead(code, { 'content-type': 'application/json' });
@@ -148,7 +154,17 @@ async function startHttpApi(opts: ResolvedHeadOptions, status: () => ClusterStat
     }
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/api/status') return send(200, status());
-    send(404, { error: `no ${req.method} ${path}; try GET /api/status` });
+    if (req.method === 'GET' && path === '/metrics') {
+      void metrics.text().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': metrics.contentType });
+          res.end(text);
+        },
+        (e: unknown) => send(500, { error: `cannot collect metrics: ${ensureError(e).message}` }),
+      );
+      return;
+    }
+    send(404, { error: `no ${req.method} ${path}; try GET /api/status or GET /metrics` });
   };
   // Behind TLS like every other endpoint when the head has a certificate.
   const server: HttpServer =
@@ -169,6 +185,7 @@ interface HeadState {
   sessions: Map<string, WorkerCall>;
   log: Logger;
   dispatcher: Dispatcher;
+  metrics: HeadMetrics;
   modules: ModuleStore;
   jobHistory: { id: string; state: string }[];
 }
@@ -218,7 +235,11 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
           }
           case 'heartbeat': {
             if (worker === undefined) return refuse(grpc.status.FAILED_PRECONDITION, 'register before sending heartbeats');
-            if (!registry.heartbeat(worker.id, objectStoreFromProto(msg.heartbeat!.object_store))) {
+            const hb = msg.heartbeat!;
+            const sentAt = Number(hb.sent_at_ms);
+            if (sentAt > 0) state.metrics.heartbeatLatency.observe(Math.max(0, Date.now() - sentAt) / 1000);
+            const figures = { objectStore: objectStoreFromProto(hb.object_store), bytesFetched: Number(hb.bytes_fetched), bytesServed: Number(hb.bytes_served) };
+            if (!registry.heartbeat(worker.id, figures)) {
               return refuse(grpc.status.FAILED_PRECONDITION, `worker ${worker.id} is no longer registered; register again`);
             }
             call.write({ heartbeat_ack: { seq: msg.heartbeat!.seq } });
@@ -343,7 +364,9 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
           fetch: (ref) => dispatcher.fetch(ref),
           release: (ref) => dispatcher.release(ref),
           wake: () => dispatcher.schedule(),
+          delivered: (j, rows) => state.metrics.output(j.id, rows),
           ended: (j) => {
+            state.metrics.jobEnded(j.id, j.state);
             dispatcher.remove(j);
             dispatcher.jobEnded(j);
             state.jobHistory.push({ id: j.id, state: j.state });

@@ -149,7 +149,15 @@ class WorkerDaemon implements Worker {
         this.heartbeat = setInterval(() => {
           const budget = this.options.objectStoreMemoryMb * 1024 * 1024;
           const object_store = objectStoreToProto({ ...this.store.stats(), budgetBytes: Number.isFinite(budget) ? budget : -1 });
-          session.write({ heartbeat: { seq: String(++this.seq), sent_at_ms: String(Date.now()), object_store } });
+          session.write({
+            heartbeat: {
+              seq: String(++this.seq),
+              sent_at_ms: String(Date.now()),
+              object_store,
+              bytes_fetched: String(this.fetcher.bytesFetched),
+              bytes_served: String(this.data.bytesServed),
+            },
+          });
         }, intervalMs);
         for (const w of this.waiters.splice(0)) w(id);
         return;

@@ -17,6 +17,7 @@ import { place } from '../placement/placement';
 import type { WorkerRegistry } from '../registry/worker-registry';
 import type { Job, ObjectRef } from './job';
 import type { LineageNode } from './lineage';
+import type { HeadMetrics } from '../metrics/metrics';
 
 /** A worker session the dispatcher can write to. */
 export type WorkerSession = Pick<grpc.ServerDuplexStream<unknown, ConnectWorkerResponse__Input>, 'write'>;
@@ -51,6 +52,7 @@ export class Dispatcher {
     private readonly sessions: ReadonlyMap<string, WorkerSession>,
     private readonly fetcher: ObjectFetcher,
     readonly log: Logger,
+    private readonly metrics: HeadMetrics,
   ) {}
 
   get jobList(): readonly Job[] {
@@ -117,7 +119,9 @@ export class Dispatcher {
         for (const ref of ctx.inputs) {
           if (ref.data.ownerId !== '') local.set(ref.data.ownerId, (local.get(ref.data.ownerId) ?? 0) + ref.data.bytes);
         }
+        const t0 = performance.now();
         const p = place(t.request, this.registry.workers(), local);
+        this.metrics.placementLatency.observe((performance.now() - t0) / 1000);
         if (p.kind === 'placed') {
           backend.placed = p.workerId;
           job.infeasibleSince.delete(task);
@@ -307,9 +311,11 @@ export class Dispatcher {
       : { objectId: msg.output_id, ownerId: workerId, ownerAddress: worker?.address ?? '', inline: undefined, bytes: Number(msg.bytes) };
     if (r.recompute !== undefined) {
       r.job.lineage.recomputed(r.recompute, ref);
+      this.metrics.call(r.job.id, r.call.task, 'recomputed');
       this.schedule();
       return;
     }
+    this.metrics.call(r.job.id, r.call.task, 'done', r.call.rows);
     const rows = Number(msg.rows);
     // Recorded before the scheduler frees the call's inputs, so they stay in the lineage.
     if (rows > 0) {
@@ -334,6 +340,7 @@ export class Dispatcher {
    * them, and its running calls, and calls elsewhere reading from it, run again.
    */
   workerGone(workerId: string): void {
+    this.metrics.workerLost();
     for (const job of [...this.jobs]) {
       if (job.sourceWorkerId === workerId && job.state === 'running' && !job.scheduler.sourceExhausted) {
         job.fail(
@@ -390,6 +397,7 @@ export class Dispatcher {
       return;
     }
     job.log.warn({ task: call.task, batchId: call.id, why }, 'call interrupted; it runs again');
+    this.metrics.call(job.id, call.task, 'interrupted');
     if (r.recompute !== undefined) {
       // Back into the recompute queue; its inputs are recomputed first if they were lost too.
       r.recompute.state = 'lost';
@@ -427,7 +435,9 @@ export class Dispatcher {
       return;
     }
     if (job.scheduler.fail(call.id, err) === 'fatal') {
+      this.metrics.call(job.id, call.task, 'failed');
       if (job.skipped < job.spec.max_errored_batches) {
+        this.metrics.call(job.id, call.task, 'skipped');
         job.scheduler.skip(call.id);
         job.batchSkipped(call, err);
         return;
@@ -436,6 +446,7 @@ export class Dispatcher {
       return;
     }
     const delay = retryDelayMs(call.attempt, RETRY_BACKOFF_MS);
+    this.metrics.call(job.id, call.task, 'retried');
     job.log.warn({ task: call.task, batchId: call.id, attempt: call.attempt, delayMs: delay, err: err.message }, 'call failed; retrying');
     setTimeout(() => {
       if (job.state !== 'running') return;

@@ -102,6 +102,8 @@ export interface JobHooks {
   wake(): void;
   /** The job is over (any state). */
   ended(job: Job): void;
+  /** An output went to the client. */
+  delivered(job: Job, rows: number): void;
 }
 
 /** How often a delivery retries fetching an output whose owner seems alive but does not answer. */
@@ -287,6 +289,7 @@ export class Job {
         this.deliveries.shift();
         this.outputs++;
         this.rows += out.ref.rows;
+        this.hooks.delivered(this, out.ref.rows);
         if (!this.lineage.unneeded(out.id, out.ref.data) && out.ref.data.objectId !== '') this.hooks.release(out.ref.data);
         if (this.clientBlocked) await new Promise<void>((r) => this.call.once('drain', () => r()));
       }

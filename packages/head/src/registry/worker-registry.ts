@@ -26,6 +26,8 @@ export interface WorkerRecord {
   lastHeartbeatMs: number;
   /** As of its last heartbeat. */
   objectStore: ObjectStoreInfo;
+  bytesFetched: number;
+  bytesServed: number;
   readonly registeredAtMs: number;
   /** Why it died, once it has. */
   deathReason?: string;
@@ -63,17 +65,19 @@ export class WorkerRegistry {
       lastHeartbeatMs: at,
       registeredAtMs: at,
       objectStore: { memoryBytes: 0, peakMemoryBytes: 0, diskBytes: 0, spills: 0, objects: 0, budgetBytes: -1 },
+      bytesFetched: 0,
+      bytesServed: 0,
     };
     this.live.set(id, rec);
     return rec;
   }
 
   /** Records a heartbeat; false when the worker is not (or no longer) registered. */
-  heartbeat(id: string, objectStore?: ObjectStoreInfo): boolean {
+  heartbeat(id: string, figures?: { objectStore: ObjectStoreInfo; bytesFetched: number; bytesServed: number }): boolean {
     const rec = this.live.get(id);
     if (rec === undefined) return false;
     rec.lastHeartbeatMs = this.now();
-    if (objectStore !== undefined) rec.objectStore = objectStore;
+    if (figures !== undefined) Object.assign(rec, figures);
     return true;
   }
 

@@ -1,0 +1,221 @@
+/**
+ * The head's Prometheus metrics (prom-client), served as text at `/metrics`.
+ *
+ * Label sets stay bounded: per job and task name (never per batch or object), per live worker
+ * (a dead worker's series are removed), and a finished job's series are kept only for the most
+ * recent {@link FINISHED_JOBS_KEPT} finished jobs.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { WorkerRegistry } from '../registry/worker-registry';
+
+/** Finished jobs whose series stay before the oldest are removed. */
+export const FINISHED_JOBS_KEPT = 10;
+
+/** What the metrics read at scrape time. */
+export interface MetricsSources {
+  registry: WorkerRegistry;
+  /** The running jobs' per-task counts. */
+  jobs(): { id: string; tasks: Record<string, { running: number; queuedRows: number }> }[];
+}
+
+interface Removable {
+  remove(labels: Record<string, string>): void;
+}
+
+export type CallOutcome = 'done' | 'failed' | 'retried' | 'skipped' | 'interrupted' | 'recomputed';
+
+export class HeadMetrics {
+  readonly registry = new Registry();
+  private readonly calls: Counter<'job' | 'task' | 'outcome'>;
+  private readonly batchesOut: Counter<'job'>;
+  private readonly rowsOut: Counter<'job'>;
+  private readonly rowsIn: Counter<'job' | 'task'>;
+  private readonly jobsTotal: Counter<'state'>;
+  private readonly observed: Gauge<'job' | 'name'>;
+  private readonly observedCount: Counter<'job' | 'name'>;
+  private readonly params: Gauge<'job' | 'name' | 'value'>;
+  readonly heartbeatLatency: Histogram;
+  readonly placementLatency: Histogram;
+  private readonly workersLost: Counter;
+  /** Label sets recorded per job and metric, to remove them when the job ages out. */
+  private readonly seriesOfJob = new Map<string, Map<Removable, Map<string, Record<string, string>>>>();
+  private readonly finished: string[] = [];
+
+  constructor(sources: MetricsSources) {
+    const r = this.registry;
+    const workers = sources.registry;
+    new Gauge({
+      name: 'dpl_workers',
+      help: 'Workers by state',
+      labelNames: ['state'],
+      registers: [r],
+      collect() {
+        this.reset();
+        const counts: Record<string, number> = { alive: 0, draining: 0 };
+        for (const w of workers.workers()) counts[w.state] = (counts[w.state] ?? 0) + 1;
+        for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+      },
+    });
+    this.workersLost = new Counter({ name: 'dpl_workers_lost_total', help: 'Workers lost (dead or gone) since the head started', registers: [r] });
+    new Gauge({
+      name: 'dpl_resources_total',
+      help: 'Resources the live workers advertise, per resource name',
+      labelNames: ['resource'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const [name, v] of Object.entries(workers.totals().total.toJSON())) this.set({ resource: name }, v);
+      },
+    });
+    new Gauge({
+      name: 'dpl_resources_used',
+      help: 'Resources held by running calls, per resource name',
+      labelNames: ['resource'],
+      registers: [r],
+      collect() {
+        this.reset();
+        const { total, available } = workers.totals();
+        const free = available.toJSON();
+        for (const [name, v] of Object.entries(total.toJSON())) this.set({ resource: name }, v - (free[name] ?? 0));
+      },
+    });
+    new Gauge({
+      name: 'dpl_tasks_running',
+      help: 'Calls running now, per job and task',
+      labelNames: ['job', 'task'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const j of sources.jobs()) for (const [task, t] of Object.entries(j.tasks)) this.set({ job: j.id, task }, t.running);
+      },
+    });
+    new Gauge({
+      name: 'dpl_tasks_queued_rows',
+      help: 'Rows waiting for a call, per job and task',
+      labelNames: ['job', 'task'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const j of sources.jobs()) for (const [task, t] of Object.entries(j.tasks)) this.set({ job: j.id, task }, t.queuedRows);
+      },
+    });
+    const perWorker = (name: string, help: string, pick: (w: ReturnType<WorkerRegistry['workers']>[number]) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['worker'],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const w of workers.workers()) this.set({ worker: w.id }, pick(w));
+        },
+      });
+    };
+    perWorker('dpl_object_store_bytes', 'Bytes of task outputs in a worker\'s memory', (w) => w.objectStore.memoryBytes);
+    perWorker('dpl_object_store_disk_bytes', 'Bytes of task outputs a worker spilled to disk', (w) => w.objectStore.diskBytes);
+    perWorker('dpl_object_store_spills', 'Objects a worker spilled to disk since it started', (w) => w.objectStore.spills);
+    perWorker('dpl_worker_bytes_fetched', 'Bytes a worker fetched from other workers since it started', (w) => w.bytesFetched);
+    perWorker('dpl_worker_bytes_served', 'Bytes a worker served to other workers and the head since it started', (w) => w.bytesServed);
+    this.calls = new Counter({
+      name: 'dpl_task_calls_total',
+      help: 'Task calls by outcome: done, failed (for good), retried, skipped (maxErroredBatches), interrupted (worker lost), recomputed',
+      labelNames: ['job', 'task', 'outcome'],
+      registers: [r],
+    });
+    this.rowsIn = new Counter({ name: 'dpl_task_rows_in_total', help: 'Rows given to calls that finished', labelNames: ['job', 'task'], registers: [r] });
+    this.batchesOut = new Counter({ name: 'dpl_batches_out_total', help: 'Output batches delivered to clients', labelNames: ['job'], registers: [r] });
+    this.rowsOut = new Counter({ name: 'dpl_rows_out_total', help: 'Output rows delivered to clients', labelNames: ['job'], registers: [r] });
+    this.jobsTotal = new Counter({ name: 'dpl_jobs_total', help: 'Jobs ended, by final state', labelNames: ['state'], registers: [r] });
+    this.observed = new Gauge({ name: 'dpl_observed', help: 'Last value observed by task code (observe/timer), per job and name', labelNames: ['job', 'name'], registers: [r] });
+    this.observedCount = new Counter({
+      name: 'dpl_observed_total',
+      help: 'Sum of increments (increment) from task code, per job and name',
+      labelNames: ['job', 'name'],
+      registers: [r],
+    });
+    this.params = new Gauge({ name: 'dpl_param', help: 'Parameters recorded by task code (param), value as a label', labelNames: ['job', 'name', 'value'], registers: [r] });
+    this.heartbeatLatency = new Histogram({
+      name: 'dpl_heartbeat_latency_seconds',
+      help: 'From a worker sending a heartbeat to the head receiving it (clocks of different hosts may differ)',
+      buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers: [r],
+    });
+    this.placementLatency = new Histogram({
+      name: 'dpl_placement_seconds',
+      help: 'Time to choose a worker for one call',
+      buckets: [0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01],
+      registers: [r],
+    });
+  }
+
+  call(job: string, task: string, outcome: CallOutcome, rows = 0): void {
+    const labels = { job, task, outcome };
+    this.track(job, this.calls, labels);
+    this.calls.inc(labels);
+    if (outcome === 'done' && rows > 0) {
+      this.track(job, this.rowsIn, { job, task });
+      this.rowsIn.inc({ job, task }, rows);
+    }
+  }
+
+  output(job: string, rows: number): void {
+    this.track(job, this.batchesOut, { job });
+    this.track(job, this.rowsOut, { job });
+    this.batchesOut.inc({ job });
+    this.rowsOut.inc({ job }, rows);
+  }
+
+  /** A value from task code: observe/timer set the gauge, increment adds, param records. */
+  observation(job: string, kind: 'observe' | 'increment' | 'param', name: string, value: number | string): void {
+    if (kind === 'param') {
+      const labels = { job, name, value: String(value).slice(0, 200) };
+      this.track(job, this.params, labels);
+      this.params.set(labels, 1);
+    } else if (kind === 'increment') {
+      this.track(job, this.observedCount, { job, name });
+      this.observedCount.inc({ job, name }, Number(value));
+    } else {
+      this.track(job, this.observed, { job, name });
+      this.observed.set({ job, name }, Number(value));
+    }
+  }
+
+  workerLost(): void {
+    this.workersLost.inc();
+  }
+
+  /** A job ended: its series stay until FINISHED_JOBS_KEPT newer jobs have ended. */
+  jobEnded(job: string, state: string): void {
+    this.jobsTotal.inc({ state });
+    this.finished.push(job);
+    while (this.finished.length > FINISHED_JOBS_KEPT) {
+      const old = this.finished.shift()!;
+      for (const [metric, series] of this.seriesOfJob.get(old) ?? []) for (const labels of series.values()) metric.remove(labels);
+      this.seriesOfJob.delete(old);
+    }
+  }
+
+  /** The text exposition. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  private track(job: string, metric: Removable, labels: Record<string, string>): void {
+    let byMetric = this.seriesOfJob.get(job);
+    if (byMetric === undefined) {
+      byMetric = new Map();
+      this.seriesOfJob.set(job, byMetric);
+    }
+    let series = byMetric.get(metric);
+    if (series === undefined) {
+      series = new Map();
+      byMetric.set(metric, series);
+    }
+    const key = Object.values(labels).join('\u0000');
+    if (!series.has(key)) series.set(key, labels);
+  }
+}

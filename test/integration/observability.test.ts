@@ -1,0 +1,93 @@
+/**
+ * Seeing a running cluster: the head's Prometheus metrics scraped during and after a real run.
+ */
+import { join } from 'node:path';
+import { connect, type ClusterRun } from '@dpl/client';
+import { FIXTURES, killDplProcesses, waitFor } from '../helpers/cli';
+import { startHeadProcess, startWorkerProcess, waitForWorkers } from '../helpers/cluster';
+
+afterEach(killDplProcesses);
+
+/** Samples of a Prometheus text exposition: `name{a="x",b="y"}` → value. */
+function samples(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+async function scrape(dashboard: string, token?: string): Promise<Map<string, number>> {
+  const res = await fetch(`http://${dashboard}/metrics`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+  return samples(await res.text());
+}
+
+describe('the head /metrics', () => {
+  it('counts what ran, during and after a run, behind the token', async () => {
+    const token = 'metrics-token';
+    const head = await startHeadProcess([], { DPL_TOKEN: token });
+    const dashboard = /status API: http:\/\/(\S+)\/api\/status/.exec(head.process.stdout)![1]!;
+    startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"maker":2}'], { DPL_TOKEN: token });
+    startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"taker":2}'], { DPL_TOKEN: token });
+    await waitForWorkers(head.address, 2, token);
+    expect((await fetch(`http://${dashboard}/metrics`)).status).toBe(401);
+
+    const before = await scrape(dashboard, token);
+    expect(before.get('dpl_workers{state="alive"}')).toBe(2);
+    expect(before.get('dpl_resources_total{resource="CPU"}')).toBe(4);
+    expect(before.get('dpl_resources_total{resource="maker"}')).toBe(2);
+
+    const cluster = await connect(head.address, { token });
+    const n = 12;
+    let run: ClusterRun | undefined;
+    try {
+      run = await cluster.submit(join(FIXTURES, 'relay.ts'), { maxBatches: n });
+      let sawRunning = false;
+      let got = 0;
+      for await (const _ of run) {
+        got++;
+        if (!sawRunning) {
+          const during = await scrape(dashboard, token);
+          const running = [...during].filter(([k]) => k.startsWith('dpl_tasks_running{')).reduce((s, [, v]) => s + v, 0);
+          const used = during.get('dpl_resources_used{resource="maker"}') ?? 0;
+          sawRunning = running > 0 || used > 0;
+        }
+      }
+      expect(got).toBe(n);
+      expect(sawRunning).toBe(true);
+    } finally {
+      await cluster.close();
+    }
+
+    const job = run.jobId!;
+    let after = new Map<string, number>();
+    await waitFor(
+      async () => {
+        after = await scrape(dashboard, token);
+        return after.get('dpl_jobs_total{state="finished"}') === 1;
+      },
+      { timeoutMs: 5_000, what: 'the job to be counted as finished' },
+    );
+    expect(after.get(`dpl_task_calls_total{job="${job}",task="make",outcome="done"}`)).toBe(n);
+    expect(after.get(`dpl_task_calls_total{job="${job}",task="take",outcome="done"}`)).toBe(n);
+    expect(after.get(`dpl_batches_out_total{job="${job}"}`)).toBe(n);
+    expect(after.get(`dpl_rows_out_total{job="${job}"}`)).toBe(n);
+    expect(after.get(`dpl_task_rows_in_total{job="${job}",task="take"}`)).toBe(n * 2000);
+    expect(after.get('dpl_resources_used{resource="maker"}')).toBe(0);
+    expect(after.get('dpl_placement_seconds_count')).toBeGreaterThanOrEqual(2 * n);
+    expect(after.get('dpl_heartbeat_latency_seconds_count')).toBeGreaterThan(0);
+    // The bytes the taker fetched from the maker, as its heartbeats report them.
+    await waitFor(
+      async () => {
+        const s = await scrape(dashboard, token);
+        const fetched = [...s].filter(([k]) => k.startsWith('dpl_worker_bytes_fetched{')).reduce((t, [, v]) => t + v, 0);
+        return fetched >= n * 2000 * 4;
+      },
+      { timeoutMs: 5_000, what: 'heartbeats to report the bytes moved' },
+    );
+  });
+});
