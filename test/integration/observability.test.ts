@@ -91,3 +91,27 @@ describe('the head /metrics', () => {
     );
   });
 });
+
+describe('observers in task code', () => {
+  it('reach the head from tasks on workers, per job', async () => {
+    const head = await startHeadProcess();
+    const dashboard = /status API: http:\/\/(\S+)\/api\/status/.exec(head.process.stdout)![1]!;
+    startWorkerProcess(head.address, ['--num-cpus', '2']);
+    await waitForWorkers(head.address, 1);
+    const cluster = await connect(head.address);
+    try {
+      const run = await cluster.submit(join(FIXTURES, 'observed.ts'), { maxBatches: 7 });
+      for await (const _ of run) {
+        // drain
+      }
+      const job = run.jobId!;
+      const m = await scrape(dashboard);
+      expect(m.get(`dpl_observed_total{job="${job}",name="rows_seen"}`)).toBe(7);
+      expect(m.get(`dpl_param{job="${job}",name="model",value="v3"}`)).toBe(1);
+      expect(m.get(`dpl_observed{job="${job}",name="score_ms"}`)).toBeGreaterThanOrEqual(4);
+      expect(m.get(`dpl_observed{job="${job}",name="last_id"}`)).toBeGreaterThanOrEqual(0);
+    } finally {
+      await cluster.close();
+    }
+  });
+});

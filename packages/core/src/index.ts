@@ -99,3 +99,16 @@ export {
   checkPipelineModule,
 } from './module/pipeline-module';
 export type { PipelineModule } from './module/pipeline-module';
+export {
+  NoOpObserver,
+  InMemoryObserver,
+  Timer,
+  setObserver,
+  getObserver,
+  observe,
+  increment,
+  param,
+  timer,
+  tapObservations,
+} from './observer/observer';
+export type { Observer, Observation } from './observer/observer';

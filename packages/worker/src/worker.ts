@@ -5,7 +5,7 @@
  * session is lost.
  */
 import * as grpc from '@grpc/grpc-js';
-import { DPL_VERSION, ensureError, userCacheDir, writeBundle } from '@dpl/core';
+import { DPL_VERSION, ensureError, userCacheDir, writeBundle, type Observation } from '@dpl/core';
 import {
   CHANNEL_OPTIONS,
   ChunkAssembler,
@@ -222,10 +222,14 @@ class WorkerDaemon implements Worker {
           bytes: String(out.ipc.byteLength),
           inline_ipc: inline ? out.ipc : new Uint8Array(0),
           assignment: a.assignment,
+          observations: observationsToProto(out.observations),
         },
       });
     } catch (e) {
-      session.write({ task_failed: { call_id: a.call_id, job_id: a.job_id, error: errorToProto(e), assignment: a.assignment } });
+      const recorded = (e as { details?: { observations?: Observation[] } }).details?.observations;
+      session.write({
+        task_failed: { call_id: a.call_id, job_id: a.job_id, error: errorToProto(e), assignment: a.assignment, observations: observationsToProto(recorded) },
+      });
     } finally {
       this.gpus.release(gpuIds, a.num_gpus);
     }
@@ -325,4 +329,11 @@ function aligned(bytes: Uint8Array): Uint8Array {
   const copy = new Uint8Array(bytes.byteLength);
   copy.set(bytes);
   return copy;
+}
+
+/** Observations as their proto messages. */
+function observationsToProto(list: Observation[] | undefined): { kind: string; name: string; value: number; text: string }[] {
+  return (list ?? []).map((o) =>
+    o.kind === 'param' ? { kind: o.kind, name: o.name, value: 0, text: o.value } : { kind: o.kind, name: o.name, value: o.value, text: '' },
+  );
 }

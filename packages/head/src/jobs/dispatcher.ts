@@ -298,6 +298,7 @@ export class Dispatcher {
   /** A worker finished a call. */
   taskDone(workerId: string, msg: TaskDone): void {
     const r = this.take(msg.job_id, msg.call_id, workerId, msg.assignment);
+    if (r !== undefined) this.observed(r.job, msg.observations);
     const worker = this.registry.get(workerId);
     const inline = msg.output_id === '';
     if (r === undefined || r.job.state !== 'running') {
@@ -330,9 +331,18 @@ export class Dispatcher {
   /** A worker reports a failed call. */
   taskFailed(workerId: string, msg: TaskFailed): void {
     const r = this.take(msg.job_id, msg.call_id, workerId, msg.assignment);
+    if (r !== undefined) this.observed(r.job, msg.observations);
     if (r === undefined || r.job.state !== 'running') return;
     this.failCall(r, errorFromProto(msg.error!));
     this.schedule();
+  }
+
+  /** What task code recorded during a call, into the job's metrics. */
+  private observed(job: Job, list: readonly { kind: string; name: string; value: number; text: string }[]): void {
+    for (const o of list) {
+      if (o.kind === 'param') this.metrics.observation(job.id, 'param', o.name, o.text);
+      else if (o.kind === 'observe' || o.kind === 'increment') this.metrics.observation(job.id, o.kind, o.name, o.value);
+    }
   }
 
   /**

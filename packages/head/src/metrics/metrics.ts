@@ -8,6 +8,9 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { WorkerRegistry } from '../registry/worker-registry';
 
+/** Distinct observation names kept per job. */
+export const MAX_OBSERVED_NAMES = 200;
+
 /** Finished jobs whose series stay before the oldest are removed. */
 export const FINISHED_JOBS_KEPT = 10;
 
@@ -40,6 +43,7 @@ export class HeadMetrics {
   /** Label sets recorded per job and metric, to remove them when the job ages out. */
   private readonly seriesOfJob = new Map<string, Map<Removable, Map<string, Record<string, string>>>>();
   private readonly finished: string[] = [];
+  private readonly observedNames = new Map<string, Set<string>>();
 
   constructor(sources: MetricsSources) {
     const r = this.registry;
@@ -165,8 +169,20 @@ export class HeadMetrics {
     this.rowsOut.inc({ job }, rows);
   }
 
-  /** A value from task code: observe/timer set the gauge, increment adds, param records. */
+  /**
+   * A value from task code: observe/timer set the gauge, increment adds, param records. At most
+   * {@link MAX_OBSERVED_NAMES} names per job are kept (a name per batch would grow without bound).
+   */
   observation(job: string, kind: 'observe' | 'increment' | 'param', name: string, value: number | string): void {
+    let names = this.observedNames.get(job);
+    if (names === undefined) {
+      names = new Set();
+      this.observedNames.set(job, names);
+    }
+    if (!names.has(name)) {
+      if (names.size >= MAX_OBSERVED_NAMES) return;
+      names.add(name);
+    }
     if (kind === 'param') {
       const labels = { job, name, value: String(value).slice(0, 200) };
       this.track(job, this.params, labels);
@@ -192,6 +208,7 @@ export class HeadMetrics {
       const old = this.finished.shift()!;
       for (const [metric, series] of this.seriesOfJob.get(old) ?? []) for (const labels of series.values()) metric.remove(labels);
       this.seriesOfJob.delete(old);
+      this.observedNames.delete(old);
     }
   }
 

@@ -13,6 +13,8 @@ import {
   importBundleFile,
   isDplError,
   isTable,
+  tapObservations,
+  type Observation,
   type PipelineModule,
 } from '@dpl/core';
 import { decodeKwargs } from '@dpl/wire';
@@ -36,7 +38,22 @@ function send(reply: ExecutorReply): void {
   channel.send(reply);
 }
 
+// What the running call records (one call at a time), sent back with its answer.
+let observations: Observation[] = [];
+tapObservations((o) => {
+  if (observations.length < MAX_OBSERVATIONS_PER_CALL) observations.push(o);
+});
+const MAX_OBSERVATIONS_PER_CALL = 10_000;
+
+function takeObservations(): Observation[] | undefined {
+  if (observations.length === 0) return undefined;
+  const out = observations;
+  observations = [];
+  return out;
+}
+
 async function run(m: RunCall): Promise<void> {
+  observations = [];
   try {
     let mod = modules.get(m.bundlePath);
     if (mod === undefined) {
@@ -57,7 +74,8 @@ async function run(m: RunCall): Promise<void> {
     // A task that hands back its whole, single input (a filter that kept every row, a task run
     // for its side effects) sends back the bytes it got instead of encoding them again.
     const same = result === input && m.inputs.length === 1 && input.numRows === decodedRows;
-    send({ kind: 'done', callId: m.callId, ipc: same ? m.inputs[0]!.ipc : encodeIpc(result), rows: result.numRows });
+    const ipc = same ? m.inputs[0]!.ipc : encodeIpc(result);
+    send({ kind: 'done', callId: m.callId, ipc, rows: result.numRows, observations: takeObservations() });
   } catch (e) {
     const err = ensureError(e);
     send({
@@ -66,6 +84,7 @@ async function run(m: RunCall): Promise<void> {
       code: isDplError(err) ? err.code : DplErrorCode.TASK_FAILED,
       message: err.message,
       stack: err.stack ?? '',
+      observations: takeObservations(),
     });
   }
 }

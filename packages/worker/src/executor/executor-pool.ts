@@ -5,13 +5,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { DplError, DplErrorCode, TaskError, type Logger } from '@dpl/core';
+import { DplError, DplErrorCode, TaskError, type Logger, type Observation } from '@dpl/core';
 import { FrameChannel } from './channel';
 import type { ExecutorReply, NextSource, RunCall } from './protocol';
 
 export interface ExecutorResult {
   ipc: Uint8Array;
   rows: number;
+  /** What the task recorded with observe/increment/param/timer. */
+  observations?: Observation[];
 }
 
 interface Executor {
@@ -201,7 +203,7 @@ export class ExecutorPool {
       if (busy === undefined || busy.call.callId !== m.callId) return;
       ex.busy = undefined;
       ex.idleSince = Date.now();
-      if (m.kind === 'done') busy.resolve({ ipc: m.ipc, rows: m.rows });
+      if (m.kind === 'done') busy.resolve({ ipc: m.ipc, rows: m.rows, observations: m.observations });
       else {
         busy.reject(
           new TaskError(
@@ -209,7 +211,7 @@ export class ExecutorPool {
             busy.call.callId,
             busy.attempt,
             `task ${JSON.stringify(busy.call.task)} failed on batch ${busy.call.callId} (${where(busy.call, busy.attempt)}): ${m.message}`,
-            { remoteStack: m.stack, details: { code: m.code } },
+            { remoteStack: m.stack, details: { code: m.code, observations: m.observations } },
           ),
         );
       }

@@ -4,6 +4,8 @@
  * @internal
  */
 
+import type { Observation } from '@dpl/core';
+
 export interface RunCall {
   kind: 'run';
   callId: string;
@@ -30,5 +32,5 @@ export type ExecutorReply =
   | { kind: 'ready' }
   | { kind: 'source-batch'; jobId: string; ipc: Uint8Array; rows: number }
   | { kind: 'source-end'; jobId: string }
-  | { kind: 'done'; callId: string; ipc: Uint8Array; rows: number }
-  | { kind: 'failed'; callId: string; code: string; message: string; stack: string };
+  | { kind: 'done'; callId: string; ipc: Uint8Array; rows: number; observations?: Observation[] }
+  | { kind: 'failed'; callId: string; code: string; message: string; stack: string; observations?: Observation[] };
