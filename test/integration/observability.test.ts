@@ -3,7 +3,7 @@
  */
 import { join } from 'node:path';
 import { connect, type ClusterRun } from '@dpl/client';
-import { FIXTURES, killDplProcesses, waitFor } from '../helpers/cli';
+import { FIXTURES, killDplProcesses, runDpl, waitFor } from '../helpers/cli';
 import { startHeadProcess, startWorkerProcess, waitForWorkers } from '../helpers/cluster';
 
 afterEach(killDplProcesses);
@@ -110,6 +110,57 @@ describe('observers in task code', () => {
       expect(m.get(`dpl_param{job="${job}",name="model",value="v3"}`)).toBe(1);
       expect(m.get(`dpl_observed{job="${job}",name="score_ms"}`)).toBeGreaterThanOrEqual(4);
       expect(m.get(`dpl_observed{job="${job}",name="last_id"}`)).toBeGreaterThanOrEqual(0);
+    } finally {
+      await cluster.close();
+    }
+  });
+});
+
+describe('live resources', () => {
+  it('drains a worker and changes what another advertises without restarting them, changing placement', async () => {
+    const head = await startHeadProcess();
+    const a = startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"maker":2,"taker":2}']);
+    const b = startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"maker":2,"taker":2}']);
+    const status = await waitForWorkers(head.address, 2);
+    // Which id is which process: the workers print their id when they join.
+    await waitFor(() => /dpl worker (\S+) joined/.test(a.stdout) && /dpl worker (\S+) joined/.test(b.stdout), { what: 'workers to print their ids' });
+    const idA = /dpl worker (\S+) joined/.exec(a.stdout)![1]!;
+    const idB = /dpl worker (\S+) joined/.exec(b.stdout)![1]!;
+    expect(status.workers.map((w) => w.id).sort()).toEqual([idA, idB].sort());
+
+    const drained = await runDpl(['worker', 'drain', '--address', head.address, '--worker', idB]);
+    expect(drained.code).toBe(0);
+    expect(drained.stdout).toContain(`worker ${idB}: draining`);
+    const cluster = await connect(head.address);
+    try {
+      const pids = async (): Promise<Set<number>> => {
+        const out = new Set<number>();
+        for await (const batch of await cluster.submit(join(FIXTURES, 'relay.ts'), { maxBatches: 6 })) out.add(Number(batch.data.getChild('maker_pid')!.get(0)));
+        return out;
+      };
+      expect(await pids()).toEqual(new Set([a.child.pid]));
+
+      // A no longer advertises "taker": with B drained, the sink waits until A gets it back.
+      const updated = await runDpl(['worker', 'update', '--address', head.address, '--worker', idA, '--resources', '{"taker":0}']);
+      expect(updated.code).toBe(0);
+      expect(updated.stdout).toContain(`worker ${idA}: alive; resources (free/total): CPU 2/2, maker 2/2\n`); // taker is gone
+      const notices: string[] = [];
+      const run = await cluster.submit(join(FIXTURES, 'relay.ts'), { maxBatches: 3, onNotice: (m) => notices.push(m) });
+      const collected = (async () => {
+        let n = 0;
+        for await (const _ of run) n++;
+        return n;
+      })();
+      await waitFor(() => notices.some((m) => m.includes('"take"')), { what: 'the notice that take cannot be placed' });
+      const back = await cluster.updateWorker(idA, { taker: 2 });
+      expect(back.resources.total).toMatchObject({ taker: 2 });
+      expect(await collected).toBe(3);
+
+      await cluster.drainWorker(idB, false);
+      expect((await cluster.status()).workers.find((w) => w.id === idB)!.state).toBe('alive');
+      const unknown = await runDpl(['worker', 'drain', '--address', head.address, '--worker', 'w99-nope']);
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toMatch(/no live worker "w99-nope"; see dpl status/);
     } finally {
       await cluster.close();
     }

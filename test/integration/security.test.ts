@@ -46,6 +46,7 @@ async function codesOf(address: string, md: grpc.Metadata): Promise<Record<strin
         up.end();
       }),
       FetchModule: await streamed(client.FetchModule({ hash: 'x' }, md)),
+      UpdateWorker: await unary((cb) => client.UpdateWorker({ worker_id: 'none', change_drain: true, drain: true }, md, cb)),
       ConnectWorker: await connectWorkerCode,
       RunJob: await runJobCode,
     };
@@ -69,6 +70,7 @@ describe('the cluster token', () => {
         HasModule: UNAUTHENTICATED,
         UploadModule: UNAUTHENTICATED,
         FetchModule: UNAUTHENTICATED,
+        UpdateWorker: UNAUTHENTICATED,
         ConnectWorker: UNAUTHENTICATED,
         RunJob: UNAUTHENTICATED,
       });

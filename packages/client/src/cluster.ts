@@ -1,8 +1,8 @@
 /**
  * A connection to a dpl cluster's head.
  */
-import type * as grpc from '@grpc/grpc-js';
-import type { PipelineGraph } from '@dpl/core';
+import * as grpc from '@grpc/grpc-js';
+import { DplError, DplErrorCode, type PipelineGraph, type ResourceMap } from '@dpl/core';
 import { headError } from './head-error';
 import {
   CHANNEL_OPTIONS,
@@ -16,6 +16,9 @@ import {
   channelCredentials,
   loadTls,
   type TlsFiles,
+  resourcesToProto,
+  type UpdateWorkerRequest__Input,
+  type WorkerInfo,
 } from '@dpl/wire';
 import { ClusterExecutor } from './cluster-executor';
 import type { ClusterRun } from './cluster-run';
@@ -63,6 +66,15 @@ export interface Cluster {
   submit(module: string | LoadedModule | PipelineGraph, options?: SubmitOptions): Promise<ClusterRun>;
   /** Workers with their resources (total and free), and jobs. */
   status(): Promise<ClusterStatus>;
+  /**
+   * Changes what a live worker advertises, without restarting it: the given resource names take
+   * the given amounts (`{ bigdb: 0 }`, `{ CPU: 8 }`), the others stay. Running calls keep what
+   * they hold. The worker keeps the change when it re-registers.
+   * @throws DplError naming the worker when it is unknown or an amount is invalid.
+   */
+  updateWorker(workerId: string, resources: ResourceMap): Promise<WorkerInfo>;
+  /** Stops new placements on a worker (its running calls finish); `drain: false` takes it back. */
+  drainWorker(workerId: string, drain?: boolean): Promise<WorkerInfo>;
   /** Closes the connection. Idempotent. */
   close(): Promise<void>;
 }
@@ -137,6 +149,26 @@ class ClusterConnection implements Cluster {
           else resolve(statusFromProto(res!));
         },
       );
+    });
+  }
+
+  updateWorker(workerId: string, resources: ResourceMap): Promise<WorkerInfo> {
+    return this.update({ worker_id: workerId, resources: resourcesToProto(resources) });
+  }
+
+  drainWorker(workerId: string, drain = true): Promise<WorkerInfo> {
+    return this.update({ worker_id: workerId, change_drain: true, drain });
+  }
+
+  private update(req: UpdateWorkerRequest__Input): Promise<WorkerInfo> {
+    return new Promise((resolve, reject) => {
+      this.client.UpdateWorker(req, tokenMetadata(this.options.token), { deadline: Date.now() + this.timeoutMs }, (err, res) => {
+        if (err === null) {
+          resolve(statusFromProto({ version: '', jobs: [], workers: [res!.worker!] }).workers[0]!);
+        } else if (err.code === grpc.status.NOT_FOUND || err.code === grpc.status.INVALID_ARGUMENT) {
+          reject(new DplError(DplErrorCode.VALIDATION, `cannot update worker ${req.worker_id}: ${err.details}`, { cause: err }));
+        } else reject(headError(this.address, err, this.timeoutMs));
+      });
     });
   }
 

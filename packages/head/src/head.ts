@@ -29,6 +29,7 @@ import {
   type UploadModuleRequest,
   serverCredentials,
   objectStoreFromProto,
+  resourcesToProto,
 } from '@dpl/wire';
 import { Dispatcher } from './jobs/dispatcher';
 import { HeadMetrics } from './metrics/metrics';
@@ -319,6 +320,31 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
           callback({ code: grpc.status.INVALID_ARGUMENT, details: ensureError(e).message });
         }
       });
+    },
+    UpdateWorker(call, callback) {
+      if (!authorized(call.metadata)) return callback(unauthenticated());
+      const req = call.request;
+      try {
+        let w = registry.get(req.worker_id);
+        if (w === undefined) {
+          return callback({ code: grpc.status.NOT_FOUND, details: `no live worker ${JSON.stringify(req.worker_id)}; see dpl status for the worker ids` });
+        }
+        const changes = resourcesFromProto(req.resources);
+        if (Object.keys(changes).length > 0) {
+          w = registry.update(req.worker_id, changes);
+          sessions.get(w.id)?.write({ resources_changed: resourcesToProto(w.total.toJSON()) });
+          log.info({ workerId: w.id, resources: w.total.toJSON() }, 'worker resources changed');
+        }
+        if (req.change_drain) {
+          w = registry.drain(req.worker_id, req.drain);
+          log.info({ workerId: w.id }, req.drain ? 'worker draining: no new placements' : 'worker taking placements again');
+        }
+        dispatcher.schedule();
+        const info = statusOf(state).workers.find((x) => x.id === req.worker_id)!;
+        callback(null, { worker: statusToProto({ version: '', jobs: [], workers: [info] }).workers![0] });
+      } catch (e) {
+        callback({ code: grpc.status.INVALID_ARGUMENT, details: ensureError(e).message });
+      }
     },
     FetchModule(call) {
       if (!authorized(call.metadata)) {

@@ -1,3 +1,4 @@
+import { ResourceSet } from '@dpl/core';
 import { WorkerRegistry, resolveHeadOptions, isLoopback, DEAD_WORKERS_KEPT } from '@dpl/head';
 
 describe('WorkerRegistry', () => {
@@ -68,5 +69,33 @@ describe('resolveHeadOptions', () => {
     expect(() => resolveHeadOptions({ port: 70_000, heartbeatIntervalMs: 10, heartbeatTimeoutMs: 5 })).toThrow(
       'port must be an integer from 0 to 65535, got 70000; heartbeatTimeoutMs (5) must be longer than heartbeatIntervalMs (10)',
     );
+  });
+});
+
+describe('WorkerRegistry.update', () => {
+  it('changes a total while calls run: lowering below what is in use withholds their give-backs', () => {
+    const reg = new WorkerRegistry();
+    const w = reg.register({ address: 'a:1', hostname: 'h', pid: 1, resources: { CPU: 4, bigdb: 2 } });
+    const call = ResourceSet.from({ CPU: 1, bigdb: 1 });
+    reg.take(w, call);
+    reg.take(w, call);
+    reg.update(w.id, { bigdb: 1 }); // 2 in use, 1 advertised now
+    expect(w.total.toJSON()).toEqual({ CPU: 4, bigdb: 1 });
+    expect(w.available.toJSON()).toEqual({ CPU: 2 });
+    reg.giveBack(w, call); // absorbed: still 1 in use against a total of 1
+    expect(w.available.toJSON()).toEqual({ CPU: 3 });
+    reg.giveBack(w, call);
+    expect(w.available.toJSON()).toEqual({ CPU: 4, bigdb: 1 });
+    reg.update(w.id, { bigdb: 3, GPU: 1 });
+    expect(w.available.toJSON()).toEqual({ CPU: 4, bigdb: 3, GPU: 1 });
+    expect(() => reg.update(w.id, { bigdb: -1 })).toThrow('bigdb');
+    expect(() => reg.update('nope', { bigdb: 1 })).toThrow('no live worker "nope"');
+  });
+
+  it('drains a worker and takes it back', () => {
+    const reg = new WorkerRegistry();
+    const w = reg.register({ address: 'a:1', hostname: 'h', pid: 1, resources: { CPU: 1 } });
+    expect(reg.drain(w.id, true).state).toBe('draining');
+    expect(reg.drain(w.id, false).state).toBe('alive');
   });
 });

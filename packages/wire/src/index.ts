@@ -20,6 +20,7 @@ export type { ConnectWorkerRequest, ConnectWorkerRequest__Input } from './genera
 export type { ConnectWorkerResponse, ConnectWorkerResponse__Input } from './generated/dpl/v1/ConnectWorkerResponse';
 export type { GetStatusRequest } from './generated/dpl/v1/GetStatusRequest';
 export type { GetStatusResponse, GetStatusResponse__Input } from './generated/dpl/v1/GetStatusResponse';
+export type { UpdateWorkerRequest__Input } from './generated/dpl/v1/UpdateWorkerRequest';
 export { CHUNK_BYTES, chunksOf, ChunkAssembler } from './chunks';
 export { encodeKwargs, decodeKwargs } from './kwargs';
 export type { AssignTask } from './generated/dpl/v1/AssignTask';

@@ -94,7 +94,7 @@ describe('loadDplProto', () => {
   it('loads the HeadService definition once', () => {
     const a = loadDplProto();
     expect(a).toBe(loadDplProto());
-    expect(Object.keys(a.HeadService.service)).toEqual(['ConnectWorker', 'GetStatus', 'HasModule', 'UploadModule', 'FetchModule', 'RunJob']);
+    expect(Object.keys(a.HeadService.service)).toEqual(['ConnectWorker', 'GetStatus', 'HasModule', 'UploadModule', 'FetchModule', 'RunJob', 'UpdateWorker']);
     expect(grpc.status.UNAUTHENTICATED).toBe(16);
   });
 });

@@ -5,7 +5,7 @@
  * session is lost.
  */
 import * as grpc from '@grpc/grpc-js';
-import { DPL_VERSION, ensureError, userCacheDir, writeBundle, type Observation } from '@dpl/core';
+import { DPL_VERSION, ResourceSet, ensureError, userCacheDir, writeBundle, type Observation } from '@dpl/core';
 import {
   CHANNEL_OPTIONS,
   ChunkAssembler,
@@ -15,6 +15,7 @@ import {
   loadDplProto,
   ObjectFetcher,
   resourcesToProto,
+  resourcesFromProto,
   tokenMetadata,
   type AssignTask,
   type ConnectWorkerRequest__Input,
@@ -81,6 +82,8 @@ class WorkerDaemon implements Worker {
   private waiters: ((id: string) => void)[] = [];
   private seq = 0;
   private stopping: Promise<void> | undefined;
+  /** What it registers with: its options, as changed since by `dpl worker update`. */
+  private advertised: ResourceSet;
 
   constructor(
     readonly options: ResolvedWorkerOptions,
@@ -88,6 +91,7 @@ class WorkerDaemon implements Worker {
     private readonly data: DataServer,
   ) {
     this.delayMs = options.reconnectDelayMs;
+    this.advertised = options.resources;
     this.dataAddress = `${options.host}:${data.port}`;
     const { HeadService } = loadDplProto();
     this.client = new HeadService(options.address, channelCredentials(options.tls), CHANNEL_OPTIONS);
@@ -131,7 +135,7 @@ class WorkerDaemon implements Worker {
         data_address: this.dataAddress,
         hostname: this.options.hostname,
         pid: process.pid,
-        resources: resourcesToProto(this.options.resources.toJSON()),
+        resources: resourcesToProto(this.advertised.toJSON()),
         version: DPL_VERSION,
       },
     });
@@ -170,6 +174,10 @@ class WorkerDaemon implements Worker {
         return;
       case 'pull_source':
         void this.pullSource(session, msg.pull_source!); // reports its own outcome
+        return;
+      case 'resources_changed':
+        this.advertised = ResourceSet.from(resourcesFromProto(msg.resources_changed));
+        this.log.info({ resources: this.advertised.toJSON() }, 'now advertising');
         return;
       case 'cancel_job': {
         const jobId = msg.cancel_job!.job_id;

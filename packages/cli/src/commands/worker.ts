@@ -3,6 +3,8 @@
  */
 import type { Argv, CommandModule } from 'yargs';
 import { startWorker } from '@dpl/worker';
+import { connect, type Cluster, type WorkerInfo } from '@dpl/client';
+import type { ResourceMap } from '@dpl/core';
 import { createLogger, parseLogLevel } from '../internal/logger';
 import { tlsOf, untilSignal, withClusterOptions, withLogLevel, withTlsOptions, type ClusterArgs, type TlsArgs } from '../internal/cluster-options';
 import { checkResourceArgs, resourcesOf, withResourceOptions, type ResourceArgs } from '../internal/resource-options';
@@ -75,9 +77,74 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
   },
 };
 
+interface WorkerChangeArgs extends ClusterArgs, ResourceArgs, TlsArgs {
+  worker: string;
+  undo: boolean;
+}
+
+/** Runs one change on the cluster and prints the worker as it is after it. */
+async function changeWorker(args: WorkerChangeArgs, change: (cluster: Cluster) => Promise<WorkerInfo>): Promise<void> {
+  const cluster = await connect(args.address, { token: args.token, tls: tlsOf(args) });
+  try {
+    const w = await change(cluster);
+    const res = Object.entries(w.resources.total)
+      .map(([k, v]) => `${k} ${w.resources.available[k] ?? 0}/${v}`)
+      .join(', ');
+    print(`worker ${w.id}: ${w.state}; resources (free/total): ${res || '-'}`);
+  } finally {
+    await cluster.close();
+  }
+}
+
+const withWorkerId = (y: Argv) =>
+  withTlsOptions(withClusterOptions(y), 'client').option('worker', {
+    type: 'string',
+    demandOption: 'name the worker with --worker ID (see dpl status)',
+    describe: 'the worker id, as dpl status lists it',
+  });
+
+const workerUpdate: CommandModule<object, WorkerChangeArgs> = {
+  command: 'update',
+  describe: 'change what a running worker advertises, e.g. --resources \'{"bigdb":0}\' (running tasks keep theirs)',
+  builder: (y: Argv) =>
+    withResourceOptions(withWorkerId(y), 'advertise from now on').check((argv) =>
+      usageCheck(() => {
+        checkResourceArgs(argv);
+        if (argv.resources === undefined && argv['num-cpus'] === undefined && argv['num-gpus'] === undefined) {
+          throw new Error('say what to change: --resources \'{"bigdb":0}\', --num-cpus N or --num-gpus N');
+        }
+      }),
+    ) as unknown as Argv<WorkerChangeArgs>,
+  handler: async (args) => {
+    const changes: ResourceMap = { ...(resourcesOf(args) ?? {}) };
+    if (args.numCpus !== undefined) changes.CPU = args.numCpus;
+    if (args.numGpus !== undefined) changes.GPU = args.numGpus;
+    await changeWorker(args, (c) => c.updateWorker(args.worker, changes));
+  },
+};
+
+const workerDrain: CommandModule<object, WorkerChangeArgs> = {
+  command: 'drain',
+  describe: 'stop new placements on a worker and let its running tasks finish (--undo takes it back)',
+  builder: (y: Argv) =>
+    withWorkerId(y).option('undo', {
+      type: 'boolean',
+      default: false,
+      describe: 'place tasks on the worker again',
+    }),
+  handler: async (args) => {
+    await changeWorker(args, (c) => c.drainWorker(args.worker, !args.undo));
+  },
+};
+
 export const workerCommand: CommandModule = {
   command: 'worker <command>',
-  describe: 'run a worker daemon',
-  builder: (y: Argv) => y.command(workerStart).demandCommand(1, 'name a worker command: dpl worker start'),
+  describe: 'run a worker daemon, or change a running one',
+  builder: (y: Argv) =>
+    y
+      .command(workerStart)
+      .command(workerUpdate)
+      .command(workerDrain)
+      .demandCommand(1, 'name a worker command: dpl worker start, update or drain'),
   handler: () => undefined,
 };

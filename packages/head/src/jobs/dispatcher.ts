@@ -204,7 +204,7 @@ export class Dispatcher {
   private assign(job: Job, call: TaskCall<ObjectRef>, workerId: string, recompute: LineageNode | undefined): void {
     const worker = this.registry.get(workerId)!;
     const t = job.tasks.get(call.task)!;
-    worker.available = worker.available.subtract(t.request);
+    this.registry.take(worker, t.request);
     const assignment = ++this.assignments;
     this.running.set(key(job.id, call.id), { job, call, workerId, assignment, recompute });
     this.sessions.get(workerId)!.write({
@@ -389,7 +389,7 @@ export class Dispatcher {
   /** Returns a call's resources to its worker. */
   private giveBack(r: RunningCall): void {
     const worker = this.registry.get(r.workerId);
-    if (worker !== undefined) worker.available = worker.available.add(r.job.tasks.get(r.call.task)!.request);
+    if (worker !== undefined) this.registry.giveBack(worker, r.job.tasks.get(r.call.task)!.request);
   }
 
   /**

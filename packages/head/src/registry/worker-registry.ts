@@ -20,8 +20,14 @@ export interface WorkerRecord {
   readonly address: string;
   readonly hostname: string;
   readonly pid: number;
-  readonly total: ResourceSet;
+  /** What it advertises (changed by `update()`). */
+  total: ResourceSet;
   available: ResourceSet;
+  /**
+   * Resources still held by running calls beyond a lowered total: given back by those calls,
+   * they vanish instead of becoming available.
+   */
+  withheld: ResourceSet;
   state: WorkerState;
   lastHeartbeatMs: number;
   /** As of its last heartbeat. */
@@ -65,6 +71,7 @@ export class WorkerRegistry {
       lastHeartbeatMs: at,
       registeredAtMs: at,
       objectStore: { memoryBytes: 0, peakMemoryBytes: 0, diskBytes: 0, spills: 0, objects: 0, budgetBytes: -1 },
+      withheld: ResourceSet.EMPTY,
       bytesFetched: 0,
       bytesServed: 0,
     };
@@ -79,6 +86,66 @@ export class WorkerRegistry {
     rec.lastHeartbeatMs = this.now();
     if (figures !== undefined) Object.assign(rec, figures);
     return true;
+  }
+
+  /** Takes a call's request from a worker's free resources. */
+  take(w: WorkerRecord, request: ResourceSet): void {
+    w.available = w.available.subtract(request);
+  }
+
+  /** Gives a finished call's request back (less what a lowered total withholds). */
+  giveBack(w: WorkerRecord, request: ResourceSet): void {
+    if (w.withheld.isEmpty()) {
+      w.available = w.available.add(request);
+      return;
+    }
+    const withheld = w.withheld.toJSON();
+    const back: Record<string, number> = {};
+    const absorbed: Record<string, number> = {};
+    for (const [k, v] of Object.entries(request.toJSON())) {
+      const absorb = Math.min(withheld[k] ?? 0, v);
+      absorbed[k] = absorb;
+      back[k] = v - absorb;
+    }
+    w.withheld = w.withheld.subtract(ResourceSet.from(absorbed));
+    w.available = w.available.add(ResourceSet.from(back));
+  }
+
+  /**
+   * Changes what a live worker advertises: the given names take the given amounts, the others
+   * stay. Calls running keep what they hold; lowering below what is in use frees nothing new
+   * until they finish.
+   * @throws DplError(NOT_FOUND-like) via TypeError when the worker is unknown; TypeError for bad amounts.
+   */
+  update(id: string, changes: ResourceMap): WorkerRecord {
+    const w = this.live.get(id);
+    if (w === undefined) throw new TypeError(`no live worker ${JSON.stringify(id)}; see dpl status for the worker ids`);
+    const next = ResourceSet.from({ ...w.total.toJSON(), ...changes });
+    const total = next.toJSON();
+    const old = w.total.toJSON();
+    const free = w.available.toJSON();
+    const held = w.withheld.toJSON();
+    const available: Record<string, number> = {};
+    const withheld: Record<string, number> = {};
+    for (const k of new Set([...Object.keys(total), ...Object.keys(old)])) {
+      // In use now by running calls (what they will give back), counting what is withheld already.
+      const used = (old[k] ?? 0) - (free[k] ?? 0) + (held[k] ?? 0);
+      const t = total[k] ?? 0;
+      available[k] = Math.max(0, t - used);
+      withheld[k] = Math.max(0, used - t);
+    }
+    w.total = next;
+    w.available = ResourceSet.from(available);
+    w.withheld = ResourceSet.from(withheld);
+    return w;
+  }
+
+  /** Stops (or restarts) new placements on a live worker; its running calls finish. */
+  drain(id: string, drain: boolean): WorkerRecord {
+    const w = this.live.get(id);
+    if (w === undefined) throw new TypeError(`no live worker ${JSON.stringify(id)}; see dpl status for the worker ids`);
+    w.state = drain ? 'draining' : 'alive';
+    return w;
   }
 
   /** Removes a worker from the live set; its resources leave the cluster. Idempotent. */
