@@ -55,9 +55,15 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
     return this;
   }
 
+  /**
+   * Where the job is, as the head last said (about twice a second): per task calls, rows and
+   * calls running; `outputs` counts the batches this client has taken.
+   */
   stats(): SchedulerStats {
-    return { sourceBatches: 0, emptySourceBatches: 0, outputs: this.delivered, tasks: {} };
+    return { sourceBatches: 0, emptySourceBatches: 0, outputs: this.delivered, tasks: this.taskStats };
   }
+
+  private taskStats: SchedulerStats['tasks'] = {};
 
   /** Starts the job (once); iteration starts it too. */
   start(): Promise<void> {
@@ -131,6 +137,23 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
         if (this.onNotice !== undefined) this.onNotice(m.notice!.message);
         else this.log.warn({ jobId: this.jobId, notice: m.notice!.message }, 'notice from the head');
         return;
+      case 'progress': {
+        const tasks: SchedulerStats['tasks'] = {};
+        for (const t of m.progress!.tasks) {
+          tasks[t.name] = {
+            calls: Number(t.calls),
+            rowsIn: Number(t.rows_in),
+            rowsOut: Number(t.rows_out),
+            running: t.running,
+            queuedRows: Number(t.queued_rows),
+            retries: t.retries,
+            emptyOutputs: Number(t.empty_outputs),
+            skipped: t.skipped,
+          };
+        }
+        this.taskStats = tasks;
+        return;
+      }
       case 'skipped': {
         const s = m.skipped!;
         this.erroredBatches.push({ id: s.batch_id, task: s.task, inputs: s.inputs, message: s.error?.message ?? '' });

@@ -5,6 +5,7 @@
 import type { ErroredBatch, OutputBatch, PipelineExecutor, PipelineRun } from '@dpl/core';
 import type { PipelineArgs } from './pipeline-options';
 import { formatTable, previewTable, print, printError } from './output';
+import { Progress } from './progress';
 
 /** The exit code after Ctrl-C. */
 export const EXIT_INTERRUPTED = 130;
@@ -30,7 +31,9 @@ export async function executePipeline(executor: PipelineExecutor, args: Pipeline
   process.on('SIGINT', onSigint);
   const started = performance.now();
   const perTask = new Map<string, { batches: number; rows: number; first: OutputBatch }>();
+  const progress = args.quiet ? undefined : new Progress(process.stderr);
   const count = (batch: OutputBatch): void => {
+    progress?.batch(batch.data.numRows);
     const t = perTask.get(batch.task);
     if (t === undefined) perTask.set(batch.task, { batches: 1, rows: batch.data.numRows, first: batch });
     else {
@@ -38,22 +41,29 @@ export async function executePipeline(executor: PipelineExecutor, args: Pipeline
       t.rows += batch.data.numRows;
     }
   };
+  progress?.start();
   try {
     let runId: string;
     let files: string[] = [];
     let errored: readonly ErroredBatch[];
     if (args.outDir !== undefined) {
-      const summary = await executor.writeTo(args.outDir, { signal: controller.signal, onBatch: count });
+      const summary = await executor.writeTo(args.outDir, {
+        signal: controller.signal,
+        onBatch: count,
+        onRun: (run) => progress?.attach(run),
+      });
       runId = summary.runId;
       files = summary.files;
       errored = summary.erroredBatches;
     } else {
       const run: PipelineRun = executor.run();
+      progress?.attach(run);
       runId = run.runId;
       errored = run.erroredBatches;
       controller.signal.addEventListener('abort', () => void run.cancel(), { once: true });
       for await (const batch of run) count(batch);
     }
+    progress?.stop();
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
     const batches = [...perTask.values()].reduce((n, t) => n + t.batches, 0);
     const rows = [...perTask.values()].reduce((n, t) => n + t.rows, 0);
@@ -73,6 +83,7 @@ export async function executePipeline(executor: PipelineExecutor, args: Pipeline
     }
     return controller.signal.aborted ? EXIT_INTERRUPTED : 0;
   } finally {
+    progress?.stop();
     process.off('SIGINT', onSigint);
   }
 }

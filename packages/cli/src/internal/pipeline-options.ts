@@ -16,6 +16,7 @@ export interface PipelineArgs {
   maxBatches?: number;
   maxErroredBatches?: number;
   info: boolean;
+  quiet: boolean;
 }
 
 /** Adds the MODULE positional and the pipeline options to a command. */
@@ -58,6 +59,12 @@ export function withPipelineOptions<T>(y: Argv<T>): Argv<T & PipelineArgs> {
     .option('max-errored-batches', {
       type: 'number',
       describe: 'skip up to N batches whose task still fails after its retries, and list them (default 0: the first fails the run)',
+    })
+    .option('quiet', {
+      alias: 'q',
+      type: 'boolean',
+      default: false,
+      describe: 'no progress on stderr (it is redrawn in place on a terminal, else a line every 10 s)',
     })
     .option('info', {
       alias: 'i',

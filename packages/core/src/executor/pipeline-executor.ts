@@ -65,6 +65,8 @@ export interface WriteToOptions {
   onBatch?: (batch: OutputBatch, file: string) => void;
   /** Aborting cancels the run; the files written so far stay, and writeTo resolves. */
   signal?: AbortSignal;
+  /** Called with the run once it started (for progress displays). */
+  onRun?: (run: PipelineRun) => void;
 }
 
 /** What {@link PipelineExecutor.writeTo} wrote. */
@@ -232,6 +234,7 @@ export abstract class PipelineExecutor {
    */
   async writeTo(outdir: string, options: WriteToOptions = {}): Promise<WriteSummary> {
     const run = this.run();
+    options.onRun?.(run);
     const partition = options.partitionByTask ?? this.graph.sinkTasks.length > 1;
     const summary: WriteSummary = { runId: run.runId, files: [], batches: 0, rows: 0, cancelled: false, erroredBatches: run.erroredBatches };
     // The folder exists after a valid run even when no batch came out.

@@ -106,6 +106,9 @@ export interface JobHooks {
   delivered(job: Job, rows: number): void;
 }
 
+/** How often the client hears where its job is (when that changed). */
+const PROGRESS_INTERVAL_MS = 500;
+
 /** How often a delivery retries fetching an output whose owner seems alive but does not answer. */
 const DELIVERY_FETCH_TRIES = 20;
 
@@ -155,6 +158,8 @@ export class Job {
       this.clientBlocked = false;
       hooks.wake();
     });
+    this.progressTimer = setInterval(() => this.sendProgress(), PROGRESS_INTERVAL_MS);
+    this.progressTimer.unref();
   }
 
   /** Whether sources may run: the client keeps up. */
@@ -207,6 +212,32 @@ export class Job {
     this.state = 'cancelled';
     this.log.info('job cancelled by its client');
     this.hooks.ended(this);
+  }
+
+  private readonly progressTimer: NodeJS.Timeout;
+  private lastProgress = '';
+
+  /** Tells the client where the job is, when that changed. */
+  private sendProgress(): void {
+    if (this.state !== 'running') {
+      clearInterval(this.progressTimer);
+      return;
+    }
+    const tasks = Object.entries(this.scheduler.stats().tasks).map(([name, t]) => ({
+      name,
+      running: t.running,
+      queued_rows: String(t.queuedRows),
+      calls: String(t.calls),
+      rows_in: String(t.rowsIn),
+      rows_out: String(t.rowsOut),
+      retries: t.retries,
+      skipped: t.skipped,
+      empty_outputs: String(t.emptyOutputs),
+    }));
+    const text = JSON.stringify(tasks);
+    if (text === this.lastProgress) return;
+    this.lastProgress = text;
+    this.write({ progress: { tasks } });
   }
 
   /** Batches skipped so far under max_errored_batches. */
