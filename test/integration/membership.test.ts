@@ -2,7 +2,7 @@
  * Cluster membership with real processes: workers register their resources, heartbeat, and
  * leave the cluster when they die, stall or disconnect; the token is enforced.
  */
-import { killDplProcesses, runDpl, waitFor } from '../helpers/cli';
+import { killDplProcesses, runDpl, useTempDirs, waitFor } from '../helpers/cli';
 import { startHeadProcess, startWorkerProcess, statusOf, waitForWorkers } from '../helpers/cluster';
 
 afterEach(killDplProcesses);
@@ -120,5 +120,27 @@ describe('the head HTTP API', () => {
     expect(body).toEqual(expect.objectContaining({ jobs: [], version: expect.any(String) }));
     expect(body.workers[0]!.resources.total).toEqual({ CPU: 1, bigdb: 1 });
     expect((await fetch(url.replace('/api/status', '/nope'), { headers: { authorization: 'Bearer http-token' } })).status).toBe(404);
+  });
+});
+
+describe('dpl stop', () => {
+  const runDir = useTempDirs('dpl-run-');
+
+  it('stops the daemons started on this machine, workers first, each leaving cleanly', async () => {
+    const env = { DPL_RUN_DIR: await runDir() };
+    const head = await startHeadProcess([], env);
+    const worker = startWorkerProcess(head.address, ['--num-cpus', '1'], env);
+    await waitForWorkers(head.address, 1);
+    const r = await runDpl(['stop'], { env });
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toEqual([
+      expect.stringMatching(new RegExp(`^stopped worker ${worker.child.pid} \\(127\\.0\\.0\\.1:\\d+\\)$`)),
+      `stopped head ${head.process.child.pid} (${head.address})`,
+    ]);
+    expect((await worker.exited).code).toBe(0);
+    expect((await head.process.exited).code).toBe(0);
+    const again = await runDpl(['stop'], { env });
+    expect(again.stdout.trim()).toBe('no dpl daemons are running on this machine');
   });
 });

@@ -8,6 +8,7 @@ import { headCommand } from './commands/head';
 import { workerCommand } from './commands/worker';
 import { statusCommand } from './commands/status';
 import { submitCommand } from './commands/submit';
+import { stopCommand } from './commands/stop';
 import { printError } from './internal/output';
 import { UsageError } from './internal/usage-error';
 
@@ -45,6 +46,7 @@ export async function main(argv: string[]): Promise<number> {
     .command(workerCommand)
     .command(submitCommand)
     .command(statusCommand)
+    .command(stopCommand)
     .demandCommand(1, 'name a command, e.g. dpl run examples/quickstart.ts -n 100')
     .strict()
     .recommendCommands()

@@ -6,6 +6,7 @@ import { DEFAULT_DASHBOARD_PORT, DEFAULT_HEAD_PORT, startHead } from '@dpl/head'
 import { createLogger, parseLogLevel } from '../internal/logger';
 import { tlsOf, untilSignal, withLogLevel, withTlsOptions, type TlsArgs } from '../internal/cluster-options';
 import { print } from '../internal/output';
+import { recordDaemon } from '../internal/daemons';
 import { usageCheck } from '../internal/usage-error';
 
 interface HeadStartArgs extends TlsArgs {
@@ -58,6 +59,7 @@ const headStart: CommandModule<object, HeadStartArgs> = {
       dashboardPort: args.dashboardPort,
       logger,
     });
+    const forget = recordDaemon('head', head.address);
     print(`dpl head listening on ${head.address}`);
     const tls = tlsOf(args) !== undefined;
     if (head.dashboardAddress !== undefined) print(`  status API: http${tls ? 's' : ''}://${head.dashboardAddress}/api/status`);
@@ -67,6 +69,7 @@ const headStart: CommandModule<object, HeadStartArgs> = {
     );
     await untilSignal();
     await head.stop();
+    forget();
   },
 };
 

@@ -9,6 +9,7 @@ import { createLogger, parseLogLevel } from '../internal/logger';
 import { tlsOf, untilSignal, withClusterOptions, withLogLevel, withTlsOptions, type ClusterArgs, type TlsArgs } from '../internal/cluster-options';
 import { checkResourceArgs, resourcesOf, withResourceOptions, type ResourceArgs } from '../internal/resource-options';
 import { print } from '../internal/output';
+import { recordDaemon } from '../internal/daemons';
 import { usageCheck } from '../internal/usage-error';
 
 interface WorkerStartArgs extends ClusterArgs, ResourceArgs, TlsArgs {
@@ -69,11 +70,13 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
       spillDir: args.spillDir,
       logger,
     });
+    const forget = recordDaemon('worker', worker.dataAddress);
     void worker.registered().then((id) => {
       print(`dpl worker ${id} joined the head at ${args.address} with ${worker.options.resources.toString()}`);
     });
     await untilSignal();
     await worker.stop();
+    forget();
   },
 };
 
