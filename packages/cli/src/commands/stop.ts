@@ -38,7 +38,7 @@ export const stopCommand: CommandModule<object, StopArgs> = {
         usageCheck(() => {
           if (!Number.isFinite(argv.timeout) || argv.timeout < 0) throw new Error(`--timeout must be a number of seconds >= 0, got ${argv.timeout}`);
         }),
-      ) as unknown as Argv<StopArgs>,
+      ),
   handler: async (args) => {
     const daemons = runningDaemons().filter((d) => args.kind === undefined || d.kind === args.kind);
     if (daemons.length === 0) {
