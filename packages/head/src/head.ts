@@ -3,8 +3,6 @@
  * death by silence or disconnection) and answers status queries.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { DPL_VERSION, DplError, DplErrorCode, describe, ensureError, type Logger } from '@dpl/core';
@@ -33,7 +31,8 @@ import {
 } from '@dpl/wire';
 import { Dispatcher } from './jobs/dispatcher';
 import { HeadMetrics } from './metrics/metrics';
-import { Job, graphOfSpec, type JobCall } from './jobs/job';
+import { startHttpApi, ThroughputMeter } from './dashboard/http-api';
+import { Job, graphOfSpec, type JobCall, type JobSummary } from './jobs/job';
 import { ModuleStore } from './modules/module-store';
 import { resolveHeadOptions, type HeadOptions, type ResolvedHeadOptions } from './head-options';
 import { WorkerRegistry, type WorkerRecord } from './registry/worker-registry';
@@ -105,7 +104,21 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   }, Math.max(50, Math.floor(opts.heartbeatIntervalMs / 2)));
   sweep.unref();
 
-  const http = opts.dashboardPort === null ? undefined : await startHttpApi(opts, () => statusOf(state), metrics);
+  const throughput = new ThroughputMeter();
+  state.throughput = throughput;
+  const http =
+    opts.dashboardPort === null
+      ? undefined
+      : await startHttpApi(opts, {
+          status: () => statusOf(state),
+          metrics,
+          dashboard: () => ({
+            ...statusOf(state),
+            now: Date.now(),
+            jobs: [...state.jobHistory, ...state.dispatcher.jobList.map((j) => j.summary())],
+            throughput: throughput.series(),
+          }),
+        });
   const dashboardAddress = http === undefined ? undefined : `${hostPart(opts.host)}:${(http.address() as AddressInfo).port}`;
   log.info({ address, dashboard: dashboardAddress, token: opts.token !== undefined }, 'head listening');
   let stopped: Promise<void> | undefined;
@@ -121,6 +134,7 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
     stop: () => {
       stopped ??= (async () => {
         clearInterval(sweep);
+        throughput.stop();
         for (const job of [...dispatcher.jobList]) {
           job.fail(new DplError(DplErrorCode.UNAVAILABLE, 'the head is shutting down; submit the job again when it is back'));
         }
@@ -140,43 +154,6 @@ function hostPart(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
 
-/**
- * The head's HTTP API: `GET /api/status` answers the cluster status as JSON (the shape of
- * `cluster.status()`), behind `Authorization: Bearer <token>` when a token is set.
- */
-async function startHttpApi(opts: ResolvedHeadOptions, status: () => ClusterStatus, metrics: HeadMetrics): Promise<HttpServer> {
-  const handler = (req: IncomingMessage, res: ServerResponse): void => {
-    const send = (code: number, body: unknown): void => {
-      res.writeHead(code, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(body));
-    };
-    if (!tokenMatches(opts.token, req.headers.authorization)) {
-      return send(401, { error: 'missing or wrong cluster token; send Authorization: Bearer <token>' });
-    }
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method === 'GET' && path === '/api/status') return send(200, status());
-    if (req.method === 'GET' && path === '/metrics') {
-      void metrics.text().then(
-        (text) => {
-          res.writeHead(200, { 'content-type': metrics.contentType });
-          res.end(text);
-        },
-        (e: unknown) => send(500, { error: `cannot collect metrics: ${ensureError(e).message}` }),
-      );
-      return;
-    }
-    send(404, { error: `no ${req.method} ${path}; try GET /api/status or GET /metrics` });
-  };
-  // Behind TLS like every other endpoint when the head has a certificate.
-  const server: HttpServer =
-    opts.tls === undefined ? createServer(handler) : createHttpsServer({ key: opts.tls.key, cert: opts.tls.cert }, handler);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (e) => reject(new Error(`cannot serve the HTTP API on ${opts.host}:${opts.dashboardPort}: ${e.message}`, { cause: e })));
-    server.listen(opts.dashboardPort!, opts.host, () => resolve());
-  });
-  return server;
-}
-
 /** Finished jobs listed by status, most recent last. */
 const JOB_HISTORY = 50;
 
@@ -188,12 +165,13 @@ interface HeadState {
   dispatcher: Dispatcher;
   metrics: HeadMetrics;
   modules: ModuleStore;
-  jobHistory: { id: string; state: string }[];
+  jobHistory: JobSummary[];
+  throughput?: ThroughputMeter;
 }
 
 function statusOf(state: HeadState): ClusterStatus {
   const status = state.registry.status(DPL_VERSION);
-  status.jobs = [...state.jobHistory, ...state.dispatcher.jobList.map((j) => ({ id: j.id, state: j.state }))];
+  status.jobs = [...state.jobHistory, ...state.dispatcher.jobList].map((j) => ({ id: j.id, state: j.state }));
   return status;
 }
 
@@ -390,12 +368,15 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
           fetch: (ref) => dispatcher.fetch(ref),
           release: (ref) => dispatcher.release(ref),
           wake: () => dispatcher.schedule(),
-          delivered: (j, rows) => state.metrics.output(j.id, rows),
+          delivered: (j, rows) => {
+            state.metrics.output(j.id, rows);
+            state.throughput?.add(1);
+          },
           ended: (j) => {
             state.metrics.jobEnded(j.id, j.state);
             dispatcher.remove(j);
             dispatcher.jobEnded(j);
-            state.jobHistory.push({ id: j.id, state: j.state });
+            state.jobHistory.push(j.summary());
             if (state.jobHistory.length > JOB_HISTORY) state.jobHistory.shift();
           },
         }, jobLog);

@@ -62,7 +62,12 @@ const headStart: CommandModule<object, HeadStartArgs> = {
     const forget = recordDaemon('head', head.address);
     print(`dpl head listening on ${head.address}`);
     const tls = tlsOf(args) !== undefined;
-    if (head.dashboardAddress !== undefined) print(`  status API: http${tls ? 's' : ''}://${head.dashboardAddress}/api/status`);
+    if (head.dashboardAddress !== undefined) {
+      const base = `http${tls ? 's' : ''}://${head.dashboardAddress}`;
+      print(`  dashboard: ${base}/${args.token ? '?token=…' : ''}`);
+      print(`  status API: ${base}/api/status`);
+      print(`  metrics: ${base}/metrics`);
+    }
     print(
       `  start workers with: dpl worker start --address ${head.address}${args.token ? ' --token …' : ''}` +
         `${tls ? ' --tls-cert … --tls-key … --tls-ca …' : ''}`,

@@ -16,6 +16,7 @@ import {
   encodeIpc,
   type Logger,
   type ResourceSet,
+  type SchedulerStats,
   type SinkOutput,
 } from '@dpl/core';
 import {
@@ -45,6 +46,19 @@ export interface JobTask {
   request: ResourceSet;
   numGpus: number;
   kwargs: Uint8Array;
+}
+
+/** A job as the dashboard shows it. */
+export interface JobSummary {
+  id: string;
+  state: JobState;
+  startedAtMs: number;
+  endedAtMs: number | undefined;
+  outputs: number;
+  rows: number;
+  skipped: number;
+  tasks: SchedulerStats['tasks'];
+  error: { message: string; stack: string } | undefined;
 }
 
 export type JobCall = grpc.ServerDuplexStream<RunJobRequest, RunJobResponse__Input>;
@@ -125,6 +139,9 @@ export class Job {
   private clientBlocked = false;
   private outputs = 0;
   private rows = 0;
+  /** Why it failed, once it has. */
+  error: { message: string; stack: string } | undefined;
+  endedAtMs: number | undefined;
   /** The default `{ run_id, id }` source, the same one the LocalExecutor uses. */
   private readonly source: Iterator<Table>;
   /** Task → when it was first found infeasible. */
@@ -189,6 +206,7 @@ export class Job {
   checkDone(): void {
     if (this.state === 'running' && this.scheduler.isDone() && this.deliveries.length === 0 && !this.delivering) {
       this.state = 'finished';
+      this.endedAtMs = Date.now();
       this.write({ finished: { outputs: String(this.outputs), rows: String(this.rows) } });
       this.call.end();
       this.log.info({ outputs: this.outputs, rows: this.rows }, 'job finished');
@@ -200,6 +218,8 @@ export class Job {
   fail(err: DplError): void {
     if (this.state !== 'running') return;
     this.state = 'failed';
+    this.endedAtMs = Date.now();
+    this.error = { message: err.message, stack: (err as { remoteStack?: string }).remoteStack ?? '' };
     this.log.warn({ err: err.message }, 'job failed');
     this.write({ failed: errorToProto(err) });
     this.call.end();
@@ -210,6 +230,7 @@ export class Job {
   cancel(): void {
     if (this.state !== 'running') return;
     this.state = 'cancelled';
+    this.endedAtMs = Date.now();
     this.log.info('job cancelled by its client');
     this.hooks.ended(this);
   }
@@ -238,6 +259,21 @@ export class Job {
     if (text === this.lastProgress) return;
     this.lastProgress = text;
     this.write({ progress: { tasks } });
+  }
+
+  /** What the dashboard shows of the job. */
+  summary(): JobSummary {
+    return {
+      id: this.id,
+      state: this.state,
+      startedAtMs: this.startedAtMs,
+      endedAtMs: this.endedAtMs,
+      outputs: this.outputs,
+      rows: this.rows,
+      skipped: this.skipped,
+      tasks: this.scheduler.stats().tasks,
+      error: this.error,
+    };
   }
 
   /** Batches skipped so far under max_errored_batches. */
