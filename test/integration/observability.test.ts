@@ -110,6 +110,14 @@ describe('observers in task code', () => {
       expect(m.get(`dpl_param{job="${job}",name="model",value="v3"}`)).toBe(1);
       expect(m.get(`dpl_observed{job="${job}",name="score_ms"}`)).toBeGreaterThanOrEqual(4);
       expect(m.get(`dpl_observed{job="${job}",name="last_id"}`)).toBeGreaterThanOrEqual(0);
+      // …and the dashboard's data, per job.
+      const d = (await (await fetch(`http://${dashboard}/api/dashboard`)).json()) as {
+        jobs: { id: string; observed: Record<string, number>; params: Record<string, string> }[];
+      };
+      const summary = d.jobs.find((j) => j.id === job)!;
+      expect(summary.observed.rows_seen).toBe(7);
+      expect(summary.params).toEqual({ model: 'v3' });
+      expect(summary.observed.score_ms).toBeGreaterThanOrEqual(4);
     } finally {
       await cluster.close();
     }

@@ -61,7 +61,10 @@ function render(d) {
     const tasks = Object.entries(j.tasks).map(([name, t]) => esc(name) + ': ' + t.calls + ' · ' + t.running + ' · ' + t.retries).join('<br>');
     const err = j.error ? '<pre>' + esc(j.error.message) + (j.error.stack ? '\\n' + esc(j.error.stack) : '') + '</pre>' : '';
     const elapsed = (j.endedAtMs ?? now) - j.startedAtMs;
-    return '<tr data-job="' + esc(j.id) + '"><td>' + esc(j.id) + err + '</td><td class="state-' + esc(j.state) + '">' + esc(j.state) +
+    const seen = Object.entries(j.observed).map(([k, v]) => esc(k) + ' ' + (Number.isInteger(v) ? v : v.toFixed(2)))
+      .concat(Object.entries(j.params).map(([k, v]) => esc(k) + '=' + esc(v)));
+    const observed = seen.length > 0 ? '<div class="muted observed">observed: ' + seen.join(' · ') + '</div>' : '';
+    return '<tr data-job="' + esc(j.id) + '"><td>' + esc(j.id) + observed + err + '</td><td class="state-' + esc(j.state) + '">' + esc(j.state) +
       '</td><td class="num batches">' + j.outputs + '</td><td class="num">' + j.rows + '</td><td>' + tasks + '</td><td class="num">' + secs(elapsed) + '</td></tr>';
   }).join('');
   const pts = d.throughput;

@@ -340,8 +340,13 @@ export class Dispatcher {
   /** What task code recorded during a call, into the job's metrics. */
   private observed(job: Job, list: readonly { kind: string; name: string; value: number; text: string }[]): void {
     for (const o of list) {
-      if (o.kind === 'param') this.metrics.observation(job.id, 'param', o.name, o.text);
-      else if (o.kind === 'observe' || o.kind === 'increment') this.metrics.observation(job.id, o.kind, o.name, o.value);
+      if (o.kind === 'param') {
+        this.metrics.observation(job.id, 'param', o.name, o.text);
+        job.recordObservation('param', o.name, o.text);
+      } else if (o.kind === 'observe' || o.kind === 'increment') {
+        this.metrics.observation(job.id, o.kind, o.name, o.value);
+        job.recordObservation(o.kind, o.name, o.value);
+      }
     }
   }
 

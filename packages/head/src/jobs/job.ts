@@ -59,7 +59,13 @@ export interface JobSummary {
   skipped: number;
   tasks: SchedulerStats['tasks'];
   error: { message: string; stack: string } | undefined;
+  /** What task code recorded: observe → last value, increment → total, param → last value. */
+  observed: Record<string, number>;
+  params: Record<string, string>;
 }
+
+/** Distinct observation names a job keeps for its summary. */
+const MAX_OBSERVED_NAMES = 200;
 
 export type JobCall = grpc.ServerDuplexStream<RunJobRequest, RunJobResponse__Input>;
 export type JobState = 'running' | 'finished' | 'failed' | 'cancelled';
@@ -273,7 +279,21 @@ export class Job {
       skipped: this.skipped,
       tasks: this.scheduler.stats().tasks,
       error: this.error,
+      observed: Object.fromEntries(this.observedValues),
+      params: Object.fromEntries(this.paramValues),
     };
+  }
+
+  private readonly observedValues = new Map<string, number>();
+  private readonly paramValues = new Map<string, string>();
+
+  /** A value task code recorded during one of this job's calls. */
+  recordObservation(kind: 'observe' | 'increment' | 'param', name: string, value: number | string): void {
+    const map: Map<string, unknown> = kind === 'param' ? this.paramValues : this.observedValues;
+    if (!map.has(name) && map.size >= MAX_OBSERVED_NAMES) return;
+    if (kind === 'param') this.paramValues.set(name, String(value));
+    else if (kind === 'increment') this.observedValues.set(name, (this.observedValues.get(name) ?? 0) + Number(value));
+    else this.observedValues.set(name, Number(value));
   }
 
   /** Batches skipped so far under max_errored_batches. */
