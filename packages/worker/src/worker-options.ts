@@ -23,6 +23,8 @@ export interface WorkerOptions {
    * @default 127.0.0.1 when the head is on loopback, else this machine's first external IPv4
    */
   host?: string;
+  /** The data server's port (peers fetch task outputs there). @default 0 (a free port) */
+  dataPort?: number;
   /**
    * TLS for the session with the head, the data server and fetches from peers: PEM file paths
    * of this worker's certificate and key, and of the CA that signed the head's and the other
@@ -57,6 +59,7 @@ export interface ResolvedWorkerOptions {
   resources: ResourceSet;
   hostname: string;
   host: string;
+  dataPort: number;
   maxIdleExecutors: number;
   tls: TlsMaterial | undefined;
   executorMemoryMb: number | undefined;
@@ -92,6 +95,8 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
   } catch (e) {
     problems.push((e as Error).message);
   }
+  const dataPort = o.dataPort ?? 0;
+  if (!Number.isInteger(dataPort) || dataPort < 0 || dataPort > 65535) problems.push(`dataPort must be an integer from 0 to 65535, got ${JSON.stringify(dataPort)}`);
   const storeMb = o.objectStoreMemoryMb ?? Math.floor((totalmem() * 0.3) / 1024 / 1024);
   if (typeof storeMb !== 'number' || !Number.isFinite(storeMb) || storeMb < 0) {
     problems.push(`objectStoreMemoryMb must be a number of MiB >= 0, got ${JSON.stringify(storeMb)}`);
@@ -107,6 +112,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     resources,
     hostname: o.hostname ?? hostname(),
     host: o.host ?? defaultHost(o.address),
+    dataPort,
     maxIdleExecutors: o.maxIdleExecutors ?? Math.max(4, 2 * Math.ceil(resources.get(CPU) + resources.get(GPU))),
     executorMemoryMb: mem,
     objectStoreMemoryMb: storeMb,

@@ -59,7 +59,7 @@ export interface Worker {
 export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const opts = resolveWorkerOptions(options);
   const store = new ObjectStore({ memoryBytes: opts.objectStoreMemoryMb * 1024 * 1024, spillDir: opts.spillDir });
-  const data = await startDataServer(store, opts.host, opts.token, opts.tls);
+  const data = await startDataServer(store, opts.host, opts.token, opts.tls, opts.dataPort);
   return new WorkerDaemon(opts, store, data);
 }
 

@@ -17,6 +17,7 @@ interface WorkerStartArgs extends ClusterArgs, ResourceArgs, TlsArgs {
   host?: string;
   executorMemory?: number;
   objectStoreMemory?: number;
+  dataPort?: number;
   spillDir?: string;
 }
 
@@ -28,6 +29,10 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
       .option('host', {
         type: 'string',
         describe: 'address of this worker that peers fetch data from (default: 127.0.0.1 for a head on loopback, else the first external IPv4)',
+      })
+      .option('data-port', {
+        type: 'number',
+        describe: 'port of the data server peers fetch task outputs from (default: a free one; fix it for containers and firewalls)',
       })
       .option('object-store-memory', {
         type: 'number',
@@ -67,6 +72,7 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
       host: args.host,
       executorMemoryMb: args.executorMemory,
       objectStoreMemoryMb: args.objectStoreMemory,
+      dataPort: args.dataPort,
       spillDir: args.spillDir,
       logger,
     });

@@ -26,12 +26,13 @@ export interface DataServer {
 /** A connection that sends nothing for this long is closed. */
 const IDLE_TIMEOUT_MS = 5 * 60_000;
 
-/** Serves `store` on `host` (a port from 0); with `tlsMaterial`, over TLS. */
+/** Serves `store` on `host`:`port` (0 picks a free port); with `tlsMaterial`, over TLS. */
 export async function startDataServer(
   store: ObjectStore,
   host: string,
   token: string | undefined,
   tlsMaterial?: TlsMaterial,
+  port = 0,
 ): Promise<DataServer> {
   let served = 0;
   const sockets = new Set<net.Socket>();
@@ -86,12 +87,12 @@ export async function startDataServer(
       : tls.createServer({ key: tlsMaterial.key, cert: tlsMaterial.cert }, onConnection);
   // A client that fails the handshake is its own problem, not this worker's.
   server.on('tlsClientError', () => undefined);
-  const port = await new Promise<number>((resolve, reject) => {
-    server.once('error', (err: Error) => reject(new Error(`cannot start the data server on ${host}: ${err.message}`, { cause: err })));
-    server.listen(0, host, () => resolve((server.address() as net.AddressInfo).port));
+  const bound = await new Promise<number>((resolve, reject) => {
+    server.once('error', (err: Error) => reject(new Error(`cannot start the data server on ${host}:${port}: ${err.message}`, { cause: err })));
+    server.listen(port, host, () => resolve((server.address() as net.AddressInfo).port));
   });
   return {
-    port,
+    port: bound,
     get bytesServed() {
       return served;
     },

@@ -1,0 +1,137 @@
+/**
+ * The deployment files: docker-compose.yml checked by `docker-compose config` (no engine needed),
+ * the Kubernetes manifests against the Kubernetes schemas (kubernetes-models) and against what
+ * each worker advertises, and the Dockerfile's shape.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse, parseAllDocuments } from 'yaml';
+import { REPO_ROOT } from '../helpers/cli';
+
+const K8S = join(REPO_ROOT, 'deploy', 'k8s');
+
+function hasCompose(): boolean {
+  try {
+    execFileSync('docker-compose', ['version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface Container {
+  name: string;
+  args: string[];
+  env?: { name: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
+  resources: { requests: Record<string, string>; limits: Record<string, string> };
+  readinessProbe?: unknown;
+  livenessProbe?: unknown;
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
+}
+interface Deployment {
+  kind: string;
+  metadata: { name: string };
+  spec: { replicas: number; template: { spec: { containers: Container[]; nodeSelector?: Record<string, string>; securityContext?: Record<string, unknown> } } };
+}
+
+const manifests = (): Deployment[] =>
+  readdirSync(K8S)
+    .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+    .flatMap((f) => parseAllDocuments(readFileSync(join(K8S, f), 'utf8')).map((d) => d.toJS() as Deployment));
+
+const argAfter = (args: string[], flag: string): string | undefined => {
+  const i = args.indexOf(flag);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+
+describe('docker-compose.yml', () => {
+  (hasCompose() ? it : it.skip)('is valid for docker-compose config: a head, two workers and a bigdb worker with its database', async () => {
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile('docker-compose', ['config'], { cwd: REPO_ROOT, env: { ...process.env, DPL_ENV_FILE: 'deploy/dpl.env.example' } }, (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
+      ),
+    );
+    const config = parse(out) as {
+      services: Record<string, { command: string[]; environment: Record<string, string>; ports?: unknown[]; volumes?: string[] }>;
+    };
+    expect(Object.keys(config.services).sort()).toEqual(['bigdb-worker', 'head', 'worker-1', 'worker-2']);
+    for (const s of Object.values(config.services)) expect(s.environment.DPL_TOKEN).toBe('replace-with-a-long-random-token'); // from the env file
+    expect(config.services.head!.command.slice(0, 2)).toEqual(['head', 'start']);
+    expect(JSON.stringify(config.services.head!.ports)).toContain('8265');
+    const big = config.services['bigdb-worker']!;
+    expect(argAfter(big.command, '--resources')).toBe('{"bigdb":1}');
+    expect(big.volumes!.some((v) => v.endsWith(':/data:ro'))).toBe(true);
+    for (const name of ['worker-1', 'worker-2']) expect(argAfter(config.services[name]!.command, '--address')).toBe('head:6380');
+  });
+});
+
+describe('deploy/k8s', () => {
+  it('passes the Kubernetes schemas', async () => {
+    const files = readdirSync(K8S)
+      .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+      .map((f) => join(K8S, f));
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, [join(REPO_ROOT, 'test', 'helpers', 'k8s-validate.mjs'), ...files], (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
+      ),
+    );
+    const results = JSON.parse(out) as { file: string; kind: string; name: string; error: string | null }[];
+    expect(results.map((r) => `${r.kind}/${r.name}`).sort()).toEqual([
+      'Deployment/dpl-bigdb-worker',
+      'Deployment/dpl-gpu-worker',
+      'Deployment/dpl-head',
+      'Deployment/dpl-worker',
+      'Secret/dpl-token',
+      'Service/dpl-head',
+    ]);
+    expect(results.filter((r) => r.error !== null)).toEqual([]);
+    // The kustomization names every file.
+    const kustomization = parse(readFileSync(join(K8S, 'kustomization.yaml'), 'utf8')) as { resources: string[] };
+    expect(kustomization.resources.sort()).toEqual(files.map((f) => f.slice(K8S.length + 1)).sort());
+  });
+
+  it('gives each worker exactly what it advertises, probes, the token from the Secret, and a non-root user', () => {
+    const deployments = manifests().filter((m) => m.kind === 'Deployment');
+    for (const d of deployments) {
+      const pod = d.spec.template.spec;
+      expect(pod.securityContext).toMatchObject({ runAsNonRoot: true });
+      for (const c of pod.containers) {
+        expect({ name: d.metadata.name, readiness: c.readinessProbe !== undefined, liveness: c.livenessProbe !== undefined }).toEqual({
+          name: d.metadata.name,
+          readiness: true,
+          liveness: true,
+        });
+        const token = c.env?.find((e) => e.name === 'DPL_TOKEN');
+        expect(token?.valueFrom?.secretKeyRef).toEqual({ name: 'dpl-token', key: 'DPL_TOKEN' });
+        if (c.args[0] !== 'worker') continue;
+        const cpus = argAfter(c.args, '--num-cpus');
+        expect({ name: d.metadata.name, request: c.resources.requests.cpu, limit: c.resources.limits.cpu }).toEqual({ name: d.metadata.name, request: cpus, limit: cpus });
+        expect(c.resources.limits['nvidia.com/gpu']).toBe(argAfter(c.args, '--num-gpus'));
+        expect(argAfter(c.args, '--address')).toBe('dpl-head:6380');
+      }
+    }
+    const gpu = deployments.find((d) => d.metadata.name === 'dpl-gpu-worker')!.spec.template.spec.containers[0]!;
+    expect(argAfter(gpu.args, '--num-gpus')).toBe('1');
+    const bigdb = deployments.find((d) => d.metadata.name === 'dpl-bigdb-worker')!.spec.template.spec;
+    expect(bigdb.nodeSelector).toEqual({ 'dpl.io/bigdb': 'true' });
+    expect(argAfter(bigdb.containers[0]!.args, '--resources')).toBe('{"bigdb":1}');
+    expect(bigdb.containers[0]!.volumeMounts).toEqual([{ name: 'bigdb', mountPath: '/data', readOnly: true }]);
+  });
+});
+
+describe('deploy/Dockerfile', () => {
+  it('builds in two stages from files that exist, runs as a numeric non-root user, with a health check', () => {
+    const text = readFileSync(join(REPO_ROOT, 'deploy', 'Dockerfile'), 'utf8');
+    const lines = text.split('\n').filter((l) => !l.startsWith('#'));
+    expect(lines.filter((l) => l.startsWith('FROM ')).length).toBe(2);
+    for (const l of lines.filter((x) => x.startsWith('COPY ') && !x.includes('--from='))) {
+      const sources = l.split(/\s+/).slice(1, -1);
+      for (const s of sources) expect({ source: s, exists: existsSync(join(REPO_ROOT, s)) }).toEqual({ source: s, exists: true });
+    }
+    expect(text).toMatch(/^USER 10001:10001$/m);
+    expect(text).toMatch(/^HEALTHCHECK .*CMD \["dpl", "status", "--json"\]$/m);
+    expect(text).toMatch(/^ENTRYPOINT \["dpl"\]$/m);
+    expect(text).toContain('npm prune --omit=dev');
+  });
+});
