@@ -112,3 +112,4 @@ export {
   tapObservations,
 } from './observer/observer';
 export type { Observer, Observation } from './observer/observer';
+export { loadPackage } from './module/load-package';
