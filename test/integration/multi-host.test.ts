@@ -72,6 +72,44 @@ describe('a cluster across network namespaces', () => {
   });
 });
 
+describe('a cluster of five hosts', () => {
+  maybe('runs a pipeline across a head and four workers, each on its own host and address', async () => {
+    const [h, w1, w2, w3, w4, client] = net!.hosts as [Host, Host, Host, Host, Host, Host];
+    const env = { DPL_TOKEN: 'scale-token' };
+    startIp(inHost(h.name, ['head', 'start', '--host', h.ip, '--port', '6382', '--dashboard-port', '0']), env);
+    const address = `${h.ip}:6382`;
+    for (const w of [w1, w2, w3, w4]) {
+      startIp(inHost(w.name, ['worker', 'start', '--address', address, '--num-cpus', '2', '--resources', '{"maker":1,"taker":1}']), env);
+    }
+    let workers: { address: string }[] = [];
+    await waitFor(
+      async () => {
+        const r = await runIp(inHost(client.name, ['status', '--address', address, '--json']), env);
+        if (r.code !== 0) return false;
+        workers = (JSON.parse(r.stdout) as { workers: { state: string; address: string }[] }).workers.filter((w) => w.state === 'alive');
+        return workers.length === 4;
+      },
+      { timeoutMs: 30_000, intervalMs: 250, what: 'four workers' },
+    );
+    expect(workers.map((w) => w.address.split(':')[0]).sort()).toEqual([w1.ip, w2.ip, w3.ip, w4.ip].sort());
+    const dir = await tempDir();
+    const n = 24;
+    const r = await runIp(inHost(client.name, ['submit', join(FIXTURES, 'relay.ts'), '--address', address, '-n', String(n), '-o', dir, '-q']), env);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const makers = new Set<number>();
+    const ids: number[] = [];
+    for (const f of readdirSync(dir).filter((x) => x.endsWith('.parquet'))) {
+      const t = readParquet(await readFile(join(dir, f)));
+      ids.push(Number(t.getChild('id')!.get(0)));
+      makers.add(Number(t.getChild('maker_pid')!.get(0)));
+    }
+    expect(ids.sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i));
+    // Every worker made batches: the work spread over the four hosts.
+    expect(makers.size).toBe(4);
+  });
+});
+
 describe('a network partition', () => {
   maybe('detects a worker cut off mid-run within the heartbeat timeout, and still delivers every batch once', async () => {
     const [h, m1, m2, taker, client] = net!.hosts as [Host, Host, Host, Host, Host];
