@@ -1,5 +1,5 @@
 import { ResourceSet } from '@dpl/core';
-import { place, type PlacementWorker } from '../src/placement/placement';
+import { PLACEMENT_SAMPLE, place, type PlacementWorker } from '../src/placement/placement';
 
 const rs = (m: Record<string, number>) => ResourceSet.from(m);
 const worker = (id: string, total: Record<string, number>, available = total, state: PlacementWorker['state'] = 'alive'): PlacementWorker => ({
@@ -46,5 +46,22 @@ describe('place', () => {
       placed++;
     }
     expect(placed).toBe(10);
+  });
+
+  it('compares a bounded sample in a large cluster, from a start that callers rotate', () => {
+    // 1,000 workers, half-busy, and one idle worker far from the start.
+    const ws = Array.from({ length: 1000 }, (_, i) => worker(`w${i}`, { CPU: 4 }, { CPU: i === 700 ? 4 : 2 }));
+    const near = place(rs({ CPU: 1 }), ws);
+    expect(near).toEqual({ kind: 'placed', workerId: 'w0' }); // the first of an equal sample
+    expect(place(rs({ CPU: 1 }), ws, new Map(), { start: 700 - PLACEMENT_SAMPLE + 1 })).toEqual({ kind: 'placed', workerId: 'w700' });
+    expect(place(rs({ CPU: 1 }), ws, new Map(), { start: 3 })).toEqual({ kind: 'placed', workerId: 'w3' });
+  });
+
+  it('finds the workers holding the inputs by id, and scans a full cluster whole before waiting', () => {
+    const ws = Array.from({ length: 1000 }, (_, i) => worker(`w${i}`, { CPU: 2 }, { CPU: i === 999 ? 1 : 0 }));
+    const byId = (id: string) => ws.find((w) => w.id === id);
+    expect(place(rs({ CPU: 1 }), ws, new Map([['w999', 10]]), { byId })).toEqual({ kind: 'placed', workerId: 'w999' });
+    expect(place(rs({ CPU: 1 }), ws, new Map([['w5', 10]]), { byId })).toEqual({ kind: 'placed', workerId: 'w999' }); // w5 is full
+    expect(place(rs({ CPU: 2 }), ws)).toEqual({ kind: 'wait' });
   });
 });

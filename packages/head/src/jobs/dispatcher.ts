@@ -44,6 +44,8 @@ export class Dispatcher {
   /** Times each call was taken back because an input or its worker was lost. */
   private readonly interruptions = new Map<string, number>();
   private assignments = 0;
+  /** Rotates where placement's least-loaded sample starts. */
+  private placeTurn = 0;
   private turn = 0;
   private pending = false;
 
@@ -120,7 +122,7 @@ export class Dispatcher {
           if (ref.data.ownerId !== '') local.set(ref.data.ownerId, (local.get(ref.data.ownerId) ?? 0) + ref.data.bytes);
         }
         const t0 = performance.now();
-        const p = place(t.request, this.registry.workers(), local);
+        const p = place(t.request, this.registry.workers(), local, { byId: (id) => this.registry.get(id), start: this.placeTurn++ });
         this.metrics.placementLatency.observe((performance.now() - t0) / 1000);
         if (p.kind === 'placed') {
           backend.placed = p.workerId;
@@ -274,7 +276,7 @@ export class Dispatcher {
       for (const i of node.inputs) {
         if (i.node.ref.ownerId !== '') local.set(i.node.ref.ownerId, (local.get(i.node.ref.ownerId) ?? 0) + i.node.ref.bytes);
       }
-      const p = place(t.request, this.registry.workers(), local);
+      const p = place(t.request, this.registry.workers(), local, { byId: (id) => this.registry.get(id), start: this.placeTurn++ });
       if (p.kind !== 'placed') {
         k++;
         continue;
@@ -473,9 +475,7 @@ export class Dispatcher {
 
 /** Calls a job may have running or ready at once: 4 per live CPU, at least 16 (as the LocalExecutor). */
 function pendingBound(registry: WorkerRegistry): number {
-  let cpus = 0;
-  for (const w of registry.workers()) if (w.state === 'alive') cpus += w.total.get('CPU');
-  return Math.max(16, Math.ceil(4 * cpus));
+  return Math.max(16, Math.ceil(4 * registry.liveCpus));
 }
 
 function key(jobId: string, callId: string): string {

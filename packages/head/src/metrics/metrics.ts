@@ -147,7 +147,7 @@ export class HeadMetrics {
     this.placementLatency = new Histogram({
       name: 'dpl_placement_seconds',
       help: 'Time to choose a worker for one call',
-      buckets: [0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01],
+      buckets: [0.000005, 0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01],
       registers: [r],
     });
   }

@@ -4,8 +4,8 @@
  *
  * Rules: only a live worker whose *free* resources fit the whole request qualifies (workers are
  * never summed); among those, the one that already holds the most input bytes wins (no transfer),
- * then the least loaded (the most free CPU after placement, as a fraction of its total), then
- * registration order.
+ * then the least loaded (the most free CPU after placement, as a fraction of its total) of a
+ * bounded sample, then scan order.
  */
 import type { ResourceSet } from '@dpl/core';
 
@@ -25,42 +25,76 @@ export type Placement =
   /** No live worker could ever run it: its total resources are too small everywhere. */
   | { kind: 'infeasible'; shortfall: string };
 
+/** How many fitting workers the least-loaded choice compares (when no input is local). */
+export const PLACEMENT_SAMPLE = 16;
+
+export interface PlaceOptions {
+  /** Worker by id (for the workers holding inputs); without it they are found by a scan. */
+  byId?: (id: string) => PlacementWorker | undefined;
+  /** Where the least-loaded scan starts (callers rotate it, so the sample moves around). */
+  start?: number;
+}
+
 /**
- * Chooses a worker for a request.
+ * Chooses a worker for a request: among the workers holding the call's inputs, the one with the
+ * most bytes that fits now; else the least loaded of the first {@link PLACEMENT_SAMPLE} workers
+ * that fit, scanning from `start` (all of them in a smaller cluster). Cost stays bounded in a large
+ * cluster with room; only a cluster with no room left is scanned whole.
  * @param localBytes worker id → bytes of the call's inputs that worker already holds.
  */
 export function place(
   request: ResourceSet,
   workers: readonly PlacementWorker[],
   localBytes: ReadonlyMap<string, number> = new Map(),
+  options: PlaceOptions = {},
 ): Placement {
+  const cpu = request.get('CPU');
+  const loadAfter = (w: PlacementWorker): number => {
+    const total = w.total.get('CPU');
+    return total === 0 ? 0 : 1 - (w.available.get('CPU') - cpu) / total;
+  };
+  // 1. A worker that holds input bytes and fits now: the most bytes, then the least loaded.
+  if (localBytes.size > 0) {
+    let best: PlacementWorker | undefined;
+    let bestBytes = -1;
+    let bestLoad = Infinity;
+    for (const [id, bytes] of localBytes) {
+      const w = options.byId !== undefined ? options.byId(id) : workers.find((x) => x.id === id);
+      if (w === undefined || w.state !== 'alive' || !w.available.fits(request)) continue;
+      const load = loadAfter(w);
+      if (bytes > bestBytes || (bytes === bestBytes && load < bestLoad)) {
+        best = w;
+        bestBytes = bytes;
+        bestLoad = load;
+      }
+    }
+    if (best !== undefined) return { kind: 'placed', workerId: best.id };
+  }
+  // 2. The least loaded of a bounded sample of the workers that fit now.
+  const n = workers.length;
+  const start = n === 0 ? 0 : (((options.start ?? 0) % n) + n) % n;
   let best: PlacementWorker | undefined;
-  let bestBytes = -1;
   let bestLoad = Infinity;
+  let found = 0;
   let feasible = false;
-  for (const w of workers) {
+  for (let k = 0; k < n && found < PLACEMENT_SAMPLE; k++) {
+    const w = workers[(start + k) % n]!;
     if (w.state !== 'alive') continue;
-    if (!w.total.fits(request)) continue;
-    feasible = true;
-    if (!w.available.fits(request)) continue;
-    const bytes = localBytes.get(w.id) ?? 0;
-    const load = loadAfter(w, request);
-    if (bytes > bestBytes || (bytes === bestBytes && load < bestLoad)) {
+    // What is free never exceeds the total: a fit now is a fit ever (the common case, checked first).
+    if (!w.available.fits(request)) {
+      if (!feasible && w.total.fits(request)) feasible = true;
+      continue;
+    }
+    found++;
+    const load = loadAfter(w);
+    if (load < bestLoad) {
       best = w;
-      bestBytes = bytes;
       bestLoad = load;
     }
   }
   if (best !== undefined) return { kind: 'placed', workerId: best.id };
   if (feasible) return { kind: 'wait' };
   return { kind: 'infeasible', shortfall: describeShortfall(request, workers) };
-}
-
-/** The share of a worker's CPUs in use once the request is placed (0 = idle, 1 = full). */
-function loadAfter(w: PlacementWorker, request: ResourceSet): number {
-  const total = w.total.get('CPU');
-  if (total === 0) return 0;
-  return 1 - (w.available.get('CPU') - request.get('CPU')) / total;
 }
 
 /** `GPU>=2 (largest live worker has 1)` for each resource no live worker has enough of. */

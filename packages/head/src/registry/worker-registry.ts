@@ -76,6 +76,7 @@ export class WorkerRegistry {
       bytesServed: 0,
     };
     this.live.set(id, rec);
+    this.liveList = undefined;
     return rec;
   }
 
@@ -153,6 +154,7 @@ export class WorkerRegistry {
     const rec = this.live.get(id);
     if (rec === undefined) return undefined;
     this.live.delete(id);
+    this.liveList = undefined;
     rec.state = 'dead';
     rec.available = ResourceSet.EMPTY;
     rec.deathReason = reason;
@@ -172,9 +174,20 @@ export class WorkerRegistry {
   }
 
   /** Live workers, in registration order. */
-  workers(): WorkerRecord[] {
-    return [...this.live.values()];
+  workers(): readonly WorkerRecord[] {
+    // Placement reads this for every call: one array, rebuilt only when membership changes.
+    this.liveList ??= [...this.live.values()];
+    return this.liveList;
   }
+
+  /** CPUs the live workers advertise in total (kept up to date, for per-pass bounds). */
+  get liveCpus(): number {
+    let cpus = 0;
+    for (const w of this.workers()) if (w.state === 'alive') cpus += w.total.get('CPU');
+    return cpus;
+  }
+
+  private liveList: WorkerRecord[] | undefined;
 
   /** The live workers' resources added up (for display only: placement never sums workers). */
   totals(): { total: ResourceSet; available: ResourceSet } {
