@@ -200,6 +200,7 @@ export class Dispatcher {
 
   /** Tells every worker a job is over: they drop its objects and its generator. */
   jobEnded(job: Job): void {
+    for (const k of this.interruptions.keys()) if (k.startsWith(`${job.id}/`)) this.interruptions.delete(k);
     for (const session of this.sessions.values()) session.write({ cancel_job: { job_id: job.id } });
   }
 

@@ -77,6 +77,7 @@ export class WorkerRegistry {
     };
     this.live.set(id, rec);
     this.liveList = undefined;
+    this.cpus = undefined;
     return rec;
   }
 
@@ -136,6 +137,7 @@ export class WorkerRegistry {
       withheld[k] = Math.max(0, used - t);
     }
     w.total = next;
+    this.cpus = undefined;
     w.available = ResourceSet.from(available);
     w.withheld = ResourceSet.from(withheld);
     return w;
@@ -146,6 +148,7 @@ export class WorkerRegistry {
     const w = this.live.get(id);
     if (w === undefined) throw new TypeError(`no live worker ${JSON.stringify(id)}; see dpl status for the worker ids`);
     w.state = drain ? 'draining' : 'alive';
+    this.cpus = undefined;
     return w;
   }
 
@@ -155,6 +158,7 @@ export class WorkerRegistry {
     if (rec === undefined) return undefined;
     this.live.delete(id);
     this.liveList = undefined;
+    this.cpus = undefined;
     rec.state = 'dead';
     rec.available = ResourceSet.EMPTY;
     rec.deathReason = reason;
@@ -180,14 +184,17 @@ export class WorkerRegistry {
     return this.liveList;
   }
 
-  /** CPUs the live workers advertise in total (kept up to date, for per-pass bounds). */
+  /** CPUs the alive workers advertise in total (read on every scheduling pass; cached). */
   get liveCpus(): number {
-    let cpus = 0;
-    for (const w of this.workers()) if (w.state === 'alive') cpus += w.total.get('CPU');
-    return cpus;
+    if (this.cpus === undefined) {
+      this.cpus = 0;
+      for (const w of this.workers()) if (w.state === 'alive') this.cpus += w.total.get('CPU');
+    }
+    return this.cpus;
   }
 
   private liveList: WorkerRecord[] | undefined;
+  private cpus: number | undefined;
 
   /** The live workers' resources added up (for display only: placement never sums workers). */
   totals(): { total: ResourceSet; available: ResourceSet } {
