@@ -104,6 +104,14 @@ describe('bad input to the daemons', () => {
   });
 });
 
+describe('bad input to worker changes', () => {
+  it('asks what to change when dpl worker update is given nothing, as a usage error', async () => {
+    const r = await runDpl(['worker', 'update', '--address', '127.0.0.1:1', '--worker', 'w1']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/say what to change: --resources '\{"bigdb":0\}', --num-cpus N or --num-gpus N/);
+  });
+});
+
 describe('the head HTTP API', () => {
   it('serves GET /api/status with the shape of cluster.status(), behind the token', async () => {
     const head = await startHeadProcess([], { DPL_TOKEN: 'http-token' });
