@@ -126,7 +126,20 @@ export class Lineage {
   }
 
   private add(n: Pick<LineageNode, 'id' | 'ref' | 'rows' | 'task' | 'inputs' | 'generated'>): LineageNode {
-    const node: LineageNode = { ...n, live: true, children: 0, state: 'ready', recomputes: 0, waiters: [] };
+    // One shape for every node (no spread): this runs for every batch.
+    const node: LineageNode = {
+      id: n.id,
+      ref: n.ref,
+      rows: n.rows,
+      task: n.task,
+      inputs: n.inputs,
+      generated: n.generated,
+      live: true,
+      children: 0,
+      state: 'ready',
+      recomputes: 0,
+      waiters: [],
+    };
     this.nodes.set(node.id, node);
     return node;
   }
