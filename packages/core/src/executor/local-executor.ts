@@ -145,10 +145,10 @@ export class LocalExecutor extends PipelineExecutor {
 }
 
 /** The endless default source: one-row tables `{ run_id, id }`, id = 0, 1, 2, … */
-export function* defaultSource(runId: string): Generator<Table> {
+export function* defaultSource(runId: string, firstId = 0n): Generator<Table> {
   // The run_id column is the same for every batch: build it once.
   const runIdColumn: Vector<Utf8> = vectorFromArray([runId], new Utf8());
-  for (let id = 0n; ; id++) {
+  for (let id = firstId; ; id++) {
     yield new Table({ run_id: runIdColumn, id: makeVector(BigInt64Array.of(id)) });
   }
 }

@@ -4,7 +4,6 @@
  * worker that made them and relayed to the client in order, with backpressure.
  */
 import type * as grpc from '@grpc/grpc-js';
-import type { Table } from 'apache-arrow';
 import {
   DplError,
   DplErrorCode,
@@ -12,8 +11,6 @@ import {
   PipelineGraph,
   PipelineTask,
   StreamingScheduler,
-  defaultSource,
-  encodeIpc,
   type Logger,
   type ResourceSet,
   type SchedulerStats,
@@ -29,6 +26,7 @@ import {
   type RunJobResponse__Input,
 } from '@dpl/wire';
 import { Lineage, type LineageNode } from './lineage';
+import { defaultSourceIpc } from './source-ipc';
 
 /** Where a batch of a job lives. */
 export interface ObjectRef {
@@ -148,8 +146,9 @@ export class Job {
   /** Why it failed, once it has. */
   error: { message: string; stack: string } | undefined;
   endedAtMs: number | undefined;
-  /** The default `{ run_id, id }` source, the same one the LocalExecutor uses. */
-  private readonly source: Iterator<Table>;
+  /** The default `{ run_id, id }` source, the same one the LocalExecutor uses, encoded. */
+  private readonly source: (n: bigint) => Uint8Array;
+  private sourceId = 0n;
   /** Task → when it was first found infeasible. */
   readonly infeasibleSince = new Map<string, { sinceMs: number; shortfall: string }>();
   readonly startedAtMs = Date.now();
@@ -176,7 +175,7 @@ export class Job {
         if (!this.lineage.unneeded(ref.id, ref.data) && ref.data.objectId !== '') hooks.release(ref.data);
       },
     });
-    this.source = defaultSource(spec.run_id);
+    this.source = defaultSourceIpc(spec.run_id);
     call.on('drain', () => {
       this.clientBlocked = false;
       hooks.wake();
@@ -192,7 +191,7 @@ export class Job {
 
   /** Feeds the next batch of the default source, `{ run_id, id }`, inline. */
   addDefaultSourceBatch(): void {
-    const ipc = encodeIpc(this.source.next().value as Table);
+    const ipc = this.source(this.sourceId++);
     this.addSourceBatch({ objectId: '', ownerId: '', ownerAddress: '', inline: ipc, bytes: ipc.byteLength }, 1, false);
   }
 
