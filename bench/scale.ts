@@ -20,6 +20,7 @@ import {
   type ConnectWorkerResponse,
   type HeadServiceClient,
 } from '@dpl/wire';
+import { dashboardAddress, prometheusSamples } from '../test/helpers/metrics';
 
 const ROOT = join(__dirname, '..');
 const DPL = join(ROOT, 'packages', 'cli', 'bin', 'dpl.js');
@@ -39,8 +40,7 @@ function startHead(): Promise<{ child: ChildProcess; address: string; dashboard:
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const a = /dpl head listening on (\S+)/.exec(out);
-      const m = /status API: http:\/\/(\S+)\/api\/status/.exec(out);
-      if (a && m) resolve({ child, address: a[1]!, dashboard: m[1]! });
+      if (a && /status API: /.test(out)) resolve({ child, address: a[1]!, dashboard: dashboardAddress(out) });
     });
     child.on('exit', (code) => reject(new Error(`the head exited with ${code}`)));
   });
@@ -91,16 +91,9 @@ function simulateWorker(client: HeadServiceClient, k: number): { registered: Pro
   };
 }
 
-/** Samples of the Prometheus text, by series. */
+/** Samples of the head's Prometheus text, by series. */
 async function scrape(dashboard: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://${dashboard}/metrics`)).text();
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
+  return prometheusSamples(await (await fetch(`http://${dashboard}/metrics`)).text());
 }
 
 /** A quantile from cumulative histogram buckets, interpolated linearly inside its bucket. */

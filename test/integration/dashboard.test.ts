@@ -9,6 +9,7 @@ import { chromium, type Browser } from 'playwright-core';
 import { connect } from '@dpl/client';
 import { FIXTURES, REPO_ROOT, killDplProcesses, waitFor } from '../helpers/cli';
 import { startHeadProcess, startWorkerProcess, waitForWorkers } from '../helpers/cluster';
+import { dashboardAddress } from '../helpers/metrics';
 
 afterEach(killDplProcesses);
 
@@ -23,7 +24,7 @@ describe('the dashboard', () => {
   maybe('shows the workers and a running job whose counts change, behind the token', async () => {
     const token = 'dash-token';
     const head = await startHeadProcess([], { DPL_TOKEN: token });
-    const dashboard = /status API: http:\/\/(\S+)\/api\/status/.exec(head.process.stdout)![1]!;
+    const dashboard = dashboardAddress(head.process.stdout);
     startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"maker":2}'], { DPL_TOKEN: token });
     startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"taker":1}'], { DPL_TOKEN: token });
     const status = await waitForWorkers(head.address, 2, token);

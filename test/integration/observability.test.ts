@@ -5,32 +5,22 @@ import { join } from 'node:path';
 import { connect, type ClusterRun } from '@dpl/client';
 import { FIXTURES, killDplProcesses, runDpl, waitFor } from '../helpers/cli';
 import { startHeadProcess, startWorkerProcess, waitForWorkers } from '../helpers/cluster';
+import { dashboardAddress, prometheusSamples } from '../helpers/metrics';
 
 afterEach(killDplProcesses);
-
-/** Samples of a Prometheus text exposition: `name{a="x",b="y"}` → value. */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
-}
 
 async function scrape(dashboard: string, token?: string): Promise<Map<string, number>> {
   const res = await fetch(`http://${dashboard}/metrics`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
-  return samples(await res.text());
+  return prometheusSamples(await res.text());
 }
 
 describe('the head /metrics', () => {
   it('counts what ran, during and after a run, behind the token', async () => {
     const token = 'metrics-token';
     const head = await startHeadProcess([], { DPL_TOKEN: token });
-    const dashboard = /status API: http:\/\/(\S+)\/api\/status/.exec(head.process.stdout)![1]!;
+    const dashboard = dashboardAddress(head.process.stdout);
     startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"maker":2}'], { DPL_TOKEN: token });
     startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"taker":2}'], { DPL_TOKEN: token });
     await waitForWorkers(head.address, 2, token);
@@ -95,7 +85,7 @@ describe('the head /metrics', () => {
 describe('observers in task code', () => {
   it('reach the head from tasks on workers, per job', async () => {
     const head = await startHeadProcess();
-    const dashboard = /status API: http:\/\/(\S+)\/api\/status/.exec(head.process.stdout)![1]!;
+    const dashboard = dashboardAddress(head.process.stdout);
     startWorkerProcess(head.address, ['--num-cpus', '2']);
     await waitForWorkers(head.address, 1);
     const cluster = await connect(head.address);

@@ -11,6 +11,7 @@ import { DplErrorCode, type OutputBatch } from '@dpl/core';
 import { ObjectFetcher, loadDplProto, tokenMetadata } from '@dpl/wire';
 import { FIXTURES, killDplProcesses, runDpl } from '../helpers/cli';
 import { startHeadProcess, startWorkerProcess, waitForWorkers } from '../helpers/cluster';
+import { dashboardAddress } from '../helpers/metrics';
 import { rejectionOf } from '../helpers/errors';
 
 afterEach(killDplProcesses);
@@ -89,7 +90,7 @@ describe('the cluster token', () => {
     }
 
     // The HTTP API.
-    const dashboard = /status API: http:\/\/(\S+)\/api\/status/.exec(head.process.stdout)![1]!;
+    const dashboard = dashboardAddress(head.process.stdout);
     expect((await fetch(`http://${dashboard}/api/status`)).status).toBe(401);
     expect((await fetch(`http://${dashboard}/api/status`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
     expect((await fetch(`http://${dashboard}/api/status`, { headers: { authorization: 'Bearer sesame' } })).status).toBe(200);
@@ -130,7 +131,8 @@ describe('TLS', () => {
     }
 
     // HTTPS for the API, checked against the CA.
-    const dashboard = /status API: https:\/\/(\S+)\/api\/status/.exec(head.process.stdout)![1]!;
+    expect(head.process.stdout).toMatch(/status API: https:\/\//);
+    const dashboard = dashboardAddress(head.process.stdout);
     const code = await new Promise<number>((resolve, reject) => {
       httpsGet(`https://${dashboard}/api/status`, { ca: readFileSync(join(TLS, 'ca.pem')), headers: { authorization: 'Bearer sesame' } }, (res) => {
         res.resume();

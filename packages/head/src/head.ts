@@ -77,7 +77,8 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
     jobs: () => dispatcher.jobList.map((j: Job) => ({ id: j.id, tasks: j.scheduler.stats().tasks })),
   });
   const dispatcher: Dispatcher = new Dispatcher(registry, sessions, fetcher, log.child({ component: 'dispatcher' }), metrics);
-  const state: HeadState = { opts, registry, sessions, log, dispatcher, metrics, modules: new ModuleStore(), jobHistory: [] };
+  const throughput = new ThroughputMeter();
+  const state: HeadState = { opts, registry, sessions, log, dispatcher, metrics, throughput, modules: new ModuleStore(), jobHistory: [] };
   server.addService(loadDplProto().HeadService.service, headHandlers(state));
 
   const port = await new Promise<number>((resolve, reject) => {
@@ -104,8 +105,6 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   }, Math.max(50, Math.floor(opts.heartbeatIntervalMs / 2)));
   sweep.unref();
 
-  const throughput = new ThroughputMeter();
-  state.throughput = throughput;
   const http =
     opts.dashboardPort === null
       ? undefined
@@ -166,7 +165,7 @@ interface HeadState {
   metrics: HeadMetrics;
   modules: ModuleStore;
   jobHistory: JobSummary[];
-  throughput?: ThroughputMeter;
+  throughput: ThroughputMeter;
 }
 
 function statusOf(state: HeadState): ClusterStatus {
@@ -370,7 +369,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
           wake: () => dispatcher.schedule(),
           delivered: (j, rows) => {
             state.metrics.output(j.id, rows);
-            state.throughput?.add(1);
+            state.throughput.add(1);
           },
           ended: (j) => {
             state.metrics.jobEnded(j.id, j.state);

@@ -83,26 +83,20 @@ export class HeadMetrics {
         for (const [name, v] of Object.entries(total.toJSON())) this.set({ resource: name }, v - (free[name] ?? 0));
       },
     });
-    new Gauge({
-      name: 'dpl_tasks_running',
-      help: 'Calls running now, per job and task',
-      labelNames: ['job', 'task'],
-      registers: [r],
-      collect() {
-        this.reset();
-        for (const j of sources.jobs()) for (const [task, t] of Object.entries(j.tasks)) this.set({ job: j.id, task }, t.running);
-      },
-    });
-    new Gauge({
-      name: 'dpl_tasks_queued_rows',
-      help: 'Rows waiting for a call, per job and task',
-      labelNames: ['job', 'task'],
-      registers: [r],
-      collect() {
-        this.reset();
-        for (const j of sources.jobs()) for (const [task, t] of Object.entries(j.tasks)) this.set({ job: j.id, task }, t.queuedRows);
-      },
-    });
+    const perTask = (name: string, help: string, pick: (t: { running: number; queuedRows: number }) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['job', 'task'],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const j of sources.jobs()) for (const [task, t] of Object.entries(j.tasks)) this.set({ job: j.id, task }, pick(t));
+        },
+      });
+    };
+    perTask('dpl_tasks_running', 'Calls running now, per job and task', (t) => t.running);
+    perTask('dpl_tasks_queued_rows', 'Rows waiting for a call, per job and task', (t) => t.queuedRows);
     const perWorker = (name: string, help: string, pick: (w: ReturnType<WorkerRegistry['workers']>[number]) => number): void => {
       new Gauge({
         name,

@@ -204,17 +204,7 @@ export class ExecutorPool {
       ex.busy = undefined;
       ex.idleSince = Date.now();
       if (m.kind === 'done') busy.resolve({ ipc: m.ipc, rows: m.rows, observations: m.observations });
-      else {
-        busy.reject(
-          new TaskError(
-            busy.call.task,
-            busy.call.callId,
-            busy.attempt,
-            `task ${JSON.stringify(busy.call.task)} failed on batch ${busy.call.callId} (${where(busy.call, busy.attempt)}): ${m.message}`,
-            { remoteStack: m.stack, details: { code: m.code, observations: m.observations } },
-          ),
-        );
-      }
+      else busy.reject(callFailed(busy, m.message, { remoteStack: m.stack, details: { code: m.code, observations: m.observations } }));
     };
     child.on('error', (e) => this.log.warn({ err: e.message }, 'executor process error'));
     child.on('exit', (code, signal) => {
@@ -223,31 +213,16 @@ export class ExecutorPool {
       markReady();
       const busy = ex.busy;
       ex.busy = undefined;
-      if (busy?.timedOutMs !== undefined) {
-        busy.reject(
-          new TaskError(
-            busy.call.task,
-            busy.call.callId,
-            busy.attempt,
-            `task ${JSON.stringify(busy.call.task)} failed on batch ${busy.call.callId} (${where(busy.call, busy.attempt)}): ` +
-              `it ran longer than its timeoutMs of ${busy.timedOutMs} ms and its executor process was killed`,
-            { details: { code: DplErrorCode.TASK_FAILED } },
-          ),
-        );
-      } else if (busy !== undefined) {
+      if (busy === undefined) return;
+      let why: string;
+      if (busy.timedOutMs !== undefined) {
+        why = `it ran longer than its timeoutMs of ${busy.timedOutMs} ms and its executor process was killed`;
+      } else {
         const how = signal !== null ? `was killed by ${signal}` : `exited with code ${code}`;
         this.log.warn({ task: busy.call.task, batchId: busy.call.callId, code, signal }, 'executor process died during a task');
-        busy.reject(
-          new TaskError(
-            busy.call.task,
-            busy.call.callId,
-            busy.attempt,
-            `task ${JSON.stringify(busy.call.task)} failed on batch ${busy.call.callId} (${where(busy.call, busy.attempt)}): ` +
-              `its executor process ${how} (a crash, process.exit() or running out of memory in the task)`,
-            { details: { code: DplErrorCode.TASK_FAILED } },
-          ),
-        );
+        why = `its executor process ${how} (a crash, process.exit() or running out of memory in the task)`;
       }
+      busy.reject(callFailed(busy, why, { details: { code: DplErrorCode.TASK_FAILED } }));
     });
     return ex;
   }
@@ -270,6 +245,12 @@ export class ExecutorPool {
     this.executors.delete(ex);
     ex.child.kill();
   }
+}
+
+/** The error of a failed call: `task "t" failed on batch t#0 (inputs …; attempt …): <why>`. */
+function callFailed(busy: { call: RunCall; attempt: number }, why: string, options: ConstructorParameters<typeof TaskError>[4]): TaskError {
+  const { call, attempt } = busy;
+  return new TaskError(call.task, call.callId, attempt, `task ${JSON.stringify(call.task)} failed on batch ${call.callId} (${where(call, attempt)}): ${why}`, options);
 }
 
 /** "inputs s0, s1; attempt 2 of 4", as the LocalExecutor says it. */

@@ -45,6 +45,8 @@ export class ObjectStore {
   private spillDir: string | undefined;
   private readonly ownDir: boolean;
   private used = 0;
+  /** Bytes of `used` being written out now (they leave memory when their write ends). */
+  private spilling = 0;
   private peak = 0;
   private onDisk = 0;
   private spillCount = 0;
@@ -128,9 +130,7 @@ export class ObjectStore {
   /** Writes the oldest in-memory objects out until what stays in memory fits the budget. */
   private spill(): void {
     // Bytes already being written out leave memory soon: they count as gone.
-    let pending = 0;
-    for (const e of this.objects.values()) if (e.where === 'spilling') pending += e.bytes.byteLength;
-    let over = this.used - pending - this.budget;
+    let over = this.used - this.spilling - this.budget;
     for (const [id, e] of this.objects) {
       if (over <= 0) break;
       if (e.where !== 'memory') continue;
@@ -145,14 +145,17 @@ export class ObjectStore {
     const path = join(this.spillDir, `${++this.fileSeq}.arrow`);
     const entry: Entry & { where: 'spilling' } = { where: 'spilling', bytes, path, deleted: false };
     this.objects.set(id, entry);
+    this.spilling += bytes.byteLength;
     try {
       await writeFile(path, bytes);
     } catch {
+      this.spilling -= bytes.byteLength;
       // Disk full or gone: the object stays in memory, over the budget, rather than be lost.
       if (!entry.deleted) this.objects.set(id, { where: 'memory', bytes });
       else this.used -= bytes.byteLength;
       return;
     }
+    this.spilling -= bytes.byteLength;
     this.used -= bytes.byteLength;
     if (entry.deleted || this.objects.get(id) !== entry) {
       void unlink(path).catch(() => undefined);
