@@ -19,9 +19,10 @@ function arg(name: string, fallback: number): number {
   return i >= 0 ? Number(process.argv[i + 1]) : fallback;
 }
 
-function startWorker(address: string): ChildProcess {
+function startWorker(address: string, token: string | undefined): ChildProcess {
   return spawn(process.execPath, [DPL, 'worker', 'start', '--address', address, '--num-cpus', '2', '-v', 'error'], {
     stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, DPL_TOKEN: token },
   });
 }
 
@@ -44,8 +45,8 @@ interface Outcome {
 
 async function runOnce(batches: number, kills: number, everyS: number, taskMs: number): Promise<Outcome> {
   const head = await startHead({ port: 0, heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 5000 });
-  const workers = [0, 1, 2, 3].map(() => startWorker(head.address));
-  const cluster = await connect(head.address);
+  const workers = [0, 1, 2, 3].map(() => startWorker(head.address, head.token));
+  const cluster = await connect(head.address, { token: head.token });
   try {
     while ((await alive(cluster)) < 4) await new Promise((r) => setTimeout(r, 100));
     const detectMs: number[] = [];

@@ -155,9 +155,10 @@ async function echoRate(calls: number, inFlight: number): Promise<number> {
 async function dispatch(calls: number, repeats: number): Promise<string[][]> {
   const workerCpus = arg('in-flight', 4);
   const head = await startHead({ port: 0 });
-  const worker = await startWorker({ address: head.address, numCpus: workerCpus });
+  const { token } = head;
+  const worker = await startWorker({ address: head.address, token, numCpus: workerCpus });
   await worker.registered();
-  const cluster = await connect(head.address);
+  const cluster = await connect(head.address, { token: head.token });
   const rates: number[] = [];
   try {
     for (let i = 0; i < repeats + 1; i++) {
@@ -191,12 +192,12 @@ async function dispatch(calls: number, repeats: number): Promise<string[][]> {
 async function makespan(batches: number): Promise<string[][]> {
   const head = await startHead({ port: 0 });
   const workers = await Promise.all([
-    startWorker({ address: head.address, numCpus: 4, numGpus: 1 }),
-    startWorker({ address: head.address, numCpus: 4 }),
-    startWorker({ address: head.address, numCpus: 2, numGpus: 1 }),
+    startWorker({ address: head.address, token: head.token, numCpus: 4, numGpus: 1 }),
+    startWorker({ address: head.address, token: head.token, numCpus: 4 }),
+    startWorker({ address: head.address, token: head.token, numCpus: 2, numGpus: 1 }),
   ]);
   await Promise.all(workers.map((w) => w.registered()));
-  const cluster = await connect(head.address);
+  const cluster = await connect(head.address, { token: head.token });
   const times: number[] = [];
   try {
     for (let i = 0; i < 4; i++) {

@@ -11,11 +11,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { connect } from '@dpl/client';
+import { connect, tokenFor } from '@dpl/client';
 import {
   CHANNEL_OPTIONS,
   loadDplProto,
   resourcesToProto,
+  tokenMetadata,
   type ConnectWorkerRequest__Input,
   type ConnectWorkerResponse,
   type HeadServiceClient,
@@ -56,8 +57,8 @@ function usage(pid: number): { cpuS: number; rssMib: number } {
 }
 
 /** A simulated worker: registers, heartbeats every second, answers every call at once. */
-function simulateWorker(client: HeadServiceClient, k: number): { registered: Promise<void>; stop: () => void } {
-  const session: grpc.ClientDuplexStream<ConnectWorkerRequest__Input, ConnectWorkerResponse> = client.ConnectWorker();
+function simulateWorker(client: HeadServiceClient, k: number, token: string | undefined): { registered: Promise<void>; stop: () => void } {
+  const session: grpc.ClientDuplexStream<ConnectWorkerRequest__Input, ConnectWorkerResponse> = client.ConnectWorker(tokenMetadata(token));
   let beat: NodeJS.Timeout | undefined;
   let seq = 0;
   const registered = new Promise<void>((resolve, reject) => {
@@ -92,8 +93,9 @@ function simulateWorker(client: HeadServiceClient, k: number): { registered: Pro
 }
 
 /** Samples of the head's Prometheus text, by series. */
-async function scrape(dashboard: string): Promise<Map<string, number>> {
-  return prometheusSamples(await (await fetch(`http://${dashboard}/metrics`)).text());
+async function scrape(dashboard: string, token: string | undefined): Promise<Map<string, number>> {
+  const headers = token === undefined ? undefined : { authorization: `Bearer ${token}` };
+  return prometheusSamples(await (await fetch(`http://${dashboard}/metrics`, { headers })).text());
 }
 
 /** A quantile from cumulative histogram buckets, interpolated linearly inside its bucket. */
@@ -124,16 +126,18 @@ async function measure(n: number, calls: number, idleS: number): Promise<string[
   // head's cost per worker is per stream, which this keeps).
   const channels = Array.from({ length: Math.ceil(n / 100) }, (_, i) => new HeadService(head.address, grpc.credentials.createInsecure(), { ...CHANNEL_OPTIONS, 'grpc.channel_id': i }));
   const base = usage(head.child.pid!);
-  const workers = Array.from({ length: n }, (_, k) => simulateWorker(channels[k % channels.length]!, k));
+  // The token of the head this user just started here (from its record, as any local client).
+  const token = tokenFor(head.address, undefined);
+  const workers = Array.from({ length: n }, (_, k) => simulateWorker(channels[k % channels.length]!, k, token));
   try {
     await Promise.all(workers.map((w) => w.registered));
     await new Promise((r) => setTimeout(r, 1500)); // every worker is heartbeating
-    const m0 = await scrape(head.dashboard);
+    const m0 = await scrape(head.dashboard, token);
     const u0 = usage(head.child.pid!);
     const t0 = performance.now();
     await new Promise((r) => setTimeout(r, idleS * 1000));
     const u1 = usage(head.child.pid!);
-    const m1 = await scrape(head.dashboard);
+    const m1 = await scrape(head.dashboard, token);
     const idleSeconds = (performance.now() - t0) / 1000;
     const beats = (m1.get('dpl_heartbeat_latency_seconds_count') ?? 0) - (m0.get('dpl_heartbeat_latency_seconds_count') ?? 0);
 
@@ -144,7 +148,7 @@ async function measure(n: number, calls: number, idleS: number): Promise<string[
     const jobS = (performance.now() - j0) / 1000;
     await cluster.close();
     if (got !== calls) throw new Error(`got ${got} of ${calls} outputs`);
-    const m2 = await scrape(head.dashboard);
+    const m2 = await scrape(head.dashboard, token);
     const p50 = quantile(m2, 'dpl_placement_seconds', 0.5) * 1e6;
     const p99 = quantile(m2, 'dpl_placement_seconds', 0.99) * 1e6;
     return [

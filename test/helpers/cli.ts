@@ -39,6 +39,8 @@ export interface RunDplOptions {
   timeoutMs?: number;
   /** Variables added to (or, when undefined, removed from) the inherited environment. */
   env?: Record<string, string | undefined>;
+  /** A command that runs node for it, e.g. `['prlimit', '--nofile=256']`. */
+  prefix?: string[];
 }
 
 /** A `dpl` process that was started and may still be running. */
@@ -69,7 +71,8 @@ export function startDpl(args: string[], opts: RunDplOptions = {}): DplProcess {
   const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: '1', FORCE_COLOR: undefined };
   for (const [k, v] of Object.entries(opts.env ?? {})) env[k] = v;
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
-  const child = spawn(process.execPath, [DPL_MAIN, ...args], {
+  const [command, ...rest] = [...(opts.prefix ?? []), process.execPath, DPL_MAIN, ...args] as [string, ...string[]];
+  const child = spawn(command, rest, {
     cwd: REPO_ROOT,
     env: env as NodeJS.ProcessEnv,
     stdio: ['ignore', 'pipe', 'pipe'],

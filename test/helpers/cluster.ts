@@ -28,9 +28,9 @@ export async function startHeadProcess(args: string[] = [], env?: Record<string,
   return { address, process };
 }
 
-/** Starts `dpl worker start --address ADDRESS …args`. */
-export function startWorkerProcess(address: string, args: string[] = [], env?: Record<string, string | undefined>): DplProcess {
-  return startDpl(['worker', 'start', '--address', address, ...args], { timeoutMs: 120_000, env });
+/** Starts `dpl worker start --address ADDRESS …args` (under `prefix`, e.g. prlimit, when given). */
+export function startWorkerProcess(address: string, args: string[] = [], env?: Record<string, string | undefined>, prefix?: string[]): DplProcess {
+  return startDpl(['worker', 'start', '--address', address, ...args], { timeoutMs: 120_000, env, prefix });
 }
 
 /** The head's status, through the SDK. */

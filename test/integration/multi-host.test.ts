@@ -65,8 +65,9 @@ describe('a cluster across network namespaces', () => {
     expect(r.stdout).toMatch(/finished in .* s: 3 batches, 3 rows/);
     expect(readdirSync(dir).filter((f) => f.endsWith('.parquet'))).toHaveLength(3);
 
-    // Without the token, a client on another host is refused.
-    const intruder = await runIp(inHost(client.name, ['status', '--address', address]), { DPL_TOKEN: undefined });
+    // Without the token, a client on another host is refused (its own, empty run folder: the
+    // namespaces share this machine's files, other hosts would not).
+    const intruder = await runIp(inHost(client.name, ['status', '--address', address]), { DPL_TOKEN: undefined, DPL_RUN_DIR: await tempDir() });
     expect(intruder.code).toBe(1);
     expect(intruder.stderr).toMatch(/refused the token/);
   });

@@ -2,7 +2,7 @@
  * Seeing a running cluster: the head's Prometheus metrics scraped during and after a real run.
  */
 import { join } from 'node:path';
-import { connect, type ClusterRun } from '@dpl/client';
+import { connect, tokenFor, type ClusterRun } from '@dpl/client';
 import { FIXTURES, killDplProcesses, runDpl, waitFor } from '../helpers/cli';
 import { startHeadProcess, startWorkerProcess, waitForWorkers } from '../helpers/cluster';
 import { dashboardAddress, prometheusSamples } from '../helpers/metrics';
@@ -95,13 +95,14 @@ describe('observers in task code', () => {
         // drain
       }
       const job = run.jobId!;
-      const m = await scrape(dashboard);
+      const token = tokenFor(head.address, undefined);
+      const m = await scrape(dashboard, token);
       expect(m.get(`dpl_observed_total{job="${job}",name="rows_seen"}`)).toBe(7);
       expect(m.get(`dpl_param{job="${job}",name="model",value="v3"}`)).toBe(1);
       expect(m.get(`dpl_observed{job="${job}",name="score_ms"}`)).toBeGreaterThanOrEqual(4);
       expect(m.get(`dpl_observed{job="${job}",name="last_id"}`)).toBeGreaterThanOrEqual(0);
       // …and the dashboard's data, per job.
-      const d = (await (await fetch(`http://${dashboard}/api/dashboard`)).json()) as {
+      const d = (await (await fetch(`http://${dashboard}/api/dashboard`, { headers: { authorization: `Bearer ${token}` } })).json()) as {
         jobs: { id: string; observed: Record<string, number>; params: Record<string, string> }[];
       };
       const summary = d.jobs.find((j) => j.id === job)!;

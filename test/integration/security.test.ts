@@ -6,7 +6,7 @@ import { get as httpsGet } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { connect } from '@dpl/client';
+import { connect, tokenFor } from '@dpl/client';
 import { DplErrorCode, type OutputBatch } from '@dpl/core';
 import { ObjectFetcher, loadDplProto, tokenMetadata } from '@dpl/wire';
 import { FIXTURES, killDplProcesses, runDpl } from '../helpers/cli';
@@ -151,7 +151,7 @@ describe('TLS', () => {
 
 describe('a rogue client', () => {
   /** One raw call of a HeadService method with bytes that are not its message. */
-  function rawCall(address: string, method: string, bytes: Buffer[], streaming: boolean): Promise<{ code: number; details: string }> {
+  function rawCall(address: string, method: string, bytes: Buffer[], streaming: boolean, md: grpc.Metadata): Promise<{ code: number; details: string }> {
     const codec = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
     const client = new grpc.Client(address, grpc.credentials.createInsecure(), { 'grpc.max_send_message_length': -1 });
     return new Promise((resolve) => {
@@ -161,10 +161,10 @@ describe('a rogue client', () => {
       };
       const path = `/dpl.v1.HeadService/${method}`;
       if (!streaming) {
-        client.makeUnaryRequest(path, codec.serialize, codec.deserialize, bytes[0]!, (e) => done(e));
+        client.makeUnaryRequest(path, codec.serialize, codec.deserialize, bytes[0]!, md, (e) => done(e));
         return;
       }
-      const call = client.makeBidiStreamRequest(path, codec.serialize, codec.deserialize);
+      const call = client.makeBidiStreamRequest(path, codec.serialize, codec.deserialize, md);
       call.on('data', () => undefined);
       call.on('error', (e: grpc.ServiceError) => done(e));
       call.on('status', (s: grpc.StatusObject) => done(s.code === 0 ? null : (s as grpc.ServiceError)));
@@ -176,12 +176,14 @@ describe('a rogue client', () => {
     const head = await startHeadProcess();
     startWorkerProcess(head.address, ['--num-cpus', '1']);
     await waitForWorkers(head.address, 1);
+    // With the token (it is the messages that are wrong, not the door): the head's, from its record.
+    const md = tokenMetadata(tokenFor(head.address, undefined));
     const garbage = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x12]);
     const huge = Buffer.alloc(5 * 1024 * 1024, 1);
     for (const [method, streaming] of [['GetStatus', false], ['HasModule', false], ['ConnectWorker', true], ['RunJob', true]] as const) {
-      const bad = await rawCall(head.address, method, [garbage], streaming);
+      const bad = await rawCall(head.address, method, [garbage], streaming, md);
       expect({ method, code: bad.code }).toEqual({ method, code: grpc.status.INTERNAL }); // cannot be parsed
-      const big = await rawCall(head.address, method, [huge], streaming);
+      const big = await rawCall(head.address, method, [huge], streaming, md);
       expect({ method, code: big.code }).toEqual({ method, code: grpc.status.RESOURCE_EXHAUSTED });
     }
 
@@ -194,21 +196,21 @@ describe('a rogue client', () => {
       });
     try {
       // A worker session that heartbeats before registering, or registers nonsense.
-      const early = client.ConnectWorker();
+      const early = client.ConnectWorker(md);
       const earlyErr = streamError(early);
       early.write({ heartbeat: { seq: '1', sent_at_ms: '0' } });
       expect(await earlyErr).toMatchObject({ code: grpc.status.FAILED_PRECONDITION, details: 'register before sending heartbeats' });
-      const nonsense = client.ConnectWorker();
+      const nonsense = client.ConnectWorker(md);
       const nonsenseErr = streamError(nonsense);
       nonsense.write({ register: { data_address: 'x', resources: { values: { CPU: -3 } } } });
       expect((await nonsenseErr).details).toMatch(/^invalid registration: /);
 
       // A job stream that does not start with a spec, or names a module never uploaded.
-      const noSpec = client.RunJob();
+      const noSpec = client.RunJob(md);
       const noSpecErr = streamError(noSpec);
       noSpec.write({});
       expect(await noSpecErr).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'a job stream takes exactly one start message' });
-      const unknown = client.RunJob();
+      const unknown = client.RunJob(md);
       unknown.on('error', () => undefined); // cancelled below
       const reply = new Promise<{ failed?: { message: string } }>((resolve) => unknown.on('data', resolve));
       unknown.write({ start: { module_hash: 'f'.repeat(64), tasks: [] } });
@@ -217,13 +219,13 @@ describe('a rogue client', () => {
 
       // A module upload over the limit, stated with its size.
       const upload = await new Promise<grpc.ServiceError | null>((resolve) => {
-        const up = client.UploadModule((e) => resolve(e));
+        const up = client.UploadModule(md, (e) => resolve(e));
         up.write({ hash: 'a'.repeat(64), size: String(200 * 1024 * 1024), chunk: Buffer.from('x') });
         up.end();
       });
       expect(upload).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
       expect(upload!.details).toMatch(/^module bundle is 209715200 bytes; the head accepts at most \d+ bytes/);
-      const missing = client.FetchModule({ hash: 'b'.repeat(64) });
+      const missing = client.FetchModule({ hash: 'b'.repeat(64) }, md);
       expect(await streamError(missing)).toMatchObject({ code: grpc.status.NOT_FOUND });
     } finally {
       client.close();

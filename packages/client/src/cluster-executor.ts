@@ -33,6 +33,7 @@ import {
 import { ClusterRun } from './cluster-run';
 import { headError } from './head-error';
 import { loadModuleFile, loadPipelineModule, type LoadedModule } from './module/bundle';
+import { tokenFor } from './local/daemon-records';
 
 /** @default 60 s */
 export const DEFAULT_INFEASIBLE_TIMEOUT_MS = 60_000;
@@ -40,8 +41,10 @@ export const DEFAULT_INFEASIBLE_TIMEOUT_MS = 60_000;
 export interface ClusterExecutorOptions {
   /** The head's `host:port`. */
   address: string;
-  /** @default undefined */
+  /** The cluster token. @default the local head's, as for {@link connect} */
   token?: string;
+  /** Where local daemons keep their records. @default `~/.dpl/run` */
+  runDir?: string;
   /** For a head with TLS: `{ ca: 'path/to/ca.pem' }`, the CA that signed its certificate. */
   tls?: TlsFiles;
   /** Stop after this many source batches. @default the module's maxBatches, else endless */
@@ -78,6 +81,13 @@ export class ClusterExecutor extends PipelineExecutor {
   private module: LoadedModule | undefined;
   private loading: Promise<LoadedModule> | undefined;
   private readonly options: ClusterExecutorOptions;
+  private resolvedToken: { token: string | undefined } | undefined;
+
+  /** The token given, or the local head's (looked up once, when first needed). */
+  private get token(): string | undefined {
+    this.resolvedToken ??= { token: tokenFor(this.options.address, this.options.token, this.options.runDir) };
+    return this.resolvedToken.token;
+  }
   private client: HeadServiceClient | undefined;
 
   /** Loads (bundles and imports) a module and makes an executor for it. */
@@ -149,7 +159,7 @@ export class ClusterExecutor extends PipelineExecutor {
     return new ClusterRun(
       runId,
       client,
-      this.options.token,
+      this.token,
       async () => {
         const module = await this.loadModule();
         await this.upload(client, module);
@@ -198,7 +208,7 @@ export class ClusterExecutor extends PipelineExecutor {
   /** Uploads the module bundle unless the head has it. */
   private async upload(client: HeadServiceClient, module: LoadedModule): Promise<void> {
     const { hash, code } = module.bundle;
-    const md = tokenMetadata(this.options.token);
+    const md = tokenMetadata(this.token);
     const has = await new Promise<HasModuleResponse>((resolve, reject) =>
       client.HasModule({ hash }, md, { deadline: Date.now() + 10_000 }, (err, res) =>
         err ? reject(headError(this.options.address, err)) : resolve(res!),

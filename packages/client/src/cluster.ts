@@ -23,11 +23,17 @@ import {
 import { ClusterExecutor } from './cluster-executor';
 import type { ClusterRun } from './cluster-run';
 import { loadPipelineModule, type LoadedModule } from './module/bundle';
+import { tokenFor } from './local/daemon-records';
 
 /** Options of {@link connect}. */
 export interface ConnectOptions {
-  /** The cluster token, when the head has one. @default undefined */
+  /**
+   * The cluster token. @default the token of the head at `address` when that head runs on this
+   * machine for this user (read from its record in `runDir`), else none
+   */
   token?: string;
+  /** Where local daemons keep their records. @default `~/.dpl/run` (the CLI honours DPL_RUN_DIR) */
+  runDir?: string;
   /** How long to wait for the head to answer. @default 5000 */
   timeoutMs?: number;
   /** For a head with TLS: `{ ca: 'path/to/ca.pem' }`, the CA that signed its certificate. */
@@ -95,7 +101,7 @@ export async function connect(address: string, options: ConnectOptions = {}): Pr
   }
   const { HeadService } = loadDplProto();
   const client = new HeadService(address, channelCredentials(loadTls(options.tls, 'client')), CHANNEL_OPTIONS);
-  const cluster = new ClusterConnection(address, client, options);
+  const cluster = new ClusterConnection(address, client, { ...options, token: tokenFor(address, options.token, options.runDir) });
   try {
     await cluster.status();
   } catch (e) {

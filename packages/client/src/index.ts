@@ -15,4 +15,6 @@ export type { Cluster, ConnectOptions, SubmitOptions } from './cluster';
 export { ClusterExecutor, DEFAULT_INFEASIBLE_TIMEOUT_MS } from './cluster-executor';
 export type { ClusterExecutorOptions } from './cluster-executor';
 export type { ClusterRun } from './cluster-run';
+export { recordDaemon, listDaemons, localHead, tokenFor, processStartTime } from './local/daemon-records';
+export type { DaemonRecord } from './local/daemon-records';
 export type { ClusterStatus, WorkerInfo, WorkerState, JobInfo, ObjectStoreInfo } from '@dpl/wire';

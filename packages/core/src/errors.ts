@@ -26,6 +26,11 @@ export const DplErrorCode = {
   UNAVAILABLE: 'UNAVAILABLE',
   /** The cluster refused the token. */
   UNAUTHENTICATED: 'UNAUTHENTICATED',
+  /**
+   * A folder or file dpl must read or write is not private to this user (another user owns it,
+   * others may write to it, or it is a symbolic link); nothing was read from it. Never retried.
+   */
+  INSECURE: 'INSECURE',
   /** A bug in dpl itself. */
   INTERNAL: 'INTERNAL',
 } as const;
@@ -149,6 +154,7 @@ export function isRetryableCode(code: DplErrorCode): boolean {
     case DplErrorCode.MODULE:
     case DplErrorCode.UNAVAILABLE:
     case DplErrorCode.UNAUTHENTICATED:
+    case DplErrorCode.INSECURE:
     case DplErrorCode.INTERNAL:
       return false;
   }

@@ -35,7 +35,7 @@ export {
   ensureError,
 } from './errors';
 export type { DplErrorOptions } from './errors';
-export { CPU, GPU, ResourceSet, resourceProblems, describe } from './resources';
+export { CPU, GPU, ResourceSet, resourceProblems, amountProblem, describe, MAX_RESOURCE_AMOUNT } from './resources';
 export type { ResourceMap } from './resources';
 export { PipelineTask, DEFAULT_MAX_RETRIES, isPipelineTask, taskProblems } from './model/task';
 export type { TaskFn, PipelineTaskOptions, PipelineTaskOverrides } from './model/task';
@@ -46,6 +46,8 @@ export type { ConfigFile } from './config';
 export {
   StreamingScheduler,
   DEFAULT_MAX_PENDING_CALLS,
+  MAX_PENDING_CALLS_CAP,
+  pendingCallsFor,
 } from './scheduler/streaming-scheduler';
 export type {
   BatchRef,
@@ -94,7 +96,6 @@ export {
   BUNDLE_BANNER,
   REQUIRE_ANCHOR_GLOBAL,
   writeBundle,
-  userCacheDir,
   importBundleFile,
   checkPipelineModule,
 } from './module/pipeline-module';
@@ -112,4 +113,12 @@ export {
   tapObservations,
 } from './observer/observer';
 export type { Observer, Observation } from './observer/observer';
+export {
+  ensurePrivateDir,
+  writePrivateFile,
+  readPrivateFile,
+  privateDir,
+  dplHomeDir,
+  defaultRunDir,
+} from './security/private-files';
 export { loadPackage } from './module/load-package';

@@ -15,25 +15,53 @@ export type ResourceMap = Record<string, number>;
 
 const SCALE = 10_000;
 
+/**
+ * The most of one resource that anything may advertise or request. Far above any machine (a
+ * million CPUs), low enough that sums and bounds derived from it stay small, exact integers.
+ */
+export const MAX_RESOURCE_AMOUNT = 1_000_000;
+/** The longest resource name, in characters. */
+export const MAX_RESOURCE_NAME_LENGTH = 128;
+/** The most resource names one map may hold. */
+export const MAX_RESOURCE_NAMES = 64;
+
+/**
+ * What is wrong with one resource amount (`what` names it, e.g. `numCpus`), or undefined when it
+ * is a finite number from 0 to {@link MAX_RESOURCE_AMOUNT}.
+ */
+export function amountProblem(what: string, v: unknown): string | undefined {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) return `${what} must be a number >= 0, got ${describe(v)}`;
+  if (v > MAX_RESOURCE_AMOUNT) return `${what} must be at most ${MAX_RESOURCE_AMOUNT}, got ${describe(v)}`;
+  return undefined;
+}
+
 function toFixed(v: number): number {
   return Math.round(v * SCALE);
 }
 
 /**
  * Checks a resource map and returns every problem found, each naming `what` and the key; an
- * empty list means the map is valid. Rules: each key is a non-empty string, each value a finite
- * number >= 0 with at most 4 decimal places of precision that matter.
+ * empty list means the map is valid. Rules: at most {@link MAX_RESOURCE_NAMES} names, each a
+ * non-empty string of at most {@link MAX_RESOURCE_NAME_LENGTH} characters, each value a number
+ * from 0 to {@link MAX_RESOURCE_AMOUNT} (4 decimal places of precision matter).
  */
 export function resourceProblems(what: string, map: unknown): string[] {
   if (typeof map !== 'object' || map === null || Array.isArray(map)) {
     return [`${what} must be an object of resource name to number, got ${describe(map)}`];
   }
   const problems: string[] = [];
-  for (const [k, v] of Object.entries(map as Record<string, unknown>)) {
+  const entries = Object.entries(map as Record<string, unknown>);
+  if (entries.length > MAX_RESOURCE_NAMES) {
+    return [`${what} has ${entries.length} resource names; at most ${MAX_RESOURCE_NAMES} are allowed`];
+  }
+  for (const [k, v] of entries) {
     if (k.trim() === '') problems.push(`${what} has an empty resource name`);
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
-      problems.push(`${what}.${k} must be a number >= 0, got ${describe(v)}`);
+    if (k.length > MAX_RESOURCE_NAME_LENGTH) {
+      problems.push(`${what} has a resource name of ${k.length} characters (${describe(k)}); at most ${MAX_RESOURCE_NAME_LENGTH} are allowed`);
+      continue;
     }
+    const p = amountProblem(`${what}.${k}`, v);
+    if (p !== undefined) problems.push(p);
   }
   return problems;
 }

@@ -120,6 +120,16 @@ describe('ResourceSet.from', () => {
     );
   });
 
+  it('bounds every amount, name and map, so no sum or bound derived from them overflows', () => {
+    expectThrows(() => rs({ CPU: 1e308 }), TypeError, 'resources.CPU must be at most 1000000, got 1e+308');
+    expect(rs({ CPU: 1_000_000 }).get(CPU)).toBe(1_000_000);
+    expect(resourceProblems('r', { ['x'.repeat(129)]: 1 })).toEqual([
+      expect.stringMatching(/^r has a resource name of 129 characters .*; at most 128 are allowed$/),
+    ]);
+    const many = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`r${i}`, 1]));
+    expect(resourceProblems('r', many)).toEqual(['r has 65 resource names; at most 64 are allowed']);
+  });
+
   it('rejects NaN and Infinity with a TypeError naming the key', () => {
     expectThrows(() => rs({ GPU: NaN }), TypeError, 'resources.GPU must be a number >= 0, got NaN');
     expectThrows(

@@ -1,7 +1,9 @@
 import {
   DplError,
   DplErrorCode,
+  MAX_PENDING_CALLS_CAP,
   PipelineGraph,
+  pendingCallsFor,
   StreamingScheduler,
   TaskError,
   type BatchRef,
@@ -333,5 +335,16 @@ describe('StreamingScheduler invariants on random DAGs with random completion or
     }
     // At most one call smaller than batchSize per task: the final flush.
     for (const count of shortCalls.values()) expect(count).toBeLessThanOrEqual(1);
+  });
+});
+
+describe('pendingCallsFor', () => {
+  it('allows 4 calls per CPU, at least 16, and never more than the cap however many CPUs are claimed', () => {
+    expect(pendingCallsFor(0)).toBe(16);
+    expect(pendingCallsFor(2)).toBe(16);
+    expect(pendingCallsFor(8)).toBe(32);
+    expect(pendingCallsFor(1e9)).toBe(MAX_PENDING_CALLS_CAP);
+    expect(pendingCallsFor(Infinity)).toBe(MAX_PENDING_CALLS_CAP);
+    expect(pendingCallsFor(NaN)).toBe(MAX_PENDING_CALLS_CAP);
   });
 });

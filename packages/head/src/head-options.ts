@@ -2,7 +2,7 @@
  * Options of the head daemon.
  */
 import { silentLogger, type Logger } from '@dpl/core';
-import { isLoopbackHost, loadTls, type TlsFiles, type TlsMaterial } from '@dpl/wire';
+import { generateToken, isLoopbackHost, loadTls, tokenProblem, type TlsFiles, type TlsMaterial } from '@dpl/wire';
 
 /** The port `dpl head start` listens on by default. */
 export const DEFAULT_HEAD_PORT = 6380;
@@ -18,9 +18,15 @@ export interface HeadOptions {
   host?: string;
   /** gRPC port; 0 picks a free one. @default 6380 */
   port?: number;
-  /** The cluster token every RPC must carry. @default undefined (no token) */
+  /**
+   * The cluster token every RPC must carry. @default a fresh random token (see `Head.token`),
+   * or none with `insecure`
+   */
   token?: string;
-  /** Allow listening on a non-loopback address without a token. @default false */
+  /**
+   * Run without a token when none is given: anyone who can reach the ports (any local user, on
+   * loopback) can run code as this user. @default false
+   */
   insecure?: boolean;
   /**
    * TLS for gRPC, the HTTP endpoints and fetches from workers: PEM file paths of this head's
@@ -64,7 +70,7 @@ export function resolveHeadOptions(o: HeadOptions = {}): ResolvedHeadOptions {
   const r: ResolvedHeadOptions = {
     host: o.host ?? '127.0.0.1',
     port: o.port ?? DEFAULT_HEAD_PORT,
-    token: o.token === '' ? undefined : o.token,
+    token: o.token === '' || o.token === undefined ? (o.insecure === true ? undefined : generateToken()) : o.token,
     insecure: o.insecure ?? false,
     tls: undefined,
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
@@ -93,11 +99,9 @@ export function resolveHeadOptions(o: HeadOptions = {}): ResolvedHeadOptions {
       `heartbeatTimeoutMs (${r.heartbeatTimeoutMs}) must be longer than heartbeatIntervalMs (${r.heartbeatIntervalMs})`,
     );
   }
-  if (!isLoopback(r.host) && r.token === undefined && !r.insecure) {
-    problems.push(
-      `refusing to listen on ${r.host} without a token: anyone who reaches it could run code on the cluster; ` +
-        'set a token (--token or DPL_TOKEN), or pass --insecure if the network is trusted',
-    );
+  if (r.token !== undefined) {
+    const p = tokenProblem(r.token);
+    if (p !== undefined) problems.push(`token: ${p}`);
   }
   if (problems.length > 0) throw new TypeError(problems.join('; '));
   return r;

@@ -3,11 +3,12 @@
  * death by silence or disconnection) and answers status queries.
  */
 import { randomBytes } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { DPL_VERSION, DplError, DplErrorCode, describe, ensureError, type Logger } from '@dpl/core';
 import {
   ChunkAssembler,
+  ConnectionGuard,
   ObjectFetcher,
   SERVER_OPTIONS,
   chunksOf,
@@ -42,6 +43,8 @@ export interface Head {
   /** `host:port` that workers and clients connect to. */
   readonly address: string;
   readonly port: number;
+  /** The token every RPC must carry (generated when none was given); undefined only with `insecure`. */
+  readonly token: string | undefined;
   readonly registry: WorkerRegistry;
   /** Bytes the head fetched from workers: only sink outputs, on their way to clients. */
   readonly bytesFetched: number;
@@ -79,12 +82,22 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   const dispatcher: Dispatcher = new Dispatcher(registry, sessions, fetcher, log.child({ component: 'dispatcher' }), metrics);
   const throughput = new ThroughputMeter();
   const state: HeadState = { opts, registry, sessions, log, dispatcher, metrics, throughput, modules: new ModuleStore(), jobHistory: [] };
+  // Connections come through a listener of our own, which bounds how many are open and closes
+  // those that carry no valid token within seconds, before grpc-js sees them.
+  const guard = new ConnectionGuard({ onRefused: (reason, peer) => log.debug({ reason, peer }, 'gRPC connection refused') });
+  state.guard = guard;
   server.addService(loadDplProto().HeadService.service, headHandlers(state));
-
+  const injector = server.createConnectionInjector(serverCredentials(opts.tls));
+  const listener = net.createServer((socket) => {
+    socket.on('error', () => undefined);
+    if (guard.admit(socket)) injector.injectConnection(socket);
+  });
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${opts.host}:${opts.port}`, serverCredentials(opts.tls), (err, p) =>
-      err ? reject(new Error(`cannot listen on ${opts.host}:${opts.port}: ${err.message}`, { cause: err })) : resolve(p),
-    );
+    listener.once('error', (err: NodeJS.ErrnoException) => {
+      const hint = err.code === 'EADDRINUSE' ? ' (is another head running? pick another --port, or stop it: dpl stop)' : '';
+      reject(new Error(`cannot listen on ${opts.host}:${opts.port}: ${err.message}${hint}`, { cause: err }));
+    });
+    listener.listen(opts.port, opts.host.replace(/^\[|\]$/g, ''), () => resolve((listener.address() as AddressInfo).port));
   });
   const address = `${hostPart(opts.host)}:${port}`;
 
@@ -124,6 +137,7 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   return {
     address,
     port,
+    token: opts.token,
     registry,
     get bytesFetched() {
       return dispatcher.bytesFetched;
@@ -141,7 +155,10 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
         if (http !== undefined) await new Promise<void>((resolve) => http.close(() => resolve()));
         for (const call of sessions.values()) call.end();
         sessions.clear();
+        listener.close();
         await shutdownServer(server, 2_000);
+        injector.destroy();
+        guard.destroyAll();
         log.info({ address }, 'head stopped');
       })();
       return stopped;
@@ -166,6 +183,8 @@ interface HeadState {
   modules: ModuleStore;
   jobHistory: JobSummary[];
   throughput: ThroughputMeter;
+  /** The gRPC listener's connection limits (set before any call arrives). */
+  guard?: ConnectionGuard;
 }
 
 function statusOf(state: HeadState): ClusterStatus {
@@ -178,10 +197,32 @@ let jobCounter = 0;
 
 function headHandlers(state: HeadState): HeadServiceHandlers {
   const { opts, registry, sessions, log, dispatcher, modules } = state;
-  const authorized = (md: grpc.Metadata): boolean => tokenMatches(opts.token, presentedToken(md));
+  // A call with the token also vouches for its connection (which may then outlive the
+  // listener's authentication deadline).
+  const authorized = (call: { metadata: grpc.Metadata; getPeer(): string }): boolean => {
+    if (!tokenMatches(opts.token, presentedToken(call.metadata))) return false;
+    state.guard?.authenticatedPeer(call.getPeer());
+    return true;
+  };
+  /**
+   * A stream listener that cannot throw into grpc-js (which would take the head down): a fault
+   * ends that call with INVALID_ARGUMENT instead.
+   */
+  const safely =
+    <T>(what: string, fail: (e: Partial<grpc.StatusObject>) => void, fn: (arg: T) => void) =>
+    (arg: T): void => {
+      try {
+        fn(arg);
+      } catch (e) {
+        log.warn({ err: ensureError(e), rpc: what }, 'request failed in its handler');
+        fail({ code: grpc.status.INVALID_ARGUMENT, details: `${what}: ${ensureError(e).message}` });
+      }
+    };
+  const endWith = (call: { emit(event: 'error', e: Partial<grpc.StatusObject>): unknown }) => (e: Partial<grpc.StatusObject>) =>
+    void call.emit('error', e);
   return {
     ConnectWorker(call: WorkerCall) {
-      if (!authorized(call.metadata)) {
+      if (!authorized(call)) {
         call.emit('error', unauthenticated());
         return;
       }
@@ -190,7 +231,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         log.warn({ workerId: worker?.id, peer: call.getPeer(), details }, 'worker session refused');
         call.emit('error', { code, details });
       };
-      call.on('data', (msg: ConnectWorkerRequest) => {
+      call.on('data', safely('ConnectWorker', endWith(call), (msg: ConnectWorkerRequest) => {
         switch (msg.msg) {
           case 'register': {
             if (worker !== undefined) return refuse(grpc.status.FAILED_PRECONDITION, 'this session is already registered');
@@ -236,7 +277,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
           default:
             return refuse(grpc.status.INVALID_ARGUMENT, `unknown worker message ${describe(msg.msg)}`);
         }
-      });
+      }));
       const gone = (reason: string, graceful: boolean): void => {
         if (worker === undefined) return;
         if (sessions.get(worker.id) === call) sessions.delete(worker.id);
@@ -255,20 +296,25 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
       call.on('error', (e: Error) => gone(`session error: ${e.message}`, false));
     },
     GetStatus(call, callback) {
-      if (!authorized(call.metadata)) return callback(unauthenticated());
+      if (!authorized(call)) return callback(unauthenticated());
       callback(null, statusToProto(statusOf(state)));
     },
     HasModule(call, callback) {
-      if (!authorized(call.metadata)) return callback(unauthenticated());
+      if (!authorized(call)) return callback(unauthenticated());
       callback(null, { present: modules.has(call.request.hash), max_bytes: String(modules.maxBytes) });
     },
     UploadModule(call, callback) {
-      if (!authorized(call.metadata)) return callback(unauthenticated());
+      if (!authorized(call)) return callback(unauthenticated());
       let hash = '';
       let size = 0;
       const assembler = new ChunkAssembler();
       let failed = false;
-      call.on('data', (m: UploadModuleRequest) => {
+      const fail = (e: Partial<grpc.StatusObject>): void => {
+        if (failed) return;
+        failed = true;
+        callback(e);
+      };
+      call.on('data', safely('UploadModule', fail, (m: UploadModuleRequest) => {
         if (failed) return;
         if (hash === '') {
           hash = m.hash;
@@ -287,8 +333,8 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
           failed = true;
           callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: `module bundle exceeds ${modules.maxBytes} bytes` });
         }
-      });
-      call.on('end', () => {
+      }));
+      call.on('end', safely('UploadModule', fail, () => {
         if (failed) return;
         try {
           modules.put(hash, assembler.finish());
@@ -296,10 +342,10 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         } catch (e) {
           callback({ code: grpc.status.INVALID_ARGUMENT, details: ensureError(e).message });
         }
-      });
+      }));
     },
     UpdateWorker(call, callback) {
-      if (!authorized(call.metadata)) return callback(unauthenticated());
+      if (!authorized(call)) return callback(unauthenticated());
       const req = call.request;
       try {
         let w = registry.get(req.worker_id);
@@ -324,7 +370,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
       }
     },
     FetchModule(call) {
-      if (!authorized(call.metadata)) {
+      if (!authorized(call)) {
         call.emit('error', unauthenticated());
         return;
       }
@@ -337,7 +383,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
       call.end();
     },
     RunJob(call: JobCall) {
-      if (!authorized(call.metadata)) {
+      if (!authorized(call)) {
         call.emit('error', unauthenticated());
         return;
       }
@@ -346,7 +392,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         call.write({ failed: errorToProto(err) });
         call.end();
       };
-      call.on('data', (msg: RunJobRequest) => {
+      call.on('data', safely('RunJob', endWith(call), (msg: RunJobRequest) => {
         if (msg.msg !== 'start' || job !== undefined) {
           call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'a job stream takes exactly one start message' });
           return;
@@ -382,7 +428,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         call.write({ accepted: { job_id: id } });
         jobLog.info({ tasks: spec.tasks.length, maxBatches: spec.max_batches }, 'job started');
         dispatcher.add(job);
-      });
+      }));
       call.on('cancelled', () => job?.cancel());
       call.on('error', () => job?.cancel());
     },

@@ -56,10 +56,16 @@ describe('WorkerRegistry', () => {
 });
 
 describe('resolveHeadOptions', () => {
-  it('refuses a non-loopback address without a token unless insecure', () => {
-    expect(() => resolveHeadOptions({ host: '0.0.0.0' })).toThrow(/refusing to listen on 0\.0\.0\.0 without a token/);
+  it('gives every head a token: the one given, else a fresh random one; none only when insecure', () => {
+    const a = resolveHeadOptions({ host: '0.0.0.0' }).token;
+    const b = resolveHeadOptions({}).token;
+    expect(a).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(b).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(a).not.toBe(b);
     expect(resolveHeadOptions({ host: '0.0.0.0', token: 't' }).token).toBe('t');
-    expect(resolveHeadOptions({ host: '0.0.0.0', insecure: true }).insecure).toBe(true);
+    expect(resolveHeadOptions({ host: '0.0.0.0', insecure: true }).token).toBeUndefined();
+    expect(resolveHeadOptions({ insecure: true, token: 't' }).token).toBe('t');
+    expect(() => resolveHeadOptions({ token: 'has space' })).toThrow('token: a token may hold only printable ASCII characters without spaces');
     expect(isLoopback('127.0.0.2')).toBe(true);
     expect(isLoopback('::1')).toBe(true);
     expect(isLoopback('10.0.0.1')).toBe(false);

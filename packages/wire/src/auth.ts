@@ -2,10 +2,28 @@
  * The cluster token: every RPC carries it as `authorization: Bearer <token>` metadata when one
  * is set, and servers compare it in constant time.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 
 const KEY = 'authorization';
+
+/** A fresh random token: 256 bits, URL-safe base64 (43 characters). */
+export function generateToken(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** The longest token, in bytes (it travels in headers and data-plane requests). */
+export const MAX_TOKEN_BYTES = 4096;
+
+/**
+ * What is wrong with a token, or undefined: printable ASCII without spaces (it travels in HTTP
+ * headers and cookies), 1 to {@link MAX_TOKEN_BYTES} characters.
+ */
+export function tokenProblem(token: string): string | undefined {
+  if (token.length === 0 || token.length > MAX_TOKEN_BYTES) return `a token must have 1 to ${MAX_TOKEN_BYTES} characters, got ${token.length}`;
+  if (!/^[\x21-\x7e]+$/.test(token)) return 'a token may hold only printable ASCII characters without spaces';
+  return undefined;
+}
 
 /** Call credentials that add the token to every call (or none when no token is set). */
 export function tokenMetadata(token: string | undefined): grpc.Metadata {
@@ -37,6 +55,8 @@ export function presentedToken(md: grpc.Metadata): string | undefined {
 export function unauthenticated(): Partial<grpc.StatusObject> {
   return {
     code: grpc.status.UNAUTHENTICATED,
-    details: 'missing or wrong cluster token; pass the token the head was started with (--token or DPL_TOKEN)',
+    details:
+      'missing or wrong cluster token; pass the token the head was started with (--token-file or DPL_TOKEN; ' +
+      'on the head\'s machine, dpl head token prints a generated one)',
   };
 }

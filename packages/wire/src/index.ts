@@ -11,7 +11,7 @@
  */
 export { loadDplProto, PROTO_LOADER_OPTIONS, PROTO_DIR, CHANNEL_OPTIONS, SERVER_OPTIONS } from './proto';
 export type { DplProto } from './proto';
-export { tokenMetadata, tokenMatches, presentedToken, unauthenticated } from './auth';
+export { tokenMetadata, tokenMatches, presentedToken, unauthenticated, generateToken, tokenProblem, MAX_TOKEN_BYTES } from './auth';
 export { resourcesToProto, resourcesFromProto, errorToProto, errorFromProto } from './codecs';
 export { statusToProto, statusFromProto, objectStoreFromProto, objectStoreToProto } from './status';
 export type { ClusterStatus, WorkerInfo, WorkerState, JobInfo, ObjectStoreInfo } from './status';
@@ -48,3 +48,5 @@ export type { TaskFailed } from './generated/dpl/v1/TaskFailed';
 export type { PullSource } from './generated/dpl/v1/PullSource';
 export type { SourceBatch } from './generated/dpl/v1/SourceBatch';
 export { isHostPort, isLoopbackHost, shutdownServer } from './address';
+export { ConnectionGuard, DEFAULT_AUTH_DEADLINE_MS, openFileLimit } from './connection-guard';
+export type { ConnectionGuardOptions } from './connection-guard';

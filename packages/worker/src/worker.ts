@@ -5,7 +5,7 @@
  * session is lost.
  */
 import * as grpc from '@grpc/grpc-js';
-import { DPL_VERSION, ResourceSet, ensureError, userCacheDir, writeBundle, type Observation } from '@dpl/core';
+import { DPL_VERSION, ResourceSet, ensureError, privateDir, writeBundle, type Observation } from '@dpl/core';
 import {
   CHANNEL_OPTIONS,
   ChunkAssembler,
@@ -58,9 +58,11 @@ export interface Worker {
  */
 export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const opts = resolveWorkerOptions(options);
+  // Bundles are imported from here: a private folder, checked before anything starts.
+  const moduleDir = privateDir('worker-modules');
   const store = new ObjectStore({ memoryBytes: opts.objectStoreMemoryMb * 1024 * 1024, spillDir: opts.spillDir });
   const data = await startDataServer(store, opts.host, opts.token, opts.tls, opts.dataPort);
-  return new WorkerDaemon(opts, store, data);
+  return new WorkerDaemon(opts, store, data, moduleDir);
 }
 
 type Session = grpc.ClientDuplexStream<ConnectWorkerRequest__Input, ConnectWorkerResponse>;
@@ -72,7 +74,6 @@ class WorkerDaemon implements Worker {
   private readonly pool: ExecutorPool;
   private readonly gpus: GpuAllocator;
   private readonly modules = new Map<string, Promise<string>>();
-  private readonly moduleDir: string;
   private session: Session | undefined;
   private workerId: string | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -89,6 +90,7 @@ class WorkerDaemon implements Worker {
     readonly options: ResolvedWorkerOptions,
     readonly store: ObjectStore,
     private readonly data: DataServer,
+    private readonly moduleDir: string,
   ) {
     this.delayMs = options.reconnectDelayMs;
     this.advertised = options.resources;
@@ -98,7 +100,6 @@ class WorkerDaemon implements Worker {
     this.fetcher = new ObjectFetcher(options.token, options.tls);
     this.pool = new ExecutorPool(options.logger.child({ component: 'executors' }), options.maxIdleExecutors, options.executorMemoryMb);
     this.gpus = new GpuAllocator(options.resources.get('GPU'));
-    this.moduleDir = userCacheDir('dpl-worker-modules');
     this.connect();
   }
 

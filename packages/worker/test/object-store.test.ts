@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ObjectFetcher } from '@dpl/wire';
@@ -7,6 +7,8 @@ import { startDataServer } from '../src/data/data-server';
 
 const bytes = (n: number, fill: number): Uint8Array => new Uint8Array(n).fill(fill);
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 50));
+/** The spill files under `dir` (the store keeps them in a private folder of its own there). */
+const spillFiles = (dir: string): string[] => readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.arrow'));
 
 describe('ObjectStore', () => {
   let dir: string;
@@ -29,11 +31,11 @@ describe('ObjectStore', () => {
     expect(a.byteLength).toBe(600);
     expect(a.every((x) => x === 1)).toBe(true);
     expect(a.byteOffset % 8).toBe(0);
-    expect(readdirSync(dir)).toHaveLength(2);
+    expect(spillFiles(dir)).toHaveLength(2);
     store.delete('a');
     store.deletePrefix('b');
     await settle();
-    expect(readdirSync(dir)).toHaveLength(0);
+    expect(spillFiles(dir)).toHaveLength(0);
     expect(store.stats()).toMatchObject({ diskBytes: 0, objects: 1 });
   });
 
@@ -42,7 +44,7 @@ describe('ObjectStore', () => {
     store.put('x', bytes(5000, 7));
     store.delete('x');
     await settle();
-    expect(readdirSync(dir)).toEqual([]);
+    expect(spillFiles(dir)).toEqual([]);
     expect(store.stats()).toMatchObject({ memoryBytes: 0, diskBytes: 0, objects: 0 });
   });
 
@@ -64,6 +66,23 @@ describe('ObjectStore', () => {
       fetcher.close();
       await server.stop();
     }
+  });
+
+  it('spills into a private folder of its own under the given one', () => {
+    const store = new ObjectStore({ memoryBytes: 10, spillDir: dir });
+    const [own] = readdirSync(dir);
+    expect(own).toMatch(/^dpl-spill-/);
+    expect(statSync(join(dir, own!)).mode & 0o777).toBe(0o700);
+    store.close();
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('refuses at once a spill folder it cannot make, naming it', () => {
+    const file = join(dir, 'a-file');
+    writeFileSync(file, 'x');
+    expect(() => new ObjectStore({ memoryBytes: 10, spillDir: join(file, 'spill') })).toThrow(
+      `cannot make a spill folder under ${join(file, 'spill')}`,
+    );
   });
 
   it('removes its own spill folder when closed', async () => {

@@ -81,12 +81,15 @@ export async function runPipeline(args: RunArgs): Promise<number> {
   // itself; at the default level only their errors are shown.
   const userLevel = parseLogLevel(args.logLevel);
   const daemonLogger = userLevel === 'warn' ? createLogger('error') : logger;
+  // A fresh random token (startHead makes one): other users of this machine can see the
+  // loopback ports, and must not run code as this user through them.
   const head = await startHead({ host: '127.0.0.1', port: 0, logger: daemonLogger });
   let worker: Worker | undefined;
   let executor: ClusterExecutor | undefined;
   try {
     worker = await startWorker({
       address: head.address,
+      token: head.token,
       numCpus: args.numCpus,
       numGpus: args.numGpus,
       resources,
@@ -95,6 +98,7 @@ export async function runPipeline(args: RunArgs): Promise<number> {
     await worker.registered();
     executor = new ClusterExecutor(loaded, {
       address: head.address,
+      token: head.token,
       maxBatches: args.maxBatches,
       maxErroredBatches: args.maxErroredBatches,
       // Nothing else will join this cluster: a task that does not fit now never will.

@@ -3,7 +3,7 @@
  */
 import type { Argv, CommandModule } from 'yargs';
 import { connect, type ClusterStatus } from '@dpl/client';
-import { tlsOf, withClusterOptions, withTlsOptions, type ClusterArgs, type TlsArgs } from '../internal/cluster-options';
+import { clusterTarget, runDir, tlsOf, withClusterOptions, withTlsOptions, type ClusterArgs, type TlsArgs } from '../internal/cluster-options';
 import { formatTable, print } from '../internal/output';
 
 interface StatusArgs extends ClusterArgs, TlsArgs {
@@ -46,7 +46,8 @@ export const statusCommand: CommandModule<object, StatusArgs> = {
   builder: (y: Argv) =>
     withTlsOptions(withClusterOptions(y), 'client').option('json', { type: 'boolean', default: false, describe: 'print JSON for scripts' }),
   handler: async (args) => {
-    const cluster = await connect(args.address, { token: args.token, tls: tlsOf(args) });
+    const target = clusterTarget(args);
+    const cluster = await connect(target.address, { token: target.token, runDir: runDir(), tls: tlsOf(args) });
     try {
       const status = await cluster.status();
       print(args.json ? JSON.stringify(status, null, 2) : formatStatus(status));

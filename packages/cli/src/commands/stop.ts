@@ -3,13 +3,19 @@
  * with SIGTERM so it leaves cleanly; one still running after --timeout seconds gets SIGKILL.
  */
 import type { Argv, CommandModule } from 'yargs';
-import { exited, runningDaemons, type DaemonRecord } from '../internal/daemons';
+import { processStartTime } from '@dpl/client';
+import { runningDaemons, type DaemonRecord } from '../internal/daemons';
 import { print } from '../internal/output';
 import { usageCheck } from '../internal/usage-error';
 
 interface StopArgs {
   kind?: 'head' | 'worker';
   timeout: number;
+}
+
+/** Whether the recorded process is gone (or its PID now names another process). */
+function exited(d: DaemonRecord): boolean {
+  return processStartTime(d.pid) !== d.startTime;
 }
 
 async function stopOne(d: DaemonRecord, timeoutMs: number): Promise<string> {
@@ -19,8 +25,8 @@ async function stopOne(d: DaemonRecord, timeoutMs: number): Promise<string> {
     return `${d.kind} ${d.pid} was already gone`;
   }
   const deadline = Date.now() + timeoutMs;
-  while (!exited(d.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  if (!exited(d.pid)) {
+  while (!exited(d) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (!exited(d)) {
     process.kill(d.pid, 'SIGKILL');
     return `killed ${d.kind} ${d.pid} (${d.address}): it did not stop within ${timeoutMs / 1000} s`;
   }

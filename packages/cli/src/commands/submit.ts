@@ -5,7 +5,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { ClusterExecutor } from '@dpl/client';
 import { createLogger, parseLogLevel } from '../internal/logger';
-import { tlsOf, withClusterOptions, withLogLevel, withTlsOptions, type ClusterArgs, type TlsArgs } from '../internal/cluster-options';
+import { clusterTarget, runDir, tlsOf, withClusterOptions, withLogLevel, withTlsOptions, type ClusterArgs, type TlsArgs } from '../internal/cluster-options';
 import { configureExecutor, withPipelineOptions, type PipelineArgs } from '../internal/pipeline-options';
 import { executePipeline } from '../internal/execute-pipeline';
 import { printError } from '../internal/output';
@@ -18,7 +18,7 @@ interface SubmitArgs extends PipelineArgs, ClusterArgs, TlsArgs {
 
 export const submitCommand: CommandModule<object, SubmitArgs> = {
   command: 'submit <module>',
-  describe: 'run a pipeline module on the cluster at --address',
+  describe: 'run a pipeline module on the cluster at --address (default: your head on this machine)',
   builder: (y: Argv) =>
     withTlsOptions(withLogLevel(withClusterOptions(withPipelineOptions(y)), 'warn'), 'client')
       .option('infeasible-timeout-ms', {
@@ -36,9 +36,11 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
       ),
   handler: async (args) => {
     const logger = createLogger(parseLogLevel(args.logLevel));
+    const target = clusterTarget(args);
     const executor = await ClusterExecutor.load(args.module, {
-      address: args.address,
-      token: args.token,
+      address: target.address,
+      token: target.token,
+      runDir: runDir(),
       tls: tlsOf(args),
       maxBatches: args.maxBatches,
       maxErroredBatches: args.maxErroredBatches,

@@ -6,7 +6,7 @@ import { startWorker } from '@dpl/worker';
 import { connect, type Cluster, type WorkerInfo } from '@dpl/client';
 import type { ResourceMap } from '@dpl/core';
 import { createLogger, parseLogLevel } from '../internal/logger';
-import { tlsOf, untilSignal, withClusterOptions, withLogLevel, withTlsOptions, type ClusterArgs, type TlsArgs } from '../internal/cluster-options';
+import { clusterTarget, runDir, tlsOf, untilSignal, withClusterOptions, withLogLevel, withTlsOptions, type ClusterArgs, type TlsArgs } from '../internal/cluster-options';
 import { checkResourceArgs, resourcesOf, withResourceOptions, type ResourceArgs } from '../internal/resource-options';
 import { print } from '../internal/output';
 import { recordDaemon } from '../internal/daemons';
@@ -62,9 +62,10 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
     ),
   handler: async (args) => {
     const logger = createLogger(parseLogLevel(args.logLevel));
+    const target = clusterTarget(args);
     const worker = await startWorker({
-      address: args.address,
-      token: args.token,
+      address: target.address,
+      token: target.token,
       tls: tlsOf(args),
       numCpus: args.numCpus,
       numGpus: args.numGpus,
@@ -76,9 +77,9 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
       spillDir: args.spillDir,
       logger,
     });
-    const forget = recordDaemon('worker', worker.dataAddress);
+    const forget = recordDaemon({ kind: 'worker', address: worker.dataAddress, head: target.address });
     void worker.registered().then((id) => {
-      print(`dpl worker ${id} joined the head at ${args.address} with ${worker.options.resources.toString()}`);
+      print(`dpl worker ${id} joined the head at ${target.address} with ${worker.options.resources.toString()}`);
     });
     await untilSignal();
     await worker.stop();
@@ -93,7 +94,8 @@ interface WorkerChangeArgs extends ClusterArgs, ResourceArgs, TlsArgs {
 
 /** Runs one change on the cluster and prints the worker as it is after it. */
 async function changeWorker(args: WorkerChangeArgs, change: (cluster: Cluster) => Promise<WorkerInfo>): Promise<void> {
-  const cluster = await connect(args.address, { token: args.token, tls: tlsOf(args) });
+  const target = clusterTarget(args);
+  const cluster = await connect(target.address, { token: target.token, runDir: runDir(), tls: tlsOf(args) });
   try {
     const w = await change(cluster);
     const res = Object.entries(w.resources.total)

@@ -1,30 +1,117 @@
 /**
  * Options shared by the commands that talk to a cluster: the head's address and the token, from
- * flags or the environment (flag > DPL_ADDRESS / DPL_TOKEN).
+ * flags, the environment or the records of the daemons of this user on this machine
+ * (flag > DPL_ADDRESS / DPL_TOKEN / DPL_TOKEN_FILE > the local head's record).
  */
+import { readFileSync, statSync } from 'node:fs';
 import type { Argv } from 'yargs';
+import { defaultRunDir } from '@dpl/core';
+import { localHead } from '@dpl/client';
+import { tokenProblem } from '@dpl/wire';
+import { hideTokenFromProc } from './hide-token';
+import { printError } from './output';
+import { UsageError } from './usage-error';
 
 export interface ClusterArgs {
-  address: string;
+  address?: string;
   token?: string;
+  tokenFile?: string;
 }
 
-/** Adds `--address` (required unless DPL_ADDRESS is set) and `--token`. */
+/** Adds `--address`, `--token` and `--token-file` (each also from the environment). */
 export function withClusterOptions<T>(y: Argv<T>): Argv<T & ClusterArgs> {
-  return y
-    .option('address', {
+  return withTokenOptions(
+    y.option('address', {
       type: 'string',
-      describe: "the head's host:port (env DPL_ADDRESS)",
-      default: process.env.DPL_ADDRESS,
-      defaultDescription: 'DPL_ADDRESS',
-      demandOption: process.env.DPL_ADDRESS === undefined ? 'give the head with --address HOST:PORT or DPL_ADDRESS' : false,
-    })
+      describe: "the head's host:port (env DPL_ADDRESS; default: the one head of yours running on this machine)",
+    }),
+  );
+}
+
+/** Adds `--token` and `--token-file`. */
+export function withTokenOptions<T>(y: Argv<T>): Argv<T & { token?: string; tokenFile?: string }> {
+  return y
     .option('token', {
       type: 'string',
-      describe: 'the cluster token (env DPL_TOKEN)',
-      default: process.env.DPL_TOKEN,
-      defaultDescription: 'DPL_TOKEN',
-    }) as unknown as Argv<T & ClusterArgs>;
+      describe: 'the cluster token (env DPL_TOKEN); on a command line every local user can read it in ps: prefer --token-file',
+    })
+    .option('token-file', {
+      type: 'string',
+      describe: 'a file holding the cluster token (env DPL_TOKEN_FILE)',
+    });
+}
+
+/** Where the daemons of this user on this machine keep their records: DPL_RUN_DIR, else ~/.dpl/run. */
+export function runDir(): string {
+  return process.env.DPL_RUN_DIR ?? defaultRunDir();
+}
+
+/**
+ * Reads a token file: its first line, trimmed.
+ * @throws Error naming the file when it cannot be read or holds no valid token.
+ */
+export function readTokenFile(path: string): string {
+  let text: string;
+  try {
+    // Not necessarily this user's own: a mounted secret (Kubernetes) belongs to root and is a link.
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read the token file ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  const token = text.split('\n')[0]!.trim();
+  const problem = token === '' ? 'it is empty' : tokenProblem(token);
+  if (problem !== undefined) throw new Error(`the token file ${path} holds no valid token: ${problem}`);
+  try {
+    if ((statSync(path).mode & 0o004) !== 0) {
+      printError(`dpl: warning: the token file ${path} is readable by every user of this machine; chmod 600 it`);
+    }
+  } catch {
+    // read a moment ago; nothing to add
+  }
+  return token;
+}
+
+/**
+ * The token given to this command: `--token` (with a warning: the command line is public),
+ * `--token-file`, DPL_TOKEN or DPL_TOKEN_FILE, in that order. Once read, it is hidden from
+ * `/proc/self/{cmdline,environ}` and from the environment of child processes.
+ * @throws UsageError for both flags at once; Error for an unreadable or invalid token.
+ */
+export function givenToken(args: { token?: string; tokenFile?: string }): string | undefined {
+  if (args.token !== undefined && args.tokenFile !== undefined) {
+    throw new UsageError('give the token once: --token or --token-file, not both');
+  }
+  let token: string | undefined;
+  if (args.token !== undefined) {
+    printError('dpl: warning: --token on the command line is visible to every user of this machine (ps); use --token-file FILE or DPL_TOKEN_FILE');
+    token = args.token;
+  } else if (args.tokenFile !== undefined) token = readTokenFile(args.tokenFile);
+  else if (process.env.DPL_TOKEN !== undefined && process.env.DPL_TOKEN !== '') token = process.env.DPL_TOKEN;
+  else if (process.env.DPL_TOKEN_FILE !== undefined && process.env.DPL_TOKEN_FILE !== '') token = readTokenFile(process.env.DPL_TOKEN_FILE);
+  if (token !== undefined) {
+    const problem = tokenProblem(token);
+    if (problem !== undefined) throw new UsageError(`invalid token: ${problem}`);
+  }
+  hideTokenFromProc();
+  return token;
+}
+
+/**
+ * The head to talk to and the token for it: as given, else the head of this user running on
+ * this machine (its address when it is the only one, its token when it is the one at the
+ * address).
+ * @throws UsageError when no address is given and there is not exactly one local head.
+ */
+export function clusterTarget(args: ClusterArgs): { address: string; token: string | undefined } {
+  const token = givenToken(args);
+  const given = args.address ?? (process.env.DPL_ADDRESS || undefined);
+  const address = given ?? localHead(runDir())?.address;
+  if (address === undefined) {
+    throw new UsageError(
+      'give the head with --address HOST:PORT or DPL_ADDRESS (there is not exactly one head of yours running on this machine to pick)',
+    );
+  }
+  return { address, token: token ?? (given === undefined ? localHead(runDir())?.token : localHead(runDir(), address)?.token) };
 }
 
 export interface TlsArgs {

@@ -1,81 +1,30 @@
 /**
- * The daemons started on this machine: `dpl head start` and `dpl worker start` each leave a
- * small file (pid, kind, address) in a per-user folder while they run, which `dpl stop` reads.
- * The folder is `$DPL_RUN_DIR`, else `<tmp>/dpl-<uid>/daemons`.
+ * The daemons started on this machine by this user: `dpl head start` and `dpl worker start`
+ * each leave a record while they run (see `recordDaemon` in @dpl/client), which `dpl stop`,
+ * `dpl status` and the other client commands read. The folder is `$DPL_RUN_DIR`, else
+ * `~/.dpl/run` (private to the user).
  */
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { listDaemons, recordDaemon as writeRecord, type DaemonRecord } from '@dpl/client';
+import { runDir } from './cluster-options';
+import { printError } from './output';
 
-export interface DaemonRecord {
-  pid: number;
-  kind: 'head' | 'worker';
-  address: string;
-  startedAt: string;
-}
+export type { DaemonRecord };
 
-export function daemonsDir(): string {
-  return process.env.DPL_RUN_DIR ?? join(tmpdir(), `dpl-${process.getuid?.() ?? 'user'}`, 'daemons');
-}
-
-/** Records this process as a running daemon; returns a function that removes the record. */
-export function recordDaemon(kind: DaemonRecord['kind'], address: string): () => void {
-  const dir = daemonsDir();
-  const file = join(dir, `${process.pid}.json`);
+/**
+ * Records this process as a running daemon; returns a function that removes the record. A
+ * record that cannot be written is a warning: the daemon runs, but `dpl stop` and the local
+ * clients will not find it.
+ */
+export function recordDaemon(record: Omit<DaemonRecord, 'pid' | 'startTime' | 'startedAt'>): () => void {
   try {
-    mkdirSync(dir, { recursive: true });
-    const rec: DaemonRecord = { pid: process.pid, kind, address, startedAt: new Date().toISOString() };
-    writeFileSync(file, JSON.stringify(rec));
-  } catch {
-    return () => undefined; // dpl stop will not see it; the daemon runs all the same
-  }
-  const remove = (): void => rmSync(file, { force: true });
-  process.once('exit', remove);
-  return remove;
-}
-
-/** Whether a process exists and is a dpl daemon (its command line names dpl). */
-function isDplProcess(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return /dpl|main\.js/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
-  } catch {
-    return true; // no /proc: trust the record
+    return writeRecord(runDir(), record);
+  } catch (e) {
+    printError(`dpl: warning: cannot record this ${record.kind} in ${runDir()} (${(e as Error).message}); dpl stop and local clients will not find it`);
+    return () => undefined;
   }
 }
 
-/** The recorded daemons still running; stale records are removed. */
+/** The recorded daemons still running (each verified by PID, start time and owner). */
 export function runningDaemons(): DaemonRecord[] {
-  const dir = daemonsDir();
-  let names: string[];
-  try {
-    names = readdirSync(dir).filter((n) => n.endsWith('.json'));
-  } catch {
-    return [];
-  }
-  const out: DaemonRecord[] = [];
-  for (const n of names) {
-    try {
-      const rec = JSON.parse(readFileSync(join(dir, n), 'utf8')) as DaemonRecord;
-      if (isDplProcess(rec.pid)) out.push(rec);
-      else rmSync(join(dir, n), { force: true });
-    } catch {
-      rmSync(join(dir, n), { force: true });
-    }
-  }
-  return out;
-}
-
-/** Whether the process has exited. */
-export function exited(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch {
-    return true;
-  }
+  return listDaemons(runDir());
 }

@@ -3,7 +3,7 @@
  * (for `dpl worker start`, and for `dpl run`'s local machine).
  */
 import type { Argv } from 'yargs';
-import type { ResourceMap } from '@dpl/core';
+import { amountProblem, type ResourceMap } from '@dpl/core';
 import { parseResourcesFlag } from './resources-flag';
 
 export interface ResourceArgs {
@@ -30,9 +30,8 @@ export function withResourceOptions<T>(y: Argv<T>, verb: string): Argv<T & Resou
 export function checkResourceArgs(argv: Record<string, unknown>): void {
   for (const flag of ['num-cpus', 'num-gpus'] as const) {
     const v = argv[flag];
-    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) {
-      throw new Error(`--${flag} must be a number >= 0, got ${typeof v === "number" ? v : JSON.stringify(v)}`);
-    }
+    const problem = v === undefined ? undefined : amountProblem(`--${flag}`, v);
+    if (problem !== undefined) throw new Error(problem);
   }
   if (typeof argv.resources === 'string') parseResourcesFlag(argv.resources);
 }

@@ -5,7 +5,6 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { basename, dirname, extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build, type Message, type Plugin } from 'esbuild';
@@ -15,7 +14,8 @@ import {
   DplErrorCode,
   checkPipelineModule,
   importBundleFile,
-  userCacheDir,
+  privateDir,
+  readPrivateFile,
   writeBundle,
   type PipelineModule,
 } from '@dpl/core';
@@ -101,9 +101,9 @@ export async function bundleModule(path: string): Promise<ModuleBundle> {
   return { file, code, hash: createHash('sha256').update(code).digest('hex') };
 }
 
-/** Where bundles are cached: one folder per user under the temp dir. */
+/** Where bundles are cached: a private folder of this user (`~/.dpl/bundles`), created and checked. */
 export function moduleCacheDir(): string {
-  return userCacheDir('dpl-modcache');
+  return privateDir('bundles');
 }
 
 /**
@@ -113,7 +113,7 @@ export function moduleCacheDir(): string {
  */
 export async function loadPipelineModule(path: string): Promise<LoadedModule> {
   const bundle = await bundleModule(path);
-  const file = await writeBundle(moduleCacheDir(), bundle.hash, bundle.code);
+  const file = writeBundle(moduleCacheDir(), bundle.hash, bundle.code);
   try {
     return { ...(await importBundleFile(file, path)), bundle };
   } catch (e) {
@@ -162,9 +162,12 @@ async function evaluateCommonJs(file: string, label: string): Promise<PipelineMo
 export async function loadModuleFile(file: string): Promise<LoadedModule> {
   const cached = /^([0-9a-f]{64})\.mjs$/.exec(basename(file));
   if (cached !== null && dirname(file) === moduleCacheDir()) {
-    const code = await readFile(file, 'utf8');
-    const bundle: ModuleBundle = { file, code, hash: cached[1]! };
-    return { ...(await importBundleFile(file, file)), bundle };
+    const code = readPrivateFile(file).toString('utf8');
+    // Used as the bundle it is only when it still has the content its name says.
+    if (createHash('sha256').update(code).digest('hex') === cached[1]) {
+      const bundle: ModuleBundle = { file, code, hash: cached[1] };
+      return { ...(await importBundleFile(file, file)), bundle };
+    }
   }
   return loadPipelineModule(file);
 }

@@ -14,6 +14,7 @@ import { capacityProblems } from './capacity';
 import { CPU, GPU, ResourceSet, describe, type ResourceMap } from '../resources';
 import {
   StreamingScheduler,
+  pendingCallsFor,
   type SchedulerBackend,
   type SchedulerStats,
   type TaskCall,
@@ -102,7 +103,7 @@ export function resolveLocalExecutorOptions(o: LocalExecutorOptions = {}): Resol
     generator: o.generator,
     capacity,
     maxBufferedOutputs: o.maxBufferedOutputs ?? 8,
-    maxPendingCalls: o.maxPendingCalls ?? Math.max(16, Math.ceil(4 * numCpus)),
+    maxPendingCalls: o.maxPendingCalls ?? pendingCallsFor(numCpus),
     retryBackoffMs: o.retryBackoffMs ?? 100,
     maxErroredBatches: o.maxErroredBatches ?? 0,
     logger: o.logger ?? silentLogger,

@@ -3,7 +3,7 @@
  * arguments and what it needs to run.
  */
 import type { Table } from 'apache-arrow';
-import { CPU, GPU, ResourceSet, describe, resourceProblems, type ResourceMap } from '../resources';
+import { CPU, GPU, ResourceSet, amountProblem, describe, resourceProblems, type ResourceMap } from '../resources';
 
 /** The function a task runs on each batch: the input table and the resolved kwargs. */
 export type TaskFn = (
@@ -215,9 +215,8 @@ export function taskProblems(task: PipelineTask): string[] {
   const t = `task ${JSON.stringify(task.name)}`;
   const p: string[] = [];
   const nonNegative = (field: string, v: unknown): void => {
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
-      p.push(`${t}: ${field} must be a number >= 0, got ${describe(v)}`);
-    }
+    const problem = amountProblem(`${t}: ${field}`, v);
+    if (problem !== undefined) p.push(problem);
   };
   nonNegative('numCpus', task.numCpus);
   nonNegative('numGpus', task.numGpus);

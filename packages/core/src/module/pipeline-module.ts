@@ -4,15 +4,13 @@
  * share (`@dpl/*`, `apache-arrow`, `parquet-wasm`) outside and require them through an anchor
  * that the importing process sets, so the module and dpl use the same copy of each.
  */
-import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
-import { tmpdir, userInfo } from 'node:os';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DplError, DplErrorCode } from '../errors';
 import { isPipelineGraph, type PipelineGraph } from '../model/graph';
 import { describe } from '../resources';
+import { ensurePrivateDir, readPrivateFile, writePrivateFile } from '../security/private-files';
 import type { BatchGenerator } from '../executor/local-executor';
 
 /** The global a process sets to the file that shared packages are resolved from. */
@@ -26,19 +24,6 @@ export const BUNDLE_BANNER =
   "import { createRequire as __dplCreateRequire } from 'node:module';\n" +
   `const require = __dplCreateRequire(globalThis.${REQUIRE_ANCHOR_GLOBAL} ?? import.meta.url);`;
 
-/**
- * A per-user folder under the temp dir (`<tmp>/<prefix>-<uid>`), where bundles are cached.
- */
-export function userCacheDir(prefix: string): string {
-  let user = 'user';
-  try {
-    user = String(userInfo().uid);
-  } catch {
-    // no passwd entry (some containers): share the default name
-  }
-  return join(tmpdir(), `${prefix}-${user}`);
-}
-
 /** What a pipeline module provides. */
 export interface PipelineModule {
   graph: PipelineGraph;
@@ -47,19 +32,36 @@ export interface PipelineModule {
 }
 
 /**
- * Writes bundle code under its hash in `dir` (once) and returns the file's path.
+ * Writes bundle code under its sha256 `hash` in `dir` (a private folder, created 0700 and checked)
+ * and returns the file's path. A file already there is used only when its content has that hash;
+ * otherwise (a torn write, a tampered file) it is written again.
+ * @throws DplError(MODULE) when `code` does not have the hash; DplError(INSECURE) when `dir` is
+ *   not private to this user.
  */
-export async function writeBundle(dir: string, hash: string, code: string | Uint8Array): Promise<string> {
-  await mkdir(dir, { recursive: true });
+export function writeBundle(dir: string, hash: string, code: string | Uint8Array): string {
+  if (!/^[0-9a-f]{64}$/.test(hash)) throw new DplError(DplErrorCode.MODULE, `module hash ${JSON.stringify(hash)} is not a sha256 in hex`);
+  if (sha256Hex(code) !== hash) throw new DplError(DplErrorCode.MODULE, `module bundle does not match its hash ${hash}; fetch it again`);
+  ensurePrivateDir(dir);
   const target = join(dir, `${hash}.mjs`);
-  if (!existsSync(target)) {
-    // A unique temporary name, then an atomic rename: concurrent writers of the same hash (two
-    // workers on one machine) each write whole files, and the last rename wins harmlessly.
-    const tmp = `${target}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-    await writeFile(tmp, code);
-    await rename(tmp, target);
+  if (!hasContent(target, hash)) {
+    // A fresh private file renamed into place: concurrent writers of the same hash (two workers
+    // on one machine) each write whole files, and the last rename wins harmlessly.
+    writePrivateFile(target, code);
   }
   return target;
+}
+
+/** Whether `file` exists, is this user's own, and holds bytes with this sha256. */
+function hasContent(file: string, hash: string): boolean {
+  try {
+    return sha256Hex(readPrivateFile(file)) === hash; // refuses a link or another user's file
+  } catch {
+    return false;
+  }
+}
+
+function sha256Hex(code: string | Uint8Array): string {
+  return createHash('sha256').update(code).digest('hex');
 }
 
 /**

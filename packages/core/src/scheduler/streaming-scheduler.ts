@@ -125,6 +125,23 @@ export interface SchedulerStats {
 /** The default of {@link StreamingSchedulerOptions.maxPendingCalls}. */
 export const DEFAULT_MAX_PENDING_CALLS = 16;
 
+/**
+ * The most calls a run keeps running or ready, however many CPUs are advertised: enough for
+ * tens of thousands of CPUs, and small enough that one run's bookkeeping stays bounded even if
+ * a worker claims a million CPUs.
+ */
+export const MAX_PENDING_CALLS_CAP = 65_536;
+
+/**
+ * The pending-call bound for a run that can use `cpus` CPUs at once: 4 per CPU, at least
+ * {@link DEFAULT_MAX_PENDING_CALLS}, at most {@link MAX_PENDING_CALLS_CAP}. One rule for the
+ * LocalExecutor and the head.
+ */
+export function pendingCallsFor(cpus: number): number {
+  const n = Number.isFinite(cpus) ? Math.ceil(4 * Math.max(0, cpus)) : MAX_PENDING_CALLS_CAP;
+  return Math.min(MAX_PENDING_CALLS_CAP, Math.max(DEFAULT_MAX_PENDING_CALLS, n));
+}
+
 interface QueueEntry<D> {
   readonly ref: BatchRef<D>;
   offset: number;

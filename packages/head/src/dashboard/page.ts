@@ -61,7 +61,7 @@ function render(d) {
     const tasks = Object.entries(j.tasks).map(([name, t]) => esc(name) + ': ' + t.calls + ' · ' + t.running + ' · ' + t.retries).join('<br>');
     const err = j.error ? '<pre>' + esc(j.error.message) + (j.error.stack ? '\\n' + esc(j.error.stack) : '') + '</pre>' : '';
     const elapsed = (j.endedAtMs ?? now) - j.startedAtMs;
-    const seen = Object.entries(j.observed).map(([k, v]) => esc(k) + ' ' + (Number.isInteger(v) ? v : v.toFixed(2)))
+    const seen = Object.entries(j.observed).map(([k, v]) => esc(k) + ' ' + (typeof v !== 'number' ? '?' : Number.isInteger(v) ? v : v.toFixed(2)))
       .concat(Object.entries(j.params).map(([k, v]) => esc(k) + '=' + esc(v)));
     const observed = seen.length > 0 ? '<div class="muted observed">observed: ' + seen.join(' · ') + '</div>' : '';
     return '<tr data-job="' + esc(j.id) + '"><td>' + esc(j.id) + observed + err + '</td><td class="state-' + esc(j.state) + '">' + esc(j.state) +
@@ -95,8 +95,9 @@ setInterval(tick, 1000);
 
 /** The page shown without the token: how to get in. */
 export const DASHBOARD_LOGIN_HTML = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>dpl dashboard</title></head>
-<body style="font: 14px system-ui, sans-serif; margin: 2rem">
+<html lang="en"><head><meta charset="utf-8"><title>dpl dashboard</title>
+<style>body { font: 14px system-ui, sans-serif; margin: 2rem; }</style></head>
+<body>
 <h1>dpl</h1>
 <p>This head takes a token. Open <code>/?token=YOUR_TOKEN</code> once; the browser keeps it in a
 cookie for this head only.</p>

@@ -4,7 +4,7 @@
  * turns (a rotating start), so several jobs share the cluster by resources.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { DplError, DplErrorCode, retryDelayMs, type Logger, type TaskCall } from '@dpl/core';
+import { DplError, DplErrorCode, ensureError, pendingCallsFor, retryDelayMs, type Logger, type TaskCall } from '@dpl/core';
 import {
   errorFromProto,
   type ConnectWorkerResponse__Input,
@@ -105,7 +105,15 @@ export class Dispatcher {
     const n = jobs.length;
     for (let k = 0; k < n; k++) {
       const job = jobs[(this.turn + k) % n]!;
-      if (job.state === 'running') this.scheduleJob(job, now);
+      if (job.state !== 'running') continue;
+      try {
+        this.scheduleJob(job, now);
+      } catch (e) {
+        // A fault in one job's bookkeeping fails that job, never the head and its other jobs.
+        const err = ensureError(e);
+        this.log.error({ jobId: job.id, err }, 'job failed inside the head');
+        job.fail(new DplError(DplErrorCode.INTERNAL, `the head failed while scheduling job ${job.id}: ${err.message}; this is a dpl bug, please report it`, { cause: err }));
+      }
     }
     this.turn = n === 0 ? 0 : (this.turn + 1) % n;
   }
@@ -340,15 +348,23 @@ export class Dispatcher {
     this.schedule();
   }
 
-  /** What task code recorded during a call, into the job's metrics. */
+  /**
+   * What task code recorded during a call, into the job's summary and metrics. Values come from
+   * workers and are checked here: a non-finite number (or one that would make a total
+   * non-finite), an empty or overlong name is dropped, and a param's text is cut short.
+   */
   private observed(job: Job, list: readonly { kind: string; name: string; value: number; text: string }[]): void {
     for (const o of list) {
-      if (o.kind === 'param') {
-        this.metrics.observation(job.id, 'param', o.name, o.text);
-        job.recordObservation('param', o.name, o.text);
-      } else if (o.kind === 'observe' || o.kind === 'increment') {
-        this.metrics.observation(job.id, o.kind, o.name, o.value);
-        job.recordObservation(o.kind, o.name, o.value);
+      const kind = o.kind;
+      if (kind !== 'param' && kind !== 'observe' && kind !== 'increment') continue;
+      const value = kind === 'param' ? o.text.slice(0, MAX_PARAM_TEXT_LENGTH) : o.value;
+      const ok = o.name !== '' && o.name.length <= MAX_OBSERVATION_NAME_LENGTH && job.recordObservation(kind, o.name, value);
+      if (ok) this.metrics.observation(job.id, kind, o.name, value);
+      else if (job.droppedObservations++ === 0) {
+        job.log.warn(
+          { name: o.name.slice(0, 80), kind, value: String(value).slice(0, 40) },
+          'observation dropped: a name must be 1-200 characters and a value finite (later drops are not logged)',
+        );
       }
     }
   }
@@ -474,10 +490,15 @@ export class Dispatcher {
   }
 }
 
-/** Calls a job may have running or ready at once: 4 per live CPU, at least 16 (as the LocalExecutor). */
+/** Calls a job may have running or ready at once, by the LocalExecutor's rule over the live CPUs. */
 function pendingBound(registry: WorkerRegistry): number {
-  return Math.max(16, Math.ceil(4 * registry.liveCpus));
+  return pendingCallsFor(registry.liveCpus);
 }
+
+/** The longest name of an observation task code may record. */
+const MAX_OBSERVATION_NAME_LENGTH = 200;
+/** The longest text of a param; longer ones are cut. */
+const MAX_PARAM_TEXT_LENGTH = 1_000;
 
 function key(jobId: string, callId: string): string {
   return `${jobId}/${callId}`;

@@ -286,13 +286,25 @@ export class Job {
   private readonly observedValues = new Map<string, number>();
   private readonly paramValues = new Map<string, string>();
 
-  /** A value task code recorded during one of this job's calls. */
-  recordObservation(kind: 'observe' | 'increment' | 'param', name: string, value: number | string): void {
+  /** Observations refused (non-finite, badly named, or past the names kept). */
+  droppedObservations = 0;
+
+  /**
+   * A value task code recorded during one of this job's calls; false when it is not kept: a
+   * number that is not finite (or would make its total so), or a new name past
+   * {@link MAX_OBSERVED_NAMES}.
+   */
+  recordObservation(kind: 'observe' | 'increment' | 'param', name: string, value: number | string): boolean {
     const map: Map<string, unknown> = kind === 'param' ? this.paramValues : this.observedValues;
-    if (!map.has(name) && map.size >= MAX_OBSERVED_NAMES) return;
-    if (kind === 'param') this.paramValues.set(name, String(value));
-    else if (kind === 'increment') this.observedValues.set(name, (this.observedValues.get(name) ?? 0) + Number(value));
-    else this.observedValues.set(name, Number(value));
+    if (!map.has(name) && map.size >= MAX_OBSERVED_NAMES) return false;
+    if (kind === 'param') {
+      this.paramValues.set(name, String(value));
+      return true;
+    }
+    const v = kind === 'increment' ? (this.observedValues.get(name) ?? 0) + Number(value) : Number(value);
+    if (!Number.isFinite(Number(value)) || !Number.isFinite(v)) return false;
+    this.observedValues.set(name, v);
+    return true;
   }
 
   /** Batches skipped so far under max_errored_batches. */

@@ -136,10 +136,13 @@ export class WorkerRegistry {
       available[k] = Math.max(0, t - used);
       withheld[k] = Math.max(0, used - t);
     }
+    // Every new value is built (and so checked) before any is assigned.
+    const nextAvailable = ResourceSet.from(available);
+    const nextWithheld = ResourceSet.from(withheld);
     w.total = next;
+    w.available = nextAvailable;
+    w.withheld = nextWithheld;
     this.cpus = undefined;
-    w.available = ResourceSet.from(available);
-    w.withheld = ResourceSet.from(withheld);
     return w;
   }
 

@@ -7,6 +7,7 @@ import { createReadStream } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import {
+  ConnectionGuard,
   DATA_MAGIC,
   DataStatus,
   MAX_DATA_FIELD_BYTES,
@@ -23,47 +24,66 @@ export interface DataServer {
   stop(): Promise<void>;
 }
 
-/** A connection that sends nothing for this long is closed. */
+/** An authenticated connection that sends nothing for this long is closed. */
 const IDLE_TIMEOUT_MS = 5 * 60_000;
 
-/** Serves `store` on `host`:`port` (0 picks a free port); with `tlsMaterial`, over TLS. */
+/** Limits of the data server's connections (see ConnectionGuard; defaults from the fd limit). */
+export interface DataServerLimits {
+  maxConnections?: number;
+  maxPerPeer?: number;
+  authDeadlineMs?: number;
+}
+
+/**
+ * Serves `store` on `host`:`port` (0 picks a free port); with `tlsMaterial`, over TLS. A
+ * connection must send an authenticated request within the guard's deadline, and the number of
+ * connections is bounded, so a flood of connections cannot take the worker's descriptors.
+ */
 export async function startDataServer(
   store: ObjectStore,
   host: string,
   token: string | undefined,
   tlsMaterial?: TlsMaterial,
   port = 0,
+  limits: DataServerLimits = {},
 ): Promise<DataServer> {
   let served = 0;
-  const sockets = new Set<net.Socket>();
+  const guard = new ConnectionGuard(limits);
   const onConnection = (socket: net.Socket): void => {
-    sockets.add(socket);
     socket.setNoDelay(true);
     socket.setTimeout(IDLE_TIMEOUT_MS, () => socket.destroy());
-    socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined); // a peer that goes away is not this worker's failure
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     let pending: Buffer = Buffer.alloc(0);
-    // Answers go out in request order; a spilled object streams from its file before the next.
+    // Answers go out in request order, refusals too; a spilled object streams from its file
+    // before the next.
     let answering: Promise<void> = Promise.resolve();
-    socket.on('data', (chunk: Buffer) => {
+    const queue = (answer: () => void | Promise<void>): void => {
+      answering = answering.then(answer).catch(() => void socket.destroy());
+    };
+    const refuse = (status: DataStatus, message: string): void =>
+      queue(() => {
+        reply(socket, status, message);
+        socket.end();
+      });
+    const onData = (chunk: Buffer): void => {
       pending = pending.byteLength === 0 ? chunk : Buffer.concat([pending, chunk]);
       for (;;) {
         const r = parseRequest(pending);
         if (r === undefined) return; // wait for more bytes
         if ('error' in r) {
-          reply(socket, DataStatus.BAD_REQUEST, r.error);
-          socket.end();
+          socket.off('data', onData);
           pending = Buffer.alloc(0);
-          return;
+          return refuse(DataStatus.BAD_REQUEST, r.error);
         }
         pending = pending.subarray(r.used);
         if (!tokenMatches(token, `Bearer ${r.token}`)) {
-          reply(socket, DataStatus.UNAUTHENTICATED, 'missing or wrong cluster token; pass the token the head was started with (--token or DPL_TOKEN)');
-          socket.end();
-          return;
+          socket.off('data', onData);
+          return refuse(DataStatus.UNAUTHENTICATED, 'missing or wrong cluster token; pass the token the head was started with (--token-file, or DPL_TOKEN)');
         }
+        guard.authenticatedPeer(peer);
         const id = r.objectId;
-        answering = answering.then(async () => {
+        queue(async () => {
           const obj = store.open(id);
           if (obj === undefined) {
             reply(socket, DataStatus.NOT_FOUND, `object ${id} is not on this worker (released, or the worker restarted)`);
@@ -79,12 +99,23 @@ export async function startDataServer(
           served += obj.size;
         });
       }
+    };
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        onData(chunk);
+      } catch {
+        socket.destroy(); // a request this server cannot read is the peer's problem
+      }
     });
   };
+  // Every raw TCP connection is counted and timed from its first moment, before any TLS; a
+  // plain one is served as it comes, a TLS one once its handshake is done.
   const server =
-    tlsMaterial === undefined
-      ? net.createServer(onConnection)
-      : tls.createServer({ key: tlsMaterial.key, cert: tlsMaterial.cert }, onConnection);
+    tlsMaterial === undefined ? net.createServer() : tls.createServer({ key: tlsMaterial.key, cert: tlsMaterial.cert }, onConnection);
+  server.on('connection', (socket: net.Socket) => {
+    socket.on('error', () => undefined);
+    if (guard.admit(socket) && tlsMaterial === undefined) onConnection(socket);
+  });
   // A client that fails the handshake is its own problem, not this worker's.
   server.on('tlsClientError', () => undefined);
   const bound = await new Promise<number>((resolve, reject) => {
@@ -98,7 +129,7 @@ export async function startDataServer(
     },
     stop: () =>
       new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
+        guard.destroyAll();
         server.close(() => resolve());
       }),
   };

@@ -263,6 +263,7 @@ function where(call: RunCall, attempt: number): string {
 function forkExecutor(gpus: string, memoryMb: number | undefined): ChildProcess {
   const env: NodeJS.ProcessEnv = { ...process.env, CUDA_VISIBLE_DEVICES: gpus };
   delete env.DPL_TOKEN;
+  delete env.DPL_TOKEN_FILE;
   const heap = memoryMb === undefined ? [] : [`--max-old-space-size=${memoryMb}`];
   const child = spawn(process.execPath, ['--enable-source-maps', ...heap, EXECUTOR_MAIN], {
     env,

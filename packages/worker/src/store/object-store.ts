@@ -6,7 +6,7 @@
  * from memory (they are read back, or streamed from the file, when asked for), and a spilled
  * object's file is removed when the object is released.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,10 @@ import { join } from 'node:path';
 export interface ObjectStoreOptions {
   /** Bytes kept in memory before the oldest objects spill to disk. @default Infinity */
   memoryBytes?: number;
-  /** Where spilled objects go. @default a new folder under the OS temporary directory */
+  /**
+   * The folder under which spilled objects go: the store makes a private folder of its own in
+   * it (`dpl-spill-XXXXXX`, mode 0700, removed by `close()`). @default the OS temporary directory
+   */
   spillDir?: string;
 }
 
@@ -42,8 +45,8 @@ export interface ObjectStoreStats {
 export class ObjectStore {
   private readonly objects = new Map<string, Entry>();
   private readonly budget: number;
-  private spillDir: string | undefined;
-  private readonly ownDir: boolean;
+  /** This store's own spill folder (made at once when there is a budget to spill past). */
+  private readonly spillDir: string | undefined;
   private used = 0;
   /** Bytes of `used` being written out now (they leave memory when their write ends). */
   private spilling = 0;
@@ -54,8 +57,7 @@ export class ObjectStore {
 
   constructor(options: ObjectStoreOptions = {}) {
     this.budget = options.memoryBytes ?? Infinity;
-    this.spillDir = options.spillDir;
-    this.ownDir = options.spillDir === undefined;
+    this.spillDir = Number.isFinite(this.budget) ? makeSpillDir(options.spillDir ?? tmpdir()) : undefined;
   }
 
   put(id: string, bytes: Uint8Array): void {
@@ -108,10 +110,10 @@ export class ObjectStore {
     for (const id of [...this.objects.keys()]) if (id.startsWith(prefix)) this.delete(id);
   }
 
-  /** Removes the spill directory (when the store made it). */
+  /** Drops every object and removes the store's spill folder. */
   close(): void {
     this.objects.clear();
-    if (this.ownDir && this.spillDir !== undefined) rmSync(this.spillDir, { recursive: true, force: true });
+    if (this.spillDir !== undefined) rmSync(this.spillDir, { recursive: true, force: true });
   }
 
   /** Bytes held in memory. */
@@ -140,8 +142,7 @@ export class ObjectStore {
   }
 
   private async spillOne(id: string, bytes: Uint8Array): Promise<void> {
-    if (this.spillDir === undefined) this.spillDir = join(tmpdir(), `dpl-spill-${process.pid}-${Date.now().toString(36)}`);
-    mkdirSync(this.spillDir, { recursive: true });
+    if (this.spillDir === undefined) return; // no budget, nothing to spill past
     const path = join(this.spillDir, `${++this.fileSeq}.arrow`);
     const entry: Entry & { where: 'spilling' } = { where: 'spilling', bytes, path, deleted: false };
     this.objects.set(id, entry);
@@ -150,6 +151,7 @@ export class ObjectStore {
       await writeFile(path, bytes);
     } catch {
       this.spilling -= bytes.byteLength;
+      void unlink(path).catch(() => undefined); // a partial file of a full disk
       // Disk full or gone: the object stays in memory, over the budget, rather than be lost.
       if (!entry.deleted) this.objects.set(id, { where: 'memory', bytes });
       else this.used -= bytes.byteLength;
@@ -164,5 +166,20 @@ export class ObjectStore {
     this.objects.set(id, { where: 'disk', path, size: bytes.byteLength });
     this.onDisk += bytes.byteLength;
     this.spillCount++;
+  }
+}
+
+/**
+ * Makes a store's private spill folder under `parent` (created when missing).
+ * @throws Error naming the folder when it cannot be made (say, `parent` is a file).
+ */
+function makeSpillDir(parent: string): string {
+  try {
+    mkdirSync(parent, { recursive: true });
+    return mkdtempSync(join(parent, 'dpl-spill-'));
+  } catch (e) {
+    throw new Error(`cannot make a spill folder under ${parent}: ${(e as Error).message}; give --spill-dir a folder this user can write`, {
+      cause: e,
+    });
   }
 }

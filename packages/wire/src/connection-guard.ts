@@ -1,0 +1,167 @@
+/**
+ * Limits on the connections a daemon's server accepts, so that a flood of connections (idle
+ * ones, unauthenticated ones) cannot use up the daemon's file descriptors and cut it off from
+ * its head, its peers or its clients.
+ *
+ * - At most `maxConnections` at once, and `maxPerPeer` from one remote address.
+ * - A connection must authenticate within `authDeadlineMs` (the server calls
+ *   {@link ConnectionGuard.authenticated} once a request carried the token), or it is closed.
+ * - At the limit, a new connection takes the place of the oldest one that has not
+ *   authenticated yet; only when every connection has authenticated is it refused. So a flood of
+ *   unauthenticated connections cannot keep the daemon's own peers out.
+ *
+ * The default limit follows the process's open-file limit (a quarter of it per server), since
+ * the daemon needs descriptors for much else: its head session, executors, spill files.
+ */
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+
+/** Options of a {@link ConnectionGuard}. */
+export interface ConnectionGuardOptions {
+  /** Connections open at once. @default min(1024, a quarter of the open-file limit) */
+  maxConnections?: number;
+  /** Connections open at once from one remote address. @default min(256, maxConnections) */
+  maxPerPeer?: number;
+  /** Time a connection has to authenticate, in milliseconds. @default 5000 */
+  authDeadlineMs?: number;
+  /** Called when a connection is refused or closed by the guard (for a log line). */
+  onRefused?: (reason: 'limit' | 'peer-limit' | 'auth-deadline' | 'evicted', peer: string) => void;
+}
+
+/** @default 5000 */
+export const DEFAULT_AUTH_DEADLINE_MS = 5_000;
+const DEFAULT_MAX_CONNECTIONS = 1024;
+const DEFAULT_MAX_PER_PEER = 256;
+
+interface Tracked {
+  socket: Socket;
+  /** The remote address. */
+  peer: string;
+  /** `remoteAddress:remotePort`, as gRPC names the peer (kept: a closed socket forgets its port). */
+  key: string;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** The soft limit on open files of this process (`/proc/self/limits`), or undefined. */
+export function openFileLimit(): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (m === null || m[1] === 'unlimited') return undefined;
+    return Number(m[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Tracks a server's connections and enforces the limits above. */
+export class ConnectionGuard {
+  readonly maxConnections: number;
+  readonly maxPerPeer: number;
+  readonly authDeadlineMs: number;
+  /** Connections in the order they came (Map keeps insertion order: the oldest first). */
+  private readonly open = new Map<Socket, Tracked>();
+  /** Connections by `remoteAddress:remotePort`, for servers that only know the peer string. */
+  private readonly byPeerPort = new Map<string, Tracked>();
+  private readonly perPeer = new Map<string, number>();
+  private refusedCount = 0;
+
+  constructor(private readonly options: ConnectionGuardOptions = {}) {
+    const fdLimit = openFileLimit();
+    const fromFds = fdLimit === undefined ? DEFAULT_MAX_CONNECTIONS : Math.max(16, Math.floor(fdLimit / 4));
+    this.maxConnections = options.maxConnections ?? Math.min(DEFAULT_MAX_CONNECTIONS, fromFds);
+    this.maxPerPeer = options.maxPerPeer ?? Math.min(DEFAULT_MAX_PER_PEER, this.maxConnections);
+    this.authDeadlineMs = options.authDeadlineMs ?? DEFAULT_AUTH_DEADLINE_MS;
+  }
+
+  /** Connections open now. */
+  get size(): number {
+    return this.open.size;
+  }
+
+  /** Connections refused or closed by the guard so far. */
+  get refused(): number {
+    return this.refusedCount;
+  }
+
+  /**
+   * Takes a new connection, or destroys it when over a limit. Returns whether it was admitted;
+   * an admitted connection is tracked until it closes.
+   */
+  admit(socket: Socket): boolean {
+    const peer = socket.remoteAddress ?? 'unknown';
+    if ((this.perPeer.get(peer) ?? 0) >= this.maxPerPeer && !this.evictUnauthenticated(peer)) {
+      return this.refuse(socket, 'peer-limit', peer);
+    }
+    if (this.open.size >= this.maxConnections && !this.evictUnauthenticated(undefined)) {
+      return this.refuse(socket, 'limit', peer);
+    }
+    const t: Tracked = { socket, peer, key: `${peer}:${socket.remotePort ?? ''}`, timer: undefined };
+    t.timer = setTimeout(() => {
+      this.options.onRefused?.('auth-deadline', peer);
+      this.refusedCount++;
+      socket.destroy();
+    }, this.authDeadlineMs);
+    t.timer.unref();
+    this.open.set(socket, t);
+    this.byPeerPort.set(t.key, t);
+    this.perPeer.set(peer, (this.perPeer.get(peer) ?? 0) + 1);
+    socket.once('close', () => {
+      clearTimeout(t.timer);
+      this.forget(t);
+    });
+    return true;
+  }
+
+  /** A request on this connection carried the token: it may stay open past the deadline. */
+  authenticated(socket: Socket): void {
+    const t = this.open.get(socket);
+    if (t !== undefined) this.settle(t);
+  }
+
+  /** The same, for a server that knows the connection as `remoteAddress:remotePort` (gRPC's peer). */
+  authenticatedPeer(peer: string): void {
+    const t = this.byPeerPort.get(peer);
+    if (t !== undefined) this.settle(t);
+  }
+
+  /** Closes every tracked connection. */
+  destroyAll(): void {
+    for (const t of [...this.open.values()]) t.socket.destroy();
+  }
+
+  private settle(t: Tracked): void {
+    clearTimeout(t.timer);
+    t.timer = undefined;
+  }
+
+  /** Closes the oldest connection (of `peer`, when given) still waiting to authenticate. */
+  private evictUnauthenticated(peer: string | undefined): boolean {
+    for (const t of this.open.values()) {
+      if (t.timer === undefined || (peer !== undefined && t.peer !== peer)) continue;
+      this.settle(t);
+      this.refusedCount++;
+      this.options.onRefused?.('evicted', t.peer);
+      t.socket.destroy();
+      // Its 'close' comes later; forget it now so that the count has room at once.
+      this.forget(t);
+      return true;
+    }
+    return false;
+  }
+
+  /** Stops counting a connection (once, whether it closed or was evicted). */
+  private forget(t: Tracked): void {
+    if (!this.open.delete(t.socket)) return;
+    if (this.byPeerPort.get(t.key) === t) this.byPeerPort.delete(t.key);
+    const n = (this.perPeer.get(t.peer) ?? 1) - 1;
+    if (n === 0) this.perPeer.delete(t.peer);
+    else this.perPeer.set(t.peer, n);
+  }
+
+  private refuse(socket: Socket, reason: 'limit' | 'peer-limit', peer: string): false {
+    this.refusedCount++;
+    this.options.onRefused?.(reason, peer);
+    socket.destroy();
+    return false;
+  }
+}
