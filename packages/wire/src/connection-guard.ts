@@ -42,6 +42,17 @@ interface Tracked {
   timer: NodeJS.Timeout | undefined;
 }
 
+/**
+ * Closes a connection at once (with a TCP reset). `destroy()` is not enough for one handed to an
+ * HTTP/2 server (gRPC): its session owns the socket's handle then, and only a reset closes it.
+ */
+function cut(socket: Socket): void {
+  socket.on('error', () => undefined);
+  if (socket.destroyed) return;
+  if (typeof socket.resetAndDestroy === 'function' && !socket.connecting) socket.resetAndDestroy();
+  else socket.destroy();
+}
+
 /** The soft limit on open files of this process (`/proc/self/limits`), or undefined. */
 export function openFileLimit(): number | undefined {
   try {
@@ -99,7 +110,7 @@ export class ConnectionGuard {
     t.timer = setTimeout(() => {
       this.options.onRefused?.('auth-deadline', peer);
       this.refusedCount++;
-      socket.destroy();
+      cut(socket);
     }, this.authDeadlineMs);
     t.timer.unref();
     this.open.set(socket, t);
@@ -126,7 +137,7 @@ export class ConnectionGuard {
 
   /** Closes every tracked connection. */
   destroyAll(): void {
-    for (const t of [...this.open.values()]) t.socket.destroy();
+    for (const t of [...this.open.values()]) cut(t.socket);
   }
 
   private settle(t: Tracked): void {
@@ -141,7 +152,7 @@ export class ConnectionGuard {
       this.settle(t);
       this.refusedCount++;
       this.options.onRefused?.('evicted', t.peer);
-      t.socket.destroy();
+      cut(t.socket);
       // Its 'close' comes later; forget it now so that the count has room at once.
       this.forget(t);
       return true;
@@ -161,7 +172,7 @@ export class ConnectionGuard {
   private refuse(socket: Socket, reason: 'limit' | 'peer-limit', peer: string): false {
     this.refusedCount++;
     this.options.onRefused?.(reason, peer);
-    socket.destroy();
+    cut(socket);
     return false;
   }
 }

@@ -38,9 +38,11 @@ function send(reply: ExecutorReply): void {
   channel.send(reply);
 }
 
-// What the running call records (one call at a time), sent back with its answer.
+// What the running call records (one call at a time), sent back with its answer. A number that
+// is not finite has no meaning in a total or a gauge (and JSON would turn it into 0): dropped.
 let observations: Observation[] = [];
 tapObservations((o) => {
+  if (o.kind !== 'param' && !Number.isFinite(o.value)) return;
   if (observations.length < MAX_OBSERVATIONS_PER_CALL) observations.push(o);
 });
 const MAX_OBSERVATIONS_PER_CALL = 10_000;
