@@ -23,7 +23,7 @@ function hasCompose(): boolean {
 interface Container {
   name: string;
   args: string[];
-  env?: { name: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
+  env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
   resources: { requests: Record<string, string>; limits: Record<string, string> };
   readinessProbe?: unknown;
   livenessProbe?: unknown;
@@ -32,7 +32,10 @@ interface Container {
 interface Deployment {
   kind: string;
   metadata: { name: string };
-  spec: { replicas: number; template: { spec: { containers: Container[]; nodeSelector?: Record<string, string>; securityContext?: Record<string, unknown> } } };
+  spec: {
+    replicas: number;
+    template: { spec: { containers: Container[]; nodeSelector?: Record<string, string>; securityContext?: Record<string, unknown>; volumes?: unknown[] } };
+  };
 }
 
 const manifests = (): Deployment[] =>
@@ -91,7 +94,7 @@ describe('deploy/k8s', () => {
     expect(kustomization.resources.sort()).toEqual(files.map((f) => f.slice(K8S.length + 1)).sort());
   });
 
-  it('gives each worker exactly what it advertises, probes, the token from the Secret, and a non-root user', () => {
+  it('gives each worker exactly what it advertises, probes, the token as a file from the Secret, and a non-root user', () => {
     const deployments = manifests().filter((m) => m.kind === 'Deployment');
     for (const d of deployments) {
       const pod = d.spec.template.spec;
@@ -102,8 +105,13 @@ describe('deploy/k8s', () => {
           readiness: true,
           liveness: true,
         });
-        const token = c.env?.find((e) => e.name === 'DPL_TOKEN');
-        expect(token?.valueFrom?.secretKeyRef).toEqual({ name: 'dpl-token', key: 'DPL_TOKEN' });
+        // The token as a file from the Secret, never in the environment.
+        expect(c.env?.find((e) => e.name === 'DPL_TOKEN')).toBeUndefined();
+        const file = c.env?.find((e) => e.name === 'DPL_TOKEN_FILE')?.value;
+        expect(file).toBe('/var/run/secrets/dpl/token');
+        expect(c.volumeMounts).toContainEqual({ name: 'token', mountPath: '/var/run/secrets/dpl', readOnly: true });
+        expect(pod.volumes).toContainEqual({ name: 'token', secret: { secretName: 'dpl-token', defaultMode: 0o440, items: [{ key: 'DPL_TOKEN', path: 'token' }] } });
+        expect(pod.securityContext).toMatchObject({ fsGroup: 10001 });
         if (c.args[0] !== 'worker') continue;
         const cpus = argAfter(c.args, '--num-cpus');
         expect({ name: d.metadata.name, request: c.resources.requests.cpu, limit: c.resources.limits.cpu }).toEqual({ name: d.metadata.name, request: cpus, limit: cpus });
@@ -116,7 +124,7 @@ describe('deploy/k8s', () => {
     const bigdb = deployments.find((d) => d.metadata.name === 'dpl-bigdb-worker')!.spec.template.spec;
     expect(bigdb.nodeSelector).toEqual({ 'dpl.io/bigdb': 'true' });
     expect(argAfter(bigdb.containers[0]!.args, '--resources')).toBe('{"bigdb":1}');
-    expect(bigdb.containers[0]!.volumeMounts).toEqual([{ name: 'bigdb', mountPath: '/data', readOnly: true }]);
+    expect(bigdb.containers[0]!.volumeMounts).toContainEqual({ name: 'bigdb', mountPath: '/data', readOnly: true });
   });
 });
 

@@ -204,6 +204,10 @@ describe('a rogue client', () => {
       const nonsenseErr = streamError(nonsense);
       nonsense.write({ register: { data_address: 'x', resources: { values: { CPU: -3 } } } });
       expect((await nonsenseErr).details).toMatch(/^invalid registration: /);
+      const greedy = client.ConnectWorker(md);
+      const greedyErr = streamError(greedy);
+      greedy.write({ register: { data_address: '127.0.0.1:1', resources: { values: { CPU: 1e9 } } } });
+      expect((await greedyErr).details).toBe('invalid registration: resources.CPU must be at most 1000000, got 1000000000');
 
       // A job stream that does not start with a spec, or names a module never uploaded.
       const noSpec = client.RunJob(md);

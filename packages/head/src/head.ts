@@ -81,11 +81,10 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   });
   const dispatcher: Dispatcher = new Dispatcher(registry, sessions, fetcher, log.child({ component: 'dispatcher' }), metrics);
   const throughput = new ThroughputMeter();
-  const state: HeadState = { opts, registry, sessions, log, dispatcher, metrics, throughput, modules: new ModuleStore(), jobHistory: [] };
-  // Connections come through a listener of our own, which bounds how many are open and closes
-  // those that carry no valid token within seconds, before grpc-js sees them.
+  // Connections come through a listener of our own, which bounds how many are open and resets
+  // those that carry no valid token within seconds (grpc-js has no such limits).
   const guard = new ConnectionGuard({ onRefused: (reason, peer) => log.debug({ reason, peer }, 'gRPC connection refused') });
-  state.guard = guard;
+  const state: HeadState = { opts, registry, sessions, log, dispatcher, metrics, throughput, guard, modules: new ModuleStore(), jobHistory: [] };
   server.addService(loadDplProto().HeadService.service, headHandlers(state));
   const injector = server.createConnectionInjector(serverCredentials(opts.tls));
   const listener = net.createServer((socket) => {
@@ -183,8 +182,8 @@ interface HeadState {
   modules: ModuleStore;
   jobHistory: JobSummary[];
   throughput: ThroughputMeter;
-  /** The gRPC listener's connection limits (set before any call arrives). */
-  guard?: ConnectionGuard;
+  /** The gRPC listener's connection limits. */
+  guard: ConnectionGuard;
 }
 
 function statusOf(state: HeadState): ClusterStatus {
@@ -201,7 +200,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
   // listener's authentication deadline).
   const authorized = (call: { metadata: grpc.Metadata; getPeer(): string }): boolean => {
     if (!tokenMatches(opts.token, presentedToken(call.metadata))) return false;
-    state.guard?.authenticatedPeer(call.getPeer());
+    state.guard.authenticatedPeer(call.getPeer());
     return true;
   };
   /**

@@ -7,8 +7,9 @@
  * - A connection must authenticate within `authDeadlineMs` (the server calls
  *   {@link ConnectionGuard.authenticated} once a request carried the token), or it is closed.
  * - At the limit, a new connection takes the place of the oldest one that has not
- *   authenticated yet; only when every connection has authenticated is it refused. So a flood of
- *   unauthenticated connections cannot keep the daemon's own peers out.
+ *   authenticated yet, if that one has had a second to do so; otherwise the new one is refused.
+ *   So a flood of idle connections cannot keep the daemon's own peers out for long, and a burst
+ *   of honest connections does not push its own members out before they could speak.
  *
  * The default limit follows the process's open-file limit (a quarter of it per server), since
  * the daemon needs descriptors for much else: its head session, executors, spill files.
@@ -32,6 +33,8 @@ export interface ConnectionGuardOptions {
 export const DEFAULT_AUTH_DEADLINE_MS = 5_000;
 const DEFAULT_MAX_CONNECTIONS = 1024;
 const DEFAULT_MAX_PER_PEER = 256;
+/** How long a new connection is safe from eviction: time to send its first request. */
+const MIN_EVICTABLE_AGE_MS = 1_000;
 
 interface Tracked {
   socket: Socket;
@@ -39,6 +42,8 @@ interface Tracked {
   peer: string;
   /** `remoteAddress:remotePort`, as gRPC names the peer (kept: a closed socket forgets its port). */
   key: string;
+  /** When it was admitted (ms since the epoch). */
+  since: number;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -106,7 +111,7 @@ export class ConnectionGuard {
     if (this.open.size >= this.maxConnections && !this.evictUnauthenticated(undefined)) {
       return this.refuse(socket, 'limit', peer);
     }
-    const t: Tracked = { socket, peer, key: `${peer}:${socket.remotePort ?? ''}`, timer: undefined };
+    const t: Tracked = { socket, peer, key: `${peer}:${socket.remotePort ?? ''}`, since: Date.now(), timer: undefined };
     t.timer = setTimeout(() => {
       this.options.onRefused?.('auth-deadline', peer);
       this.refusedCount++;
@@ -145,10 +150,16 @@ export class ConnectionGuard {
     t.timer = undefined;
   }
 
-  /** Closes the oldest connection (of `peer`, when given) still waiting to authenticate. */
+  /**
+   * Closes the oldest connection (of `peer`, when given) still waiting to authenticate, if it has
+   * waited at least {@link MIN_EVICTABLE_AGE_MS}.
+   */
   private evictUnauthenticated(peer: string | undefined): boolean {
+    const before = Date.now() - MIN_EVICTABLE_AGE_MS;
     for (const t of this.open.values()) {
       if (t.timer === undefined || (peer !== undefined && t.peer !== peer)) continue;
+      // The oldest one waiting is too young: so are all the later ones.
+      if (t.since > before) return false;
       this.settle(t);
       this.refusedCount++;
       this.options.onRefused?.('evicted', t.peer);

@@ -24,16 +24,18 @@ async function serve(guard: ConnectionGuard): Promise<{ port: number; close(): P
   };
 }
 
-/** Opens a connection and resolves once it is established; `closed` resolves when it ends. */
+/** Opens a connection and resolves once it is established (or refused); `closed` resolves when it ends. */
 function open(port: number): Promise<{ socket: net.Socket; closed: Promise<void> }> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1');
     const closed = new Promise<void>((r) => socket.once('close', () => r()));
     socket.on('error', () => undefined);
     socket.once('connect', () => resolve({ socket, closed }));
-    socket.once('error', reject);
+    void closed.then(() => resolve({ socket, closed }));
   });
 }
+
+const aged = (): Promise<void> => new Promise((r) => setTimeout(r, 1_100)); // past the eviction grace
 
 const isClosed = (c: { closed: Promise<void> }, ms: number): Promise<boolean> =>
   Promise.race([c.closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
@@ -68,7 +70,11 @@ describe('ConnectionGuard', () => {
       const a = await open(server.port);
       await authenticate(a);
       const flood = [await open(server.port), await open(server.port)];
-      const b = await open(server.port); // the oldest of the flood makes way
+      // Newcomers do not push out connections that just came: the fourth is refused at once...
+      const early = await open(server.port);
+      expect(await isClosed(early, 2_000)).toBe(true);
+      await aged();
+      const b = await open(server.port); // ...but once they had their chance, the oldest of the flood makes way
       expect(await isClosed(flood[0]!, 2_000)).toBe(true);
       await authenticate(b);
       const c = await open(server.port); // then the other one

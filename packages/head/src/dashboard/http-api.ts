@@ -147,22 +147,14 @@ export function boundDashboard(data: DashboardData, maxBytes = MAX_DASHBOARD_BYT
   return json;
 }
 
-/** Limits of the HTTP server's connections and requests. */
-export interface HttpLimits {
-  maxConnections?: number;
-  maxPerPeer?: number;
-  /** Time a connection has to send a request with the token, in ms. @default 5000 */
-  authDeadlineMs?: number;
-}
-
 /**
  * Serves the HTTP endpoints. No request can take the head down: every handler's error becomes
  * a 400 or 500 answer; connections are bounded and must authenticate within seconds; when the
  * head listens on loopback, only requests naming a loopback host are answered.
  */
-export async function startHttpApi(opts: ResolvedHeadOptions, sources: HttpSources, limits: HttpLimits = {}): Promise<HttpServer> {
+export async function startHttpApi(opts: ResolvedHeadOptions, sources: HttpSources): Promise<HttpServer> {
   const log = opts.logger.child({ component: 'http' });
-  const guard = new ConnectionGuard(limits);
+  const guard = new ConnectionGuard();
   const checkHost = isLoopbackHost(opts.host);
   let port = 0;
   let dashboardJson: { at: number; json: string } | undefined;

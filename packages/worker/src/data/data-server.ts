@@ -27,13 +27,6 @@ export interface DataServer {
 /** An authenticated connection that sends nothing for this long is closed. */
 const IDLE_TIMEOUT_MS = 5 * 60_000;
 
-/** Limits of the data server's connections (see ConnectionGuard; defaults from the fd limit). */
-export interface DataServerLimits {
-  maxConnections?: number;
-  maxPerPeer?: number;
-  authDeadlineMs?: number;
-}
-
 /**
  * Serves `store` on `host`:`port` (0 picks a free port); with `tlsMaterial`, over TLS. A
  * connection must send an authenticated request within the guard's deadline, and the number of
@@ -45,10 +38,10 @@ export async function startDataServer(
   token: string | undefined,
   tlsMaterial?: TlsMaterial,
   port = 0,
-  limits: DataServerLimits = {},
 ): Promise<DataServer> {
   let served = 0;
-  const guard = new ConnectionGuard(limits);
+  // Limits from the open-file limit (see ConnectionGuard).
+  const guard = new ConnectionGuard();
   const onConnection = (socket: net.Socket): void => {
     socket.setNoDelay(true);
     socket.setTimeout(IDLE_TIMEOUT_MS, () => socket.destroy());
