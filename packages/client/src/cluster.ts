@@ -2,7 +2,7 @@
  * A connection to a dpl cluster's head.
  */
 import * as grpc from '@grpc/grpc-js';
-import { DplError, DplErrorCode, type PipelineGraph, type ResourceMap } from '@dpl/core';
+import { DplError, DplErrorCode, resourceProblems, type PipelineGraph, type ResourceMap } from '@dpl/core';
 import { headError } from './head-error';
 import {
   CHANNEL_OPTIONS,
@@ -159,6 +159,11 @@ class ClusterConnection implements Cluster {
   }
 
   updateWorker(workerId: string, resources: ResourceMap): Promise<WorkerInfo> {
+    // Checked here too, so that a bad amount never leaves this process (the head checks again).
+    const problems = resourceProblems('resources', resources);
+    if (problems.length > 0) {
+      return Promise.reject(new DplError(DplErrorCode.VALIDATION, `cannot update worker ${workerId}: ${problems.join('; ')}`));
+    }
     return this.update({ worker_id: workerId, resources: resourcesToProto(resources) });
   }
 

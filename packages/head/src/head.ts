@@ -81,15 +81,33 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   });
   const dispatcher: Dispatcher = new Dispatcher(registry, sessions, fetcher, log.child({ component: 'dispatcher' }), metrics);
   const throughput = new ThroughputMeter();
-  // Connections come through a listener of our own, which bounds how many are open and resets
-  // those that carry no valid token within seconds (grpc-js has no such limits).
+  // Connections come through a listener of our own, which bounds how many are open (grpc-js has
+  // no such limit) and closes those that do not speak HTTP/2 within seconds.
   const guard = new ConnectionGuard({ onRefused: (reason, peer) => log.debug({ reason, peer }, 'gRPC connection refused') });
-  const state: HeadState = { opts, registry, sessions, log, dispatcher, metrics, throughput, guard, modules: new ModuleStore(), jobHistory: [] };
+  const state: HeadState = { opts, registry, sessions, log, dispatcher, metrics, throughput, modules: new ModuleStore(), jobHistory: [] };
   server.addService(loadDplProto().HeadService.service, headHandlers(state));
   const injector = server.createConnectionInjector(serverCredentials(opts.tls));
   const listener = net.createServer((socket) => {
     socket.on('error', () => undefined);
-    if (guard.admit(socket)) injector.injectConnection(socket);
+    if (!guard.admit(socket)) return;
+    // Handed to grpc-js only once the client has spoken (the whole HTTP/2 preface in clear, the
+    // first TLS bytes with TLS): until then the guard can still close it. From then on its HTTP/2
+    // session owns the socket, and grpc-js closes it when it stays idle (SERVER_OPTIONS).
+    let first: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      first = first.byteLength === 0 ? chunk : Buffer.concat([first, chunk]);
+      if (opts.tls === undefined && first.byteLength < HTTP2_PREFACE.byteLength) {
+        if (!HTTP2_PREFACE.subarray(0, first.byteLength).equals(first)) socket.destroy(); // not HTTP/2
+        return;
+      }
+      if (opts.tls === undefined && !first.subarray(0, HTTP2_PREFACE.byteLength).equals(HTTP2_PREFACE)) return void socket.destroy();
+      socket.off('data', onData);
+      socket.pause();
+      socket.unshift(first);
+      guard.handOver(socket);
+      injector.injectConnection(socket);
+    };
+    socket.on('data', onData);
   });
   const port = await new Promise<number>((resolve, reject) => {
     listener.once('error', (err: NodeJS.ErrnoException) => {
@@ -165,6 +183,9 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   };
 }
 
+/** What every HTTP/2 client sends first (RFC 9113, 3.4). */
+const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
 function hostPart(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
@@ -182,8 +203,6 @@ interface HeadState {
   modules: ModuleStore;
   jobHistory: JobSummary[];
   throughput: ThroughputMeter;
-  /** The gRPC listener's connection limits. */
-  guard: ConnectionGuard;
 }
 
 function statusOf(state: HeadState): ClusterStatus {
@@ -196,13 +215,7 @@ let jobCounter = 0;
 
 function headHandlers(state: HeadState): HeadServiceHandlers {
   const { opts, registry, sessions, log, dispatcher, modules } = state;
-  // A call with the token also vouches for its connection (which may then outlive the
-  // listener's authentication deadline).
-  const authorized = (call: { metadata: grpc.Metadata; getPeer(): string }): boolean => {
-    if (!tokenMatches(opts.token, presentedToken(call.metadata))) return false;
-    state.guard.authenticatedPeer(call.getPeer());
-    return true;
-  };
+  const authorized = (call: { metadata: grpc.Metadata }): boolean => tokenMatches(opts.token, presentedToken(call.metadata));
   /**
    * A stream listener that cannot throw into grpc-js (which would take the head down): a fault
    * ends that call with INVALID_ARGUMENT instead.

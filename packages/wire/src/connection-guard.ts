@@ -45,17 +45,17 @@ interface Tracked {
   /** When it was admitted (ms since the epoch). */
   since: number;
   timer: NodeJS.Timeout | undefined;
+  /** Handed to a native owner (an HTTP/2 session): counted, but never closed by the guard. */
+  handedOver: boolean;
 }
 
 /**
- * Closes a connection at once (with a TCP reset). `destroy()` is not enough for one handed to an
- * HTTP/2 server (gRPC): its session owns the socket's handle then, and only a reset closes it.
+ * Closes a connection at once. (Not with `resetAndDestroy()`: libuv's close-with-reset never
+ * completes on a socket that is already shutting down, and the process then spins at exit.)
  */
 function cut(socket: Socket): void {
   socket.on('error', () => undefined);
-  if (socket.destroyed) return;
-  if (typeof socket.resetAndDestroy === 'function' && !socket.connecting) socket.resetAndDestroy();
-  else socket.destroy();
+  socket.destroy();
 }
 
 /** The soft limit on open files of this process (`/proc/self/limits`), or undefined. */
@@ -111,7 +111,7 @@ export class ConnectionGuard {
     if (this.open.size >= this.maxConnections && !this.evictUnauthenticated(undefined)) {
       return this.refuse(socket, 'limit', peer);
     }
-    const t: Tracked = { socket, peer, key: `${peer}:${socket.remotePort ?? ''}`, since: Date.now(), timer: undefined };
+    const t: Tracked = { socket, peer, key: `${peer}:${socket.remotePort ?? ''}`, since: Date.now(), timer: undefined, handedOver: false };
     t.timer = setTimeout(() => {
       this.options.onRefused?.('auth-deadline', peer);
       this.refusedCount++;
@@ -140,9 +140,22 @@ export class ConnectionGuard {
     if (t !== undefined) this.settle(t);
   }
 
-  /** Closes every tracked connection. */
+  /**
+   * The connection now belongs to an owner that reads its socket natively (an HTTP/2 session:
+   * gRPC): closing the socket under it would leave a handle that never finishes closing, so the
+   * guard stops timing it and never closes it; the owner's own timeouts do. It stays counted
+   * until it closes.
+   */
+  handOver(socket: Socket): void {
+    const t = this.open.get(socket);
+    if (t === undefined) return;
+    this.settle(t);
+    t.handedOver = true;
+  }
+
+  /** Closes every tracked connection (but those handed over, which their owner closes). */
   destroyAll(): void {
-    for (const t of [...this.open.values()]) cut(t.socket);
+    for (const t of [...this.open.values()]) if (!t.handedOver) cut(t.socket);
   }
 
   private settle(t: Tracked): void {
@@ -157,7 +170,7 @@ export class ConnectionGuard {
   private evictUnauthenticated(peer: string | undefined): boolean {
     const before = Date.now() - MIN_EVICTABLE_AGE_MS;
     for (const t of this.open.values()) {
-      if (t.timer === undefined || (peer !== undefined && t.peer !== peer)) continue;
+      if (t.timer === undefined || t.handedOver || (peer !== undefined && t.peer !== peer)) continue;
       // The oldest one waiting is too young: so are all the later ones.
       if (t.since > before) return false;
       this.settle(t);

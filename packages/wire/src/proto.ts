@@ -58,4 +58,7 @@ export const SERVER_OPTIONS: grpc.ServerOptions = {
   'grpc.keepalive_timeout_ms': 5_000,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+  // A connection without calls for this long is closed (GOAWAY; a client reconnects on its next
+  // call): connections that never carry a call with the token do not pile up.
+  'grpc.max_connection_idle_ms': 15_000,
 };

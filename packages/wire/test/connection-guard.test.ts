@@ -113,6 +113,29 @@ describe('ConnectionGuard', () => {
     }
   });
 
+  it('never closes a connection handed over to its owner, but still counts it', async () => {
+    const guard = new ConnectionGuard({ maxConnections: 1, authDeadlineMs: 200 });
+    const server = net.createServer((socket) => {
+      socket.on('error', () => undefined);
+      if (guard.admit(socket)) guard.handOver(socket);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      const owned = await open(port);
+      await aged();
+      expect(await isClosed(owned, 300)).toBe(false); // past the deadline, and not evicted:
+      const next = await open(port);
+      expect(await isClosed(next, 2_000)).toBe(true); // the newcomer is refused instead
+      expect(guard.size).toBe(1);
+      guard.destroyAll();
+      expect(await isClosed(owned, 300)).toBe(false); // its owner closes it, not the guard
+      owned.socket.destroy();
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   it('derives its default limit from the open-file limit', () => {
     const fds = openFileLimit();
     const guard = new ConnectionGuard();
