@@ -96,11 +96,11 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
     let first: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       first = first.byteLength === 0 ? chunk : Buffer.concat([first, chunk]);
-      if (opts.tls === undefined && first.byteLength < HTTP2_PREFACE.byteLength) {
-        if (!HTTP2_PREFACE.subarray(0, first.byteLength).equals(first)) socket.destroy(); // not HTTP/2
-        return;
+      if (opts.tls === undefined) {
+        const n = Math.min(first.byteLength, HTTP2_PREFACE.byteLength);
+        if (!first.subarray(0, n).equals(HTTP2_PREFACE.subarray(0, n))) return void socket.destroy(); // not HTTP/2
+        if (n < HTTP2_PREFACE.byteLength) return; // wait for the rest of it
       }
-      if (opts.tls === undefined && !first.subarray(0, HTTP2_PREFACE.byteLength).equals(HTTP2_PREFACE)) return void socket.destroy();
       socket.off('data', onData);
       socket.pause();
       socket.unshift(first);

@@ -5,7 +5,7 @@
  *
  * - At most `maxConnections` at once, and `maxPerPeer` from one remote address.
  * - A connection must authenticate within `authDeadlineMs` (the server calls
- *   {@link ConnectionGuard.authenticated} once a request carried the token), or it is closed.
+ *   {@link ConnectionGuard.authenticatedPeer} once a request carried the token), or it is closed.
  * - At the limit, a new connection takes the place of the oldest one that has not
  *   authenticated yet, if that one has had a second to do so; otherwise the new one is refused.
  *   So a flood of idle connections cannot keep the daemon's own peers out for long, and a burst
@@ -76,7 +76,7 @@ export class ConnectionGuard {
   readonly authDeadlineMs: number;
   /** Connections in the order they came (Map keeps insertion order: the oldest first). */
   private readonly open = new Map<Socket, Tracked>();
-  /** Connections by `remoteAddress:remotePort`, for servers that only know the peer string. */
+  /** Connections by `remoteAddress:remotePort`. */
   private readonly byPeerPort = new Map<string, Tracked>();
   private readonly perPeer = new Map<string, number>();
   private refusedCount = 0;
@@ -128,13 +128,10 @@ export class ConnectionGuard {
     return true;
   }
 
-  /** A request on this connection carried the token: it may stay open past the deadline. */
-  authenticated(socket: Socket): void {
-    const t = this.open.get(socket);
-    if (t !== undefined) this.settle(t);
-  }
-
-  /** The same, for a server that knows the connection as `remoteAddress:remotePort` (gRPC's peer). */
+  /**
+   * A request on the connection `remoteAddress:remotePort` carried the token: it may stay open
+   * past the deadline. (By address, not socket: a TLS server only sees the TLS socket.)
+   */
   authenticatedPeer(peer: string): void {
     const t = this.byPeerPort.get(peer);
     if (t !== undefined) this.settle(t);

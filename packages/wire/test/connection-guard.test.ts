@@ -8,7 +8,7 @@ async function serve(guard: ConnectionGuard): Promise<{ port: number; close(): P
     if (!guard.admit(socket)) return;
     socket.on('data', (d) => {
       if (d.toString() === 'token') {
-        guard.authenticated(socket);
+        guard.authenticatedPeer(`${socket.remoteAddress}:${socket.remotePort}`);
         socket.write('ok');
       }
     });

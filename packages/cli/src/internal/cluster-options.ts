@@ -105,13 +105,15 @@ export function givenToken(args: { token?: string; tokenFile?: string }): string
 export function clusterTarget(args: ClusterArgs): { address: string; token: string | undefined } {
   const token = givenToken(args);
   const given = args.address ?? (process.env.DPL_ADDRESS || undefined);
-  const address = given ?? localHead(runDir())?.address;
+  // Read the records only when something is missing, and once.
+  const local = given !== undefined && token !== undefined ? undefined : localHead(runDir(), given);
+  const address = given ?? local?.address;
   if (address === undefined) {
     throw new UsageError(
       'give the head with --address HOST:PORT or DPL_ADDRESS (there is not exactly one head of yours running on this machine to pick)',
     );
   }
-  return { address, token: token ?? (given === undefined ? localHead(runDir())?.token : localHead(runDir(), address)?.token) };
+  return { address, token: token ?? local?.token };
 }
 
 export interface TlsArgs {

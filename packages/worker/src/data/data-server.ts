@@ -47,6 +47,7 @@ export async function startDataServer(
     socket.setTimeout(IDLE_TIMEOUT_MS, () => socket.destroy());
     socket.on('error', () => undefined); // a peer that goes away is not this worker's failure
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    let authenticated = false;
     let pending: Buffer = Buffer.alloc(0);
     // Answers go out in request order, refusals too; a spilled object streams from its file
     // before the next.
@@ -74,7 +75,10 @@ export async function startDataServer(
           socket.off('data', onData);
           return refuse(DataStatus.UNAUTHENTICATED, 'missing or wrong cluster token; pass the token the head was started with (--token-file, or DPL_TOKEN)');
         }
-        guard.authenticatedPeer(peer);
+        if (!authenticated) {
+          authenticated = true;
+          guard.authenticatedPeer(peer);
+        }
         const id = r.objectId;
         queue(async () => {
           const obj = store.open(id);
