@@ -12,6 +12,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { arg, median, table } from './lib';
 import { cpus } from 'node:os';
 import { LocalExecutor } from '@dpl/core';
 import quickstart from '../examples/quickstart';
@@ -23,17 +24,6 @@ interface Result {
   outputs: number;
   rows: number;
 }
-
-function arg(name: string, fallback?: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 async function benchDpl(batches: number, repeats: number, warmup: number): Promise<Result> {
   const times: number[] = [];
@@ -78,12 +68,6 @@ async function benchDplutils(path: string, batches: number, repeats: number, war
     outputs: r.outputs,
     rows: r.rows,
   };
-}
-
-function table(header: string[], rows: string[][]): string {
-  const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(w[i]!)).join(' | ')} |`;
-  return [line(header), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n');
 }
 
 async function main(): Promise<void> {

@@ -69,13 +69,13 @@ function simulateWorker(client: HeadServiceClient, k: number, token: string | un
           beat = setInterval(() => session.write({ heartbeat: { seq: String(++seq), sent_at_ms: String(Date.now()) } }), m.registered!.heartbeat_interval_ms);
         }, Math.random() * m.registered!.heartbeat_interval_ms);
         resolve();
-      } else if (m.msg === 'assign') {
-        const a = m.assign!;
-        // A no-op task: its output is its (inline) input.
-        const input = a.inputs[0]!.inline_ipc;
-        session.write({
-          task_done: { call_id: a.call_id, job_id: a.job_id, output_id: '', rows: a.inputs[0]!.rows, bytes: String(input.byteLength), inline_ipc: input, assignment: a.assignment },
+      } else if (m.msg === 'assign_batch') {
+        // No-op tasks: each output is its (inline) input; the answers of a batch go together.
+        const done = m.assign_batch!.calls.map((a) => {
+          const input = a.inputs[0]!.inline_ipc;
+          return { call_id: a.call_id, job_id: a.job_id, output_id: '', rows: a.inputs[0]!.rows, bytes: String(input.byteLength), inline_ipc: input, assignment: a.assignment };
         });
+        session.write({ results: { done, failed: [] } });
       }
     });
     session.on('error', (e) => reject(e));

@@ -36,6 +36,8 @@ def parse_args(argv=None):
     p.add_argument("--batches", type=int, default=2000, help="max_batches for the executor (default 2000)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warmup runs (default 1)")
+    p.add_argument("--pipeline", choices=["readme", "noop"], default="readme",
+                   help="readme: the README quickstart; noop: one task returning its input")
     args = p.parse_args(argv)
     if args.batches < 1:
         p.error("--batches must be >= 1")
@@ -94,7 +96,12 @@ def main(argv=None):
     def calc_residual(df):
         return df.assign(residual=df["rounded"] - df["sample"])
 
+    def noop(df):
+        return df
+
     def make_executor():
+        if args.pipeline == "noop":
+            return LocalSerialExecutor(PipelineGraph([PipelineTask("noop", noop)]), max_batches=args.batches)
         graph = PipelineGraph([
             PipelineTask("generate", generate_sample),
             PipelineTask("round", round_sample, batch_size=10),

@@ -65,6 +65,12 @@ export interface ClusterExecutorOptions {
   capacity?: ResourceSet;
   capacityHint?: string;
   logger?: Logger;
+  /**
+   * A client of the head to use instead of connecting to `address` (the embedded `dpl run`
+   * talks to its head in memory: `head.inProcessClient()`).
+   * @internal
+   */
+  headClient?: HeadServiceClient;
 }
 
 /**
@@ -171,6 +177,7 @@ export class ClusterExecutor extends PipelineExecutor {
   }
 
   private headClient(): HeadServiceClient {
+    this.client ??= this.options.headClient;
     if (this.client === undefined) {
       const { HeadService } = loadDplProto();
       this.client = new HeadService(this.options.address, channelCredentials(loadTls(this.options.tls, 'client')), CHANNEL_OPTIONS);

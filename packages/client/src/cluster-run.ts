@@ -22,6 +22,7 @@ import {
   type HeadServiceClient,
   type JobSpec__Input,
   type RunJobRequest__Input,
+  type OutputChunk,
   type RunJobResponse,
 } from '@dpl/wire';
 
@@ -112,27 +113,42 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
     call.write({ start: spec });
   }
 
+  /** One chunk of an output batch; the last one completes it. */
+  private chunk(o: OutputChunk): void {
+    let a = this.partial.get(o.batch_id);
+    if (a === undefined && o.last) {
+      // The whole batch in one chunk (the common case): no assembly.
+      this.received(o.batch_id, o.task, o.chunk);
+      return;
+    }
+    if (a === undefined) {
+      a = new ChunkAssembler();
+      this.partial.set(o.batch_id, a);
+    }
+    a.add(o.chunk);
+    if (o.last) {
+      this.partial.delete(o.batch_id);
+      this.received(o.batch_id, o.task, a.finish());
+    }
+  }
+
+  private received(id: string, task: string, bytes: Uint8Array): void {
+    this.outputs.push({ data: decodeIpc(bytes), task, id });
+    if (this.outputs.length >= MAX_BUFFERED_OUTPUTS) this.call?.pause();
+  }
+
   private onMessage(m: RunJobResponse): void {
     switch (m.msg) {
       case 'accepted':
         this.jobId = m.accepted!.job_id;
         this.log.info({ jobId: this.jobId }, 'job accepted');
         return;
-      case 'output': {
-        const o = m.output!;
-        let a = this.partial.get(o.batch_id);
-        if (a === undefined) {
-          a = new ChunkAssembler();
-          this.partial.set(o.batch_id, a);
-        }
-        a.add(o.chunk);
-        if (o.last) {
-          this.partial.delete(o.batch_id);
-          this.outputs.push({ data: decodeIpc(a.finish()), task: o.task, id: o.batch_id });
-          if (this.outputs.length >= MAX_BUFFERED_OUTPUTS) this.call?.pause();
-        }
+      case 'output':
+        this.chunk(m.output!);
         return;
-      }
+      case 'outputs':
+        for (const o of m.outputs!.chunks) this.chunk(o);
+        return;
       case 'notice':
         if (this.onNotice !== undefined) this.onNotice(m.notice!.message);
         else this.log.warn({ jobId: this.jobId, notice: m.notice!.message }, 'notice from the head');

@@ -23,7 +23,9 @@ import {
   type ClusterStatus,
   type ConnectWorkerRequest,
   type ConnectWorkerResponse__Input,
+  type HeadServiceClient,
   type HeadServiceHandlers,
+  inProcessClient,
   type RunJobRequest,
   type UploadModuleRequest,
   serverCredentials,
@@ -31,6 +33,7 @@ import {
   resourcesToProto,
 } from '@dpl/wire';
 import { Dispatcher } from './jobs/dispatcher';
+import { WorkerLink } from './jobs/worker-link';
 import { HeadMetrics } from './metrics/metrics';
 import { startHttpApi, ThroughputMeter } from './dashboard/http-api';
 import { Job, graphOfSpec, type JobCall, type JobSummary } from './jobs/job';
@@ -51,6 +54,13 @@ export interface Head {
   /** `host:port` of the HTTP API, when it serves one. */
   readonly dashboardAddress: string | undefined;
   status(): ClusterStatus;
+  /**
+   * A client of this head that runs its handlers in this process: no socket, the same messages
+   * (the embedded `dpl run` links its worker and client to its head with it). Calls still carry
+   * the token.
+   * @internal
+   */
+  inProcessClient(): HeadServiceClient;
   /** Closes every worker session and the server. Idempotent. */
   stop(): Promise<void>;
 }
@@ -72,6 +82,8 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   const log = opts.logger.child({ component: 'head' });
   const registry = new WorkerRegistry();
   const sessions = new Map<string, WorkerCall>();
+  /** What the dispatcher sends each worker goes through its link (batched per pass). */
+  const links = new Map<string, WorkerLink>();
   const server = new grpc.Server(SERVER_OPTIONS);
   const fetcher = new ObjectFetcher(opts.token, opts.tls);
   const metrics: HeadMetrics = new HeadMetrics({
@@ -79,13 +91,14 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
     // Read at scrape time, once the dispatcher exists.
     jobs: () => dispatcher.jobList.map((j: Job) => ({ id: j.id, tasks: j.scheduler.stats().tasks })),
   });
-  const dispatcher: Dispatcher = new Dispatcher(registry, sessions, fetcher, log.child({ component: 'dispatcher' }), metrics);
+  const dispatcher: Dispatcher = new Dispatcher(registry, links, fetcher, log.child({ component: 'dispatcher' }), metrics);
   const throughput = new ThroughputMeter();
   // Connections come through a listener of our own, which bounds how many are open (grpc-js has
   // no such limit) and closes those that do not speak HTTP/2 within seconds.
   const guard = new ConnectionGuard({ onRefused: (reason, peer) => log.debug({ reason, peer }, 'gRPC connection refused') });
-  const state: HeadState = { opts, registry, sessions, log, dispatcher, metrics, throughput, modules: new ModuleStore(), jobHistory: [] };
-  server.addService(loadDplProto().HeadService.service, headHandlers(state));
+  const state: HeadState = { opts, registry, sessions, links, log, dispatcher, metrics, throughput, modules: new ModuleStore(), jobHistory: [] };
+  const handlers = headHandlers(state);
+  server.addService(loadDplProto().HeadService.service, handlers);
   const injector = server.createConnectionInjector(serverCredentials(opts.tls));
   const listener = net.createServer((socket) => {
     socket.on('error', () => undefined);
@@ -127,6 +140,8 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
       log.warn({ workerId: w.id, silentMs }, 'worker missed its heartbeats; removed');
       const call = sessions.get(w.id);
       sessions.delete(w.id);
+      links.get(w.id)?.close();
+      links.delete(w.id);
       call?.emit('error', { code: grpc.status.UNAVAILABLE, details: `no heartbeat for ${silentMs} ms; register again` });
       dispatcher.workerGone(w.id);
     }
@@ -161,6 +176,8 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
     },
     dashboardAddress,
     status: () => statusOf(state),
+    inProcessClient: () =>
+      inProcessClient(loadDplProto().HeadService.service, handlers) as unknown as HeadServiceClient,
     stop: () => {
       stopped ??= (async () => {
         clearInterval(sweep);
@@ -170,6 +187,8 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
         }
         fetcher.close();
         if (http !== undefined) await new Promise<void>((resolve) => http.close(() => resolve()));
+        for (const link of links.values()) link.close();
+        links.clear();
         for (const call of sessions.values()) call.end();
         sessions.clear();
         listener.close();
@@ -197,6 +216,7 @@ interface HeadState {
   opts: ResolvedHeadOptions;
   registry: WorkerRegistry;
   sessions: Map<string, WorkerCall>;
+  links: Map<string, WorkerLink>;
   log: Logger;
   dispatcher: Dispatcher;
   metrics: HeadMetrics;
@@ -214,7 +234,7 @@ function statusOf(state: HeadState): ClusterStatus {
 let jobCounter = 0;
 
 function headHandlers(state: HeadState): HeadServiceHandlers {
-  const { opts, registry, sessions, log, dispatcher, modules } = state;
+  const { opts, registry, sessions, links, log, dispatcher, modules } = state;
   const authorized = (call: { metadata: grpc.Metadata }): boolean => tokenMatches(opts.token, presentedToken(call.metadata));
   /**
    * A stream listener that cannot throw into grpc-js (which would take the head down): a fault
@@ -259,6 +279,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
               return refuse(grpc.status.INVALID_ARGUMENT, `invalid registration: ${ensureError(e).message}`);
             }
             sessions.set(worker.id, call);
+            links.set(worker.id, new WorkerLink(call));
             call.write({ registered: { worker_id: worker.id, heartbeat_interval_ms: opts.heartbeatIntervalMs } });
             log.info({ workerId: worker.id, host: reg.hostname, resources: worker.total.toJSON() }, 'worker registered');
             dispatcher.schedule();
@@ -276,12 +297,13 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
             call.write({ heartbeat_ack: { seq: msg.heartbeat!.seq } });
             return;
           }
-          case 'task_done':
-            if (worker !== undefined) dispatcher.taskDone(worker.id, msg.task_done!);
+          case 'results': {
+            if (worker === undefined) return refuse(grpc.status.FAILED_PRECONDITION, 'register before sending results');
+            const { done, failed } = msg.results!;
+            for (const d of done) dispatcher.taskDone(worker.id, d);
+            for (const f of failed) dispatcher.taskFailed(worker.id, f);
             return;
-          case 'task_failed':
-            if (worker !== undefined) dispatcher.taskFailed(worker.id, msg.task_failed!);
-            return;
+          }
           case 'source_batch':
             if (worker !== undefined) dispatcher.sourceBatch(worker.id, msg.source_batch!);
             return;
@@ -292,7 +314,11 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
       }));
       const gone = (reason: string, graceful: boolean): void => {
         if (worker === undefined) return;
-        if (sessions.get(worker.id) === call) sessions.delete(worker.id);
+        if (sessions.get(worker.id) === call) {
+          sessions.delete(worker.id);
+          links.get(worker.id)?.close();
+          links.delete(worker.id);
+        }
         if (registry.markDead(worker.id, reason) !== undefined) {
           if (graceful) log.info({ workerId: worker.id }, 'worker left');
           else log.warn({ workerId: worker.id, reason }, 'worker lost');
@@ -367,7 +393,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         const changes = resourcesFromProto(req.resources);
         if (Object.keys(changes).length > 0) {
           w = registry.update(req.worker_id, changes);
-          sessions.get(w.id)?.write({ resources_changed: resourcesToProto(w.total.toJSON()) });
+          links.get(w.id)?.send({ resources_changed: resourcesToProto(w.total.toJSON()) });
           log.info({ workerId: w.id, resources: w.total.toJSON() }, 'worker resources changed');
         }
         if (req.change_drain) {

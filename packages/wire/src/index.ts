@@ -23,7 +23,15 @@ export type { GetStatusResponse, GetStatusResponse__Input } from './generated/dp
 export type { UpdateWorkerRequest__Input } from './generated/dpl/v1/UpdateWorkerRequest';
 export { CHUNK_BYTES, chunksOf, ChunkAssembler } from './chunks';
 export { encodeKwargs, decodeKwargs } from './kwargs';
-export type { AssignTask } from './generated/dpl/v1/AssignTask';
+export type { AssignTask, AssignTask__Input } from './generated/dpl/v1/AssignTask';
+export type { AssignBatch } from './generated/dpl/v1/AssignBatch';
+export type { JobFacts, JobFacts__Input } from './generated/dpl/v1/JobFacts';
+export type { TaskFacts, TaskFacts__Input } from './generated/dpl/v1/TaskFacts';
+export type { TaskDone__Input } from './generated/dpl/v1/TaskDone';
+export type { TaskFailed__Input } from './generated/dpl/v1/TaskFailed';
+export type { OutputChunk, OutputChunk__Input } from './generated/dpl/v1/OutputChunk';
+export { inProcessClient, type InProcessClient } from './in-process';
+export { TurnBatcher, DEFAULT_BATCH_MAX_BYTES, type TurnBatcherOptions } from './turn-batcher';
 export type { InputSlice as InputSliceMessage, InputSlice__Input as InputSliceMessage__Input } from './generated/dpl/v1/InputSlice';
 export type { JobSpec, JobSpec__Input } from './generated/dpl/v1/JobSpec';
 export type { TaskSpec, TaskSpec__Input } from './generated/dpl/v1/TaskSpec';

@@ -3,7 +3,7 @@
  */
 import { availableParallelism, hostname, networkInterfaces, totalmem } from 'node:os';
 import { CPU, GPU, ResourceSet, detectGpus, silentLogger, type Logger, type ResourceMap } from '@dpl/core';
-import { isHostPort, isLoopbackHost, loadTls, type TlsFiles, type TlsMaterial } from '@dpl/wire';
+import { isHostPort, isLoopbackHost, loadTls, type HeadServiceClient, type TlsFiles, type TlsMaterial } from '@dpl/wire';
 
 export interface WorkerOptions {
   /** The head's `host:port`. Required. */
@@ -51,6 +51,12 @@ export interface WorkerOptions {
   /** @default 5000 */
   maxReconnectDelayMs?: number;
   logger?: Logger;
+  /**
+   * A client of the head to use instead of connecting to `address` (the embedded `dpl run`
+   * links its worker to its head in memory: `head.inProcessClient()`).
+   * @internal
+   */
+  headClient?: HeadServiceClient;
 }
 
 export interface ResolvedWorkerOptions {
@@ -68,6 +74,7 @@ export interface ResolvedWorkerOptions {
   reconnectDelayMs: number;
   maxReconnectDelayMs: number;
   logger: Logger;
+  headClient: HeadServiceClient | undefined;
 }
 
 /**
@@ -121,6 +128,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     reconnectDelayMs: o.reconnectDelayMs ?? 200,
     maxReconnectDelayMs: o.maxReconnectDelayMs ?? 5_000,
     logger: o.logger ?? silentLogger,
+    headClient: o.headClient,
   };
 }
 

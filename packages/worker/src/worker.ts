@@ -5,7 +5,7 @@
  * session is lost.
  */
 import * as grpc from '@grpc/grpc-js';
-import { DPL_VERSION, ResourceSet, ensureError, privateDir, writeBundle, type Observation } from '@dpl/core';
+import { DPL_VERSION, DplError, DplErrorCode, ResourceSet, ensureError, privateDir, writeBundle, type Observation } from '@dpl/core';
 import {
   CHANNEL_OPTIONS,
   ChunkAssembler,
@@ -17,7 +17,12 @@ import {
   resourcesToProto,
   resourcesFromProto,
   tokenMetadata,
+  TurnBatcher,
+  type AssignBatch,
   type AssignTask,
+  type TaskDone__Input,
+  type TaskFailed__Input,
+  type TaskFacts,
   type ConnectWorkerRequest__Input,
   type ConnectWorkerResponse,
   type FetchModuleResponse,
@@ -67,6 +72,74 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
 
 type Session = grpc.ClientDuplexStream<ConnectWorkerRequest__Input, ConnectWorkerResponse>;
 
+/** What a job's calls share, as the head sent it once per session. */
+interface JobOnWorker {
+  moduleHash: string;
+  tasks: Map<string, TaskFacts>;
+}
+
+/**
+ * A lease's calls (the head took one slot of resources for them): they run one after another
+ * in one executor, up to EXECUTOR_PIPELINE_DEPTH of them sent ahead into its process.
+ */
+interface LeaseQueue {
+  calls: AssignTask[];
+  /** Calls taken from `calls` and not answered yet. */
+  inFlight: number;
+  /** Where its answers go (its session's). */
+  results: ResultSender;
+}
+
+/**
+ * Calls of a lease sent into its executor at once. The process runs them in order; having the
+ * next one there saves it waiting for a round trip through the worker after each call.
+ */
+const EXECUTOR_PIPELINE_DEPTH = 16;
+const EXECUTOR_REFILL_AT = EXECUTOR_PIPELINE_DEPTH / 2;
+
+/** An answer for the head. */
+type Result = { done: TaskDone__Input } | { failed: TaskFailed__Input };
+
+/**
+ * The answers of one session, sent together once per turn of the event loop.
+ */
+class ResultSender {
+  private readonly batch: TurnBatcher<Result>;
+
+  constructor(session: Session) {
+    this.batch = new TurnBatcher((items) => {
+      const done: TaskDone__Input[] = [];
+      const failed: TaskFailed__Input[] = [];
+      for (const r of items) {
+        if ('done' in r) done.push(r.done);
+        else failed.push(r.failed);
+      }
+      session.write({ results: { done, failed } });
+    });
+  }
+
+  private closed = false;
+
+  done(msg: TaskDone__Input, bytes: number): void {
+    if (!this.closed) this.batch.push({ done: msg }, bytes + 128);
+  }
+
+  failed(msg: TaskFailed__Input): void {
+    if (!this.closed) this.batch.push({ failed: msg }, 4096);
+  }
+
+  /** Sends what waits, before another message on the session. */
+  flush(): void {
+    this.batch.flush();
+  }
+
+  /** The session is gone: answers for it are dropped (the head has re-placed those calls). */
+  close(): void {
+    this.closed = true;
+    this.batch.clear();
+  }
+}
+
 class WorkerDaemon implements Worker {
   readonly dataAddress: string;
   private readonly client: HeadServiceClient;
@@ -75,6 +148,10 @@ class WorkerDaemon implements Worker {
   private readonly gpus: GpuAllocator;
   private readonly modules = new Map<string, Promise<string>>();
   private session: Session | undefined;
+  private results: ResultSender | undefined;
+  /** This session's jobs and lease queues (a new session starts empty). */
+  private jobs = new Map<string, JobOnWorker>();
+  private leases = new Map<string, LeaseQueue>();
   private workerId: string | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private reconnect: NodeJS.Timeout | undefined;
@@ -96,7 +173,7 @@ class WorkerDaemon implements Worker {
     this.advertised = options.resources;
     this.dataAddress = `${options.host}:${data.port}`;
     const { HeadService } = loadDplProto();
-    this.client = new HeadService(options.address, channelCredentials(options.tls), CHANNEL_OPTIONS);
+    this.client = options.headClient ?? new HeadService(options.address, channelCredentials(options.tls), CHANNEL_OPTIONS);
     this.fetcher = new ObjectFetcher(options.token, options.tls);
     this.pool = new ExecutorPool(options.logger.child({ component: 'executors' }), options.maxIdleExecutors, options.executorMemoryMb);
     this.gpus = new GpuAllocator(options.resources.get('GPU'));
@@ -128,6 +205,9 @@ class WorkerDaemon implements Worker {
     if (this.stopped) return;
     const session = this.client.ConnectWorker(tokenMetadata(this.options.token));
     this.session = session;
+    this.results = new ResultSender(session);
+    this.jobs = new Map();
+    this.leases = new Map();
     session.on('data', (msg: ConnectWorkerResponse) => this.onMessage(session, msg));
     session.on('error', (e: grpc.ServiceError) => this.lost(session, e));
     session.on('end', () => this.lost(session, undefined));
@@ -167,8 +247,8 @@ class WorkerDaemon implements Worker {
         for (const w of this.waiters.splice(0)) w(id);
         return;
       }
-      case 'assign':
-        void this.runTask(session, msg.assign!); // reports its own outcome to the head
+      case 'assign_batch':
+        this.assigned(msg.assign_batch!);
         return;
       case 'release':
         for (const id of msg.release!.object_ids) this.store.delete(id);
@@ -182,6 +262,8 @@ class WorkerDaemon implements Worker {
         return;
       case 'cancel_job': {
         const jobId = msg.cancel_job!.job_id;
+        this.jobs.delete(jobId);
+        this.dropQueued(jobId);
         this.pool.closeSource(jobId);
         this.store.deletePrefix(`${jobId}/`);
         return;
@@ -192,11 +274,77 @@ class WorkerDaemon implements Worker {
     }
   }
 
-  private async runTask(session: Session, a: AssignTask): Promise<void> {
+  /** Calls (and releases) from one scheduling pass of the head. */
+  private assigned(batch: AssignBatch): void {
+    for (const j of batch.jobs) this.jobs.set(j.job_id, { moduleHash: j.module_hash, tasks: new Map(j.tasks.map((t) => [t.task, t])) });
+    for (const call of batch.calls) {
+      let q = this.leases.get(call.lease);
+      if (q === undefined) {
+        q = { calls: [], inFlight: 0, results: this.results! };
+        this.leases.set(call.lease, q);
+      }
+      q.calls.push(call);
+    }
+    for (const [id, q] of this.leases) this.pumpLease(id, q);
+    for (const id of batch.release) this.store.delete(id);
+  }
+
+  /**
+   * Starts a lease's next calls: into its executor up to EXECUTOR_PIPELINE_DEPTH at once, one at
+   * a time for a task holding GPUs (each call takes and gives back its GPU ids).
+   */
+  private pumpLease(id: string, q: LeaseQueue): void {
+    const results = q.results;
+    while (q.calls.length > 0 && q.inFlight < EXECUTOR_PIPELINE_DEPTH) {
+      const next = q.calls[0]!;
+      const gpus = this.jobs.get(next.job_id)?.tasks.get(next.task)?.num_gpus ?? 0;
+      if (gpus > 0 && q.inFlight > 0) break;
+      q.calls.shift();
+      q.inFlight++;
+      void this.runTask(results, next, id).finally(() => {
+        // reports its own outcome; then the lease goes on, or is done
+        q.inFlight--;
+        // Refilled at half depth: several calls then go into the process in one write.
+        if (q.calls.length > 0 && q.inFlight <= EXECUTOR_REFILL_AT) this.pumpLease(id, q);
+        else if (q.inFlight === 0 && this.leases.get(id) === q) this.leases.delete(id);
+      });
+    }
+  }
+
+  /**
+   * Answers the queued calls of an ended job as cancelled: the head holds a lease's resources
+   * until each of its calls is answered.
+   */
+  private dropQueued(jobId: string): void {
+    const results = this.results;
+    for (const q of this.leases.values()) {
+      const keep = q.calls.filter((c) => c.job_id !== jobId);
+      if (keep.length === q.calls.length) continue;
+      for (const c of q.calls) {
+        if (c.job_id !== jobId) continue;
+        results?.failed({
+          call_id: c.call_id,
+          job_id: c.job_id,
+          assignment: c.assignment,
+          error: errorToProto(new DplError(DplErrorCode.CANCELLED, `job ${jobId} ended before call ${c.call_id} started`)),
+        });
+      }
+      q.calls = keep;
+    }
+  }
+
+  private async runTask(results: ResultSender, a: AssignTask, lease: string): Promise<void> {
     const attempt = a.attempt;
-    const gpuIds = this.gpus.allocate(a.num_gpus) ?? [];
+    const job = this.jobs.get(a.job_id);
+    const facts = job?.tasks.get(a.task);
+    if (job === undefined || facts === undefined) {
+      const err = new DplError(DplErrorCode.CANCELLED, `job ${a.job_id} (task ${JSON.stringify(a.task)}) is not running on this worker`);
+      results.failed({ call_id: a.call_id, job_id: a.job_id, error: errorToProto(err), assignment: a.assignment });
+      return;
+    }
+    const gpuIds = this.gpus.allocate(facts.num_gpus) ?? [];
     try {
-      const bundlePath = await this.module(a.module_hash);
+      const bundlePath = await this.module(job.moduleHash);
       const inputs = await Promise.all(
         a.inputs.map(async (s) => ({
           ipc: await this.input(s.object_id, s.owner_address, s.inline_ipc),
@@ -209,38 +357,40 @@ class WorkerDaemon implements Worker {
           kind: 'run',
           callId: a.call_id,
           bundlePath,
-          label: a.module_hash.slice(0, 12),
+          label: job.moduleHash.slice(0, 12),
+          jobId: a.job_id,
           task: a.task,
-          kwargs: a.kwargs,
+          kwargs: facts.kwargs,
           inputs,
           inputIds: a.input_ids,
-          maxAttempts: a.max_attempts,
+          maxAttempts: facts.max_attempts,
         },
         attempt,
         gpuIds.join(','),
-        a.timeout_ms,
+        facts.timeout_ms,
+        lease,
       );
-      const inline = out.ipc.byteLength <= a.inline_output_max_bytes;
-      if (!inline) this.store.put(a.output_id, out.ipc);
-      session.write({
-        task_done: {
+      const inline = out.ipc.byteLength <= facts.inline_output_max_bytes;
+      const outputId = `${a.job_id}/${a.call_id}~${a.assignment}`;
+      if (!inline) this.store.put(outputId, out.ipc);
+      results.done(
+        {
           call_id: a.call_id,
           job_id: a.job_id,
-          output_id: inline ? '' : a.output_id,
+          output_id: inline ? '' : outputId,
           rows: String(out.rows),
           bytes: String(out.ipc.byteLength),
-          inline_ipc: inline ? out.ipc : new Uint8Array(0),
+          inline_ipc: inline ? out.ipc : EMPTY,
           assignment: a.assignment,
           observations: observationsToProto(out.observations),
         },
-      });
+        inline ? out.ipc.byteLength : 0,
+      );
     } catch (e) {
       const recorded = (e as { details?: { observations?: Observation[] } }).details?.observations;
-      session.write({
-        task_failed: { call_id: a.call_id, job_id: a.job_id, error: errorToProto(e), assignment: a.assignment, observations: observationsToProto(recorded) },
-      });
+      results.failed({ call_id: a.call_id, job_id: a.job_id, error: errorToProto(e), assignment: a.assignment, observations: observationsToProto(recorded) });
     } finally {
-      this.gpus.release(gpuIds, a.num_gpus);
+      this.gpus.release(gpuIds, facts.num_gpus);
     }
   }
 
@@ -252,16 +402,24 @@ class WorkerDaemon implements Worker {
       const r = await this.pool.nextSource(p.job_id, bundlePath, p.module_hash.slice(0, 12));
       if (r === undefined) {
         this.pool.closeSource(p.job_id);
+        this.flushResults(session);
         session.write({ source_batch: { ...base, done: true } });
         return;
       }
       const id = `${p.job_id}/s${p.seq}`;
       this.store.put(id, r.ipc);
+      this.flushResults(session);
       session.write({ source_batch: { ...base, object_id: id, rows: String(r.rows), bytes: String(r.ipc.byteLength) } });
     } catch (e) {
       this.pool.closeSource(p.job_id);
+      this.flushResults(session);
       session.write({ source_batch: { ...base, error: errorToProto(e) } });
     }
+  }
+
+  /** Sends the answers waiting for this session first, so the head sees them in order. */
+  private flushResults(session: Session): void {
+    if (session === this.session) this.results?.flush();
   }
 
   /** An input's bytes: inline, from this worker's store, or fetched from its owner. */
@@ -293,6 +451,8 @@ class WorkerDaemon implements Worker {
   private lost(session: Session, e: grpc.ServiceError | undefined): void {
     if (session !== this.session) return;
     this.session = undefined;
+    this.results?.close();
+    this.results = undefined;
     clearInterval(this.heartbeat);
     const was = this.workerId;
     this.workerId = undefined;
@@ -332,6 +492,8 @@ class WorkerDaemon implements Worker {
     return this.stopping;
   }
 }
+
+const EMPTY = new Uint8Array(0);
 
 function aligned(bytes: Uint8Array): Uint8Array {
   if (bytes.byteOffset % 8 === 0) return bytes;

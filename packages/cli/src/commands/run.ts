@@ -84,6 +84,8 @@ export async function runPipeline(args: RunArgs): Promise<number> {
   // A fresh random token (startHead makes one): other users of this machine can see the
   // loopback ports, and must not run code as this user through them.
   const head = await startHead({ host: '127.0.0.1', port: 0, logger: daemonLogger });
+  // Worker and client talk to the head in memory (the same messages, no loopback gRPC); the
+  // worker's data server and the head's port stay up for what needs a socket.
   let worker: Worker | undefined;
   let executor: ClusterExecutor | undefined;
   try {
@@ -94,6 +96,7 @@ export async function runPipeline(args: RunArgs): Promise<number> {
       numGpus: args.numGpus,
       resources,
       logger: daemonLogger,
+      headClient: head.inProcessClient(),
     });
     await worker.registered();
     executor = new ClusterExecutor(loaded, {
@@ -107,6 +110,7 @@ export async function runPipeline(args: RunArgs): Promise<number> {
       capacityHint: CAPACITY_HINT,
       onNotice: () => undefined,
       logger,
+      headClient: head.inProcessClient(),
     });
     configureExecutor(executor, args);
     return await executePipeline(executor, args);

@@ -2,6 +2,7 @@
  * Arrow IPC stream encoding, the format batches travel in between processes.
  */
 import { tableFromIPC, tableToIPC, type Table } from 'apache-arrow';
+import { readIpcStream } from './ipc-reader';
 
 /**
  * Encodes a table as Arrow IPC *stream* bytes. The result starts at an 8-byte-aligned offset
@@ -18,7 +19,14 @@ export function encodeIpc(table: Table): Uint8Array {
  * because arrow would otherwise copy every column on its own.
  */
 export function decodeIpc(bytes: Uint8Array): Table {
-  return tableFromIPC(bytes.byteOffset % 8 === 0 ? bytes : alignedCopy(bytes));
+  const aligned = bytes.byteOffset % 8 === 0 ? bytes : alignedCopy(bytes);
+  let table: Table | undefined;
+  try {
+    table = readIpcStream(aligned);
+  } catch {
+    // Malformed or unusual bytes: arrow's own reader decides (and names the problem).
+  }
+  return table ?? tableFromIPC(aligned);
 }
 
 function alignedCopy(bytes: Uint8Array): Uint8Array {

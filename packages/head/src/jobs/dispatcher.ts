@@ -3,34 +3,53 @@
  * resources, sends the calls it places to the workers, and feeds their results back. Jobs take
  * turns (a rotating start), so several jobs share the cluster by resources.
  */
-import type * as grpc from '@grpc/grpc-js';
-import { DplError, DplErrorCode, ensureError, pendingCallsFor, retryDelayMs, type Logger, type TaskCall } from '@dpl/core';
-import {
-  errorFromProto,
-  type ConnectWorkerResponse__Input,
-  type ObjectFetcher,
-  type TaskDone,
-  type SourceBatch,
-  type TaskFailed,
-} from '@dpl/wire';
+import { DplError, DplErrorCode, ensureError, pendingCallsFor, retryDelayMs, type Logger, type ResourceSet, type TaskCall } from '@dpl/core';
+import { errorFromProto, type JobFacts__Input, type ObjectFetcher, type TaskDone, type SourceBatch, type TaskFailed } from '@dpl/wire';
 import { place } from '../placement/placement';
 import type { WorkerRegistry } from '../registry/worker-registry';
 import type { Job, ObjectRef } from './job';
 import type { LineageNode } from './lineage';
 import type { HeadMetrics } from '../metrics/metrics';
+import type { WorkerLink } from './worker-link';
 
-/** A worker session the dispatcher can write to. */
-export type WorkerSession = Pick<grpc.ServerDuplexStream<unknown, ConnectWorkerResponse__Input>, 'write'>;
+/**
+ * One slot of a task's resources on a worker, held while calls of that task are queued or
+ * running on it (Ray's worker lease per scheduling class). The head places a call by opening a
+ * lease where the resources are free, or by queueing it behind the calls of a lease the task
+ * already holds; the worker runs a lease's calls one after another, so what runs at once never
+ * exceeds what the head took. Queueing keeps the worker busy while an answer and the next call
+ * cross the network, without a round trip through the head per call.
+ */
+interface Lease {
+  readonly id: number;
+  readonly job: Job;
+  readonly task: string;
+  readonly workerId: string;
+  readonly request: ResourceSet;
+  /** Calls assigned under it and not answered yet. */
+  inFlight: number;
+  /** When its last call was answered (performance.now()), for the task's service time. */
+  lastDoneMs: number;
+}
 
 interface RunningCall {
   job: Job;
   call: TaskCall<ObjectRef>;
   workerId: string;
+  lease: Lease;
   /** The assignment's number: an answer must carry it. */
   assignment: number;
+  assignedAtMs: number;
   /** Set for a call that recomputes a lost batch (not the scheduler's). */
   recompute: LineageNode | undefined;
 }
+
+/** Queued work per lease the head aims for, in milliseconds of the task's service time. */
+const LEASE_QUEUE_MS = 4;
+/** The most calls a lease holds (running and queued). */
+const MAX_LEASE_DEPTH = 16;
+/** A lease's depth before its task's service time is known: one running, one queued. */
+const INITIAL_LEASE_DEPTH = 2;
 
 const RETRY_BACKOFF_MS = 100;
 /** A call whose input keeps being lost this many times in a row fails the job. */
@@ -41,6 +60,11 @@ const INLINE_SINK_OUTPUT_MAX_BYTES = 1024 * 1024;
 export class Dispatcher {
   private readonly jobs: Job[] = [];
   private readonly running = new Map<string, RunningCall>();
+  /** Open leases by job and task ("<jobId>/<task>"). */
+  private readonly leases = new Map<string, Lease[]>();
+  private leaseCounter = 0;
+  /** Mean time a call of a task takes on its lease (ms), by "<jobId>/<task>". */
+  private readonly serviceMs = new Map<string, number>();
   /** Times each call was taken back because an input or its worker was lost. */
   private readonly interruptions = new Map<string, number>();
   private assignments = 0;
@@ -51,7 +75,7 @@ export class Dispatcher {
 
   constructor(
     private readonly registry: WorkerRegistry,
-    private readonly sessions: ReadonlyMap<string, WorkerSession>,
+    private readonly links: ReadonlyMap<string, WorkerLink>,
     private readonly fetcher: ObjectFetcher,
     readonly log: Logger,
     private readonly metrics: HeadMetrics,
@@ -81,7 +105,7 @@ export class Dispatcher {
   }
 
   release(ref: ObjectRef): void {
-    this.sessions.get(ref.ownerId)?.write({ release: { object_ids: [ref.objectId] } });
+    this.links.get(ref.ownerId)?.release(ref.objectId);
   }
 
   /**
@@ -119,42 +143,61 @@ export class Dispatcher {
   }
 
   private scheduleJob(job: Job, now: number): void {
+    /** Requests refused in this pass for want of free resources: they go first where they fit. */
+    const refused: ResourceSet[] = [];
+    /** Requests that found no free worker in this pass (resources only shrink within a pass). */
+    const noRoom = new Set<ResourceSet>();
     const backend = {
-      placed: undefined as string | undefined,
+      placed: undefined as { workerId: string } | { lease: Lease } | undefined,
       fits: (task: string, ctx: { inputs: readonly { id: string; data: ObjectRef; rows: number }[] }): boolean => {
         // An input lost with its worker waits for its recompute.
         if (!ctx.inputs.every((i) => job.lineage.isReady(i.id))) return false;
         const t = job.tasks.get(task)!;
-        const local = new Map<string, number>();
-        for (const ref of ctx.inputs) {
-          if (ref.data.ownerId !== '') local.set(ref.data.ownerId, (local.get(ref.data.ownerId) ?? 0) + ref.data.bytes);
-        }
-        const t0 = performance.now();
-        const p = place(t.request, this.registry.workers(), local, { byId: (id) => this.registry.get(id), start: this.placeTurn++ });
-        this.metrics.placementLatency.observe((performance.now() - t0) / 1000);
-        if (p.kind === 'placed') {
-          backend.placed = p.workerId;
+        const local = localBytes(ctx.inputs.map((i) => i.data));
+        if (!noRoom.has(t.request)) {
+          const t0 = performance.now();
+          const p = place(t.request, this.registry.workers(), local, { byId: (id) => this.registry.get(id), start: this.placeTurn++ });
+          this.metrics.placementLatency.observe((performance.now() - t0) / 1000);
+          if (p.kind === 'placed') {
+            backend.placed = { workerId: p.workerId };
+            job.infeasibleSince.delete(task);
+            return true;
+          }
+          noRoom.add(t.request);
+          if (p.kind === 'infeasible') {
+            if (!job.infeasibleSince.has(task)) {
+              job.infeasibleSince.set(task, { sinceMs: now, shortfall: p.shortfall });
+              const message =
+                `task ${JSON.stringify(task)} needs ${t.request.toString()}; no live worker can fit it: ${p.shortfall}; ` +
+                `waiting for one to join (fails after ${job.spec.infeasible_timeout_ms / 1000} s)`;
+              job.log.warn({ task, request: t.request.toJSON(), shortfall: p.shortfall }, 'task waits: no live worker can fit it');
+              job.notice(message);
+            }
+            return false;
+          }
           job.infeasibleSince.delete(task);
+        }
+        // No free slot: queue behind a lease this task holds, unless that would keep a slot
+        // from a task of higher priority refused in this pass.
+        const lease = this.leaseWithRoom(job, task, local, refused);
+        if (lease !== undefined) {
+          backend.placed = { lease };
           return true;
         }
-        if (p.kind === 'infeasible' && !job.infeasibleSince.has(task)) {
-          job.infeasibleSince.set(task, { sinceMs: now, shortfall: p.shortfall });
-          const message =
-            `task ${JSON.stringify(task)} needs ${t.request.toString()}; no live worker can fit it: ${p.shortfall}; ` +
-            `waiting for one to join (fails after ${job.spec.infeasible_timeout_ms / 1000} s)`;
-          job.log.warn({ task, request: t.request.toJSON(), shortfall: p.shortfall }, 'task waits: no live worker can fit it');
-          job.notice(message);
-        } else if (p.kind === 'wait') {
-          job.infeasibleSince.delete(task);
-        }
+        refused.push(t.request);
         return false;
       },
-      submit: (call: TaskCall<ObjectRef>): void => this.assign(job, call, backend.placed!, undefined),
+      submit: (call: TaskCall<ObjectRef>): void => {
+        const placed = backend.placed!;
+        const lease = 'lease' in placed ? placed.lease : this.openLease(job, call.task, placed.workerId);
+        this.assign(job, call, lease, undefined);
+      },
     };
     this.placeRecomputes(job);
     if (job.state !== 'running') return;
-    // Work waiting in the job stays bounded, in proportion to what the cluster can run at once.
-    job.scheduler.setMaxPendingCalls(pendingBound(this.registry));
+    // Work waiting in the job stays bounded, in proportion to what the cluster can run at once,
+    // plus what its leases may queue (a few milliseconds of work each).
+    job.scheduler.setMaxPendingCalls(pendingBound(this.registry) + this.queueRoom(job));
     for (;;) {
       const r = job.scheduler.schedule(backend, job.allowSources);
       if (!r.wantsSourceData) break;
@@ -165,8 +208,90 @@ export class Dispatcher {
       }
       job.addDefaultSourceBatch();
     }
+    // Slots with nothing queued go back: the next pass may give them to another task.
+    if (this.closeIdleLeases(job) && refused.length > 0) this.schedule();
     job.checkInfeasible(now);
     job.checkDone();
+  }
+
+  /** Takes a slot of a task's resources on a worker. */
+  private openLease(job: Job, task: string, workerId: string): Lease {
+    const request = job.tasks.get(task)!.request;
+    this.registry.take(this.registry.get(workerId)!, request);
+    const lease: Lease = { id: ++this.leaseCounter, job, task, workerId, request, inFlight: 0, lastDoneMs: 0 };
+    const k = key(job.id, task);
+    const list = this.leases.get(k);
+    if (list === undefined) this.leases.set(k, [lease]);
+    else list.push(lease);
+    return lease;
+  }
+
+  /**
+   * A lease of the task that may queue one more call: on a live worker, below the task's depth,
+   * on the worker holding most of the call's input bytes (then the least queued), and not on a
+   * worker where a refused request of higher priority would fit once the slot is free.
+   */
+  private leaseWithRoom(job: Job, task: string, local: ReadonlyMap<string, number>, refused: readonly ResourceSet[]): Lease | undefined {
+    const list = this.leases.get(key(job.id, task));
+    if (list === undefined) return undefined;
+    const depth = this.leaseDepth(job, task);
+    let best: Lease | undefined;
+    for (const lease of list) {
+      if (lease.inFlight >= depth) continue;
+      const worker = this.registry.get(lease.workerId);
+      if (worker === undefined || worker.state !== 'alive') continue;
+      if (refused.some((r) => worker.total.fits(r))) continue;
+      if (best === undefined) {
+        best = lease;
+        continue;
+      }
+      const a = local.get(lease.workerId) ?? 0;
+      const b = local.get(best.workerId) ?? 0;
+      if (a > b || (a === b && lease.inFlight < best.inFlight)) best = lease;
+    }
+    return best;
+  }
+
+  /** Calls a lease of the task may hold: enough queued for about LEASE_QUEUE_MS of work. */
+  private leaseDepth(job: Job, task: string): number {
+    const ms = this.serviceMs.get(key(job.id, task));
+    if (ms === undefined) return INITIAL_LEASE_DEPTH;
+    return Math.min(MAX_LEASE_DEPTH, 1 + Math.ceil(LEASE_QUEUE_MS / Math.max(ms, 0.01)));
+  }
+
+  /** Calls the job's open leases may queue beyond one each. */
+  private queueRoom(job: Job): number {
+    let n = 0;
+    for (const t of job.tasks.keys()) {
+      const list = this.leases.get(key(job.id, t));
+      if (list !== undefined) n += list.length * (this.leaseDepth(job, t) - 1);
+    }
+    return n;
+  }
+
+  /** Gives back the job's leases with no call left; true when there were any. */
+  private closeIdleLeases(job: Job): boolean {
+    let closed = false;
+    for (const t of job.tasks.keys()) {
+      const k = key(job.id, t);
+      const list = this.leases.get(k);
+      if (list === undefined) continue;
+      const open = list.filter((lease) => {
+        if (lease.inFlight > 0) return true;
+        this.closeLease(lease);
+        closed = true;
+        return false;
+      });
+      if (open.length === 0) this.leases.delete(k);
+      else if (open.length !== list.length) this.leases.set(k, open);
+    }
+    return closed;
+  }
+
+  /** Returns a lease's resources to its worker (when the worker is still there). */
+  private closeLease(lease: Lease): void {
+    const worker = this.registry.get(lease.workerId);
+    if (worker !== undefined) this.registry.giveBack(worker, lease.request);
   }
 
   /** Asks the job's generator worker (chosen on first use) for its next batch. */
@@ -178,17 +303,17 @@ export class Dispatcher {
       if (live[0] === undefined) return; // no worker yet: pulled when one registers
       job.sourceWorkerId = live[0].id;
     }
-    const session = this.sessions.get(job.sourceWorkerId);
-    if (session === undefined) return;
+    const link = this.links.get(job.sourceWorkerId);
+    if (link === undefined) return;
     job.pullingSource = true;
-    session.write({ pull_source: { job_id: job.id, module_hash: job.spec.module_hash, seq: String(job.sourceSeq++) } });
+    link.send({ pull_source: { job_id: job.id, module_hash: job.spec.module_hash, seq: String(job.sourceSeq++) } });
   }
 
   /** A worker answered a pull of a job's generator. */
   sourceBatch(workerId: string, msg: SourceBatch): void {
     const job = this.jobs.find((j) => j.id === msg.job_id);
     if (job === undefined || job.state !== 'running' || job.sourceWorkerId !== workerId) {
-      if (msg.object_id !== '') this.sessions.get(workerId)?.write({ release: { object_ids: [msg.object_id] } });
+      if (msg.object_id !== '') this.links.get(workerId)?.release(msg.object_id);
       return;
     }
     job.pullingSource = false;
@@ -209,42 +334,42 @@ export class Dispatcher {
   /** Tells every worker a job is over: they drop its objects and its generator. */
   jobEnded(job: Job): void {
     for (const k of this.interruptions.keys()) if (k.startsWith(`${job.id}/`)) this.interruptions.delete(k);
-    for (const session of this.sessions.values()) session.write({ cancel_job: { job_id: job.id } });
+    for (const link of this.links.values()) link.jobEnded(job.id);
+    for (const t of job.tasks.keys()) this.serviceMs.delete(key(job.id, t));
+    // Idle leases go back now; the others when their last call is answered (the worker answers
+    // the calls it drops for the job's end, so none is left holding resources).
+    this.closeIdleLeases(job);
   }
 
-  private assign(job: Job, call: TaskCall<ObjectRef>, workerId: string, recompute: LineageNode | undefined): void {
-    const worker = this.registry.get(workerId)!;
-    const t = job.tasks.get(call.task)!;
-    this.registry.take(worker, t.request);
+  private assign(job: Job, call: TaskCall<ObjectRef>, lease: Lease, recompute: LineageNode | undefined): void {
     const assignment = ++this.assignments;
-    this.running.set(key(job.id, call.id), { job, call, workerId, assignment, recompute });
-    this.sessions.get(workerId)!.write({
-      assign: {
+    lease.inFlight++;
+    this.running.set(key(job.id, call.id), { job, call, workerId: lease.workerId, lease, assignment, assignedAtMs: performance.now(), recompute });
+    let inline = 0;
+    const inputs = call.inputs.map((s) => {
+      const bytes = s.ref.data.inline ?? EMPTY;
+      inline += bytes.byteLength;
+      return { object_id: s.ref.data.objectId, owner_address: s.ref.data.ownerAddress, offset: String(s.offset), rows: String(s.rows), inline_ipc: bytes };
+    });
+    const link = this.links.get(lease.workerId)!;
+    link.assign(
+      job.id,
+      () => jobFacts(job),
+      {
         call_id: call.id,
         job_id: job.id,
-        module_hash: job.spec.module_hash,
         task: call.task,
-        kwargs: t.kwargs,
         attempt: call.attempt,
+        input_ids: call.inputs.length === 1 ? [call.inputs[0]!.ref.id] : [...new Set(call.inputs.map((s) => s.ref.id))],
+        inputs,
         // Unique per assignment: a late answer of an earlier one never overwrites this one's.
-        output_id: `${job.id}/${call.id}~${assignment}`,
-        num_gpus: t.numGpus,
-        inline_output_max_bytes: job.graph.successors(call.task).length === 0 ? INLINE_SINK_OUTPUT_MAX_BYTES : 0,
-        max_attempts: job.graph.taskMap.get(call.task)!.maxRetries + 1,
-        input_ids: [...new Set(call.inputs.map((s) => s.ref.id))],
-        inputs: call.inputs.map((s) => ({
-          object_id: s.ref.data.objectId,
-          owner_address: s.ref.data.ownerAddress,
-          offset: String(s.offset),
-          rows: String(s.rows),
-          inline_ipc: s.ref.data.inline ?? new Uint8Array(0),
-        })),
         assignment: String(assignment),
-        timeout_ms: job.graph.taskMap.get(call.task)!.timeoutMs ?? 0,
+        lease: String(lease.id),
       },
-    });
+      inline,
+    );
     if (job.log.isLevelEnabled('debug')) {
-      job.log.debug({ task: call.task, batchId: call.id, workerId, attempt: call.attempt, recompute: recompute !== undefined }, 'call placed');
+      job.log.debug({ task: call.task, batchId: call.id, workerId: lease.workerId, lease: lease.id, inFlight: lease.inFlight, depth: this.leaseDepth(job, call.task), attempt: call.attempt, recompute: recompute !== undefined }, 'call placed');
     }
   }
 
@@ -281,10 +406,7 @@ export class Dispatcher {
         continue;
       }
       const t = job.tasks.get(node.task!)!;
-      const local = new Map<string, number>();
-      for (const i of node.inputs) {
-        if (i.node.ref.ownerId !== '') local.set(i.node.ref.ownerId, (local.get(i.node.ref.ownerId) ?? 0) + i.node.ref.bytes);
-      }
+      const local = localBytes(node.inputs.map((i) => i.node.ref));
       const p = place(t.request, this.registry.workers(), local, { byId: (id) => this.registry.get(id), start: this.placeTurn++ });
       if (p.kind !== 'placed') {
         k++;
@@ -302,7 +424,7 @@ export class Dispatcher {
         isSource: false,
       };
       job.log.info({ task: node.task, batchId: node.id, workerId: p.workerId }, 'recomputing a batch lost with its worker');
-      this.assign(job, call, p.workerId, node);
+      this.assign(job, call, this.openLease(job, node.task!, p.workerId), node);
     }
   }
 
@@ -314,7 +436,7 @@ export class Dispatcher {
     const inline = msg.output_id === '';
     if (r === undefined || r.job.state !== 'running') {
       // A stale or cancelled call: its output is not needed.
-      if (!inline) this.sessions.get(workerId)?.write({ release: { object_ids: [msg.output_id] } });
+      if (!inline) this.links.get(workerId)?.release(msg.output_id);
       return;
     }
     this.interruptions.delete(key(r.job.id, r.call.id));
@@ -389,7 +511,7 @@ export class Dispatcher {
       const readsFromIt = r.call.inputs.some((s) => s.ref.data.ownerId === workerId);
       if (r.workerId !== workerId && !readsFromIt) continue;
       this.running.delete(k);
-      if (r.workerId !== workerId) this.giveBack(r);
+      this.giveBack(r);
       this.interrupt(r, `worker ${workerId} was lost while ${r.workerId === workerId ? 'running' : 'serving an input of'} ${r.call.id}`);
     }
     for (const job of this.jobs) {
@@ -407,13 +529,31 @@ export class Dispatcher {
     if (r === undefined || r.workerId !== workerId || String(r.assignment) !== assignment) return undefined;
     this.running.delete(k);
     this.giveBack(r);
+    // The time this call held its lease: from when the previous one was answered (or when this
+    // one was assigned, if later), so queueing behind other calls is not counted.
+    const now = performance.now();
+    const ms = now - Math.max(r.lease.lastDoneMs, r.assignedAtMs);
+    r.lease.lastDoneMs = now;
+    const sk = key(r.job.id, r.call.task);
+    const mean = this.serviceMs.get(sk);
+    this.serviceMs.set(sk, mean === undefined ? ms : 0.8 * mean + 0.2 * ms);
     return r;
   }
 
-  /** Returns a call's resources to its worker. */
+  /**
+   * A call no longer holds its place in its lease. A lease of an ended job closes with its last
+   * call (the job's passes, which close idle leases, are over).
+   */
   private giveBack(r: RunningCall): void {
-    const worker = this.registry.get(r.workerId);
-    if (worker !== undefined) this.registry.giveBack(worker, r.job.tasks.get(r.call.task)!.request);
+    const lease = r.lease;
+    lease.inFlight--;
+    if (lease.inFlight === 0 && lease.job.state !== 'running') {
+      this.closeLease(lease);
+      const k = key(lease.job.id, lease.task);
+      const list = this.leases.get(k)?.filter((l) => l !== lease) ?? [];
+      if (list.length === 0) this.leases.delete(k);
+      else this.leases.set(k, list);
+    }
   }
 
   /**
@@ -502,4 +642,32 @@ const MAX_PARAM_TEXT_LENGTH = 1_000;
 
 function key(jobId: string, callId: string): string {
   return `${jobId}/${callId}`;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Worker id → bytes of these objects it holds. */
+function localBytes(refs: readonly ObjectRef[]): Map<string, number> {
+  const local = new Map<string, number>();
+  for (const ref of refs) if (ref.ownerId !== '') local.set(ref.ownerId, (local.get(ref.ownerId) ?? 0) + ref.bytes);
+  return local;
+}
+
+/** What every call of a job shares, for a worker that has not seen the job yet. */
+function jobFacts(job: Job): JobFacts__Input {
+  return {
+    job_id: job.id,
+    module_hash: job.spec.module_hash,
+    tasks: [...job.tasks.values()].map((t) => {
+      const task = job.graph.taskMap.get(t.name)!;
+      return {
+        task: t.name,
+        kwargs: t.kwargs,
+        num_gpus: t.numGpus,
+        inline_output_max_bytes: job.graph.successors(t.name).length === 0 ? INLINE_SINK_OUTPUT_MAX_BYTES : 0,
+        max_attempts: task.maxRetries + 1,
+        timeout_ms: task.timeoutMs ?? 0,
+      };
+    }),
+  };
 }

@@ -17,8 +17,10 @@ import {
   type SinkOutput,
 } from '@dpl/core';
 import {
+  DEFAULT_BATCH_MAX_BYTES,
   chunksOf,
   decodeKwargs,
+  type OutputChunk__Input,
   errorToProto,
   resourcesFromProto,
   type JobSpec,
@@ -201,15 +203,25 @@ export class Job {
     if (rows > 0) this.lineage.addSource(id, ref, rows, generated);
   }
 
-  /** Queues a sink output for the client. */
+  /**
+   * Queues a sink output for the client. Outputs that complete in the same turn of the event
+   * loop leave in one message.
+   */
   deliver(out: SinkOutput<ObjectRef>): void {
     this.deliveries.push(out);
-    void this.pumpDeliveries(); // failures end the job inside
+    if (this.pumpScheduled || this.delivering) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      void this.pumpDeliveries(); // failures end the job inside
+    });
   }
+
+  private pumpScheduled = false;
 
   /** Ends the job when nothing is left to run or deliver. */
   checkDone(): void {
-    if (this.state === 'running' && this.scheduler.isDone() && this.deliveries.length === 0 && !this.delivering) {
+    if (this.state === 'running' && this.scheduler.isDone() && this.deliveries.length === 0 && !this.delivering && !this.pumpScheduled) {
       this.state = 'finished';
       this.endedAtMs = Date.now();
       this.write({ finished: { outputs: String(this.outputs), rows: String(this.rows) } });
@@ -375,22 +387,37 @@ export class Job {
   private async pumpDeliveries(): Promise<void> {
     if (this.delivering) return;
     this.delivering = true;
+    let batch: OutputChunk__Input[] = [];
+    let bytes = 0;
+    const send = (): void => {
+      if (batch.length === 0) return;
+      this.write({ outputs: { chunks: batch } });
+      batch = [];
+      bytes = 0;
+    };
     try {
       while (this.deliveries.length > 0 && this.state === 'running') {
         const out = this.deliveries[0]!;
-        const bytes = out.ref.data.inline ?? (await this.fetchOutput(out));
+        if (out.ref.data.inline === undefined) send(); // what is ready leaves before a fetch
+        const data = out.ref.data.inline ?? (await this.fetchOutput(out));
         if (this.state !== 'running') break;
-        const chunks = [...chunksOf(bytes)];
-        chunks.forEach((chunk, i) =>
-          this.write({ output: { batch_id: out.id, task: out.task, chunk, last: i === chunks.length - 1 } }),
-        );
+        const chunks = [...chunksOf(data)];
+        chunks.forEach((chunk, i) => {
+          if (bytes + chunk.byteLength > DEFAULT_BATCH_MAX_BYTES) send();
+          batch.push({ batch_id: out.id, task: out.task, chunk, last: i === chunks.length - 1 });
+          bytes += chunk.byteLength + out.id.length + out.task.length + 16;
+        });
         this.deliveries.shift();
         this.outputs++;
         this.rows += out.ref.rows;
         this.hooks.delivered(this, out.ref.rows);
         if (!this.lineage.unneeded(out.id, out.ref.data) && out.ref.data.objectId !== '') this.hooks.release(out.ref.data);
-        if (this.clientBlocked) await new Promise<void>((r) => this.call.once('drain', () => r()));
+        if (this.clientBlocked) {
+          send();
+          await new Promise<void>((r) => this.call.once('drain', () => r()));
+        }
       }
+      send();
     } catch (e) {
       this.fail(
         new DplError(DplErrorCode.OBJECT_LOST, `cannot deliver an output of the job: ${(e as Error).message}`, { cause: e }),

@@ -27,9 +27,48 @@ const modules = new Map<string, Promise<PipelineModule>>();
 // The worker talks to this process over fd 3 (a socket pair). Both report their own errors.
 const socket = new Socket({ fd: 3, readable: true, writable: true });
 const channel = new FrameChannel<RunCall | NextSource, ExecutorReply>(socket, (m) => {
-  if (m.kind === 'run') void run(m);
+  if (m.kind === 'run') enqueue(m);
   else if (m.kind === 'source-next') void nextSource(m);
 });
+
+// Calls run one at a time, in the order they came (what they record is per call, and the
+// worker counts one slot of resources per executor).
+const inbox: RunCall[] = [];
+let draining = false;
+function enqueue(m: RunCall): void {
+  inbox.push(m);
+  if (!draining) void drain(); // each call reports its own outcome
+}
+async function drain(): Promise<void> {
+  draining = true;
+  let since = performance.now();
+  for (let m = inbox.shift(); m !== undefined; m = inbox.shift()) {
+    await run(m);
+    // Answers leave at the end of a turn of the event loop (the channel gathers them): after a
+    // millisecond of calls, let the turn end so they do not wait behind a long queue.
+    if (performance.now() - since > YIELD_AFTER_MS) {
+      await new Promise((r) => setImmediate(r));
+      since = performance.now();
+    }
+  }
+  draining = false;
+}
+const YIELD_AFTER_MS = 1;
+
+/** Decoded kwargs by job and task: every call of a task in a job has the same ones. */
+const kwargsCache = new Map<string, Record<string, unknown>>();
+const KWARGS_CACHE_ENTRIES = 256;
+function kwargsOf(m: RunCall): Record<string, unknown> {
+  const key = `${m.jobId}\0${m.task}`;
+  let kwargs = kwargsCache.get(key);
+  if (kwargs === undefined) {
+    if (kwargsCache.size >= KWARGS_CACHE_ENTRIES) kwargsCache.delete(kwargsCache.keys().next().value!);
+    kwargs = decodeKwargs(m.kwargs);
+    kwargsCache.set(key, kwargs);
+  }
+  // A copy per call: a task that changes its kwargs object must not change the next call's.
+  return { ...kwargs };
+}
 // Stop when the worker goes away (its end of the socket closes).
 socket.on('close', () => process.exit(0));
 socket.on('error', () => process.exit(0));
@@ -71,7 +110,7 @@ async function run(m: RunCall): Promise<void> {
       return i.offset === 0 && i.rows === t.numRows ? t : t.slice(i.offset, i.offset + i.rows);
     });
     const input = slices.length === 1 ? slices[0]! : concatTables(slices);
-    const result: unknown = await task.fn(input, decodeKwargs(m.kwargs));
+    const result: unknown = await task.fn(input, kwargsOf(m));
     if (!isTable(result)) throw new TypeError(`returned ${describe(result)}, not an Arrow Table; a task must return a Table`);
     // A task that hands back its whole, single input (a filter that kept every row, a task run
     // for its side effects) sends back the bytes it got instead of encoding them again.

@@ -16,22 +16,31 @@ export interface ExecutorResult {
   observations?: Observation[];
 }
 
+interface Busy {
+  call: RunCall;
+  resolve: (r: ExecutorResult) => void;
+  reject: (e: Error) => void;
+  attempt: number;
+  timeoutMs: number;
+  timer: NodeJS.Timeout | undefined;
+  /** Set when the call outlived its timeout and the process was killed for it. */
+  timedOutMs?: number;
+}
+
 interface Executor {
   child: ChildProcess;
   channel: Channel;
   alive: boolean;
   /** CUDA_VISIBLE_DEVICES it was started with ('' = none). */
   gpus: string;
-  busy:
-    | {
-        call: RunCall;
-        resolve: (r: ExecutorResult) => void;
-        reject: (e: Error) => void;
-        attempt: number;
-        /** Set when the call outlived its timeout and the process was killed for it. */
-        timedOutMs?: number;
-      }
-    | undefined;
+  /**
+   * The calls sent to it and not answered yet, in the order it runs them: the first one is
+   * running, the others wait in the process (the calls of one lease, sent ahead so that the
+   * process goes from one to the next without waiting for the worker).
+   */
+  busy: Busy[];
+  /** The lease whose calls it runs while busy. */
+  lease: string | undefined;
   ready: Promise<void>;
   /** When it last finished a call (ms since the epoch). */
   idleSince: number;
@@ -82,36 +91,46 @@ export class ExecutorPool {
 
   /**
    * Runs a call in an idle executor (or a new one) with the given GPUs visible. A call running
-   * longer than `timeoutMs` (0: no limit) has its process killed and fails.
+   * longer than `timeoutMs` (0: no limit) has its process killed and fails. Calls of the same
+   * `lease` go to the executor already running that lease's calls and wait there in order; a
+   * call that waited in a process that died before it started runs again elsewhere.
    */
-  async run(call: RunCall, attempt: number, gpus: string, timeoutMs = 0): Promise<ExecutorResult> {
+  async run(call: RunCall, attempt: number, gpus: string, timeoutMs = 0, lease?: string): Promise<ExecutorResult> {
     if (this.stopped) throw new TaskError(call.task, call.callId, attempt, 'the worker is stopping');
-    let ex = [...this.executors].find((e) => e.busy === undefined && e.gpus === gpus);
+    let ex = lease === undefined ? undefined : [...this.executors].find((e) => e.lease === lease && e.alive && e.gpus === gpus);
+    ex ??= [...this.executors].find((e) => e.busy.length === 0 && e.gpus === gpus);
     ex ??= this.spawn(gpus);
+    const target = ex;
+    target.lease = lease;
     const result = new Promise<ExecutorResult>((resolve, reject) => {
-      ex.busy = { call, resolve, reject, attempt };
+      target.busy.push({ call, resolve, reject, attempt, timeoutMs, timer: undefined });
     });
-    await ex.ready;
-    if (!ex.alive) {
-      ex.busy = undefined;
-      throw new TaskError(call.task, call.callId, attempt, `task ${JSON.stringify(call.task)}: its executor process could not start`);
+    await target.ready;
+    const busy = target.busy.find((b) => b.call === call);
+    // Not there: its process died while the call waited to be sent, and the call went to another.
+    if (busy !== undefined) {
+      if (!target.alive) {
+        target.busy.splice(target.busy.indexOf(busy), 1);
+        throw new TaskError(call.task, call.callId, attempt, `task ${JSON.stringify(call.task)}: its executor process could not start`);
+      }
+      target.channel.send(call);
+      if (target.busy[0] === busy) this.startTimer(target, busy);
     }
-    ex.channel.send(call);
-    const busy = ex.busy;
-    const timer =
-      timeoutMs > 0
-        ? setTimeout(() => {
-            if (ex.busy !== busy || busy === undefined) return;
-            busy.timedOutMs = timeoutMs;
-            ex.child.kill('SIGKILL');
-          }, timeoutMs)
-        : undefined;
     try {
       return await result;
     } finally {
-      clearTimeout(timer);
       this.trimIdle();
     }
+  }
+
+  /** Arms the timeout of the call that now runs in `ex`. */
+  private startTimer(ex: Executor, busy: Busy): void {
+    if (busy.timeoutMs <= 0 || busy.timer !== undefined) return;
+    busy.timer = setTimeout(() => {
+      if (ex.busy[0] !== busy) return;
+      busy.timedOutMs = busy.timeoutMs;
+      ex.child.kill('SIGKILL');
+    }, busy.timeoutMs);
   }
 
   /**
@@ -191,7 +210,8 @@ export class ExecutorPool {
       channel: new FrameChannel(child.stdio[3] as Socket, (m) => onReply(m)),
       alive: true,
       gpus,
-      busy: undefined,
+      busy: [],
+      lease: undefined,
       ready: new Promise((r) => (markReady = r)),
       idleSince: Date.now(),
     };
@@ -199,10 +219,16 @@ export class ExecutorPool {
     const onReply = (m: ExecutorReply): void => {
       if (m.kind === 'ready') return markReady();
       if (m.kind !== 'done' && m.kind !== 'failed') return;
-      const busy = ex.busy;
+      const busy = ex.busy[0];
       if (busy === undefined || busy.call.callId !== m.callId) return;
-      ex.busy = undefined;
-      ex.idleSince = Date.now();
+      ex.busy.shift();
+      clearTimeout(busy.timer);
+      const next = ex.busy[0];
+      if (next !== undefined) this.startTimer(ex, next);
+      else {
+        ex.lease = undefined;
+        ex.idleSince = Date.now();
+      }
       if (m.kind === 'done') busy.resolve({ ipc: m.ipc, rows: m.rows, observations: m.observations });
       else busy.reject(callFailed(busy, m.message, { remoteStack: m.stack, details: { code: m.code, observations: m.observations } }));
     };
@@ -211,9 +237,20 @@ export class ExecutorPool {
       ex.alive = false;
       this.executors.delete(ex);
       markReady();
-      const busy = ex.busy;
-      ex.busy = undefined;
+      const unanswered = ex.busy;
+      ex.busy = [];
+      ex.lease = undefined;
+      for (const b of unanswered) clearTimeout(b.timer);
+      const busy = unanswered[0];
       if (busy === undefined) return;
+      if (unanswered.length > 1) {
+        // Several calls were in the process: the one that brought it down is not known (the
+        // answers of the last ones it finished may not have been written). Each runs again
+        // alone in a process of its own, where a call that kills its process fails by itself.
+        this.log.warn({ calls: unanswered.length, code, signal }, 'executor process died with several calls in it; running them again one per process');
+        for (const w of unanswered) this.run(w.call, w.attempt, ex.gpus, w.timeoutMs).then(w.resolve, w.reject);
+        return;
+      }
       let why: string;
       if (busy.timedOutMs !== undefined) {
         why = `it ran longer than its timeoutMs of ${busy.timedOutMs} ms and its executor process was killed`;
@@ -229,7 +266,7 @@ export class ExecutorPool {
 
   /** Stops the idle executors beyond maxIdle (the longest idle first). */
   private trimIdle(): void {
-    const idle = [...this.executors].filter((e) => e.busy === undefined).sort((a, b) => b.idleSince - a.idleSince);
+    const idle = [...this.executors].filter((e) => e.busy.length === 0).sort((a, b) => b.idleSince - a.idleSince);
     for (const ex of idle.slice(this.maxIdle)) this.retire(ex);
   }
 
@@ -237,7 +274,7 @@ export class ExecutorPool {
   private reapIdle(): void {
     const now = Date.now();
     for (const ex of this.executors) {
-      if (ex.busy === undefined && now - ex.idleSince > EXECUTOR_IDLE_TIMEOUT_MS) this.retire(ex);
+      if (ex.busy.length === 0 && now - ex.idleSince > EXECUTOR_IDLE_TIMEOUT_MS) this.retire(ex);
     }
   }
 

@@ -12,6 +12,8 @@ export interface RunCall {
   /** The bundle file, and the module's source path for messages. */
   bundlePath: string;
   label: string;
+  /** With the task name, the key under which the executor keeps the decoded kwargs. */
+  jobId: string;
   task: string;
   kwargs: Uint8Array;
   inputs: { ipc: Uint8Array; offset: number; rows: number }[];

@@ -1,0 +1,74 @@
+/**
+ * The head's side of one worker session: what the dispatcher sends a worker goes through here.
+ * Calls and releases made during one scheduling pass leave as one `AssignBatch`; a job's facts
+ * (module, kwargs, limits of each task) go once per session, before the job's first call there.
+ */
+import {
+  TurnBatcher,
+  type AssignTask__Input,
+  type ConnectWorkerResponse__Input,
+  type JobFacts__Input,
+} from '@dpl/wire';
+
+/** Where a link writes: a worker's ConnectWorker stream (or anything with its `write`). */
+export interface WorkerSink {
+  write(msg: ConnectWorkerResponse__Input): unknown;
+}
+
+type Item = { call: AssignTask__Input } | { facts: JobFacts__Input } | { release: string };
+
+export class WorkerLink {
+  private readonly batch: TurnBatcher<Item>;
+  /** Jobs whose facts this session has been sent. */
+  private readonly known = new Set<string>();
+
+  constructor(private readonly sink: WorkerSink) {
+    this.batch = new TurnBatcher((items) => this.sendBatch(items));
+  }
+
+  /**
+   * Sends a call; `facts` are asked for (and sent first) when the worker has not had this job's.
+   * @param bytes the call's inline input bytes, to keep a batch under the message limit.
+   */
+  assign(jobId: string, facts: () => JobFacts__Input, call: AssignTask__Input, bytes: number): void {
+    if (!this.known.has(jobId)) {
+      this.known.add(jobId);
+      this.batch.push({ facts: facts() }, 1024);
+    }
+    this.batch.push({ call }, bytes + 128);
+  }
+
+  /** Tells the worker it may drop an object. */
+  release(objectId: string): void {
+    this.batch.push({ release: objectId }, objectId.length + 4);
+  }
+
+  /** Sends any other message, after what is waiting (so the worker sees them in order). */
+  send(msg: ConnectWorkerResponse__Input): void {
+    this.batch.flush();
+    this.sink.write(msg);
+  }
+
+  /** The job is over: the worker drops its objects and facts (and hears of it after its last calls). */
+  jobEnded(jobId: string): void {
+    this.known.delete(jobId);
+    this.send({ cancel_job: { job_id: jobId } });
+  }
+
+  /** The session is gone: nothing waiting is sent. */
+  close(): void {
+    this.batch.clear();
+  }
+
+  private sendBatch(items: Item[]): void {
+    const jobs: JobFacts__Input[] = [];
+    const calls: AssignTask__Input[] = [];
+    const release: string[] = [];
+    for (const item of items) {
+      if ('call' in item) calls.push(item.call);
+      else if ('facts' in item) jobs.push(item.facts);
+      else release.push(item.release);
+    }
+    this.sink.write({ assign_batch: { jobs, calls, release } });
+  }
+}

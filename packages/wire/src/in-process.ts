@@ -1,0 +1,301 @@
+/**
+ * gRPC calls between parts of one process without a socket: a client whose calls run a
+ * service's handlers directly. `dpl run` links its head, worker and client this way: the same
+ * handlers, messages and codecs as over the network (every message is serialized and parsed
+ * with the service's own protobuf codecs, so defaults and types are exactly what grpc-js gives),
+ * but no HTTP/2, no loopback sockets and no wake-ups of the event loop per message.
+ *
+ * Covered: unary, client-streaming, server-streaming and bidi calls as the dpl services use
+ * them: `write`/`end`/`cancel`, `pause`/`resume` with backpressure (`write` returns false past
+ * 16 undelivered messages, then `'drain'`), errors emitted by a handler as the client's
+ * `ServiceError`, `'cancelled'` on the server when the client cancels or the client is closed.
+ * Messages are delivered in order, on a later turn of the event loop, as from a network.
+ * @internal
+ */
+import { EventEmitter } from 'node:events';
+import * as grpc from '@grpc/grpc-js';
+
+/** Undelivered messages past which `write()` returns false (grpc-js's object-mode default). */
+const HIGH_WATER_MARK = 16;
+
+type Item = { kind: 'msg'; bytes: Buffer } | { kind: 'end' } | { kind: 'error'; status: Partial<grpc.StatusObject> };
+
+/**
+ * One direction of a call: what the sender wrote, delivered to the receiver in order on a
+ * later turn, held back while the receiver is paused.
+ */
+class Pipe {
+  private readonly items: Item[] = [];
+  private scheduled = false;
+  private paused = false;
+  private full = false;
+  private done = false;
+
+  constructor(
+    private readonly deliver: (item: Item) => void,
+    private readonly drained: () => void,
+  ) {}
+
+  get pending(): number {
+    return this.items.length;
+  }
+
+  push(item: Item): boolean {
+    if (this.done) return false;
+    if (item.kind !== 'msg') this.done = true;
+    this.items.push(item);
+    this.schedule();
+    if (this.items.length >= HIGH_WATER_MARK) this.full = true;
+    return !this.full;
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.schedule();
+  }
+
+  /** Nothing more is delivered (the call is over). */
+  close(): void {
+    this.done = true;
+    this.items.length = 0;
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.items.length === 0) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      while (this.items.length > 0 && !(this.paused && this.items[0]!.kind === 'msg')) this.deliver(this.items.shift()!);
+      if (this.full && this.items.length < HIGH_WATER_MARK) {
+        this.full = false;
+        this.drained();
+      }
+    });
+  }
+}
+
+function serviceError(status: Partial<grpc.StatusObject>): grpc.ServiceError {
+  const code = status.code ?? grpc.status.UNKNOWN;
+  const details = status.details ?? '';
+  return Object.assign(new Error(`${code} ${grpc.status[code]}: ${details}`), {
+    code,
+    details,
+    metadata: status.metadata ?? new grpc.Metadata(),
+  });
+}
+
+/** The status of an error a handler emits or passes to its callback. */
+function statusOf(e: unknown): Partial<grpc.StatusObject> {
+  const o = (e ?? {}) as Partial<grpc.StatusObject> & { message?: string };
+  return { code: typeof o.code === 'number' ? o.code : grpc.status.UNKNOWN, details: o.details ?? o.message ?? '', metadata: o.metadata };
+}
+
+/** The handler's side of one call. */
+class ServerCall extends EventEmitter {
+  cancelled = false;
+  writableEnded = false;
+  request: unknown;
+  /** Client → handler. */
+  readonly inbound: Pipe;
+
+  constructor(
+    readonly metadata: grpc.Metadata,
+    private readonly def: grpc.MethodDefinition<unknown, unknown>,
+    private readonly toClient: Pipe,
+  ) {
+    super();
+    this.inbound = new Pipe(
+      (item) => {
+        if (item.kind === 'msg') this.emit('data', def.requestDeserialize(item.bytes));
+        else if (item.kind === 'end') this.emit('end');
+      },
+      () => undefined,
+    );
+    // As in grpc-js: an error the handler emits ends the call with its status.
+    this.on('error', (e: unknown) => {
+      if (this.writableEnded) return;
+      this.writableEnded = true;
+      this.toClient.push({ kind: 'error', status: statusOf(e) });
+    });
+  }
+
+  getPeer(): string {
+    return 'in-process';
+  }
+
+  getDeadline(): number {
+    return Infinity;
+  }
+
+  write(msg: unknown): boolean {
+    if (this.writableEnded || this.cancelled) return false;
+    return this.toClient.push({ kind: 'msg', bytes: this.def.responseSerialize(msg) });
+  }
+
+  end(): void {
+    if (this.writableEnded) return;
+    this.writableEnded = true;
+    if (!this.cancelled) this.toClient.push({ kind: 'end' });
+  }
+
+  /** The client went away. */
+  cancel(): void {
+    if (this.cancelled || this.writableEnded) return;
+    this.cancelled = true;
+    this.inbound.close();
+    this.emit('cancelled');
+  }
+}
+
+/** The client's side of one call. */
+class ClientCall extends EventEmitter {
+  /** Handler → client. */
+  readonly fromServer: Pipe;
+  server: ServerCall | undefined;
+  private over = false;
+
+  constructor(
+    private readonly def: grpc.MethodDefinition<unknown, unknown>,
+    private readonly forget: (call: ClientCall) => void,
+    onMessage?: (value: unknown) => void,
+    onStatus?: (err: grpc.ServiceError | null) => void,
+  ) {
+    super();
+    this.fromServer = new Pipe(
+      (item) => {
+        if (item.kind === 'msg') {
+          const value = def.responseDeserialize(item.bytes);
+          if (onMessage !== undefined) onMessage(value);
+          else this.emit('data', value);
+          return;
+        }
+        this.finish();
+        if (item.kind === 'end') {
+          onStatus?.(null);
+          this.emit('end');
+          this.emit('status', { code: grpc.status.OK, details: 'OK', metadata: new grpc.Metadata() });
+        } else {
+          const err = serviceError(item.status);
+          if (onStatus !== undefined) onStatus(err);
+          else this.emit('error', err);
+          this.emit('status', { code: err.code, details: err.details, metadata: err.metadata });
+        }
+        this.emit('close');
+      },
+      () => this.server?.emit('drain'),
+    );
+  }
+
+  private finish(): void {
+    this.over = true;
+    this.forget(this);
+  }
+
+  write(msg: unknown): boolean {
+    const server = this.server;
+    if (server === undefined || this.over) return false;
+    return server.inbound.push({ kind: 'msg', bytes: this.def.requestSerialize(msg) });
+  }
+
+  end(): void {
+    this.server?.inbound.push({ kind: 'end' });
+  }
+
+  pause(): this {
+    this.fromServer.pause();
+    return this;
+  }
+
+  resume(): this {
+    this.fromServer.resume();
+    return this;
+  }
+
+  /** Cancels the call: the handler sees 'cancelled', this side an error with CANCELLED. */
+  cancel(): void {
+    if (this.over) return;
+    this.server?.cancel();
+    this.fromServer.close();
+    this.finish();
+    setImmediate(() => {
+      this.emit('error', serviceError({ code: grpc.status.CANCELLED, details: 'Cancelled on client' }));
+      this.emit('close');
+    });
+  }
+
+  getPeer(): string {
+    return 'in-process';
+  }
+}
+
+/** Methods of a client made by {@link inProcessClient}, plus `close()`. */
+export interface InProcessClient {
+  close(): void;
+  [method: string]: unknown;
+}
+
+/**
+ * A client of `service` whose calls run `handlers` in this process. Cast it to the service's
+ * generated client type; it has the same methods (with the argument shapes dpl uses: request,
+ * metadata, options and callback for unary calls).
+ */
+export function inProcessClient(service: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation): InProcessClient {
+  const open = new Set<ClientCall>();
+  let closed = false;
+  const client: InProcessClient = {
+    /** Like grpc-js: calls under way go on; new ones fail. */
+    close() {
+      closed = true;
+    },
+  };
+  for (const [name, def] of Object.entries(service) as [string, grpc.MethodDefinition<unknown, unknown>][]) {
+    const handler = handlers[name] as ((call: ServerCall, callback?: grpc.sendUnaryData<unknown>) => void) | undefined;
+    if (handler === undefined) continue;
+    client[name] = (...args: unknown[]): ClientCall => {
+      // Arguments as grpc-js takes them: [request,] [metadata,] [options,] [callback].
+      const callback = typeof args[args.length - 1] === 'function' ? (args.pop() as (e: grpc.ServiceError | null, v?: unknown) => void) : undefined;
+      const request = def.requestStream ? undefined : args.shift();
+      const metadata = args[0] instanceof grpc.Metadata ? args[0].clone() : new grpc.Metadata();
+      let reply: unknown;
+      const call = new ClientCall(
+        def,
+        (c) => open.delete(c),
+        callback === undefined ? undefined : (v) => (reply = v),
+        callback === undefined ? undefined : (err) => callback(err, err === null ? reply : undefined),
+      );
+      const server = new ServerCall(metadata, def, call.fromServer);
+      call.server = server;
+      if (closed) {
+        call.fromServer.push({ kind: 'error', status: { code: grpc.status.UNAVAILABLE, details: 'the in-process channel is closed' } });
+        return call;
+      }
+      open.add(call);
+      // The request crosses the codec like any message.
+      if (!def.requestStream) server.request = def.requestDeserialize(def.requestSerialize(request));
+      setImmediate(() => {
+        if (call.server?.cancelled) return;
+        try {
+          if (def.responseStream) handler(server);
+          else {
+            handler(server, (err, value) => {
+              if (server.writableEnded) return;
+              if (err) server.emit('error', err);
+              else {
+                server.write(value);
+                server.end();
+              }
+            });
+          }
+        } catch (e) {
+          server.emit('error', { code: grpc.status.INTERNAL, details: e instanceof Error ? e.message : String(e) });
+        }
+      });
+      return call;
+    };
+  }
+  return client;
+}

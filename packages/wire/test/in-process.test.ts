@@ -1,0 +1,145 @@
+import * as grpc from '@grpc/grpc-js';
+import {
+  TurnBatcher,
+  inProcessClient,
+  loadDplProto,
+  tokenMetadata,
+  type HeadServiceClient,
+  type RunJobResponse,
+  type ConnectWorkerResponse,
+} from '@dpl/wire';
+
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+describe('TurnBatcher', () => {
+  it('sends what was pushed in one turn as one batch, in order', async () => {
+    const sent: number[][] = [];
+    const b = new TurnBatcher<number>((items) => sent.push(items));
+    for (let i = 0; i < 5; i++) b.push(i);
+    expect(sent).toEqual([]);
+    await turn();
+    b.push(5);
+    await turn();
+    expect(sent).toEqual([[0, 1, 2, 3, 4], [5]]);
+  });
+
+  it('flushes early at its item and byte limits, and a large item goes alone', () => {
+    const sent: string[][] = [];
+    const b = new TurnBatcher<string>((items) => sent.push(items), { maxItems: 2, maxBytes: 100 });
+    b.push('a', 10);
+    b.push('b', 10); // reaches maxItems
+    b.push('c', 60);
+    b.push('d', 60); // would pass maxBytes: 'c' leaves first
+    b.push('huge', 500); // alone
+    b.clear();
+    expect(sent).toEqual([['a', 'b'], ['c'], ['d'], ['huge']]);
+  });
+
+  it('sends nothing after clear()', async () => {
+    const sent: number[][] = [];
+    const b = new TurnBatcher<number>((items) => sent.push(items));
+    b.push(1);
+    b.clear();
+    await turn();
+    expect(sent).toEqual([]);
+  });
+});
+
+/** A tiny HeadService whose handlers record what they see. */
+function fakeHead() {
+  const seen: { metadata?: string; cancelled: number; drains: number } = { cancelled: 0, drains: 0 };
+  const handlers: Partial<grpc.UntypedServiceImplementation> = {
+    GetStatus(call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) {
+      seen.metadata = String(call.metadata.get('authorization')[0] ?? '');
+      cb(null, { version: '9.9.9', workers: [{ id: 'w1', address: 'a:1' }] });
+    },
+    HasModule(call: grpc.ServerUnaryCall<{ hash: string }, unknown>, cb: grpc.sendUnaryData<unknown>) {
+      if (call.request.hash === 'bad') cb({ code: grpc.status.NOT_FOUND, details: 'no such module' });
+      else cb(null, { present: true, max_bytes: '12' });
+    },
+    ConnectWorker(call: grpc.ServerDuplexStream<{ msg: string; heartbeat?: { seq: string } }, unknown>) {
+      call.on('data', (m: { msg: string; heartbeat?: { seq: string } }) => {
+        if (m.msg === 'heartbeat') call.write({ heartbeat_ack: { seq: m.heartbeat!.seq } });
+        else call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: `no ${m.msg}` });
+      });
+      call.on('end', () => call.end());
+    },
+    RunJob(call: grpc.ServerDuplexStream<unknown, unknown>) {
+      call.on('cancelled', () => seen.cancelled++);
+      call.on('drain', () => seen.drains++);
+      call.on('data', () => {
+        // Writes until the client's buffer is full, then the rest on 'drain'.
+        let i = 0;
+        const more = (): void => {
+          while (i < 40) {
+            const ok = call.write({ notice: { message: `n${i++}` } });
+            if (!ok) return void call.once('drain', more);
+          }
+          call.end();
+        };
+        more();
+      });
+    },
+  };
+  const client = inProcessClient(loadDplProto().HeadService.service, handlers as grpc.UntypedServiceImplementation) as unknown as HeadServiceClient;
+  return { client, seen };
+}
+
+describe('inProcessClient', () => {
+  it('runs unary calls through the codecs, with metadata, values and errors', async () => {
+    const { client, seen } = fakeHead();
+    const status = await new Promise<unknown>((resolve, reject) =>
+      client.GetStatus({}, tokenMetadata('secret'), { deadline: Date.now() + 1000 }, (e, r) => (e ? reject(e) : resolve(r))),
+    );
+    // Defaults are filled as when parsed from the network.
+    expect(status).toEqual({ version: '9.9.9', jobs: [], workers: [expect.objectContaining({ id: 'w1', address: 'a:1', hostname: '', state: 'WORKER_STATE_UNSPECIFIED' })] });
+    expect(seen.metadata).toContain('secret');
+    const err = await new Promise<grpc.ServiceError | null>((resolve) => client.HasModule({ hash: 'bad' }, new grpc.Metadata(), (e) => resolve(e)));
+    expect(err?.code).toBe(grpc.status.NOT_FOUND);
+    expect(err?.details).toBe('no such module');
+    client.close();
+  });
+
+  it('carries a bidi stream both ways in order, and an error the handler emits', async () => {
+    const { client } = fakeHead();
+    const call = client.ConnectWorker(new grpc.Metadata());
+    const got: string[] = [];
+    const ended = new Promise<grpc.ServiceError>((resolve) => call.on('error', resolve));
+    call.on('data', (m: ConnectWorkerResponse) => got.push(m.heartbeat_ack!.seq));
+    for (let i = 1; i <= 3; i++) call.write({ heartbeat: { seq: String(i) } });
+    call.write({ register: {} });
+    const err = await ended;
+    expect(got).toEqual(['1', '2', '3']);
+    expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err.details).toBe('no register');
+  });
+
+  it('applies backpressure while the client is paused, and drains when it resumes', async () => {
+    const { client, seen } = fakeHead();
+    const call = client.RunJob(new grpc.Metadata());
+    const got: string[] = [];
+    call.on('data', (m: RunJobResponse) => got.push(m.notice!.message));
+    const end = new Promise<void>((r) => call.on('end', () => r()));
+    call.pause();
+    call.write({ start: {} });
+    for (let i = 0; i < 5; i++) await turn();
+    expect(got).toEqual([]);
+    call.resume();
+    await end;
+    expect(got).toEqual(Array.from({ length: 40 }, (_, i) => `n${i}`));
+    expect(seen.drains).toBeGreaterThan(0);
+  });
+
+  it('tells the handler when the client cancels', async () => {
+    const { client, seen } = fakeHead();
+    const call = client.RunJob(new grpc.Metadata());
+    const err = new Promise<grpc.ServiceError>((r) => call.on('error', r));
+    call.pause();
+    call.write({ start: {} });
+    await turn();
+    await turn();
+    call.cancel();
+    expect((await err).code).toBe(grpc.status.CANCELLED);
+    expect(seen.cancelled).toBe(1);
+  });
+});
