@@ -383,6 +383,7 @@ class WorkerDaemon implements Worker {
           inline_ipc: inline ? out.ipc : EMPTY,
           assignment: a.assignment,
           observations: observationsToProto(out.observations),
+          run_us: String(out.runUs ?? 0),
         },
         inline ? out.ipc.byteLength : 0,
       );

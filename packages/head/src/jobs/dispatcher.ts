@@ -28,8 +28,6 @@ interface Lease {
   readonly request: ResourceSet;
   /** Calls assigned under it and not answered yet. */
   inFlight: number;
-  /** When its last call was answered (performance.now()), for the task's service time. */
-  lastDoneMs: number;
 }
 
 interface RunningCall {
@@ -39,7 +37,6 @@ interface RunningCall {
   lease: Lease;
   /** The assignment's number: an answer must carry it. */
   assignment: number;
-  assignedAtMs: number;
   /** Set for a call that recomputes a lost batch (not the scheduler's). */
   recompute: LineageNode | undefined;
 }
@@ -63,7 +60,7 @@ export class Dispatcher {
   /** Open leases by job and task ("<jobId>/<task>"). */
   private readonly leases = new Map<string, Lease[]>();
   private leaseCounter = 0;
-  /** Mean time a call of a task takes on its lease (ms), by "<jobId>/<task>". */
+  /** Mean time a call of a task runs in its executor (ms), by "<jobId>/<task>". */
   private readonly serviceMs = new Map<string, number>();
   /** Times each call was taken back because an input or its worker was lost. */
   private readonly interruptions = new Map<string, number>();
@@ -218,7 +215,7 @@ export class Dispatcher {
   private openLease(job: Job, task: string, workerId: string): Lease {
     const request = job.tasks.get(task)!.request;
     this.registry.take(this.registry.get(workerId)!, request);
-    const lease: Lease = { id: ++this.leaseCounter, job, task, workerId, request, inFlight: 0, lastDoneMs: 0 };
+    const lease: Lease = { id: ++this.leaseCounter, job, task, workerId, request, inFlight: 0 };
     const k = key(job.id, task);
     const list = this.leases.get(k);
     if (list === undefined) this.leases.set(k, [lease]);
@@ -344,7 +341,7 @@ export class Dispatcher {
   private assign(job: Job, call: TaskCall<ObjectRef>, lease: Lease, recompute: LineageNode | undefined): void {
     const assignment = ++this.assignments;
     lease.inFlight++;
-    this.running.set(key(job.id, call.id), { job, call, workerId: lease.workerId, lease, assignment, assignedAtMs: performance.now(), recompute });
+    this.running.set(key(job.id, call.id), { job, call, workerId: lease.workerId, lease, assignment, recompute });
     let inline = 0;
     const inputs = call.inputs.map((s) => {
       const bytes = s.ref.data.inline ?? EMPTY;
@@ -431,7 +428,10 @@ export class Dispatcher {
   /** A worker finished a call. */
   taskDone(workerId: string, msg: TaskDone): void {
     const r = this.take(msg.job_id, msg.call_id, workerId, msg.assignment);
-    if (r !== undefined) this.observed(r.job, msg.observations);
+    if (r !== undefined) {
+      this.observed(r.job, msg.observations);
+      this.ranFor(r, Number(msg.run_us) / 1000);
+    }
     const worker = this.registry.get(workerId);
     const inline = msg.output_id === '';
     if (r === undefined || r.job.state !== 'running') {
@@ -529,15 +529,19 @@ export class Dispatcher {
     if (r === undefined || r.workerId !== workerId || String(r.assignment) !== assignment) return undefined;
     this.running.delete(k);
     this.giveBack(r);
-    // The time this call held its lease: from when the previous one was answered (or when this
-    // one was assigned, if later), so queueing behind other calls is not counted.
-    const now = performance.now();
-    const ms = now - Math.max(r.lease.lastDoneMs, r.assignedAtMs);
-    r.lease.lastDoneMs = now;
+    return r;
+  }
+
+  /**
+   * Records how long a call of a task ran in its executor (a moving mean per job and task): a
+   * lease queues about LEASE_QUEUE_MS of that work. The executor's figure, not the time from
+   * assignment to answer, which a lease with one call at a time would see as its round trip.
+   */
+  private ranFor(r: RunningCall, ms: number): void {
+    if (!Number.isFinite(ms) || ms <= 0) return;
     const sk = key(r.job.id, r.call.task);
     const mean = this.serviceMs.get(sk);
     this.serviceMs.set(sk, mean === undefined ? ms : 0.8 * mean + 0.2 * ms);
-    return r;
   }
 
   /**

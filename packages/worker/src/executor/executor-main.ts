@@ -95,6 +95,7 @@ function takeObservations(): Observation[] | undefined {
 
 async function run(m: RunCall): Promise<void> {
   observations = [];
+  const started = performance.now();
   try {
     let mod = modules.get(m.bundlePath);
     if (mod === undefined) {
@@ -116,7 +117,8 @@ async function run(m: RunCall): Promise<void> {
     // for its side effects) sends back the bytes it got instead of encoding them again.
     const same = result === input && m.inputs.length === 1 && input.numRows === decodedRows;
     const ipc = same ? m.inputs[0]!.ipc : encodeIpc(result);
-    send({ kind: 'done', callId: m.callId, ipc, rows: result.numRows, observations: takeObservations() });
+    const runUs = Math.round((performance.now() - started) * 1000);
+    send({ kind: 'done', callId: m.callId, ipc, rows: result.numRows, observations: takeObservations(), runUs });
   } catch (e) {
     const err = ensureError(e);
     send({

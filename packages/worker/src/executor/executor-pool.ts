@@ -14,6 +14,8 @@ export interface ExecutorResult {
   rows: number;
   /** What the task recorded with observe/increment/param/timer. */
   observations?: Observation[];
+  /** How long the call ran in its executor, in microseconds (decoding and encoding included). */
+  runUs?: number;
 }
 
 interface Busy {
@@ -229,7 +231,7 @@ export class ExecutorPool {
         ex.lease = undefined;
         ex.idleSince = Date.now();
       }
-      if (m.kind === 'done') busy.resolve({ ipc: m.ipc, rows: m.rows, observations: m.observations });
+      if (m.kind === 'done') busy.resolve({ ipc: m.ipc, rows: m.rows, observations: m.observations, runUs: m.runUs });
       else busy.reject(callFailed(busy, m.message, { remoteStack: m.stack, details: { code: m.code, observations: m.observations } }));
     };
     child.on('error', (e) => this.log.warn({ err: e.message }, 'executor process error'));

@@ -34,5 +34,5 @@ export type ExecutorReply =
   | { kind: 'ready' }
   | { kind: 'source-batch'; jobId: string; ipc: Uint8Array; rows: number }
   | { kind: 'source-end'; jobId: string }
-  | { kind: 'done'; callId: string; ipc: Uint8Array; rows: number; observations?: Observation[] }
+  | { kind: 'done'; callId: string; ipc: Uint8Array; rows: number; observations?: Observation[]; runUs: number }
   | { kind: 'failed'; callId: string; code: string; message: string; stack: string; observations?: Observation[] };
