@@ -85,6 +85,7 @@ export { detectGpus } from './executor/gpus';
 export { capacityProblems } from './executor/capacity';
 export { OutputQueue } from './executor/output-queue';
 export { splitTable, concatTables, assign, column, isTable, sameSchema } from './data/table';
+export { compactTable, COMPACT_MAX_BYTES } from './data/compact';
 export type { ColumnInput, NumericArray } from './data/table';
 export { encodeIpc, decodeIpc } from './data/ipc';
 export { writeParquet, readParquet } from './data/parquet';

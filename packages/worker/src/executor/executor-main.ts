@@ -5,6 +5,7 @@
  */
 import {
   DplErrorCode,
+  compactTable,
   concatTables,
   decodeIpc,
   describe,
@@ -110,7 +111,9 @@ async function run(m: RunCall): Promise<void> {
       decodedRows = t.numRows;
       return i.offset === 0 && i.rows === t.numRows ? t : t.slice(i.offset, i.offset + i.rows);
     });
-    const input = slices.length === 1 ? slices[0]! : concatTables(slices);
+    // Many small inputs (a batchSize of one-row batches) become one record batch: arrow's cost
+    // is per batch at every boundary the task's output crosses after this.
+    const input = slices.length === 1 ? slices[0]! : compactTable(concatTables(slices));
     const result: unknown = await task.fn(input, kwargsOf(m));
     if (!isTable(result)) throw new TypeError(`returned ${describe(result)}, not an Arrow Table; a task must return a Table`);
     // A task that hands back its whole, single input (a filter that kept every row, a task run
