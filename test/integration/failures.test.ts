@@ -71,6 +71,27 @@ describe('losing a worker mid-run', () => {
 });
 
 describe('task failures on a cluster', () => {
+  it('pins an executor crash on the call that caused it, though other calls waited in that process', async () => {
+    // One CPU: one lease, whose calls are sent ahead into one executor process.
+    const head = await startHeadProcess();
+    startWorkerProcess(head.address, ['--num-cpus', '1']);
+    await waitForWorkers(head.address, 1);
+    const cluster = await connect(head.address);
+    try {
+      const run = await cluster.submit(join(FIXTURES, 'exits-on-one.ts'), { maxBatches: 40, maxErroredBatches: 1 });
+      const ids: bigint[] = [];
+      for await (const b of run) ids.push(b.data.getChild('id')!.get(0) as bigint);
+      expect(ids).toHaveLength(39);
+      expect(ids).not.toContain(7n);
+      expect(run.erroredBatches).toHaveLength(1);
+      expect(run.erroredBatches[0]!.inputs).toEqual(['s7']);
+      expect(run.erroredBatches[0]!.message).toMatch(/executor process exited with code 3/);
+    } finally {
+      await cluster.close();
+    }
+  });
+
+
   it.each([
     ['throw', /bad threw on purpose/],
     ['reject', /RangeError: bad rejected on purpose|bad rejected on purpose/],

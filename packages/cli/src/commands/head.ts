@@ -61,15 +61,15 @@ const headStart: CommandModule<object, HeadStartArgs> = {
       logger,
     });
     const forget = recordDaemon({ kind: 'head', address: head.address, token: head.token, dashboardAddress: head.dashboardAddress });
-    print(`dpl head listening on ${head.address}`);
     const tls = tlsOf(args) !== undefined;
     const withToken = head.token !== undefined;
+    // One write: whoever reads the address (a script, a test) then has the HTTP lines too.
+    const lines = [`dpl head listening on ${head.address}`];
     if (head.dashboardAddress !== undefined) {
       const base = `http${tls ? 's' : ''}://${head.dashboardAddress}`;
-      print(`  dashboard: ${base}/${withToken ? '?token=… (open it once with the token)' : ''}`);
-      print(`  status API: ${base}/api/status`);
-      print(`  metrics: ${base}/metrics`);
+      lines.push(`  dashboard: ${base}/${withToken ? '?token=… (open it once with the token)' : ''}`, `  status API: ${base}/api/status`, `  metrics: ${base}/metrics`);
     }
+    print(lines.join('\n'));
     if (!withToken) {
       printError(
         `dpl: WARNING: this head has no token (--insecure): anyone who can reach ${head.address}` +

@@ -247,10 +247,13 @@ export class ExecutorPool {
       if (busy === undefined) return;
       if (unanswered.length > 1) {
         // Several calls were in the process: the one that brought it down is not known (the
-        // answers of the last ones it finished may not have been written). Each runs again
-        // alone in a process of its own, where a call that kills its process fails by itself.
-        this.log.warn({ calls: unanswered.length, code, signal }, 'executor process died with several calls in it; running them again one per process');
-        for (const w of unanswered) this.run(w.call, w.attempt, ex.gpus, w.timeoutMs).then(w.resolve, w.reject);
+        // answers of the last ones it finished may not have been written). They run again one
+        // at a time, each alone in its process, where a call that kills its process fails by
+        // itself (one at a time: a burst of new processes could take the machine's memory).
+        this.log.warn({ calls: unanswered.length, code, signal }, 'executor process died with several calls in it; running them again one at a time');
+        void (async () => {
+          for (const w of unanswered) await this.run(w.call, w.attempt, ex.gpus, w.timeoutMs).then(w.resolve, w.reject);
+        })(); // each call's promise carries its own outcome
         return;
       }
       let why: string;
