@@ -120,12 +120,15 @@ class ResultSender {
 
   private closed = false;
 
+  /** An answer; `bytes` its inline output. What the task recorded counts too (up to 10,000 values). */
   done(msg: TaskDone__Input, bytes: number): void {
-    if (!this.closed) this.batch.push({ done: msg }, bytes + 128);
+    if (!this.closed) this.batch.push({ done: msg }, bytes + 128 + observedBytes(msg.observations));
   }
 
   failed(msg: TaskFailed__Input): void {
-    if (!this.closed) this.batch.push({ failed: msg }, 4096);
+    if (this.closed) return;
+    const e = msg.error;
+    this.batch.push({ failed: msg }, 256 + (e?.message?.length ?? 0) + (e?.stack?.length ?? 0) + observedBytes(msg.observations));
   }
 
   /** Sends what waits, before another message on the session. */
@@ -495,6 +498,13 @@ class WorkerDaemon implements Worker {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** About what observations take in a message (a name, a number or a text, and framing). */
+function observedBytes(list: TaskDone__Input['observations']): number {
+  let n = 0;
+  for (const o of list ?? []) n += 24 + (o.name?.length ?? 0) + (o.text?.length ?? 0);
+  return n;
+}
 
 function aligned(bytes: Uint8Array): Uint8Array {
   if (bytes.byteOffset % 8 === 0) return bytes;

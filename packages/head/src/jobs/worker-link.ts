@@ -33,7 +33,11 @@ export class WorkerLink {
   assign(jobId: string, facts: () => JobFacts__Input, call: AssignTask__Input, bytes: number): void {
     if (!this.known.has(jobId)) {
       this.known.add(jobId);
-      this.batch.push({ facts: facts() }, 1024);
+      const f = facts();
+      // Its kwargs can be most of a message (a job's spec is bounded by the same 4 MiB): counted,
+      // so that the batch it starts stays under the limit.
+      const bytes = (f.tasks ?? []).reduce((n, t) => n + 256 + (t.kwargs?.length ?? 0), 256);
+      this.batch.push({ facts: f }, bytes);
     }
     this.batch.push({ call }, bytes + 128);
   }
