@@ -32,6 +32,7 @@ export type { TaskFailed__Input } from './generated/dpl/v1/TaskFailed';
 export type { OutputChunk, OutputChunk__Input } from './generated/dpl/v1/OutputChunk';
 export { inProcessClient, type InProcessClient } from './in-process';
 export { TurnBatcher, DEFAULT_BATCH_MAX_BYTES, type TurnBatcherOptions } from './turn-batcher';
+export { AssignBatcher, ResultBatcher } from './call-batches';
 export type { InputSlice as InputSliceMessage, InputSlice__Input as InputSliceMessage__Input } from './generated/dpl/v1/InputSlice';
 export type { JobSpec, JobSpec__Input } from './generated/dpl/v1/JobSpec';
 export type { TaskSpec, TaskSpec__Input } from './generated/dpl/v1/TaskSpec';

@@ -1,6 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
 import {
-  TurnBatcher,
   inProcessClient,
   loadDplProto,
   tokenMetadata,
@@ -10,40 +9,6 @@ import {
 } from '@dpl/wire';
 
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
-
-describe('TurnBatcher', () => {
-  it('sends what was pushed in one turn as one batch, in order', async () => {
-    const sent: number[][] = [];
-    const b = new TurnBatcher<number>((items) => sent.push(items));
-    for (let i = 0; i < 5; i++) b.push(i);
-    expect(sent).toEqual([]);
-    await turn();
-    b.push(5);
-    await turn();
-    expect(sent).toEqual([[0, 1, 2, 3, 4], [5]]);
-  });
-
-  it('flushes early at its item and byte limits, and a large item goes alone', () => {
-    const sent: string[][] = [];
-    const b = new TurnBatcher<string>((items) => sent.push(items), { maxItems: 2, maxBytes: 100 });
-    b.push('a', 10);
-    b.push('b', 10); // reaches maxItems
-    b.push('c', 60);
-    b.push('d', 60); // would pass maxBytes: 'c' leaves first
-    b.push('huge', 500); // alone
-    b.clear();
-    expect(sent).toEqual([['a', 'b'], ['c'], ['d'], ['huge']]);
-  });
-
-  it('sends nothing after clear()', async () => {
-    const sent: number[][] = [];
-    const b = new TurnBatcher<number>((items) => sent.push(items));
-    b.push(1);
-    b.clear();
-    await turn();
-    expect(sent).toEqual([]);
-  });
-});
 
 /** A tiny HeadService whose handlers record what they see. */
 function fakeHead() {

@@ -17,11 +17,9 @@ import {
   resourcesToProto,
   resourcesFromProto,
   tokenMetadata,
-  TurnBatcher,
+  ResultBatcher,
   type AssignBatch,
   type AssignTask,
-  type TaskDone__Input,
-  type TaskFailed__Input,
   type TaskFacts,
   type ConnectWorkerRequest__Input,
   type ConnectWorkerResponse,
@@ -87,7 +85,7 @@ interface LeaseQueue {
   /** Calls taken from `calls` and not answered yet. */
   inFlight: number;
   /** Where its answers go (its session's). */
-  results: ResultSender;
+  results: ResultBatcher;
 }
 
 /**
@@ -97,51 +95,6 @@ interface LeaseQueue {
 const EXECUTOR_PIPELINE_DEPTH = 16;
 const EXECUTOR_REFILL_AT = EXECUTOR_PIPELINE_DEPTH / 2;
 
-/** An answer for the head. */
-type Result = { done: TaskDone__Input } | { failed: TaskFailed__Input };
-
-/**
- * The answers of one session, sent together once per turn of the event loop.
- */
-class ResultSender {
-  private readonly batch: TurnBatcher<Result>;
-
-  constructor(session: Session) {
-    this.batch = new TurnBatcher((items) => {
-      const done: TaskDone__Input[] = [];
-      const failed: TaskFailed__Input[] = [];
-      for (const r of items) {
-        if ('done' in r) done.push(r.done);
-        else failed.push(r.failed);
-      }
-      session.write({ results: { done, failed } });
-    });
-  }
-
-  private closed = false;
-
-  /** An answer; `bytes` its inline output. What the task recorded counts too (up to 10,000 values). */
-  done(msg: TaskDone__Input, bytes: number): void {
-    if (!this.closed) this.batch.push({ done: msg }, bytes + 128 + observedBytes(msg.observations));
-  }
-
-  failed(msg: TaskFailed__Input): void {
-    if (this.closed) return;
-    const e = msg.error;
-    this.batch.push({ failed: msg }, 256 + (e?.message?.length ?? 0) + (e?.stack?.length ?? 0) + observedBytes(msg.observations));
-  }
-
-  /** Sends what waits, before another message on the session. */
-  flush(): void {
-    this.batch.flush();
-  }
-
-  /** The session is gone: answers for it are dropped (the head has re-placed those calls). */
-  close(): void {
-    this.closed = true;
-    this.batch.clear();
-  }
-}
 
 class WorkerDaemon implements Worker {
   readonly dataAddress: string;
@@ -151,7 +104,7 @@ class WorkerDaemon implements Worker {
   private readonly gpus: GpuAllocator;
   private readonly modules = new Map<string, Promise<string>>();
   private session: Session | undefined;
-  private results: ResultSender | undefined;
+  private results: ResultBatcher | undefined;
   /** This session's jobs and lease queues (a new session starts empty). */
   private jobs = new Map<string, JobOnWorker>();
   private leases = new Map<string, LeaseQueue>();
@@ -208,7 +161,7 @@ class WorkerDaemon implements Worker {
     if (this.stopped) return;
     const session = this.client.ConnectWorker(tokenMetadata(this.options.token));
     this.session = session;
-    this.results = new ResultSender(session);
+    this.results = new ResultBatcher((msg) => session.write(msg));
     this.jobs = new Map();
     this.leases = new Map();
     session.on('data', (msg: ConnectWorkerResponse) => this.onMessage(session, msg));
@@ -336,7 +289,7 @@ class WorkerDaemon implements Worker {
     }
   }
 
-  private async runTask(results: ResultSender, a: AssignTask, lease: string): Promise<void> {
+  private async runTask(results: ResultBatcher, a: AssignTask, lease: string): Promise<void> {
     const attempt = a.attempt;
     const job = this.jobs.get(a.job_id);
     const facts = job?.tasks.get(a.task);
@@ -499,12 +452,6 @@ class WorkerDaemon implements Worker {
 
 const EMPTY = new Uint8Array(0);
 
-/** About what observations take in a message (a name, a number or a text, and framing). */
-function observedBytes(list: TaskDone__Input['observations']): number {
-  let n = 0;
-  for (const o of list ?? []) n += 24 + (o.name?.length ?? 0) + (o.text?.length ?? 0);
-  return n;
-}
 
 function aligned(bytes: Uint8Array): Uint8Array {
   if (bytes.byteOffset % 8 === 0) return bytes;

@@ -3,27 +3,20 @@
  * Calls and releases made during one scheduling pass leave as one `AssignBatch`; a job's facts
  * (module, kwargs, limits of each task) go once per session, before the job's first call there.
  */
-import {
-  TurnBatcher,
-  type AssignTask__Input,
-  type ConnectWorkerResponse__Input,
-  type JobFacts__Input,
-} from '@dpl/wire';
+import { AssignBatcher, type AssignTask__Input, type ConnectWorkerResponse__Input, type JobFacts__Input } from '@dpl/wire';
 
 /** Where a link writes: a worker's ConnectWorker stream (or anything with its `write`). */
 export interface WorkerSink {
   write(msg: ConnectWorkerResponse__Input): unknown;
 }
 
-type Item = { call: AssignTask__Input } | { facts: JobFacts__Input } | { release: string };
-
 export class WorkerLink {
-  private readonly batch: TurnBatcher<Item>;
+  private readonly batch: AssignBatcher;
   /** Jobs whose facts this session has been sent. */
   private readonly known = new Set<string>();
 
   constructor(private readonly sink: WorkerSink) {
-    this.batch = new TurnBatcher((items) => this.sendBatch(items));
+    this.batch = new AssignBatcher((msg) => sink.write(msg));
   }
 
   /**
@@ -33,18 +26,14 @@ export class WorkerLink {
   assign(jobId: string, facts: () => JobFacts__Input, call: AssignTask__Input, bytes: number): void {
     if (!this.known.has(jobId)) {
       this.known.add(jobId);
-      const f = facts();
-      // Its kwargs can be most of a message (a job's spec is bounded by the same 4 MiB): counted,
-      // so that the batch it starts stays under the limit.
-      const bytes = (f.tasks ?? []).reduce((n, t) => n + 256 + (t.kwargs?.length ?? 0), 256);
-      this.batch.push({ facts: f }, bytes);
+      this.batch.facts(facts());
     }
-    this.batch.push({ call }, bytes + 128);
+    this.batch.call(call, bytes);
   }
 
   /** Tells the worker it may drop an object. */
   release(objectId: string): void {
-    this.batch.push({ release: objectId }, objectId.length + 4);
+    this.batch.release(objectId);
   }
 
   /** Sends any other message, after what is waiting (so the worker sees them in order). */
@@ -62,17 +51,5 @@ export class WorkerLink {
   /** The session is gone: nothing waiting is sent. */
   close(): void {
     this.batch.clear();
-  }
-
-  private sendBatch(items: Item[]): void {
-    const jobs: JobFacts__Input[] = [];
-    const calls: AssignTask__Input[] = [];
-    const release: string[] = [];
-    for (const item of items) {
-      if ('call' in item) calls.push(item.call);
-      else if ('facts' in item) jobs.push(item.facts);
-      else release.push(item.release);
-    }
-    this.sink.write({ assign_batch: { jobs, calls, release } });
   }
 }
