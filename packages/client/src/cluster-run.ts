@@ -143,9 +143,6 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
         this.jobId = m.accepted!.job_id;
         this.log.info({ jobId: this.jobId }, 'job accepted');
         return;
-      case 'output':
-        this.chunk(m.output!);
-        return;
       case 'outputs':
         for (const o of m.outputs!.chunks) this.chunk(o);
         return;

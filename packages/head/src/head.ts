@@ -33,7 +33,7 @@ import {
   resourcesToProto,
 } from '@dpl/wire';
 import { Dispatcher } from './jobs/dispatcher';
-import { WorkerLink } from './jobs/worker-link';
+import { WorkerLink, type WorkerSink } from './jobs/worker-link';
 import { HeadMetrics } from './metrics/metrics';
 import { startHttpApi, ThroughputMeter } from './dashboard/http-api';
 import { Job, graphOfSpec, type JobCall, type JobSummary } from './jobs/job';
@@ -81,9 +81,8 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   const opts = resolveHeadOptions(options);
   const log = opts.logger.child({ component: 'head' });
   const registry = new WorkerRegistry();
-  const sessions = new Map<string, WorkerCall>();
-  /** What the dispatcher sends each worker goes through its link (batched per pass). */
-  const links = new Map<string, WorkerLink>();
+  /** Each live worker's session, behind the link the dispatcher sends through (batched per pass). */
+  const links = new Map<string, WorkerLink<WorkerCall>>();
   const server = new grpc.Server(SERVER_OPTIONS);
   const fetcher = new ObjectFetcher(opts.token, opts.tls);
   const metrics: HeadMetrics = new HeadMetrics({
@@ -96,7 +95,7 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   // Connections come through a listener of our own, which bounds how many are open (grpc-js has
   // no such limit) and closes those that do not speak HTTP/2 within seconds.
   const guard = new ConnectionGuard({ onRefused: (reason, peer) => log.debug({ reason, peer }, 'gRPC connection refused') });
-  const state: HeadState = { opts, registry, sessions, links, log, dispatcher, metrics, throughput, modules: new ModuleStore(), jobHistory: [] };
+  const state: HeadState = { opts, registry, links, log, dispatcher, metrics, throughput, modules: new ModuleStore(), jobHistory: [] };
   const handlers = headHandlers(state);
   server.addService(loadDplProto().HeadService.service, handlers);
   const injector = server.createConnectionInjector(serverCredentials(opts.tls));
@@ -138,10 +137,7 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
       const silentMs = Date.now() - w.lastHeartbeatMs;
       registry.markDead(w.id, `no heartbeat for ${silentMs} ms`);
       log.warn({ workerId: w.id, silentMs }, 'worker missed its heartbeats; removed');
-      const call = sessions.get(w.id);
-      sessions.delete(w.id);
-      links.get(w.id)?.close();
-      links.delete(w.id);
+      const call = dropLink(links, w.id)?.session;
       call?.emit('error', { code: grpc.status.UNAVAILABLE, details: `no heartbeat for ${silentMs} ms; register again` });
       dispatcher.workerGone(w.id);
     }
@@ -187,10 +183,7 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
         }
         fetcher.close();
         if (http !== undefined) await new Promise<void>((resolve) => http.close(() => resolve()));
-        for (const link of links.values()) link.close();
-        links.clear();
-        for (const call of sessions.values()) call.end();
-        sessions.clear();
+        for (const id of [...links.keys()]) dropLink(links, id)?.session.end();
         listener.close();
         await shutdownServer(server, 2_000);
         injector.destroy();
@@ -200,6 +193,14 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
       return stopped;
     },
   };
+}
+
+/** Forgets a worker's session: what its link still held is not sent. Returns the link. */
+function dropLink<S extends WorkerSink>(links: Map<string, WorkerLink<S>>, workerId: string): WorkerLink<S> | undefined {
+  const link = links.get(workerId);
+  link?.close();
+  links.delete(workerId);
+  return link;
 }
 
 /** What every HTTP/2 client sends first (RFC 9113, 3.4). */
@@ -215,8 +216,7 @@ const JOB_HISTORY = 50;
 interface HeadState {
   opts: ResolvedHeadOptions;
   registry: WorkerRegistry;
-  sessions: Map<string, WorkerCall>;
-  links: Map<string, WorkerLink>;
+  links: Map<string, WorkerLink<WorkerCall>>;
   log: Logger;
   dispatcher: Dispatcher;
   metrics: HeadMetrics;
@@ -234,7 +234,7 @@ function statusOf(state: HeadState): ClusterStatus {
 let jobCounter = 0;
 
 function headHandlers(state: HeadState): HeadServiceHandlers {
-  const { opts, registry, sessions, links, log, dispatcher, modules } = state;
+  const { opts, registry, links, log, dispatcher, modules } = state;
   const authorized = (call: { metadata: grpc.Metadata }): boolean => tokenMatches(opts.token, presentedToken(call.metadata));
   /**
    * A stream listener that cannot throw into grpc-js (which would take the head down): a fault
@@ -278,7 +278,6 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
             } catch (e) {
               return refuse(grpc.status.INVALID_ARGUMENT, `invalid registration: ${ensureError(e).message}`);
             }
-            sessions.set(worker.id, call);
             links.set(worker.id, new WorkerLink(call));
             call.write({ registered: { worker_id: worker.id, heartbeat_interval_ms: opts.heartbeatIntervalMs } });
             log.info({ workerId: worker.id, host: reg.hostname, resources: worker.total.toJSON() }, 'worker registered');
@@ -314,11 +313,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
       }));
       const gone = (reason: string, graceful: boolean): void => {
         if (worker === undefined) return;
-        if (sessions.get(worker.id) === call) {
-          sessions.delete(worker.id);
-          links.get(worker.id)?.close();
-          links.delete(worker.id);
-        }
+        if (links.get(worker.id)?.session === call) dropLink(links, worker.id);
         if (registry.markDead(worker.id, reason) !== undefined) {
           if (graceful) log.info({ workerId: worker.id }, 'worker left');
           else log.warn({ workerId: worker.id, reason }, 'worker lost');

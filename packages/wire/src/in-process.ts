@@ -127,10 +127,6 @@ class ServerCall extends EventEmitter {
     return 'in-process';
   }
 
-  getDeadline(): number {
-    return Infinity;
-  }
-
   write(msg: unknown): boolean {
     if (this.writableEnded || this.cancelled) return false;
     return this.toClient.push({ kind: 'msg', bytes: this.def.responseSerialize(msg) });
@@ -160,7 +156,6 @@ class ClientCall extends EventEmitter {
 
   constructor(
     private readonly def: grpc.MethodDefinition<unknown, unknown>,
-    private readonly forget: (call: ClientCall) => void,
     onMessage?: (value: unknown) => void,
     onStatus?: (err: grpc.ServiceError | null) => void,
   ) {
@@ -173,7 +168,7 @@ class ClientCall extends EventEmitter {
           else this.emit('data', value);
           return;
         }
-        this.finish();
+        this.over = true;
         if (item.kind === 'end') {
           onStatus?.(null);
           this.emit('end');
@@ -190,10 +185,7 @@ class ClientCall extends EventEmitter {
     );
   }
 
-  private finish(): void {
-    this.over = true;
-    this.forget(this);
-  }
+
 
   write(msg: unknown): boolean {
     const server = this.server;
@@ -220,15 +212,11 @@ class ClientCall extends EventEmitter {
     if (this.over) return;
     this.server?.cancel();
     this.fromServer.close();
-    this.finish();
+    this.over = true;
     setImmediate(() => {
       this.emit('error', serviceError({ code: grpc.status.CANCELLED, details: 'Cancelled on client' }));
       this.emit('close');
     });
-  }
-
-  getPeer(): string {
-    return 'in-process';
   }
 }
 
@@ -244,7 +232,6 @@ export interface InProcessClient {
  * metadata, options and callback for unary calls).
  */
 export function inProcessClient(service: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation): InProcessClient {
-  const open = new Set<ClientCall>();
   let closed = false;
   const client: InProcessClient = {
     /** Like grpc-js: calls under way go on; new ones fail. */
@@ -263,7 +250,6 @@ export function inProcessClient(service: grpc.ServiceDefinition, handlers: grpc.
       let reply: unknown;
       const call = new ClientCall(
         def,
-        (c) => open.delete(c),
         callback === undefined ? undefined : (v) => (reply = v),
         callback === undefined ? undefined : (err) => callback(err, err === null ? reply : undefined),
       );
@@ -273,7 +259,6 @@ export function inProcessClient(service: grpc.ServiceDefinition, handlers: grpc.
         call.fromServer.push({ kind: 'error', status: { code: grpc.status.UNAVAILABLE, details: 'the in-process channel is closed' } });
         return call;
       }
-      open.add(call);
       // The request crosses the codec like any message.
       if (!def.requestStream) server.request = def.requestDeserialize(def.requestSerialize(request));
       setImmediate(() => {

@@ -95,7 +95,6 @@ interface LeaseQueue {
 const EXECUTOR_PIPELINE_DEPTH = 16;
 const EXECUTOR_REFILL_AT = EXECUTOR_PIPELINE_DEPTH / 2;
 
-
 class WorkerDaemon implements Worker {
   readonly dataAddress: string;
   private readonly client: HeadServiceClient;
@@ -206,9 +205,6 @@ class WorkerDaemon implements Worker {
       case 'assign_batch':
         this.assigned(msg.assign_batch!);
         return;
-      case 'release':
-        for (const id of msg.release!.object_ids) this.store.delete(id);
-        return;
       case 'pull_source':
         void this.pullSource(session, msg.pull_source!); // reports its own outcome
         return;
@@ -233,6 +229,7 @@ class WorkerDaemon implements Worker {
   /** Calls (and releases) from one scheduling pass of the head. */
   private assigned(batch: AssignBatch): void {
     for (const j of batch.jobs) this.jobs.set(j.job_id, { moduleHash: j.module_hash, tasks: new Map(j.tasks.map((t) => [t.task, t])) });
+    const touched = new Set<string>();
     for (const call of batch.calls) {
       let q = this.leases.get(call.lease);
       if (q === undefined) {
@@ -240,8 +237,9 @@ class WorkerDaemon implements Worker {
         this.leases.set(call.lease, q);
       }
       q.calls.push(call);
+      touched.add(call.lease);
     }
-    for (const [id, q] of this.leases) this.pumpLease(id, q);
+    for (const id of touched) this.pumpLease(id, this.leases.get(id)!);
     for (const id of batch.release) this.store.delete(id);
   }
 

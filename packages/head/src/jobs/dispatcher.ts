@@ -23,11 +23,19 @@ import type { WorkerLink } from './worker-link';
 interface Lease {
   readonly id: number;
   readonly job: Job;
-  readonly task: string;
   readonly workerId: string;
   readonly request: ResourceSet;
+  /** Its task's leases (this one among them). */
+  readonly slots: TaskSlots;
   /** Calls assigned under it and not answered yet. */
   inFlight: number;
+}
+
+/** A task of a job as the dispatcher places it: its open leases, and how long its calls run. */
+interface TaskSlots {
+  leases: Lease[];
+  /** Mean run time of its calls in their executors (ms), once one has been answered. */
+  runMs: number | undefined;
 }
 
 interface RunningCall {
@@ -57,11 +65,9 @@ const INLINE_SINK_OUTPUT_MAX_BYTES = 1024 * 1024;
 export class Dispatcher {
   private readonly jobs: Job[] = [];
   private readonly running = new Map<string, RunningCall>();
-  /** Open leases by job and task ("<jobId>/<task>"). */
-  private readonly leases = new Map<string, Lease[]>();
+  /** The running jobs' tasks, by "<jobId>/<task>". */
+  private readonly slots = new Map<string, TaskSlots>();
   private leaseCounter = 0;
-  /** Mean time a call of a task runs in its executor (ms), by "<jobId>/<task>". */
-  private readonly serviceMs = new Map<string, number>();
   /** Times each call was taken back because an input or its worker was lost. */
   private readonly interruptions = new Map<string, number>();
   private assignments = 0;
@@ -150,7 +156,7 @@ export class Dispatcher {
         // An input lost with its worker waits for its recompute.
         if (!ctx.inputs.every((i) => job.lineage.isReady(i.id))) return false;
         const t = job.tasks.get(task)!;
-        const local = localBytes(ctx.inputs.map((i) => i.data));
+        const local = localBytes(ctx.inputs, (i) => i.data);
         if (!noRoom.has(t.request)) {
           const t0 = performance.now();
           const p = place(t.request, this.registry.workers(), local, { byId: (id) => this.registry.get(id), start: this.placeTurn++ });
@@ -176,7 +182,7 @@ export class Dispatcher {
         }
         // No free slot: queue behind a lease this task holds, unless that would keep a slot
         // from a task of higher priority refused in this pass.
-        const lease = this.leaseWithRoom(job, task, local, refused);
+        const lease = this.leaseWithRoom(this.slotsOf(job, task), local, refused);
         if (lease !== undefined) {
           backend.placed = { lease };
           return true;
@@ -211,15 +217,24 @@ export class Dispatcher {
     job.checkDone();
   }
 
+  /** A task's leases and run time (made on first use; dropped when its job ends). */
+  private slotsOf(job: Job, task: string): TaskSlots {
+    const k = key(job.id, task);
+    let slots = this.slots.get(k);
+    if (slots === undefined) {
+      slots = { leases: [], runMs: undefined };
+      this.slots.set(k, slots);
+    }
+    return slots;
+  }
+
   /** Takes a slot of a task's resources on a worker. */
   private openLease(job: Job, task: string, workerId: string): Lease {
     const request = job.tasks.get(task)!.request;
     this.registry.take(this.registry.get(workerId)!, request);
-    const lease: Lease = { id: ++this.leaseCounter, job, task, workerId, request, inFlight: 0 };
-    const k = key(job.id, task);
-    const list = this.leases.get(k);
-    if (list === undefined) this.leases.set(k, [lease]);
-    else list.push(lease);
+    const slots = this.slotsOf(job, task);
+    const lease: Lease = { id: ++this.leaseCounter, job, workerId, request, slots, inFlight: 0 };
+    slots.leases.push(lease);
     return lease;
   }
 
@@ -228,12 +243,10 @@ export class Dispatcher {
    * on the worker holding most of the call's input bytes (then the least queued), and not on a
    * worker where a refused request of higher priority would fit once the slot is free.
    */
-  private leaseWithRoom(job: Job, task: string, local: ReadonlyMap<string, number>, refused: readonly ResourceSet[]): Lease | undefined {
-    const list = this.leases.get(key(job.id, task));
-    if (list === undefined) return undefined;
-    const depth = this.leaseDepth(job, task);
+  private leaseWithRoom(slots: TaskSlots, local: ReadonlyMap<string, number>, refused: readonly ResourceSet[]): Lease | undefined {
+    const depth = leaseDepth(slots);
     let best: Lease | undefined;
-    for (const lease of list) {
+    for (const lease of slots.leases) {
       if (lease.inFlight >= depth) continue;
       const worker = this.registry.get(lease.workerId);
       if (worker === undefined || worker.state !== 'alive') continue;
@@ -249,19 +262,12 @@ export class Dispatcher {
     return best;
   }
 
-  /** Calls a lease of the task may hold: enough queued for about LEASE_QUEUE_MS of work. */
-  private leaseDepth(job: Job, task: string): number {
-    const ms = this.serviceMs.get(key(job.id, task));
-    if (ms === undefined) return INITIAL_LEASE_DEPTH;
-    return Math.min(MAX_LEASE_DEPTH, 1 + Math.ceil(LEASE_QUEUE_MS / Math.max(ms, 0.01)));
-  }
-
   /** Calls the job's open leases may queue beyond one each. */
   private queueRoom(job: Job): number {
     let n = 0;
     for (const t of job.tasks.keys()) {
-      const list = this.leases.get(key(job.id, t));
-      if (list !== undefined) n += list.length * (this.leaseDepth(job, t) - 1);
+      const slots = this.slots.get(key(job.id, t));
+      if (slots !== undefined) n += slots.leases.length * (leaseDepth(slots) - 1);
     }
     return n;
   }
@@ -270,25 +276,23 @@ export class Dispatcher {
   private closeIdleLeases(job: Job): boolean {
     let closed = false;
     for (const t of job.tasks.keys()) {
-      const k = key(job.id, t);
-      const list = this.leases.get(k);
-      if (list === undefined) continue;
-      const open = list.filter((lease) => {
-        if (lease.inFlight > 0) return true;
-        this.closeLease(lease);
-        closed = true;
-        return false;
-      });
-      if (open.length === 0) this.leases.delete(k);
-      else if (open.length !== list.length) this.leases.set(k, open);
+      const slots = this.slots.get(key(job.id, t));
+      if (slots !== undefined && this.closeIdle(slots)) closed = true;
     }
     return closed;
   }
 
-  /** Returns a lease's resources to its worker (when the worker is still there). */
-  private closeLease(lease: Lease): void {
-    const worker = this.registry.get(lease.workerId);
-    if (worker !== undefined) this.registry.giveBack(worker, lease.request);
+  /** Gives back a task's leases with no call left (their worker's resources, if it is there). */
+  private closeIdle(slots: TaskSlots): boolean {
+    const open = slots.leases.filter((lease) => lease.inFlight > 0);
+    if (open.length === slots.leases.length) return false;
+    for (const lease of slots.leases) {
+      if (lease.inFlight > 0) continue;
+      const worker = this.registry.get(lease.workerId);
+      if (worker !== undefined) this.registry.giveBack(worker, lease.request);
+    }
+    slots.leases = open;
+    return true;
   }
 
   /** Asks the job's generator worker (chosen on first use) for its next batch. */
@@ -332,10 +336,10 @@ export class Dispatcher {
   jobEnded(job: Job): void {
     for (const k of this.interruptions.keys()) if (k.startsWith(`${job.id}/`)) this.interruptions.delete(k);
     for (const link of this.links.values()) link.jobEnded(job.id);
-    for (const t of job.tasks.keys()) this.serviceMs.delete(key(job.id, t));
     // Idle leases go back now; the others when their last call is answered (the worker answers
     // the calls it drops for the job's end, so none is left holding resources).
     this.closeIdleLeases(job);
+    for (const t of job.tasks.keys()) this.slots.delete(key(job.id, t));
   }
 
   private assign(job: Job, call: TaskCall<ObjectRef>, lease: Lease, recompute: LineageNode | undefined): void {
@@ -366,7 +370,7 @@ export class Dispatcher {
       inline,
     );
     if (job.log.isLevelEnabled('debug')) {
-      job.log.debug({ task: call.task, batchId: call.id, workerId: lease.workerId, lease: lease.id, inFlight: lease.inFlight, depth: this.leaseDepth(job, call.task), attempt: call.attempt, recompute: recompute !== undefined }, 'call placed');
+      job.log.debug({ task: call.task, batchId: call.id, workerId: lease.workerId, lease: lease.id, inFlight: lease.inFlight, depth: leaseDepth(lease.slots), attempt: call.attempt, recompute: recompute !== undefined }, 'call placed');
     }
   }
 
@@ -403,7 +407,7 @@ export class Dispatcher {
         continue;
       }
       const t = job.tasks.get(node.task!)!;
-      const local = localBytes(node.inputs.map((i) => i.node.ref));
+      const local = localBytes(node.inputs, (i) => i.node.ref);
       const p = place(t.request, this.registry.workers(), local, { byId: (id) => this.registry.get(id), start: this.placeTurn++ });
       if (p.kind !== 'placed') {
         k++;
@@ -430,7 +434,7 @@ export class Dispatcher {
     const r = this.take(msg.job_id, msg.call_id, workerId, msg.assignment);
     if (r !== undefined) {
       this.observed(r.job, msg.observations);
-      this.ranFor(r, Number(msg.run_us) / 1000);
+      ranFor(r.lease.slots, Number(msg.run_us) / 1000);
     }
     const worker = this.registry.get(workerId);
     const inline = msg.output_id === '';
@@ -533,31 +537,13 @@ export class Dispatcher {
   }
 
   /**
-   * Records how long a call of a task ran in its executor (a moving mean per job and task): a
-   * lease queues about LEASE_QUEUE_MS of that work. The executor's figure, not the time from
-   * assignment to answer, which a lease with one call at a time would see as its round trip.
-   */
-  private ranFor(r: RunningCall, ms: number): void {
-    if (!Number.isFinite(ms) || ms <= 0) return;
-    const sk = key(r.job.id, r.call.task);
-    const mean = this.serviceMs.get(sk);
-    this.serviceMs.set(sk, mean === undefined ? ms : 0.8 * mean + 0.2 * ms);
-  }
-
-  /**
    * A call no longer holds its place in its lease. A lease of an ended job closes with its last
    * call (the job's passes, which close idle leases, are over).
    */
   private giveBack(r: RunningCall): void {
     const lease = r.lease;
     lease.inFlight--;
-    if (lease.inFlight === 0 && lease.job.state !== 'running') {
-      this.closeLease(lease);
-      const k = key(lease.job.id, lease.task);
-      const list = this.leases.get(k)?.filter((l) => l !== lease) ?? [];
-      if (list.length === 0) this.leases.delete(k);
-      else this.leases.set(k, list);
-    }
+    if (lease.inFlight === 0 && lease.job.state !== 'running') this.closeIdle(lease.slots);
   }
 
   /**
@@ -650,11 +636,30 @@ function key(jobId: string, callId: string): string {
 
 const EMPTY = new Uint8Array(0);
 
-/** Worker id → bytes of these objects it holds. */
-function localBytes(refs: readonly ObjectRef[]): Map<string, number> {
+/** Worker id → bytes of the items' objects it holds. */
+function localBytes<T>(items: readonly T[], refOf: (item: T) => ObjectRef): Map<string, number> {
   const local = new Map<string, number>();
-  for (const ref of refs) if (ref.ownerId !== '') local.set(ref.ownerId, (local.get(ref.ownerId) ?? 0) + ref.bytes);
+  for (const item of items) {
+    const ref = refOf(item);
+    if (ref.ownerId !== '') local.set(ref.ownerId, (local.get(ref.ownerId) ?? 0) + ref.bytes);
+  }
   return local;
+}
+
+/** Calls a lease of the task may hold: enough queued for about LEASE_QUEUE_MS of work. */
+function leaseDepth(slots: TaskSlots): number {
+  if (slots.runMs === undefined) return INITIAL_LEASE_DEPTH;
+  return Math.min(MAX_LEASE_DEPTH, 1 + Math.ceil(LEASE_QUEUE_MS / Math.max(slots.runMs, 0.01)));
+}
+
+/**
+ * Records how long a call of a task ran in its executor (a moving mean): a lease queues about
+ * LEASE_QUEUE_MS of that work. The executor's figure, not the time from assignment to answer,
+ * which a lease with one call at a time would see as its round trip.
+ */
+function ranFor(slots: TaskSlots, ms: number): void {
+  if (!Number.isFinite(ms) || ms <= 0) return;
+  slots.runMs = slots.runMs === undefined ? ms : 0.8 * slots.runMs + 0.2 * ms;
 }
 
 /** What every call of a job shares, for a worker that has not seen the job yet. */

@@ -10,13 +10,14 @@ export interface WorkerSink {
   write(msg: ConnectWorkerResponse__Input): unknown;
 }
 
-export class WorkerLink {
+export class WorkerLink<S extends WorkerSink = WorkerSink> {
   private readonly batch: AssignBatcher;
   /** Jobs whose facts this session has been sent. */
   private readonly known = new Set<string>();
 
-  constructor(private readonly sink: WorkerSink) {
-    this.batch = new AssignBatcher((msg) => sink.write(msg));
+  /** @param session the worker's stream, which the link writes to (and its owner ends). */
+  constructor(readonly session: S) {
+    this.batch = new AssignBatcher((msg) => session.write(msg));
   }
 
   /**
@@ -39,7 +40,7 @@ export class WorkerLink {
   /** Sends any other message, after what is waiting (so the worker sees them in order). */
   send(msg: ConnectWorkerResponse__Input): void {
     this.batch.flush();
-    this.sink.write(msg);
+    this.session.write(msg);
   }
 
   /** The job is over: the worker drops its objects and facts (and hears of it after its last calls). */

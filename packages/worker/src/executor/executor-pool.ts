@@ -99,10 +99,7 @@ export class ExecutorPool {
    */
   async run(call: RunCall, attempt: number, gpus: string, timeoutMs = 0, lease?: string): Promise<ExecutorResult> {
     if (this.stopped) throw new TaskError(call.task, call.callId, attempt, 'the worker is stopping');
-    let ex = lease === undefined ? undefined : [...this.executors].find((e) => e.lease === lease && e.alive && e.gpus === gpus);
-    ex ??= [...this.executors].find((e) => e.busy.length === 0 && e.gpus === gpus);
-    ex ??= this.spawn(gpus);
-    const target = ex;
+    const target = this.executorFor(lease, gpus) ?? this.spawn(gpus);
     target.lease = lease;
     const result = new Promise<ExecutorResult>((resolve, reject) => {
       target.busy.push({ call, resolve, reject, attempt, timeoutMs, timer: undefined });
@@ -123,6 +120,17 @@ export class ExecutorPool {
     } finally {
       this.trimIdle();
     }
+  }
+
+  /** The executor already running `lease`'s calls, else an idle one with these GPUs. */
+  private executorFor(lease: string | undefined, gpus: string): Executor | undefined {
+    let idle: Executor | undefined;
+    for (const e of this.executors) {
+      if (e.gpus !== gpus) continue;
+      if (lease !== undefined && e.lease === lease && e.alive) return e;
+      if (idle === undefined && e.busy.length === 0) idle = e;
+    }
+    return idle;
   }
 
   /** Arms the timeout of the call that now runs in `ex`. */
