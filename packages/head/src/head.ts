@@ -36,7 +36,7 @@ import { Dispatcher } from './jobs/dispatcher';
 import { WorkerLink, type WorkerSink } from './jobs/worker-link';
 import { HeadMetrics } from './metrics/metrics';
 import { startHttpApi, ThroughputMeter } from './dashboard/http-api';
-import { Job, graphOfSpec, type JobCall, type JobSummary } from './jobs/job';
+import { graphOfSpec, type JobCall, type JobSummary } from './jobs/job';
 import { ModuleStore } from './modules/module-store';
 import { resolveHeadOptions, type HeadOptions, type ResolvedHeadOptions } from './head-options';
 import { WorkerRegistry, type WorkerRecord } from './registry/worker-registry';
@@ -88,14 +88,21 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   const metrics: HeadMetrics = new HeadMetrics({
     registry,
     // Read at scrape time, once the dispatcher exists.
-    jobs: () => dispatcher.jobList.map((j: Job) => ({ id: j.id, tasks: j.scheduler.stats().tasks })),
+    jobs: () => dispatcher.jobList.map((j) => ({ id: j.id, tasks: j.scheduler.stats().tasks })),
   });
-  const dispatcher: Dispatcher = new Dispatcher(registry, links, fetcher, log.child({ component: 'dispatcher' }), metrics);
   const throughput = new ThroughputMeter();
+  const jobHistory: JobSummary[] = [];
+  const dispatcher: Dispatcher = new Dispatcher(registry, links, fetcher, log.child({ component: 'dispatcher' }), metrics, {
+    delivered: () => throughput.add(1),
+    ended: (summary) => {
+      jobHistory.push(summary);
+      if (jobHistory.length > JOB_HISTORY) jobHistory.shift();
+    },
+  });
   // Connections come through a listener of our own, which bounds how many are open (grpc-js has
   // no such limit) and closes those that do not speak HTTP/2 within seconds.
   const guard = new ConnectionGuard({ onRefused: (reason, peer) => log.debug({ reason, peer }, 'gRPC connection refused') });
-  const state: HeadState = { opts, registry, links, log, dispatcher, metrics, throughput, modules: new ModuleStore(), jobHistory: [] };
+  const state: HeadState = { opts, registry, links, log, dispatcher, metrics, throughput, modules: new ModuleStore(), jobHistory };
   const handlers = headHandlers(state);
   server.addService(loadDplProto().HeadService.service, handlers);
   const injector = server.createConnectionInjector(serverCredentials(opts.tls));
@@ -178,9 +185,7 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
       stopped ??= (async () => {
         clearInterval(sweep);
         throughput.stop();
-        for (const job of [...dispatcher.jobList]) {
-          job.fail(new DplError(DplErrorCode.UNAVAILABLE, 'the head is shutting down; submit the job again when it is back'));
-        }
+        dispatcher.stop(new DplError(DplErrorCode.UNAVAILABLE, 'the head is shutting down; submit the job again when it is back'));
         fetcher.close();
         if (http !== undefined) await new Promise<void>((resolve) => http.close(() => resolve()));
         for (const id of [...links.keys()]) dropLink(links, id)?.session.end();
@@ -420,13 +425,13 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         call.emit('error', unauthenticated());
         return;
       }
-      let job: Job | undefined;
+      let jobId: string | undefined;
       const reject = (err: DplError): void => {
         call.write({ failed: errorToProto(err) });
         call.end();
       };
       call.on('data', safely('RunJob', endWith(call), (msg: RunJobRequest) => {
-        if (msg.msg !== 'start' || job !== undefined) {
+        if (msg.msg !== 'start' || jobId !== undefined) {
           call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'a job stream takes exactly one start message' });
           return;
         }
@@ -441,29 +446,17 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
           return reject(e as DplError);
         }
         const id = `job-${++jobCounter}-${randomBytes(3).toString('hex')}`;
+        jobId = id;
         const jobLog = log.child({ jobId: id });
-        job = new Job(id, spec, built.graph, built.tasks, call, {
-          fetch: (ref) => dispatcher.fetch(ref),
-          release: (ref) => dispatcher.release(ref),
-          wake: () => dispatcher.schedule(),
-          delivered: (j, rows) => {
-            state.metrics.output(j.id, rows);
-            state.throughput.add(1);
-          },
-          ended: (j) => {
-            state.metrics.jobEnded(j.id, j.state);
-            dispatcher.remove(j);
-            dispatcher.jobEnded(j);
-            state.jobHistory.push(j.summary());
-            if (state.jobHistory.length > JOB_HISTORY) state.jobHistory.shift();
-          },
-        }, jobLog);
         call.write({ accepted: { job_id: id } });
         jobLog.info({ tasks: spec.tasks.length, maxBatches: spec.max_batches }, 'job started');
-        dispatcher.add(job);
+        dispatcher.start({ id, spec, graph: built.graph, tasks: built.tasks, call, log: jobLog });
       }));
-      call.on('cancelled', () => job?.cancel());
-      call.on('error', () => job?.cancel());
+      const cancel = (): void => {
+        if (jobId !== undefined) dispatcher.cancel(jobId);
+      };
+      call.on('cancelled', cancel);
+      call.on('error', cancel);
     },
   };
 }

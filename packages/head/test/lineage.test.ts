@@ -50,10 +50,8 @@ describe('Lineage', () => {
     na.state = 'recomputing';
     l.recomputed(na, { ...at('j/a#0~7', 'w2') });
     const nb = l.get('b#0')!;
-    let woke = false;
-    nb.waiters.push(() => (woke = true));
     l.recomputed(nb, { ...at('j/b#0~8', 'w2') });
-    expect(woke).toBe(true);
+    expect(nb.state).toBe('ready');
     expect(b).toMatchObject({ objectId: 'j/b#0~8', ownerId: 'w2' });
     expect(freed).toEqual(['j/a#0', 'j/a#0~7']);
   });

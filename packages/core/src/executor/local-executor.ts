@@ -6,7 +6,8 @@
 import { availableParallelism } from 'node:os';
 import { Table, Utf8, makeVector, vectorFromArray, type Vector } from 'apache-arrow';
 import { concatTables, isTable } from '../data/table';
-import { DplError, DplErrorCode, TaskError, ensureError, retryDelayMs } from '../errors';
+import { DplError, DplErrorCode, TaskError, ensureError } from '../errors';
+import { DEFAULT_RETRY_BACKOFF_MS, callFailureMessage, failedCall } from './run-policy';
 import { silentLogger, type Logger } from '../logger';
 import type { PipelineGraph } from '../model/graph';
 import type { PipelineTask } from '../model/task';
@@ -104,7 +105,7 @@ export function resolveLocalExecutorOptions(o: LocalExecutorOptions = {}): Resol
     capacity,
     maxBufferedOutputs: o.maxBufferedOutputs ?? 8,
     maxPendingCalls: o.maxPendingCalls ?? pendingCallsFor(numCpus),
-    retryBackoffMs: o.retryBackoffMs ?? 100,
+    retryBackoffMs: o.retryBackoffMs ?? DEFAULT_RETRY_BACKOFF_MS,
     maxErroredBatches: o.maxErroredBatches ?? 0,
     logger: o.logger ?? silentLogger,
   };
@@ -294,14 +295,13 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
       output = result;
     } catch (e) {
       const err = ensureError(e);
-      const inputs = call.inputs.map((s) => s.ref.id).join(', ');
+      const inputIds = [...new Set(call.inputs.map((s) => s.ref.id))];
       failure = new TaskError(
         call.task,
         call.id,
         call.attempt,
-        `task ${JSON.stringify(call.task)} failed on batch ${call.id} (inputs ${inputs}; attempt ` +
-          `${call.attempt} of ${entry.task.maxRetries + 1}): ${err.message}`,
-        { cause: err, remoteStack: err.stack, details: { inputs: call.inputs.map((s) => s.ref.id) } },
+        callFailureMessage(call.task, call.id, inputIds, call.attempt, entry.task.maxRetries + 1, err.message),
+        { cause: err, remoteStack: err.stack, details: { inputs: inputIds } },
       );
     } finally {
       this.free = this.free.add(entry.request);
@@ -317,24 +317,23 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
   }
 
   private handleFailure(call: TaskCall<Table>, failure: TaskError): void {
-    if (this.scheduler.fail(call.id, failure) === 'fatal') {
-      if (this.erroredBatches.length < this.options.maxErroredBatches) {
-        this.scheduler.skip(call.id);
-        this.erroredBatches.push(erroredBatch(call, failure));
-        this.log.warn({ task: call.task, batchId: call.id, err: failure.message }, 'batch skipped after its retries (maxErroredBatches)');
-        return;
-      }
+    const outcome = failedCall(this.scheduler, call, failure, this.erroredBatches.length, this.options);
+    if (outcome.kind === 'skip') {
+      this.erroredBatches.push(erroredBatch(call, failure));
+      this.log.warn({ task: call.task, batchId: call.id, err: failure.message }, 'batch skipped after its retries (maxErroredBatches)');
+      return;
+    }
+    if (outcome.kind === 'fail') {
       this.failRun(failure);
       return;
     }
-    const delay = retryDelayMs(call.attempt, this.options.retryBackoffMs);
-    this.log.warn({ task: call.task, batchId: call.id, attempt: call.attempt, delayMs: delay, err: failure.cause }, 'task failed, retrying');
+    this.log.warn({ task: call.task, batchId: call.id, attempt: call.attempt, delayMs: outcome.delayMs, err: failure.cause }, 'task failed, retrying');
     const timer = setTimeout(() => {
       this.retryTimers.delete(timer);
       if (this.stopped) return;
       this.scheduler.retry(call.id);
       this.pump();
-    }, delay);
+    }, outcome.delayMs);
     this.retryTimers.add(timer);
   }
 

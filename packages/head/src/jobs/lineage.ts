@@ -9,7 +9,7 @@
  * Bytes are freed on the workers as soon as they are consumed, except a generator's batches:
  * a generator cannot be replayed, so its batches are kept while anything computed from them is.
  */
-import type { ObjectRef } from './job';
+import type { ObjectRef } from './engine';
 
 /** ready: the bytes exist; released: freed on purpose; lost: their worker died. */
 export type NodeState = 'ready' | 'released' | 'lost' | 'recomputing';
@@ -38,8 +38,6 @@ export interface LineageNode {
   state: NodeState;
   /** Recomputes started for it (a task that keeps failing ends the job). */
   recomputes: number;
-  /** Called once when it is ready again after a loss. */
-  waiters: (() => void)[];
 }
 
 export class Lineage {
@@ -117,7 +115,6 @@ export class Lineage {
     for (const i of node.inputs) {
       if (!i.node.live && !i.node.generated) this.freeBytes(i.node);
     }
-    for (const w of node.waiters.splice(0)) w();
   }
 
   /** Every node, for tests. */
@@ -138,7 +135,6 @@ export class Lineage {
       children: 0,
       state: 'ready',
       recomputes: 0,
-      waiters: [],
     };
     this.nodes.set(node.id, node);
     return node;

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { DplError, DplErrorCode, TaskError, type Logger, type Observation } from '@dpl/core';
+import { DplError, DplErrorCode, TaskError, callFailureMessage, type Logger, type Observation } from '@dpl/core';
 import { FrameChannel } from './channel';
 import type { ExecutorReply, NextSource, RunCall } from './protocol';
 
@@ -297,16 +297,10 @@ export class ExecutorPool {
   }
 }
 
-/** The error of a failed call: `task "t" failed on batch t#0 (inputs …; attempt …): <why>`. */
+/** The error of a failed call, worded by the run policy: `task "t" failed on batch t#0 (…): <why>`. */
 function callFailed(busy: { call: RunCall; attempt: number }, why: string, options: ConstructorParameters<typeof TaskError>[4]): TaskError {
   const { call, attempt } = busy;
-  return new TaskError(call.task, call.callId, attempt, `task ${JSON.stringify(call.task)} failed on batch ${call.callId} (${where(call, attempt)}): ${why}`, options);
-}
-
-/** "inputs s0, s1; attempt 2 of 4", as the LocalExecutor says it. */
-function where(call: RunCall, attempt: number): string {
-  const of = call.maxAttempts > 0 ? ` of ${call.maxAttempts}` : '';
-  return `${call.inputIds.length > 0 ? `inputs ${call.inputIds.join(', ')}; ` : ''}attempt ${attempt}${of}`;
+  return new TaskError(call.task, call.callId, attempt, callFailureMessage(call.task, call.callId, call.inputIds, attempt, call.maxAttempts, why), options);
 }
 
 /** Starts an executor process with the given GPUs visible; the cluster token is not passed on. */
