@@ -9,10 +9,12 @@
  * - Dask distributed with 2 worker processes (Debian's python3-distributed), futures and
  *   as_completed.
  *
- * Pipelines: `readme` (dplutils' README pipeline, examples/quickstart.ts, 2,000 source batches)
- * and `noop` (one task returning its input, 20,000 batches).
+ * Pipelines: `readme` (dplutils' README pipeline, examples/quickstart.ts, 2,000 source batches),
+ * `noop` (one task returning its input, 20,000 batches) and `chain` (three map tasks in a chain,
+ * bench/pipelines/chain.ts, 5,000 batches; with a `dpl run --no-fuse-tasks` row: the head fuses
+ * the chain into one call per batch unless told not to).
  *
- *   npm run bench:peers -- [--dplutils PATH] [--repeats 3] [--only readme,noop]
+ *   npm run bench:peers -- [--dplutils PATH] [--repeats 3] [--only readme,noop,chain]
  *
  * A peer that is not installed is skipped with a message. Figures are medians of the repeats.
  */
@@ -33,11 +35,14 @@ interface Pipeline {
   batches: number;
   /** Rows the run must deliver (each source batch has one row). */
   rows: number;
+  /** Also run `dpl run --no-fuse-tasks` (a pipeline the head fuses). */
+  unfused?: boolean;
 }
 
 const PIPELINES: Pipeline[] = [
   { name: 'readme', module: join(ROOT, 'examples', 'quickstart.ts'), batches: 2000, rows: 2000 },
   { name: 'noop', module: join(ROOT, 'bench', 'pipelines', 'noop.ts'), batches: 20000, rows: 20000 },
+  { name: 'chain', module: join(ROOT, 'bench', 'pipelines', 'chain.ts'), batches: 5000, rows: 5000, unfused: true },
 ];
 
 interface Sample {
@@ -136,6 +141,7 @@ async function benchPipeline(p: Pipeline, repeats: number, dplutils: string | un
   };
   await add('dpl run (embedded head + worker)', () => dplRun(p, ['run']));
   await add('dpl run --in-process', () => dplRun(p, ['run', '--in-process']));
+  if (p.unfused === true) await add('dpl run --no-fuse-tasks', () => dplRun(p, ['run', '--no-fuse-tasks']));
   const runDir = mkdtempSync(join(tmpdir(), 'dpl-bench-run-'));
   const cluster = await startCluster(runDir);
   try {

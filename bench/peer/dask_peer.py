@@ -47,6 +47,20 @@ def noop(df):
     return df
 
 
+def parse(df):
+    import numpy as np
+
+    return df.assign(x=np.arange(len(df)) + 0.5)
+
+
+def scale(df):
+    return df.assign(y=df["x"] * 2)
+
+
+def score(df):
+    return df.assign(z=df["y"] + 1)
+
+
 def source_batch(run_id, i):
     import pandas as pd
 
@@ -98,9 +112,23 @@ def run_noop(client, batches):
     return outputs, rows
 
 
+def run_chain(client, batches):
+    from distributed import as_completed
+
+    run_id = str(uuid.uuid4())
+    # Each batch's chain as Dask users write it: futures that take futures.
+    parsed = client.map(parse, [source_batch(run_id, i) for i in range(batches)], pure=False)
+    scored = client.map(score, client.map(scale, parsed, pure=False), pure=False)
+    outputs = rows = 0
+    for _, df in as_completed(scored, with_results=True):
+        outputs += 1
+        rows += len(df)
+    return outputs, rows
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--pipeline", choices=["readme", "noop"], required=True)
+    p.add_argument("--pipeline", choices=["readme", "noop", "chain"], required=True)
     p.add_argument("--batches", type=int, default=2000)
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
@@ -112,7 +140,7 @@ def main():
     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40)
     client = Client(cluster)
     ready = time.perf_counter()
-    run = run_readme if args.pipeline == "readme" else run_noop
+    run = {"readme": run_readme, "noop": run_noop, "chain": run_chain}[args.pipeline]
     outputs, rows = run(client, args.batches)
     own = time.perf_counter() - ready
     client.close()

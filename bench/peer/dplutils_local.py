@@ -36,7 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--batches", type=int, default=2000, help="max_batches for the executor (default 2000)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warmup runs (default 1)")
-    p.add_argument("--pipeline", choices=["readme", "noop"], default="readme",
+    p.add_argument("--pipeline", choices=["readme", "noop", "chain"], default="readme",
                    help="readme: the README quickstart; noop: one task returning its input")
     args = p.parse_args(argv)
     if args.batches < 1:
@@ -99,9 +99,22 @@ def main(argv=None):
     def noop(df):
         return df
 
+    # The chain pipeline (bench/pipelines/chain.ts)
+    def parse(df):
+        return df.assign(x=np.arange(len(df)) + 0.5)
+
+    def scale(df):
+        return df.assign(y=df["x"] * 2)
+
+    def score(df):
+        return df.assign(z=df["y"] + 1)
+
     def make_executor():
         if args.pipeline == "noop":
             return LocalSerialExecutor(PipelineGraph([PipelineTask("noop", noop)]), max_batches=args.batches)
+        if args.pipeline == "chain":
+            graph = PipelineGraph([PipelineTask("parse", parse), PipelineTask("scale", scale), PipelineTask("score", score)])
+            return LocalSerialExecutor(graph, max_batches=args.batches)
         graph = PipelineGraph([
             PipelineTask("generate", generate_sample),
             PipelineTask("round", round_sample, batch_size=10),

@@ -1,7 +1,7 @@
 /**
  * Options of the head daemon.
  */
-import { silentLogger, type Logger } from '@dpl/core';
+import { describe, silentLogger, type Logger } from '@dpl/core';
 import { generateToken, isLoopbackHost, loadTls, tokenProblem, type TlsFiles, type TlsMaterial } from '@dpl/wire';
 
 /** The port `dpl head start` listens on by default. */
@@ -42,6 +42,13 @@ export interface HeadOptions {
    * `null` serves no HTTP. @default null (the CLI's `dpl head start` defaults to 8265)
    */
   dashboardPort?: number | null;
+  /**
+   * Run each chain of tasks that only feed each other (same resources, retries and timeout, no
+   * batch size after the first) as one call in one executor turn, as Ray Data fuses map
+   * operators: fewer hops and no Arrow encoding between them. A failure then retries the whole
+   * chain. @default true
+   */
+  fuseTasks?: boolean;
   logger?: Logger;
 }
 
@@ -54,6 +61,7 @@ export interface ResolvedHeadOptions {
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
   dashboardPort: number | null;
+  fuseTasks: boolean;
   logger: Logger;
 }
 
@@ -76,6 +84,7 @@ export function resolveHeadOptions(o: HeadOptions = {}): ResolvedHeadOptions {
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
     heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS,
     dashboardPort: o.dashboardPort ?? null,
+    fuseTasks: o.fuseTasks ?? true,
     logger: o.logger ?? silentLogger,
   };
   const problems: string[] = [];
@@ -99,6 +108,7 @@ export function resolveHeadOptions(o: HeadOptions = {}): ResolvedHeadOptions {
       `heartbeatTimeoutMs (${r.heartbeatTimeoutMs}) must be longer than heartbeatIntervalMs (${r.heartbeatIntervalMs})`,
     );
   }
+  if (typeof r.fuseTasks !== 'boolean') problems.push(`fuseTasks must be true or false, got ${describe(r.fuseTasks)}`);
   if (r.token !== undefined) {
     const p = tokenProblem(r.token);
     if (p !== undefined) problems.push(`token: ${p}`);

@@ -88,7 +88,7 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   const metrics: HeadMetrics = new HeadMetrics({
     registry,
     // Read at scrape time, once the dispatcher exists.
-    jobs: () => dispatcher.jobList.map((j) => ({ id: j.id, tasks: j.scheduler.stats().tasks })),
+    jobs: () => dispatcher.jobList.map((j) => ({ id: j.id, tasks: j.stats().tasks })),
   });
   const throughput = new ThroughputMeter();
   const jobHistory: JobSummary[] = [];
@@ -441,7 +441,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         }
         let built: ReturnType<typeof graphOfSpec>;
         try {
-          built = graphOfSpec(spec);
+          built = graphOfSpec(spec, { fuse: opts.fuseTasks });
         } catch (e) {
           return reject(e as DplError);
         }
@@ -450,7 +450,8 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         const jobLog = log.child({ jobId: id });
         call.write({ accepted: { job_id: id } });
         jobLog.info({ tasks: spec.tasks.length, maxBatches: spec.max_batches }, 'job started');
-        dispatcher.start({ id, spec, graph: built.graph, tasks: built.tasks, call, log: jobLog });
+        dispatcher.start({ id, spec, ...built, call, log: jobLog });
+        if (built.chains.size > 0) jobLog.debug({ chains: [...built.chains.values()] }, 'tasks fused into one call per chain');
       }));
       const cancel = (): void => {
         if (jobId !== undefined) dispatcher.cancel(jobId);

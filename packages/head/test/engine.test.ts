@@ -113,15 +113,16 @@ function harness(workers: { cpus: number; resources?: Record<string, number> }[]
     ended,
     outputs,
     now: () => now,
-    start(tasks: TaskSpec[], maxBatches: number, extra?: Parameters<typeof spec>[2]): string {
+    /** Starts job-1; its tasks are not fused unless `fuse` (traces show each task's calls). */
+    start(tasks: TaskSpec[], maxBatches: number, extra?: Parameters<typeof spec>[2], fuse = false): string {
       const s = spec(tasks, maxBatches, extra);
-      const { graph, tasks: jobTasks } = graphOfSpec(s);
-      run(engine.addJob({ id: 'job-1', spec: s, graph, tasks: jobTasks, log: silentLogger }));
+      const built = graphOfSpec(s, { fuse });
+      run(engine.addJob({ id: 'job-1', spec: s, ...built, log: silentLogger }));
       settle();
       return 'job-1';
     },
     /** Answers a call as done; `object` keeps its output on the worker (else inline). */
-    done(callId: string, how: { object?: boolean; rows?: number; from?: Sent } = {}): void {
+    done(callId: string, how: { object?: boolean; rows?: number; from?: Sent; stageRows?: number[] } = {}): void {
       const s = how.from ?? find(callId);
       const bytes = (s.call.inputs as { inline_ipc: Uint8Array }[])[0]?.inline_ipc ?? new Uint8Array(0);
       const objectId = how.object === true ? `${s.call.job_id}/${callId}~${s.call.assignment}` : '';
@@ -136,6 +137,7 @@ function harness(workers: { cpus: number; resources?: Record<string, number> }[]
           assignment: String(s.call.assignment),
           observations: [],
           run_us: '50',
+          stage_rows: (how.stageRows ?? []).map(String),
         } as never),
       );
       settle();
@@ -363,6 +365,28 @@ describe('JobEngine traces', () => {
     h.engine.clientBlocked('job-1', false);
     h.engine.pass().forEach((c) => c.kind === 'assign' && h.sent.push({ workerId: c.workerId, call: c.call }));
     expect(h.sent.length).toBeGreaterThan(0);
+  });
+});
+
+describe('JobEngine with fused tasks', () => {
+  it('runs a chain as one call and shows each of its tasks in the stats', () => {
+    const h = harness([{ cpus: 1 }]);
+    h.start([{ name: 'parse' }, { name: 'scale' }, { name: 'score' }], 3, {}, true);
+    expect(h.sent.map((s) => s.call.call_id)).toEqual(['score#0', 'score#1']);
+    const facts = h.engine.jobFacts('job-1').tasks!;
+    expect(facts.map((f) => [f.task, (f.fused_before ?? []).map((b) => b.task)])).toEqual([['score', ['parse', 'scale']]]);
+    // score#0: every task made one row; score#1: parse made none, so scale and score never ran.
+    h.done('score#0', { stageRows: [1, 1, 1] });
+    h.done('score#1', { rows: 0, stageRows: [0] });
+    h.done('score#2', { stageRows: [1, 2, 2], rows: 2 });
+    h.deliverAll();
+    expect(h.ended[0]!.state).toBe('finished');
+    const tasks = h.ended[0]!.summary.tasks;
+    expect(Object.keys(tasks)).toEqual(['parse', 'scale', 'score']);
+    expect(tasks.parse).toMatchObject({ calls: 3, rowsIn: 3, rowsOut: 2, emptyOutputs: 1 });
+    expect(tasks.scale).toMatchObject({ calls: 2, rowsIn: 2, rowsOut: 3, emptyOutputs: 0 });
+    expect(tasks.score).toMatchObject({ calls: 2, rowsIn: 3, rowsOut: 3, queuedRows: 0 });
+    expect(h.outputs).toEqual(['score#0', 'score#2']);
   });
 });
 

@@ -315,6 +315,7 @@ class WorkerDaemon implements Worker {
           jobId: a.job_id,
           task: a.task,
           kwargs: facts.kwargs,
+          before: facts.fused_before.length > 0 ? facts.fused_before : undefined,
           inputs,
           inputIds: a.input_ids,
           maxAttempts: facts.max_attempts,
@@ -338,6 +339,7 @@ class WorkerDaemon implements Worker {
           assignment: a.assignment,
           observations: observationsToProto(out.observations),
           run_us: String(out.runUs ?? 0),
+          stage_rows: out.stageRows?.map(String) ?? [],
         },
         inline ? out.ipc.byteLength : 0,
       );

@@ -23,6 +23,7 @@ interface HeadStartArgs extends TlsArgs {
   logLevel: string;
   heartbeatIntervalMs?: number;
   heartbeatTimeoutMs?: number;
+  fuseTasks: boolean;
 }
 
 const headStart: CommandModule<object, HeadStartArgs> = {
@@ -44,6 +45,7 @@ const headStart: CommandModule<object, HeadStartArgs> = {
       })
       .option('heartbeat-interval-ms', { type: 'number', describe: 'how often workers heartbeat (default 1000)' })
       .option('heartbeat-timeout-ms', { type: 'number', describe: 'a worker silent this long is dead (default 5000)' })
+      .option('fuse-tasks', { type: 'boolean', default: true, describe: 'run each chain of tasks that only feed each other (same resources, retries and timeout; no batchSize after the first) as one call; --no-fuse-tasks runs every task as its own call' })
       .check((argv) => usageCheck(() => void parseLogLevel(String(argv['log-level'])))) as unknown as Argv<HeadStartArgs>,
   handler: async (args) => {
     const logger = createLogger(parseLogLevel(args.logLevel));
@@ -58,18 +60,18 @@ const headStart: CommandModule<object, HeadStartArgs> = {
       heartbeatIntervalMs: args.heartbeatIntervalMs,
       heartbeatTimeoutMs: args.heartbeatTimeoutMs,
       dashboardPort: args.dashboardPort,
+      fuseTasks: args.fuseTasks,
       logger,
     });
     const forget = recordDaemon({ kind: 'head', address: head.address, token: head.token, dashboardAddress: head.dashboardAddress });
     const tls = tlsOf(args) !== undefined;
     const withToken = head.token !== undefined;
-    // One write: whoever reads the address (a script, a test) then has the HTTP lines too.
+    // One write: whoever reads the address (a script, a test) then has the other lines too.
     const lines = [`dpl head listening on ${head.address}`];
     if (head.dashboardAddress !== undefined) {
       const base = `http${tls ? 's' : ''}://${head.dashboardAddress}`;
       lines.push(`  dashboard: ${base}/${withToken ? '?token=… (open it once with the token)' : ''}`, `  status API: ${base}/api/status`, `  metrics: ${base}/metrics`);
     }
-    print(lines.join('\n'));
     if (!withToken) {
       printError(
         `dpl: WARNING: this head has no token (--insecure): anyone who can reach ${head.address}` +
@@ -77,15 +79,16 @@ const headStart: CommandModule<object, HeadStartArgs> = {
           `can run code as ${safeUserName()}. Leave out --insecure to get a token.`,
       );
     } else if (mine !== undefined) {
-      print(
+      lines.push(
         `  token: yours, in ${mine.file}${mine.created ? ' (made now)' : ''}; your workers and clients on this machine find it by themselves, ` +
           'elsewhere give them a copy of that file with --token-file',
       );
     }
-    print(
+    lines.push(
       `  start workers with: dpl worker start --address ${head.address}${withToken ? ' --token-file …' : ''}` +
         `${tls ? ' --tls-cert … --tls-key … --tls-ca …' : ''}`,
     );
+    print(lines.join('\n'));
     await untilSignal();
     await head.stop();
     forget();

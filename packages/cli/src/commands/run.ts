@@ -16,6 +16,7 @@ import { usageCheck } from '../internal/usage-error';
 export interface RunArgs extends PipelineArgs, ResourceArgs {
   logLevel: string;
   inProcess: boolean;
+  fuseTasks: boolean;
 }
 
 const CAPACITY_HINT = 'lower the request, or tell dpl run this machine has it (--num-cpus, --num-gpus, --resources)';
@@ -38,6 +39,7 @@ export const runCommand: CommandModule<object, RunArgs> = {
         describe:
           'run tasks in this process (LocalExecutor) instead of an embedded head and worker: faster for tiny tasks, but a crash in a task ends the run',
       })
+      .option('fuse-tasks', { type: 'boolean', default: true, describe: 'run each chain of tasks that only feed each other (same resources, retries and timeout; no batchSize after the first) as one call; --no-fuse-tasks runs every task as its own call' })
       .check((argv) =>
         usageCheck(() => {
           parseLogLevel(String(argv['log-level']));
@@ -83,7 +85,7 @@ export async function runPipeline(args: RunArgs): Promise<number> {
   const daemonLogger = userLevel === 'warn' ? createLogger('error') : logger;
   // A fresh random token (startHead makes one): other users of this machine can see the
   // loopback ports, and must not run code as this user through them.
-  const head = await startHead({ host: '127.0.0.1', port: 0, logger: daemonLogger });
+  const head = await startHead({ host: '127.0.0.1', port: 0, logger: daemonLogger, fuseTasks: args.fuseTasks });
   // Worker and client talk to the head in memory (the same messages, no loopback gRPC); the
   // worker's data server and the head's port stay up for what needs a socket.
   let worker: Worker | undefined;

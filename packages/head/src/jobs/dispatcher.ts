@@ -18,6 +18,8 @@ export interface StartJob {
   spec: JobSpec;
   graph: PipelineGraph;
   tasks: ReadonlyMap<string, JobTask>;
+  chains?: ReadonlyMap<string, readonly string[]>;
+  taskNames?: readonly string[];
   call: JobCall;
   log: Logger;
 }
@@ -77,7 +79,7 @@ export class Dispatcher {
       },
       deliveryFailed: (batchId, tries, why) => this.run(this.engine.deliveryFailed(j.id, batchId, tries, why)),
       blocked: (blocked) => this.run(this.engine.clientBlocked(j.id, blocked)),
-      progress: () => this.engine.job(j.id)?.scheduler.stats().tasks,
+      progress: () => this.engine.job(j.id)?.stats().tasks,
     });
     this.streams.set(j.id, stream);
     this.run(this.engine.addJob(j));
@@ -160,7 +162,7 @@ export class Dispatcher {
   private ended(c: Extract<EngineCommand, { kind: 'ended' }>): void {
     const stream = this.streams.get(c.jobId);
     this.streams.delete(c.jobId);
-    stream?.end(c.state, c.error, c.summary.outputs, c.summary.rows);
+    stream?.end(c.state, c.error, c.summary);
     // Every worker drops the job's objects and facts (after the calls it was sent).
     for (const link of this.links.values()) link.jobEnded(c.jobId);
     this.metrics.jobEnded(c.jobId, c.state);

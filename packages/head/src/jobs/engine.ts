@@ -24,6 +24,7 @@ import {
   type Logger,
   type PipelineGraph,
   type ResourceSet,
+  type SchedulerStats,
   type SinkOutput,
   type TaskCall,
 } from '@dpl/core';
@@ -50,6 +51,8 @@ export interface JobTask {
   request: ResourceSet;
   numGpus: number;
   kwargs: Uint8Array;
+  /** The tasks fused into this one's calls, which run first (see fusion.ts). */
+  fusedBefore?: { task: string; kwargs: Uint8Array }[];
 }
 
 export type JobState = 'running' | 'finished' | 'failed' | 'cancelled';
@@ -87,7 +90,7 @@ export interface JobSummary {
   outputs: number;
   rows: number;
   skipped: number;
-  tasks: ReturnType<StreamingScheduler<unknown>['stats']>['tasks'];
+  tasks: SchedulerStats['tasks'];
   error: { message: string; stack: string } | undefined;
   /** What task code recorded: observe → last value, increment → total, param → last value. */
   observed: Record<string, number>;
@@ -211,7 +214,12 @@ export class EngineJob {
     readonly log: Logger,
     readonly startedAtMs: number,
     release: (ref: ObjectRef) => void,
+    /** A fused task → the tasks it runs, in order. */
+    readonly chains: ReadonlyMap<string, readonly string[]> = new Map(),
+    taskNames?: readonly string[],
   ) {
+    this.taskNames = taskNames ?? graph.tasks.map((t) => t.name);
+    for (const chain of this.chains.values()) for (const t of chain) this.chainStats.set(t, { calls: 0, rowsOut: 0, empty: 0 });
     const maxBatches = Number(spec.max_batches);
     this.lineage = new Lineage(release);
     this.scheduler = new StreamingScheduler<ObjectRef>(graph, {
@@ -229,6 +237,58 @@ export class EngineJob {
     return !this.clientBlocked && this.undelivered.size < MAX_UNDELIVERED;
   }
 
+  /** The tasks as submitted (a fused chain's tasks each by name), in the graph's order. */
+  readonly taskNames: readonly string[];
+  /** What the tasks of fused chains did inside their calls (rows out, calls they ran in). */
+  private readonly chainStats = new Map<string, { calls: number; rowsOut: number; empty: number }>();
+
+  /** Records what each task of a fused call did: `rows[i]` came out of the chain's task i. */
+  chainRan(task: string, rows: readonly number[]): void {
+    const chain = this.chains.get(task);
+    if (chain === undefined) return;
+    rows.forEach((n, i) => {
+      const s = this.chainStats.get(chain[i]!);
+      if (s === undefined) return;
+      s.calls++;
+      s.rowsOut += n;
+      if (n === 0) s.empty++;
+    });
+  }
+
+  /**
+   * Each submitted task's figures. A fused chain is one task to the scheduler; its tasks are
+   * shown one by one: the first has the chain's queue, calls and retries, each the rows it made.
+   */
+  stats(): SchedulerStats {
+    const stats = this.scheduler.stats();
+    if (this.chains.size === 0) return stats;
+    const tasks: SchedulerStats['tasks'] = {};
+    const byTask = new Map<string, { chain: readonly string[]; i: number }>();
+    for (const chain of this.chains.values()) chain.forEach((t, i) => byTask.set(t, { chain, i }));
+    for (const name of this.taskNames) {
+      const at = byTask.get(name);
+      if (at === undefined) {
+        tasks[name] = stats.tasks[name]!;
+        continue;
+      }
+      const stage = stats.tasks[at.chain.at(-1)!]!;
+      const mine = this.chainStats.get(name)!;
+      const first = at.i === 0;
+      const last = at.i === at.chain.length - 1;
+      tasks[name] = {
+        ...stage,
+        queuedRows: first ? stage.queuedRows : 0,
+        calls: first ? stage.calls : mine.calls,
+        rowsIn: first ? stage.rowsIn : this.chainStats.get(at.chain[at.i - 1]!)!.rowsOut,
+        rowsOut: last ? stage.rowsOut : mine.rowsOut,
+        retries: first ? stage.retries : 0,
+        skipped: first ? stage.skipped : 0,
+        emptyOutputs: mine.empty,
+      };
+    }
+    return { ...stats, tasks };
+  }
+
   /** What the dashboard shows of the job. */
   summary(): JobSummary {
     return {
@@ -239,7 +299,7 @@ export class EngineJob {
       outputs: this.outputs,
       rows: this.rows,
       skipped: this.skipped,
-      tasks: this.scheduler.stats().tasks,
+      tasks: this.stats().tasks,
       error: this.error,
       observed: Object.fromEntries(this.observedValues),
       params: Object.fromEntries(this.paramValues),
@@ -281,8 +341,13 @@ export class EngineJob {
 export interface NewJob {
   id: string;
   spec: JobSpec;
+  /** The graph of calls (fused chains as one task each). */
   graph: PipelineGraph;
   tasks: ReadonlyMap<string, JobTask>;
+  /** A fused task → the tasks it runs, in order; none when nothing was fused. */
+  chains?: ReadonlyMap<string, readonly string[]>;
+  /** The job's tasks as submitted, in the order their stats are shown. @default the graph's */
+  taskNames?: readonly string[];
   log: Logger;
 }
 
@@ -339,7 +404,7 @@ export class JobEngine {
 
   /** A job was submitted. */
   addJob(j: NewJob): EngineCommand[] {
-    const job = new EngineJob(j.id, j.spec, j.graph, j.tasks, j.log, this.clock(), (ref) => this.release(ref));
+    const job = new EngineJob(j.id, j.spec, j.graph, j.tasks, j.log, this.clock(), (ref) => this.release(ref), j.chains, j.taskNames);
     this.jobs.push(job);
     this.byId.set(job.id, job);
     this.wantPass();
@@ -421,6 +486,7 @@ export class JobEngine {
       return this.take();
     }
     this.observer.call(job.id, call.task, 'done', call.rows);
+    if (msg.stage_rows.length > 0) job.chainRan(call.task, msg.stage_rows.map(Number));
     const rows = Number(msg.rows);
     // Recorded before the scheduler frees the call's inputs, so they stay in the lineage.
     if (rows > 0) {
@@ -588,6 +654,7 @@ export class JobEngine {
           inline_output_max_bytes: job.graph.successors(t.name).length === 0 ? INLINE_SINK_OUTPUT_MAX_BYTES : 0,
           max_attempts: task.maxRetries + 1,
           timeout_ms: task.timeoutMs ?? 0,
+          fused_before: t.fusedBefore ?? [],
         };
       }),
     };

@@ -23,6 +23,7 @@ import {
   type RunJobResponse__Input,
 } from '@dpl/wire';
 import type { Delivery, JobTask, ObjectRef } from './engine';
+import { fuseChains } from './fusion';
 
 export type { Delivery, JobState, JobSummary, JobTask, ObjectRef } from './engine';
 
@@ -33,11 +34,30 @@ function runsOnWorkers(): never {
   throw new DplError(DplErrorCode.INTERNAL, 'task functions run on workers, not on the head');
 }
 
+/** A job's graph as the head schedules it. */
+export interface JobGraph {
+  /** The graph of calls: with fusion, each fused chain is one task named after its last. */
+  graph: PipelineGraph;
+  tasks: Map<string, JobTask>;
+  /** A fused task → the tasks it runs, in order. */
+  chains: Map<string, readonly string[]>;
+  /** Every task as submitted. */
+  taskNames: string[];
+}
+
 /**
- * Builds the head's view of a job from its spec.
+ * Builds the head's view of a job from its spec, fusing chains of compatible tasks unless
+ * `fuse` is false (see fusion.ts).
  * @throws DplError(VALIDATION) when the spec describes no valid graph.
  */
-export function graphOfSpec(spec: JobSpec): { graph: PipelineGraph; tasks: Map<string, JobTask> } {
+export function graphOfSpec(spec: JobSpec, { fuse = true }: { fuse?: boolean } = {}): JobGraph {
+  const { graph, tasks } = unfusedGraphOfSpec(spec);
+  const taskNames = graph.tasks.map((t) => t.name);
+  if (!fuse) return { graph, tasks, chains: new Map(), taskNames };
+  return { ...fuseChains(graph, tasks, runsOnWorkers), taskNames };
+}
+
+function unfusedGraphOfSpec(spec: JobSpec): { graph: PipelineGraph; tasks: Map<string, JobTask> } {
   try {
     const tasks = new Map<string, PipelineTask>();
     const jobTasks = new Map<string, JobTask>();
@@ -110,7 +130,10 @@ export class JobStream {
       this.blocked = false;
       hooks.blocked(false);
     });
-    this.progressTimer = setInterval(() => this.sendProgress(), PROGRESS_INTERVAL_MS);
+    this.progressTimer = setInterval(() => {
+      const stats = hooks.progress();
+      if (stats !== undefined) this.sendProgress(stats);
+    }, PROGRESS_INTERVAL_MS);
     this.progressTimer.unref();
   }
 
@@ -134,21 +157,25 @@ export class JobStream {
     this.write({ skipped: { batch_id: batchId, task, inputs, error: errorToProto(err) } });
   }
 
-  /** The job is over: the client hears how (unless it left), the stream ends. */
-  end(state: 'finished' | 'failed' | 'cancelled', err: DplError | undefined, outputs: number, rows: number): void {
+  /**
+   * The job is over: the client hears where its tasks ended and how (unless it left), the
+   * stream ends.
+   */
+  end(state: 'finished' | 'failed' | 'cancelled', err: DplError | undefined, summary: { outputs: number; rows: number; tasks: SchedulerStats['tasks'] }): void {
     if (this.ended) return;
-    this.ended = true;
     clearInterval(this.progressTimer);
     this.queue.length = 0;
+    this.sendProgress(summary.tasks);
+    this.ended = true;
+    const { outputs, rows } = summary;
     if (state === 'finished') this.write({ finished: { outputs: String(outputs), rows: String(rows) } });
     else if (state === 'failed') this.write({ failed: errorToProto(err ?? new DplError(DplErrorCode.INTERNAL, 'the job failed')) });
     if (!this.call.cancelled && !this.call.writableEnded) this.call.end();
   }
 
   /** Tells the client where the job is, when that changed. */
-  private sendProgress(): void {
-    const stats = this.hooks.progress();
-    if (stats === undefined || this.ended) return;
+  private sendProgress(stats: SchedulerStats['tasks']): void {
+    if (this.ended) return;
     const tasks = Object.entries(stats).map(([name, t]) => ({
       name,
       running: t.running,

@@ -17,7 +17,9 @@ import {
   tapObservations,
   type Observation,
   type PipelineModule,
+  type PipelineTask,
 } from '@dpl/core';
+import type { Table } from 'apache-arrow';
 import { decodeKwargs } from '@dpl/wire';
 import { Socket } from 'node:net';
 import { FrameChannel } from './channel';
@@ -59,12 +61,12 @@ const YIELD_AFTER_MS = 1;
 /** Decoded kwargs by job and task: every call of a task in a job has the same ones. */
 const kwargsCache = new Map<string, Record<string, unknown>>();
 const KWARGS_CACHE_ENTRIES = 256;
-function kwargsOf(m: RunCall): Record<string, unknown> {
-  const key = `${m.jobId}\0${m.task}`;
+function kwargsOf(jobId: string, task: string, bytes: Uint8Array): Record<string, unknown> {
+  const key = `${jobId}\0${task}`;
   let kwargs = kwargsCache.get(key);
   if (kwargs === undefined) {
     if (kwargsCache.size >= KWARGS_CACHE_ENTRIES) kwargsCache.delete(kwargsCache.keys().next().value!);
-    kwargs = decodeKwargs(m.kwargs);
+    kwargs = decodeKwargs(bytes);
     kwargsCache.set(key, kwargs);
   }
   // A copy per call: a task that changes its kwargs object must not change the next call's.
@@ -97,14 +99,21 @@ function takeObservations(): Observation[] | undefined {
 async function run(m: RunCall): Promise<void> {
   observations = [];
   const started = performance.now();
+  /** The task of the chain running now (a fused call runs several). */
+  let running = m.task;
   try {
     let mod = modules.get(m.bundlePath);
     if (mod === undefined) {
       mod = importBundleFile(m.bundlePath, m.label);
       modules.set(m.bundlePath, mod);
     }
-    const task = (await mod).graph.taskMap.get(m.task);
-    if (task === undefined) throw new Error(`module ${m.label} has no task named ${JSON.stringify(m.task)}`);
+    const taskMap = (await mod).graph.taskMap;
+    const fnOf = (name: string): PipelineTask['fn'] => {
+      const t = taskMap.get(name);
+      if (t === undefined) throw new Error(`module ${m.label} has no task named ${JSON.stringify(name)}`);
+      return t.fn;
+    };
+    const chain = [...(m.before ?? []), { task: m.task, kwargs: m.kwargs }].map((s) => ({ ...s, fn: fnOf(s.task) }));
     let decodedRows = -1;
     const slices = m.inputs.map((i) => {
       const t = decodeIpc(i.ipc);
@@ -114,14 +123,24 @@ async function run(m: RunCall): Promise<void> {
     // Many small inputs (a batchSize of one-row batches) become one record batch: arrow's cost
     // is per batch at every boundary the task's output crosses after this.
     const input = slices.length === 1 ? slices[0]! : compactTable(concatTables(slices));
-    const result: unknown = await task.fn(input, kwargsOf(m));
-    if (!isTable(result)) throw new TypeError(`returned ${describe(result)}, not an Arrow Table; a task must return a Table`);
+    // A fused call: each task on the one before's output; an empty output ends the chain (the
+    // scheduler would not have called the next task on it).
+    let result: Table = input;
+    const stageRows: number[] | undefined = chain.length > 1 ? [] : undefined;
+    for (const step of chain) {
+      running = step.task;
+      const out: unknown = await step.fn(result, kwargsOf(m.jobId, step.task, step.kwargs));
+      if (!isTable(out)) throw new TypeError(`returned ${describe(out)}, not an Arrow Table; a task must return a Table`);
+      result = out;
+      stageRows?.push(out.numRows);
+      if (out.numRows === 0) break;
+    }
     // A task that hands back its whole, single input (a filter that kept every row, a task run
     // for its side effects) sends back the bytes it got instead of encoding them again.
     const same = result === input && m.inputs.length === 1 && input.numRows === decodedRows;
     const ipc = same ? m.inputs[0]!.ipc : encodeIpc(result);
     const runUs = Math.round((performance.now() - started) * 1000);
-    send({ kind: 'done', callId: m.callId, ipc, rows: result.numRows, observations: takeObservations(), runUs });
+    send({ kind: 'done', callId: m.callId, ipc, rows: result.numRows, observations: takeObservations(), runUs, stageRows });
   } catch (e) {
     const err = ensureError(e);
     send({
@@ -131,6 +150,7 @@ async function run(m: RunCall): Promise<void> {
       message: err.message,
       stack: err.stack ?? '',
       observations: takeObservations(),
+      task: running === m.task ? undefined : running,
     });
   }
 }

@@ -16,6 +16,8 @@ export interface ExecutorResult {
   observations?: Observation[];
   /** How long the call ran in its executor, in microseconds (decoding and encoding included). */
   runUs?: number;
+  /** A fused call: the rows out of each task of its chain that ran. */
+  stageRows?: number[];
 }
 
 interface Busy {
@@ -239,8 +241,8 @@ export class ExecutorPool {
         ex.lease = undefined;
         ex.idleSince = Date.now();
       }
-      if (m.kind === 'done') busy.resolve({ ipc: m.ipc, rows: m.rows, observations: m.observations, runUs: m.runUs });
-      else busy.reject(callFailed(busy, m.message, { remoteStack: m.stack, details: { code: m.code, observations: m.observations } }));
+      if (m.kind === 'done') busy.resolve({ ipc: m.ipc, rows: m.rows, observations: m.observations, runUs: m.runUs, stageRows: m.stageRows });
+      else busy.reject(callFailed(busy, m.message, { remoteStack: m.stack, details: { code: m.code, observations: m.observations } }, m.task));
     };
     child.on('error', (e) => this.log.warn({ err: e.message }, 'executor process error'));
     child.on('exit', (code, signal) => {
@@ -298,9 +300,12 @@ export class ExecutorPool {
 }
 
 /** The error of a failed call, worded by the run policy: `task "t" failed on batch t#0 (…): <why>`. */
-function callFailed(busy: { call: RunCall; attempt: number }, why: string, options: ConstructorParameters<typeof TaskError>[4]): TaskError {
+function callFailed(busy: { call: RunCall; attempt: number }, why: string, options: ConstructorParameters<typeof TaskError>[4], task?: string): TaskError {
   const { call, attempt } = busy;
-  return new TaskError(call.task, call.callId, attempt, callFailureMessage(call.task, call.callId, call.inputIds, attempt, call.maxAttempts, why), options);
+  const who = task ?? call.task;
+  // In a fused call, say so: the tasks before the one that failed run again with it.
+  const chain = call.before === undefined ? '' : ` (tasks ${[...call.before.map((b) => b.task), call.task].join(' → ')} ran fused in one call)`;
+  return new TaskError(who, call.callId, attempt, callFailureMessage(who, call.callId, call.inputIds, attempt, call.maxAttempts, why) + chain, options);
 }
 
 /** Starts an executor process with the given GPUs visible; the cluster token is not passed on. */

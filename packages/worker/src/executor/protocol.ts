@@ -16,6 +16,8 @@ export interface RunCall {
   jobId: string;
   task: string;
   kwargs: Uint8Array;
+  /** Tasks the head fused into this call: they run first, in order, each on the last's output. */
+  before?: { task: string; kwargs: Uint8Array }[];
   inputs: { ipc: Uint8Array; offset: number; rows: number }[];
   /** For messages: "inputs s0, s1; attempt 2 of 4". */
   inputIds: string[];
@@ -34,5 +36,6 @@ export type ExecutorReply =
   | { kind: 'ready' }
   | { kind: 'source-batch'; jobId: string; ipc: Uint8Array; rows: number }
   | { kind: 'source-end'; jobId: string }
-  | { kind: 'done'; callId: string; ipc: Uint8Array; rows: number; observations?: Observation[]; runUs: number }
-  | { kind: 'failed'; callId: string; code: string; message: string; stack: string; observations?: Observation[] };
+  | { kind: 'done'; callId: string; ipc: Uint8Array; rows: number; observations?: Observation[]; runUs: number; stageRows?: number[] }
+  /** `task`: the task of a fused call that failed, when not the call's own. */
+  | { kind: 'failed'; callId: string; code: string; message: string; stack: string; observations?: Observation[]; task?: string };
