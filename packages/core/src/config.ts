@@ -3,7 +3,7 @@
  * This is the one module that parses coordinates; its messages quote the full coordinate.
  */
 import { readFileSync } from 'node:fs';
-import { parseDocument } from 'yaml';
+import type { parseDocument } from 'yaml';
 import { ConfigError } from './errors';
 import type { PipelineTaskOptions } from './model/task';
 import { isPlainObject } from './model/task';
@@ -167,7 +167,9 @@ export function readConfigFile(file: string): ConfigFile {
   } catch (e) {
     throw new ConfigError(file, `cannot read config file ${file}: ${(e as Error).message}`, { cause: e });
   }
-  const doc = parseDocument(text);
+  // Loaded here, not with the module: only a process reading a config file needs it.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const doc = (require('yaml') as { parseDocument: typeof parseDocument }).parseDocument(text);
   if (doc.errors.length > 0) {
     const err = doc.errors[0]!;
     throw new ConfigError(file, `config file ${file} is not valid YAML: ${err.message.split('\n')[0]}`, {

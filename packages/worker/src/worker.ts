@@ -94,6 +94,8 @@ interface LeaseQueue {
  */
 const EXECUTOR_PIPELINE_DEPTH = 16;
 const EXECUTOR_REFILL_AT = EXECUTOR_PIPELINE_DEPTH / 2;
+/** Executors a worker starts before its first call (one per CPU up to this). */
+const PRESTARTED_EXECUTORS = 8;
 
 class WorkerDaemon implements Worker {
   readonly dataAddress: string;
@@ -132,6 +134,8 @@ class WorkerDaemon implements Worker {
     this.fetcher = new ObjectFetcher(options.token, options.tls);
     this.pool = new ExecutorPool(options.logger.child({ component: 'executors' }), options.maxIdleExecutors, options.executorMemoryMb);
     this.gpus = new GpuAllocator(options.resources.get('GPU'));
+    // One executor per CPU, up to PRESTARTED_EXECUTORS, starts while the worker registers.
+    this.pool.prestart(Math.min(PRESTARTED_EXECUTORS, Math.ceil(options.resources.get('CPU')), options.maxIdleExecutors));
     this.connect();
   }
 

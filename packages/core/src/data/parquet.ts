@@ -1,8 +1,9 @@
 /**
- * Parquet files from and to Arrow tables, with parquet-wasm (the wasm loads synchronously when
- * this module is first required).
+ * Parquet files from and to Arrow tables, with parquet-wasm. The wasm loads (synchronously) on
+ * the first read or write: most processes that load dpl never touch parquet (an executor, a
+ * worker daemon), and compiling it costs each of them ~45 ms at start.
  */
-import * as pq from 'parquet-wasm';
+import type * as Pq from 'parquet-wasm';
 import type { Table } from 'apache-arrow';
 import { decodeIpc, encodeIpc } from './ipc';
 
@@ -15,11 +16,18 @@ export interface ParquetWriteOptions {
   compression?: ParquetCompression;
 }
 
-const COMPRESSION: Record<ParquetCompression, pq.Compression> = {
-  uncompressed: pq.Compression.UNCOMPRESSED,
-  snappy: pq.Compression.SNAPPY,
-  zstd: pq.Compression.ZSTD,
-  lz4: pq.Compression.LZ4_RAW,
+let loaded: typeof Pq | undefined;
+function parquetWasm(): typeof Pq {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use, see above
+  loaded ??= require('parquet-wasm') as typeof Pq;
+  return loaded;
+}
+
+const COMPRESSION: Record<ParquetCompression, keyof typeof Pq.Compression> = {
+  uncompressed: 'UNCOMPRESSED',
+  snappy: 'SNAPPY',
+  zstd: 'ZSTD',
+  lz4: 'LZ4_RAW',
 };
 
 /** Encodes a table as the bytes of a parquet file. */
@@ -30,8 +38,9 @@ export function writeParquet(table: Table, options: ParquetWriteOptions = {}): U
       `compression must be one of ${Object.keys(COMPRESSION).join(', ')}, got ${String(options.compression)}`,
     );
   }
+  const pq = parquetWasm();
   const wasmTable = pq.Table.fromIPCStream(encodeIpc(table));
-  const props = new pq.WriterPropertiesBuilder().setCompression(compression).build();
+  const props = new pq.WriterPropertiesBuilder().setCompression(pq.Compression[compression]).build();
   // writeParquet takes ownership of both wasm objects and frees them.
   return pq.writeParquet(wasmTable, props);
 }
@@ -39,6 +48,6 @@ export function writeParquet(table: Table, options: ParquetWriteOptions = {}): U
 /** Decodes the bytes of a parquet file into a table. */
 export function readParquet(bytes: Uint8Array): Table {
   // The default of 1,024 rows per record batch makes reading ~5x slower on large files.
-  const wasmTable = pq.readParquet(bytes, { batchSize: 65_536 });
+  const wasmTable = parquetWasm().readParquet(bytes, { batchSize: 65_536 });
   return decodeIpc(wasmTable.intoIPCStream());
 }

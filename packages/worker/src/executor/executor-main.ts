@@ -20,7 +20,8 @@ import {
   type PipelineTask,
 } from '@dpl/core';
 import type { Table } from 'apache-arrow';
-import { decodeKwargs } from '@dpl/wire';
+// Only the kwargs codec: the package's index loads gRPC, which an executor never uses.
+import { decodeKwargs } from '@dpl/wire/kwargs';
 import { Socket } from 'node:net';
 import { FrameChannel } from './channel';
 import type { ExecutorReply, NextSource, RunCall } from './protocol';
