@@ -76,6 +76,12 @@ describe('resolveHeadOptions', () => {
       'port must be an integer from 0 to 65535, got 70000; heartbeatTimeoutMs (5) must be longer than heartbeatIntervalMs (10)',
     );
   });
+
+  it('fuses tasks unless told not to, and takes only a boolean for it', () => {
+    expect(resolveHeadOptions({}).fuseTasks).toBe(true);
+    expect(resolveHeadOptions({ fuseTasks: false }).fuseTasks).toBe(false);
+    expect(() => resolveHeadOptions({ fuseTasks: 'no' as never })).toThrow('fuseTasks must be true or false, got "no"');
+  });
 });
 
 describe('WorkerRegistry.update', () => {

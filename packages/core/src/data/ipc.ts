@@ -3,13 +3,14 @@
  */
 import { tableFromIPC, tableToIPC, type Table } from 'apache-arrow';
 import { readIpcStream } from './ipc-reader';
+import { writeIpcStream } from './ipc-writer';
 
 /**
  * Encodes a table as Arrow IPC *stream* bytes. The result starts at an 8-byte-aligned offset
  * of its own buffer, so {@link decodeIpc} on the same bytes is zero-copy.
  */
 export function encodeIpc(table: Table): Uint8Array {
-  const bytes = tableToIPC(table, 'stream');
+  const bytes = writeIpcStream(table) ?? tableToIPC(table, 'stream');
   return bytes.byteOffset % 8 === 0 ? bytes : alignedCopy(bytes);
 }
 
