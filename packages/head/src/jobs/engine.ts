@@ -154,7 +154,7 @@ interface Timer {
 /** Queued work per lease the engine aims for, in milliseconds of the task's service time. */
 const LEASE_QUEUE_MS = 4;
 /** The most calls a lease holds (running and queued). */
-const MAX_LEASE_DEPTH = 16;
+const MAX_LEASE_DEPTH = 64;
 /** A lease's depth before its task's service time is known: one running, one queued. */
 const INITIAL_LEASE_DEPTH = 2;
 /** A call whose input keeps being lost this many times in a row fails the job. */
