@@ -44,7 +44,9 @@ interface Outcome {
 }
 
 async function runOnce(batches: number, kills: number, everyS: number, taskMs: number): Promise<Outcome> {
-  const head = await startHead({ port: 0, heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 5000 });
+  // Unfused: the point is intermediate batches kept on the workers, lost with them and
+  // recomputed (fused, make and check would run as one call and nothing would wait between).
+  const head = await startHead({ port: 0, heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 5000, fuseTasks: false });
   const workers = [0, 1, 2, 3].map(() => startWorker(head.address, head.token));
   const cluster = await connect(head.address, { token: head.token });
   try {

@@ -36,7 +36,8 @@ async function main(): Promise<void> {
   const total = arg('batches', 100_000);
   const first = arg('first', 10_000);
   const storeMib = arg('store-mib', 64);
-  const head = dpl(['head', 'start', '--port', '0', '--dashboard-port', '0', '-v', 'error']);
+  // Unfused, so every batch also passes through the worker's object store.
+  const head = dpl(['head', 'start', '--port', '0', '--dashboard-port', '0', '-v', 'error', '--no-fuse-tasks']);
   let address = '';
   while (address === '') {
     await new Promise((r) => setTimeout(r, 50));
