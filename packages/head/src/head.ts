@@ -148,8 +148,6 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
       call?.emit('error', { code: grpc.status.UNAVAILABLE, details: `no heartbeat for ${silentMs} ms; register again` });
       dispatcher.workerGone(w.id);
     }
-    // Also the clock for infeasible-task timeouts.
-    if (dispatcher.jobList.length > 0) dispatcher.schedule();
   }, Math.max(50, Math.floor(opts.heartbeatIntervalMs / 2)));
   sweep.unref();
 

@@ -712,6 +712,8 @@ export class JobEngine {
           if (p.kind === 'infeasible') {
             if (!job.infeasibleSince.has(task)) {
               job.infeasibleSince.set(task, { sinceMs: now, shortfall: p.shortfall });
+              // A pass when the wait runs out: it fails the job then, if no worker came.
+              this.after(job.spec.infeasible_timeout_ms, () => this.wantPass());
               job.log.warn({ task, request: t.request.toJSON(), shortfall: p.shortfall }, 'task waits: no live worker can fit it');
               this.out.push({
                 kind: 'notice',
