@@ -1,7 +1,10 @@
 /**
  * Cluster benchmarks, each next to its reference measured in the same run:
  *  - transfer: a 64 MiB Arrow batch fetched from another process's dpl data server (the
- *    worker-to-worker path) against a raw TCP socket moving the same bytes between two processes;
+ *    worker-to-worker path) against a raw TCP socket moving the same bytes between two processes,
+ *    read three ways (Node 'data' events with a copy, Node `onread` straight into the
+ *    destination, Python `recv_into` a preallocated buffer: the socket's limit here), and against
+ *    Dask moving a pandas frame of the same size between its two worker processes;
  *  - dispatch: no-op task calls per second through head → worker → executor → back, against a
  *    bare grpc-js bidi echo with the same number of calls in flight;
  *  - makespan: a DAG of sleep tasks with mixed resource requests on 3 workers, against its lower
@@ -9,7 +12,8 @@
  *
  *   npm run bench:cluster [-- --mib 64 --repeats 5 --calls 2000 --batches 60 --only transfer,dispatch,makespan]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import net from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -70,12 +74,57 @@ function rawTcpFetch(port: number): Promise<number> {
   });
 }
 
+/** Node's fastest read: `onread` with the destination's next slice, so no chunk is copied. */
+function rawTcpOnread(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const scratch = Buffer.alloc(64 * 1024);
+    let dest: Buffer | undefined;
+    let at = 0;
+    let header = Buffer.alloc(0);
+    const socket = net.connect({
+      port,
+      host: '127.0.0.1',
+      onread: {
+        buffer: () => (dest === undefined || at >= dest.byteLength ? scratch : dest.subarray(at)),
+        callback: (n: number, buf: Uint8Array): boolean => {
+          if (dest === undefined) {
+            header = Buffer.concat([header, buf.subarray(0, n)]);
+            if (header.length < 8) return true;
+            dest = Buffer.allocUnsafe(Number(header.readBigUInt64LE(0)));
+            const rest = header.subarray(8);
+            rest.copy(dest, 0);
+            at = rest.length;
+          } else at += n;
+          return true;
+        },
+      },
+    });
+    socket.on('end', () => resolve(at));
+    socket.on('error', reject);
+  });
+}
+
+const PYTHON = process.env.DPL_BENCH_PYTHON ?? '/usr/bin/python3';
+
+/** Runs a Python peer that prints one JSON line with `times_ms`; undefined with why when it cannot. */
+async function pythonTimes(script: string, args: string[]): Promise<{ times: number[]; version?: string } | { skipped: string }> {
+  try {
+    const { stdout } = await promisify(execFile)(PYTHON, [join(ROOT, 'bench', 'peer', script), ...args], { maxBuffer: 1 << 20 });
+    const json = JSON.parse(stdout.trim().split('\n').pop()!) as { times_ms: number[]; version?: string };
+    return { times: json.times_ms, version: json.version };
+  } catch (e) {
+    return { skipped: String((e as Error).message).split('\n')[0]!.slice(0, 120) };
+  }
+}
+
 async function transfer(mib: number, repeats: number): Promise<string[][]> {
   const { child, words } = await peer('data-peer.js', [String(mib)]);
   const [dataPort, tcpPort, size] = words.map(Number) as [number, number, number];
   const fetcher = new ObjectFetcher(undefined);
   const dpl: number[] = [];
   const tcp: number[] = [];
+  const onread: number[] = [];
+  let python: Awaited<ReturnType<typeof pythonTimes>>;
   try {
     for (let i = 0; i < repeats + 1; i++) {
       let t0 = performance.now();
@@ -84,22 +133,41 @@ async function transfer(mib: number, repeats: number): Promise<string[][]> {
       t0 = performance.now();
       const n = await rawTcpFetch(tcpPort);
       const b = performance.now() - t0;
-      if (got.byteLength !== size || n !== size) throw new Error('short transfer');
+      t0 = performance.now();
+      const m = await rawTcpOnread(tcpPort);
+      const c = performance.now() - t0;
+      if (got.byteLength !== size || n !== size || m !== size) throw new Error('short transfer');
       if (i > 0) {
         dpl.push(a);
         tcp.push(b);
+        onread.push(c);
       }
     }
+    python = await pythonTimes('tcp_recv_into.py', ['--port', String(tcpPort), '--repeats', String(repeats)]);
   } finally {
     fetcher.close();
     child.stdin!.end();
   }
+  const dask = await pythonTimes('dask_transfer.py', ['--mib', String(mib), '--repeats', String(repeats)]);
   const rate = (ms: number) => ((size / 1024 / 1024) / (ms / 1000)).toFixed(0);
-  return [
-    ['transfer 64 MiB, dpl data plane (worker data server)', `${median(dpl).toFixed(1)} ms`, `${rate(median(dpl))} MiB/s`],
-    ['transfer 64 MiB, raw TCP socket (reference)', `${median(tcp).toFixed(1)} ms`, `${rate(median(tcp))} MiB/s`],
-    ['ratio dpl / raw TCP (goal >= 70%)', '', `${((median(tcp) / median(dpl)) * 100).toFixed(0)}%`],
+  const row = (name: string, times: number[]) => [name, `${median(times).toFixed(1)} ms`, `${rate(median(times))} MiB/s`];
+  const rows = [
+    row(`transfer ${mib} MiB, dpl data plane (worker data server)`, dpl),
+    row(`  raw TCP, Node 'data' events + copy`, tcp),
+    row(`  raw TCP, Node onread into the destination`, onread),
   ];
+  const limits = [median(tcp), median(onread)];
+  if ('times' in python) {
+    rows.push(row(`  raw TCP, Python recv_into a preallocated buffer (the socket's limit)`, python.times));
+    limits.push(median(python.times));
+  } else rows.push(['  raw TCP, Python recv_into', 'skipped', python.skipped]);
+  const fastest = Math.min(...limits);
+  rows.push(['ratio dpl / fastest raw TCP reader (goal >= 80%)', '', `${((fastest / median(dpl)) * 100).toFixed(0)}%`]);
+  if ('times' in dask) {
+    rows.push(row(`  Dask ${dask.version ?? ''}, pandas frame between its 2 worker processes`, dask.times));
+    rows.push(['ratio dpl / Dask (goal >= 100%)', '', `${((median(dask.times) / median(dpl)) * 100).toFixed(0)}%`]);
+  } else rows.push(['  Dask, 2 worker processes', 'skipped', dask.skipped]);
+  return rows;
 }
 
 /** The same raw-bytes bidi method as bench/peer/echo-peer.js. */
