@@ -62,13 +62,37 @@ const STATUS_WORDS: Record<number, string> = {
   [DataStatus.BAD_REQUEST]: 'bad request',
 };
 
+/** What a connection is reading now: the response of one request. */
+interface Response {
+  header: Buffer;
+  status: DataStatus | -1;
+  body: Uint8Array | undefined;
+  at: number;
+  /** Called once: with an error, or with nothing when the response is whole. */
+  readonly done: (err?: Error) => void;
+  /** The error for this fetch failing because of `why`. */
+  readonly lost: (why: string) => DplError;
+}
+
+/** One connection to a data server, reused for one request after another. */
+interface Conn {
+  socket: net.Socket;
+  /** The response being read, undefined while idle. */
+  response: Response | undefined;
+}
+
+/** Where a plain TCP connection reads the header and small responses (bodies go straight to their buffer). */
+const SCRATCH_BYTES = 64 * 1024;
+
 /**
  * Fetches objects from workers' data servers into 8-byte aligned buffers (so Arrow reads them in
- * place), keeping a few idle connections per peer.
+ * place), keeping a few idle connections per peer. Over plain TCP the socket reads a body
+ * straight into its destination (`onread` with the destination's next slice): no chunks, no
+ * copies, the rate of the best reader Node has (bench:cluster). TLS reads through 'data' events.
  */
 export class ObjectFetcher {
   private fetched = 0;
-  private readonly idle = new Map<string, net.Socket[]>();
+  private readonly idle = new Map<string, Conn[]>();
   private closed = false;
 
   /** With `tls`, connections are TLS and the worker's certificate is checked against its CA. */
@@ -85,7 +109,7 @@ export class ObjectFetcher {
   async fetch(address: string, objectId: string): Promise<Uint8Array> {
     const reused = this.idle.get(address)?.pop();
     if (reused !== undefined) {
-      reused.ref();
+      reused.socket.ref();
       try {
         return await this.request(reused, address, objectId);
       } catch (e) {
@@ -107,94 +131,143 @@ export class ObjectFetcher {
 
   close(): void {
     this.closed = true;
-    for (const list of this.idle.values()) for (const s of list) s.destroy();
+    for (const list of this.idle.values()) for (const c of list) c.socket.destroy();
     this.idle.clear();
   }
 
-  private open(address: string): net.Socket {
+  private open(address: string): Conn {
     const i = address.lastIndexOf(':');
     const host = address.slice(0, i).replace(/^\[|\]$/g, '');
     const port = Number(address.slice(i + 1));
-    const socket =
-      this.tls === undefined
-        ? net.connect({ host, port, noDelay: true })
-        : tls.connect({ host, port, ca: this.tls.ca, servername: net.isIP(host) === 0 ? host : undefined }).setNoDelay(true);
+    const conn: Conn = { socket: undefined as unknown as net.Socket, response: undefined };
+    if (this.tls === undefined) {
+      const scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
+      conn.socket = net.connect({
+        host,
+        port,
+        noDelay: true,
+        onread: {
+          // The next read lands in the body being read, else in the scratch buffer.
+          buffer: () => {
+            const r = conn.response;
+            return r?.body !== undefined && r.at < r.body.byteLength ? r.body.subarray(r.at) : scratch;
+          },
+          callback: (n: number, buf: Uint8Array): boolean => {
+            received(conn, n, buf);
+            return true;
+          },
+        },
+      });
+    } else {
+      conn.socket = tls.connect({ host, port, ca: this.tls.ca, servername: net.isIP(host) === 0 ? host : undefined }).setNoDelay(true);
+      conn.socket.on('data', (chunk: Buffer) => received(conn, chunk.byteLength, chunk));
+    }
+    const socket = conn.socket;
     socket.setKeepAlive(true, 10_000);
     // While idle, a connection that fails or closes leaves the idle list (requests listen too).
     socket.on('error', () => undefined);
     socket.on('close', () => {
       const list = this.idle.get(address);
-      const k = list?.indexOf(socket) ?? -1;
+      const k = list?.indexOf(conn) ?? -1;
       if (k >= 0) list!.splice(k, 1);
     });
-    return socket;
+    return conn;
   }
 
-  private request(socket: net.Socket, address: string, objectId: string): Promise<Uint8Array> {
+  private request(conn: Conn, address: string, objectId: string): Promise<Uint8Array> {
+    const { socket } = conn;
     return new Promise<Uint8Array>((resolve, reject) => {
-      let header: Buffer = Buffer.alloc(0);
-      let status: DataStatus | -1 = -1;
-      let body: Uint8Array | undefined;
-      let at = 0;
       const lost = (why: string) => new DplError(DplErrorCode.OBJECT_LOST, `cannot fetch object ${objectId} from ${address}: ${why}`);
-      const finish = (err?: Error): void => {
-        socket.off('data', onData);
-        socket.off('error', onError);
-        socket.off('close', onClose);
-        if (err !== undefined) {
-          socket.destroy();
-          reject(err);
-          return;
-        }
-        this.keep(address, socket);
-        if (status === DataStatus.OK) {
-          this.fetched += body!.byteLength;
-          resolve(body!);
-          return;
-        }
-        const message = Buffer.from(body!.buffer, body!.byteOffset, body!.byteLength).toString('utf8');
-        reject(
-          status === DataStatus.UNAUTHENTICATED
-            ? new DplError(DplErrorCode.UNAUTHENTICATED, `worker ${address} refused the fetch of object ${objectId}: ${message}`)
-            : lost(`${STATUS_WORDS[status] ?? `status ${status}`}: ${message}`),
-        );
+      const response: Response = {
+        header: EMPTY,
+        status: -1,
+        body: undefined,
+        at: 0,
+        lost,
+        done: (err?: Error): void => {
+          conn.response = undefined;
+          socket.off('error', onError);
+          socket.off('close', onClose);
+          if (err !== undefined) {
+            socket.destroy();
+            reject(err);
+            return;
+          }
+          this.keep(address, conn);
+          const body = response.body!;
+          if (response.status === DataStatus.OK) {
+            this.fetched += body.byteLength;
+            resolve(body);
+            return;
+          }
+          const message = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
+          reject(
+            response.status === DataStatus.UNAUTHENTICATED
+              ? new DplError(DplErrorCode.UNAUTHENTICATED, `worker ${address} refused the fetch of object ${objectId}: ${message}`)
+              : lost(`${STATUS_WORDS[response.status] ?? `status ${response.status}`}: ${message}`),
+          );
+        },
       };
-      const onData = (chunk: Buffer): void => {
-        if (body === undefined) {
-          header = header.byteLength === 0 ? chunk : Buffer.concat([header, chunk]);
-          if (header.byteLength < 9) return;
-          status = header.readUInt8(0);
-          const length = header.readBigUInt64BE(1);
-          if (length > BigInt(MAX_OBJECT_BYTES)) return finish(lost(`the worker announced ${length} bytes, over the ${MAX_OBJECT_BYTES}-byte limit`));
-          body = new Uint8Array(Number(length));
-          chunk = header.subarray(9);
-        }
-        const n = Math.min(chunk.byteLength, body.byteLength - at);
-        body.set(n === chunk.byteLength ? chunk : chunk.subarray(0, n), at);
-        at += n;
-        if (n < chunk.byteLength) return finish(lost('the worker sent more bytes than it announced'));
-        if (at === body.byteLength) finish();
-      };
-      const onError = (e: Error): void => finish(body === undefined ? new StaleConnection(lost(e.message)) : lost(e.message));
+      const onError = (e: Error): void =>
+        response.done(response.body === undefined ? new StaleConnection(lost(e.message)) : lost(e.message));
       const onClose = (): void =>
-        finish(body === undefined ? new StaleConnection(lost('the connection closed')) : lost(`the connection closed after ${at} of ${body.byteLength} bytes`));
-      socket.on('data', onData);
+        response.done(
+          response.body === undefined
+            ? new StaleConnection(lost('the connection closed'))
+            : lost(`the connection closed after ${response.at} of ${response.body.byteLength} bytes`),
+        );
+      conn.response = response;
       socket.on('error', onError);
       socket.on('close', onClose);
       socket.write(encodeDataRequest(this.token, objectId));
     });
   }
 
-  private keep(address: string, socket: net.Socket): void {
+  private keep(address: string, conn: Conn): void {
     const list = this.idle.get(address) ?? [];
     if (this.closed || list.length >= MAX_IDLE_PER_PEER) {
-      socket.destroy();
+      conn.socket.destroy();
       return;
     }
-    list.push(socket);
+    list.push(conn);
     this.idle.set(address, list);
-    socket.unref(); // an idle connection does not keep the process alive
+    conn.socket.unref(); // an idle connection does not keep the process alive
   }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * `n` bytes arrived in `buf`: the body's own slice (read in place), or the scratch buffer or a
+ * TLS chunk, whose bytes are the header or go into the body.
+ */
+function received(conn: Conn, n: number, buf: Uint8Array): void {
+  const r = conn.response;
+  if (r === undefined) {
+    // Bytes no request asked for: the peer does not speak the protocol.
+    conn.socket.destroy();
+    return;
+  }
+  const lost = r.lost;
+  let chunk = buf.subarray(0, n);
+  if (r.body !== undefined && chunk.buffer === r.body.buffer && chunk.byteOffset === r.body.byteOffset + r.at) {
+    r.at += n; // read in place
+  } else {
+    if (r.body === undefined) {
+      r.header = r.header.byteLength === 0 ? Buffer.from(chunk) : Buffer.concat([r.header, chunk]);
+      if (r.header.byteLength < 9) return;
+      r.status = r.header.readUInt8(0);
+      const length = r.header.readBigUInt64BE(1);
+      if (length > BigInt(MAX_OBJECT_BYTES)) return r.done(lost(`the worker announced ${length} bytes, over the ${MAX_OBJECT_BYTES}-byte limit`));
+      r.body = new Uint8Array(Number(length));
+      chunk = r.header.subarray(9);
+    }
+    const take = Math.min(chunk.byteLength, r.body.byteLength - r.at);
+    r.body.set(take === chunk.byteLength ? chunk : chunk.subarray(0, take), r.at);
+    r.at += take;
+    if (take < chunk.byteLength) return r.done(lost('the worker sent more bytes than it announced'));
+  }
+  if (r.at === r.body.byteLength) r.done();
 }
 
 /** A failure before any response byte: the connection, not the object, may be the problem. */

@@ -4,6 +4,7 @@ import { DataStatus, ObjectFetcher, encodeDataRequest } from '@dpl/wire';
 import { ObjectStore } from '../src/store/object-store';
 import { startDataServer, type DataServer } from '../src/data/data-server';
 import { rejectionOf } from '../../../test/helpers/errors';
+import { waitFor } from '../../../test/helpers/cli';
 
 /** What a raw client gets back for the bytes it sends: the status and the message. */
 function rawExchange(port: number, bytes: Buffer): Promise<{ status: number; message: string }> {
@@ -105,5 +106,50 @@ describe('the data plane', () => {
     expect(e).toMatchObject({ code: DplErrorCode.OBJECT_LOST });
     expect(e.message).toContain(address);
     server = await startDataServer(store, '127.0.0.1', 'sesame'); // for afterEach
+  });
+
+  it('refuses a peer that sends more bytes than it announced, or closes before the end', async () => {
+    /** A fake data server answering each request with `reply` (after the request's bytes). */
+    const fake = async (reply: Buffer, close: boolean): Promise<{ address: string; stop(): void }> => {
+      const srv = net.createServer((socket) => {
+        socket.once('data', () => (close ? socket.end(reply) : socket.write(reply)));
+        socket.on('error', () => undefined);
+      });
+      await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+      return { address: `127.0.0.1:${(srv.address() as net.AddressInfo).port}`, stop: () => srv.close() };
+    };
+    const header = (n: number): Buffer => {
+      const h = Buffer.alloc(9);
+      h.writeUInt8(DataStatus.OK, 0);
+      h.writeBigUInt64BE(BigInt(n), 1);
+      return h;
+    };
+    // Small and big bodies: one read into the scratch buffer, and reads in place into the body.
+    for (const n of [16, 3 << 20]) {
+      const extra = await fake(Buffer.concat([header(n), Buffer.alloc(n + 5, 7)]), false);
+      const short = await fake(Buffer.concat([header(n), Buffer.alloc(n >> 1, 7)]), true);
+      const f = new ObjectFetcher(undefined);
+      try {
+        if (n === 16) {
+          const a = await rejectionOf(f.fetch(extra.address, 'x'));
+          expect(a.message).toContain('the worker sent more bytes than it announced');
+        } else {
+          // A big body is read in place up to its announced end and is whole; the surplus then
+          // arrives with no request, and the connection is dropped, not kept for the next one.
+          expect((await f.fetch(extra.address, 'x')).byteLength).toBe(n);
+          await waitFor(() => (f as unknown as { idle: Map<string, unknown[]> }).idle.get(extra.address)?.length === 0, {
+            timeoutMs: 5_000,
+            what: 'the connection that sent a surplus to be dropped',
+          });
+        }
+        const b = await rejectionOf(f.fetch(short.address, 'x'));
+        expect(b).toMatchObject({ code: DplErrorCode.OBJECT_LOST });
+        expect(b.message).toContain(`the connection closed after ${n >> 1} of ${n} bytes`);
+      } finally {
+        f.close();
+        extra.stop();
+        short.stop();
+      }
+    }
   });
 });
