@@ -12,9 +12,10 @@
  * Pipelines: `readme` (dplutils' README pipeline, examples/quickstart.ts, 2,000 source batches),
  * `noop` (one task returning its input, 20,000 batches) and `chain` (three map tasks in a chain,
  * bench/pipelines/chain.ts, 5,000 batches; with a `dpl run --no-fuse-tasks` row: the head fuses
- * the chain into one call per batch unless told not to).
+ * the chain into one call per batch unless told not to) and `rows` (200 batches of 100,000 rows:
+ * make, compute, filter half; bench/pipelines/rows.ts, also with `--no-fuse-tasks`).
  *
- *   npm run bench:peers -- [--dplutils PATH] [--repeats 3] [--only readme,noop,chain]
+ *   npm run bench:peers -- [--dplutils PATH] [--repeats 3] [--only readme,noop,chain,rows]
  *
  * A peer that is not installed is skipped with a message. Figures are medians of the repeats.
  */
@@ -43,6 +44,7 @@ const PIPELINES: Pipeline[] = [
   { name: 'readme', module: join(ROOT, 'examples', 'quickstart.ts'), batches: 2000, rows: 2000 },
   { name: 'noop', module: join(ROOT, 'bench', 'pipelines', 'noop.ts'), batches: 20000, rows: 20000 },
   { name: 'chain', module: join(ROOT, 'bench', 'pipelines', 'chain.ts'), batches: 5000, rows: 5000, unfused: true },
+  { name: 'rows', module: join(ROOT, 'bench', 'pipelines', 'rows.ts'), batches: 200, rows: 200 * 50_000, unfused: true },
 ];
 
 interface Sample {

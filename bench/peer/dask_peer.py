@@ -61,6 +61,26 @@ def score(df):
     return df.assign(z=df["y"] + 1)
 
 
+ROWS = 100_000
+
+
+def expand(df):
+    import numpy as np
+    import pandas as pd
+
+    i = int(df["id"].iloc[0])
+    x = ((np.arange(ROWS) * 7919 + i * 104729) % ROWS) / ROWS
+    return pd.DataFrame({"id": np.full(ROWS, i, dtype=np.int32), "x": x})
+
+
+def calc(df):
+    return df.assign(y=df["x"] * 3 + 1)
+
+
+def keep(df):
+    return df[df["x"] < 0.5]
+
+
 def source_batch(run_id, i):
     import pandas as pd
 
@@ -112,23 +132,31 @@ def run_noop(client, batches):
     return outputs, rows
 
 
-def run_chain(client, batches):
+def run_map_chain(client, batches, first, second, third):
+    """Each batch's three tasks as Dask users write a chain: futures that take futures."""
     from distributed import as_completed
 
     run_id = str(uuid.uuid4())
-    # Each batch's chain as Dask users write it: futures that take futures.
-    parsed = client.map(parse, [source_batch(run_id, i) for i in range(batches)], pure=False)
-    scored = client.map(score, client.map(scale, parsed, pure=False), pure=False)
+    one = client.map(first, [source_batch(run_id, i) for i in range(batches)], pure=False)
+    three = client.map(third, client.map(second, one, pure=False), pure=False)
     outputs = rows = 0
-    for _, df in as_completed(scored, with_results=True):
+    for _, df in as_completed(three, with_results=True):
         outputs += 1
         rows += len(df)
     return outputs, rows
 
 
+def run_chain(client, batches):
+    return run_map_chain(client, batches, parse, scale, score)
+
+
+def run_rows(client, batches):
+    return run_map_chain(client, batches, expand, calc, keep)
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--pipeline", choices=["readme", "noop", "chain"], required=True)
+    p.add_argument("--pipeline", choices=["readme", "noop", "chain", "rows"], required=True)
     p.add_argument("--batches", type=int, default=2000)
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
@@ -140,12 +168,12 @@ def main():
     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40)
     client = Client(cluster)
     ready = time.perf_counter()
-    run = {"readme": run_readme, "noop": run_noop, "chain": run_chain}[args.pipeline]
+    run = {"readme": run_readme, "noop": run_noop, "chain": run_chain, "rows": run_rows}[args.pipeline]
     outputs, rows = run(client, args.batches)
     own = time.perf_counter() - ready
     client.close()
     cluster.close()
-    if rows != args.batches:
+    if rows != args.batches * (50_000 if args.pipeline == "rows" else 1):
         log(f"expected {args.batches} rows, got {rows}")
         sys.exit(3)
     sys.stdout.write(

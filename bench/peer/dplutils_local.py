@@ -36,7 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--batches", type=int, default=2000, help="max_batches for the executor (default 2000)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warmup runs (default 1)")
-    p.add_argument("--pipeline", choices=["readme", "noop", "chain"], default="readme",
+    p.add_argument("--pipeline", choices=["readme", "noop", "chain", "rows"], default="readme",
                    help="readme: the README quickstart; noop: one task returning its input")
     args = p.parse_args(argv)
     if args.batches < 1:
@@ -109,7 +109,24 @@ def main(argv=None):
     def score(df):
         return df.assign(z=df["y"] + 1)
 
+    # The rows pipeline (bench/pipelines/rows.ts)
+    ROWS = 100_000
+
+    def expand(df):
+        i = int(df["id"].iloc[0])
+        x = ((np.arange(ROWS) * 7919 + i * 104729) % ROWS) / ROWS
+        return pd.DataFrame({"id": np.full(ROWS, i, dtype=np.int32), "x": x})
+
+    def calc(df):
+        return df.assign(y=df["x"] * 3 + 1)
+
+    def keep(df):
+        return df[df["x"] < 0.5]
+
     def make_executor():
+        if args.pipeline == "rows":
+            graph = PipelineGraph([PipelineTask("expand", expand), PipelineTask("calc", calc), PipelineTask("keep", keep)])
+            return LocalSerialExecutor(graph, max_batches=args.batches)
         if args.pipeline == "noop":
             return LocalSerialExecutor(PipelineGraph([PipelineTask("noop", noop)]), max_batches=args.batches)
         if args.pipeline == "chain":
@@ -132,7 +149,7 @@ def main(argv=None):
             outputs += 1
             rows += len(batch.data)
         elapsed = time.perf_counter() - t0
-        if rows != args.batches:
+        if rows != args.batches * (50_000 if args.pipeline == "rows" else 1):
             fail(f"expected {args.batches} output rows, got {rows} (in {outputs} output batches)", code=3)
         return elapsed, rows, outputs
 

@@ -1,0 +1,40 @@
+/**
+ * A data-heavy pipeline for bench:peers (issue 11's case): each one-row source batch becomes
+ * 100,000 rows of a scrambled column (`expand`: a permutation of 0..1 steps, so that `keep`
+ * leaves exactly half and every implementation delivers the same rows), `calc` adds an
+ * arithmetic column, `keep` filters half of the rows out. The three tasks only feed each other, so the head fuses them into one
+ * call per batch unless told not to (--no-fuse-tasks: two batches of ~1.6 MB cross between them).
+ */
+import { PipelineGraph, PipelineTask, assign, column } from '@dpl/core';
+import { Table, makeVector } from 'apache-arrow';
+
+const ROWS = 100_000;
+
+const expand = (df: Table): Table => {
+  const id = Number(df.getChild('id')!.get(0));
+  const x = new Float64Array(ROWS);
+  for (let i = 0; i < ROWS; i++) x[i] = ((i * 7919 + id * 104729) % ROWS) / ROWS;
+  return new Table({ id: makeVector(new Int32Array(ROWS).fill(id)), x: makeVector(x) });
+};
+
+const calc = (df: Table): Table => {
+  const x = column(df, 'x').toArray() as Float64Array;
+  const y = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) y[i] = x[i]! * 3 + 1;
+  return assign(df, { y });
+};
+
+const keep = (df: Table): Table => {
+  const x = column(df, 'x').toArray() as Float64Array;
+  const idx: number[] = [];
+  for (let i = 0; i < x.length; i++) if (x[i]! < 0.5) idx.push(i);
+  const id = column(df, 'id').toArray() as Int32Array;
+  const y = column(df, 'y').toArray() as Float64Array;
+  return new Table({
+    id: makeVector(Int32Array.from(idx, (i) => id[i]!)),
+    x: makeVector(Float64Array.from(idx, (i) => x[i]!)),
+    y: makeVector(Float64Array.from(idx, (i) => y[i]!)),
+  });
+};
+
+export default new PipelineGraph([new PipelineTask('expand', expand), new PipelineTask('calc', calc), new PipelineTask('keep', keep)]);
