@@ -12,8 +12,8 @@
  *
  *   npm run bench:cluster [-- --mib 64 --repeats 5 --calls 2000 --batches 60 --only transfer,dispatch,makespan]
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { promisify } from 'node:util';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { pythonPeer } from './lib';
 import net from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -104,13 +104,10 @@ function rawTcpOnread(port: number): Promise<number> {
   });
 }
 
-const PYTHON = process.env.DPL_BENCH_PYTHON ?? '/usr/bin/python3';
-
-/** Runs a Python peer that prints one JSON line with `times_ms`; undefined with why when it cannot. */
+/** Runs a Python peer that prints one JSON line with `times_ms`, or says why it could not. */
 async function pythonTimes(script: string, args: string[]): Promise<{ times: number[]; version?: string } | { skipped: string }> {
   try {
-    const { stdout } = await promisify(execFile)(PYTHON, [join(ROOT, 'bench', 'peer', script), ...args], { maxBuffer: 1 << 20 });
-    const json = JSON.parse(stdout.trim().split('\n').pop()!) as { times_ms: number[]; version?: string };
+    const { json } = await pythonPeer<{ times_ms: number[]; version?: string }>(script, args);
     return { times: json.times_ms, version: json.version };
   } catch (e) {
     return { skipped: String((e as Error).message).split('\n')[0]!.slice(0, 120) };

@@ -1,4 +1,28 @@
-/** What the benchmarks share: arguments, medians and the tables they print. */
+/** What the benchmarks share: arguments, medians, the tables they print and their Python peers. */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+/** Debian's python3 (the first python3 on PATH may not see Debian's python3-* packages). */
+export const PYTHON = process.env.DPL_BENCH_PYTHON ?? '/usr/bin/python3';
+
+/**
+ * Runs a peer script of bench/peer/ with {@link PYTHON}; returns the JSON of the last line it
+ * prints and the wall time.
+ */
+export async function pythonPeer<T>(script: string, args: string[]): Promise<{ json: T; wallS: number }> {
+  const t0 = performance.now();
+  const { stdout } = await promisify(execFile)(PYTHON, [join(__dirname, 'peer', script), ...args], { maxBuffer: 16 << 20 });
+  return { json: JSON.parse(stdout.trim().split('\n').pop()!) as T, wallS: (performance.now() - t0) / 1000 };
+}
+
+/** Whether {@link PYTHON} can import `module`. */
+export function pythonHas(module: string): Promise<boolean> {
+  return promisify(execFile)(PYTHON, ['-c', `import ${module}`]).then(
+    () => true,
+    () => false,
+  );
+}
 
 /** The value after `--name` on the command line, or `fallback`. */
 export function arg(name: string, fallback?: string): string | undefined {

@@ -24,11 +24,10 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { arg, median, table } from './lib';
+import { PYTHON, arg, median, pythonHas, pythonPeer, table } from './lib';
 
 const ROOT = join(__dirname, '..');
 const DPL = join(ROOT, 'packages', 'cli', 'bin', 'dpl.js');
-const PYTHON = process.env.DPL_BENCH_PYTHON ?? '/usr/bin/python3';
 
 interface Pipeline {
   name: string;
@@ -122,17 +121,7 @@ interface PeerJson {
   times_s?: number[];
 }
 
-async function python(script: string, args: string[]): Promise<{ json: PeerJson; wallS: number }> {
-  const { stdout, wallS } = await timed(PYTHON, [join(ROOT, 'bench', 'peer', script), ...args]);
-  return { json: JSON.parse(stdout.trim().split('\n').pop()!) as PeerJson, wallS };
-}
-
-function pythonHas(module: string): Promise<boolean> {
-  return promisify(execFile)(PYTHON, ['-c', `import ${module}`]).then(
-    () => true,
-    () => false,
-  );
-}
+const python = (script: string, args: string[]) => pythonPeer<PeerJson>(script, args);
 
 async function benchPipeline(p: Pipeline, repeats: number, dplutils: string | undefined, hasDask: boolean): Promise<void> {
   const rows: Row[] = [];

@@ -47,40 +47,6 @@ def noop(df):
     return df
 
 
-def parse(df):
-    import numpy as np
-
-    return df.assign(x=np.arange(len(df)) + 0.5)
-
-
-def scale(df):
-    return df.assign(y=df["x"] * 2)
-
-
-def score(df):
-    return df.assign(z=df["y"] + 1)
-
-
-ROWS = 100_000
-
-
-def expand(df):
-    import numpy as np
-    import pandas as pd
-
-    i = int(df["id"].iloc[0])
-    x = ((np.arange(ROWS) * 7919 + i * 104729) % ROWS) / ROWS
-    return pd.DataFrame({"id": np.full(ROWS, i, dtype=np.int32), "x": x})
-
-
-def calc(df):
-    return df.assign(y=df["x"] * 3 + 1)
-
-
-def keep(df):
-    return df[df["x"] < 0.5]
-
-
 def source_batch(run_id, i):
     import pandas as pd
 
@@ -147,10 +113,14 @@ def run_map_chain(client, batches, first, second, third):
 
 
 def run_chain(client, batches):
+    from peer_tasks import parse, scale, score
+
     return run_map_chain(client, batches, parse, scale, score)
 
 
 def run_rows(client, batches):
+    from peer_tasks import calc, expand, keep
+
     return run_map_chain(client, batches, expand, calc, keep)
 
 

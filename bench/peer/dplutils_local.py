@@ -99,29 +99,7 @@ def main(argv=None):
     def noop(df):
         return df
 
-    # The chain pipeline (bench/pipelines/chain.ts)
-    def parse(df):
-        return df.assign(x=np.arange(len(df)) + 0.5)
-
-    def scale(df):
-        return df.assign(y=df["x"] * 2)
-
-    def score(df):
-        return df.assign(z=df["y"] + 1)
-
-    # The rows pipeline (bench/pipelines/rows.ts)
-    ROWS = 100_000
-
-    def expand(df):
-        i = int(df["id"].iloc[0])
-        x = ((np.arange(ROWS) * 7919 + i * 104729) % ROWS) / ROWS
-        return pd.DataFrame({"id": np.full(ROWS, i, dtype=np.int32), "x": x})
-
-    def calc(df):
-        return df.assign(y=df["x"] * 3 + 1)
-
-    def keep(df):
-        return df[df["x"] < 0.5]
+    from peer_tasks import calc, expand, keep, parse, scale, score  # the chain and rows pipelines
 
     def make_executor():
         if args.pipeline == "rows":

@@ -1,13 +1,11 @@
 /**
  * The run policy, one home for every backend (the LocalExecutor and the head's job engine): what
  * happens to a call that failed (retry after a backoff, skip its batch under
- * `maxErroredBatches`, or fail the run), how the failure reads, and how much work a run keeps
- * pending.
+ * `maxErroredBatches`, or fail the run) and how the failure reads. (How much work a run keeps
+ * pending is `pendingCallsFor`, with the scheduler.)
  */
 import { retryDelayMs, type DplError } from '../errors';
 import type { StreamingScheduler, TaskCall } from '../scheduler/streaming-scheduler';
-
-export { pendingCallsFor } from '../scheduler/streaming-scheduler';
 
 /** Delay before the first retry of a failed call; it doubles each time, up to 10 s. */
 export const DEFAULT_RETRY_BACKOFF_MS = 100;

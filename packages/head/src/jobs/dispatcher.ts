@@ -4,24 +4,17 @@
  * and releases over the worker links, outputs and notices over the jobs' client streams, a
  * scheduling pass once per turn of the event loop, a timer for the engine's next wake-up.
  */
-import type { DplError, Logger, PipelineGraph } from '@dpl/core';
-import type { JobSpec, ObjectFetcher, SourceBatch, TaskDone, TaskFailed } from '@dpl/wire';
+import type { DplError, Logger } from '@dpl/core';
+import type { ObjectFetcher, SourceBatch, TaskDone, TaskFailed } from '@dpl/wire';
 import type { WorkerRegistry } from '../registry/worker-registry';
 import type { HeadMetrics } from '../metrics/metrics';
-import { JobEngine, type EngineCommand, type EngineJob, type JobSummary, type JobTask, type ObjectRef } from './engine';
+import { JobEngine, type EngineCommand, type EngineJob, type JobSummary, type NewJob, type ObjectRef } from './engine';
 import { JobStream, type JobCall } from './job';
 import type { WorkerLink } from './worker-link';
 
-/** A job to start, for {@link Dispatcher.start}. */
-export interface StartJob {
-  id: string;
-  spec: JobSpec;
-  graph: PipelineGraph;
-  tasks: ReadonlyMap<string, JobTask>;
-  chains?: ReadonlyMap<string, readonly string[]>;
-  taskNames?: readonly string[];
+/** A job to start, for {@link Dispatcher.start}: the engine's view of it and its client stream. */
+export interface StartJob extends NewJob {
   call: JobCall;
-  log: Logger;
 }
 
 export interface DispatcherHooks {

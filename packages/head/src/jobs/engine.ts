@@ -219,7 +219,12 @@ export class EngineJob {
     taskNames?: readonly string[],
   ) {
     this.taskNames = taskNames ?? graph.tasks.map((t) => t.name);
-    for (const chain of this.chains.values()) for (const t of chain) this.chainStats.set(t, { calls: 0, rowsOut: 0, empty: 0 });
+    for (const chain of this.chains.values()) {
+      chain.forEach((t, i) => {
+        this.chainStats.set(t, { calls: 0, rowsOut: 0, empty: 0 });
+        this.inChain.set(t, { chain, i });
+      });
+    }
     const maxBatches = Number(spec.max_batches);
     this.lineage = new Lineage(release);
     this.scheduler = new StreamingScheduler<ObjectRef>(graph, {
@@ -241,6 +246,8 @@ export class EngineJob {
   readonly taskNames: readonly string[];
   /** What the tasks of fused chains did inside their calls (rows out, calls they ran in). */
   private readonly chainStats = new Map<string, { calls: number; rowsOut: number; empty: number }>();
+  /** A fused task's chain and its place in it. */
+  private readonly inChain = new Map<string, { chain: readonly string[]; i: number }>();
 
   /** Records what each task of a fused call did: `rows[i]` came out of the chain's task i. */
   chainRan(task: string, rows: readonly number[]): void {
@@ -263,10 +270,8 @@ export class EngineJob {
     const stats = this.scheduler.stats();
     if (this.chains.size === 0) return stats;
     const tasks: SchedulerStats['tasks'] = {};
-    const byTask = new Map<string, { chain: readonly string[]; i: number }>();
-    for (const chain of this.chains.values()) chain.forEach((t, i) => byTask.set(t, { chain, i }));
     for (const name of this.taskNames) {
-      const at = byTask.get(name);
+      const at = this.inChain.get(name);
       if (at === undefined) {
         tasks[name] = stats.tasks[name]!;
         continue;

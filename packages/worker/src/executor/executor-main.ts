@@ -17,7 +17,6 @@ import {
   tapObservations,
   type Observation,
   type PipelineModule,
-  type PipelineTask,
 } from '@dpl/core';
 import type { Table } from 'apache-arrow';
 // Only the kwargs codec: the package's index loads gRPC, which an executor never uses.
@@ -97,6 +96,8 @@ function takeObservations(): Observation[] | undefined {
   return out;
 }
 
+const NOTHING_BEFORE: NonNullable<RunCall['before']> = [];
+
 async function run(m: RunCall): Promise<void> {
   observations = [];
   const started = performance.now();
@@ -108,13 +109,8 @@ async function run(m: RunCall): Promise<void> {
       mod = importBundleFile(m.bundlePath, m.label);
       modules.set(m.bundlePath, mod);
     }
-    const taskMap = (await mod).graph.taskMap;
-    const fnOf = (name: string): PipelineTask['fn'] => {
-      const t = taskMap.get(name);
-      if (t === undefined) throw new Error(`module ${m.label} has no task named ${JSON.stringify(name)}`);
-      return t.fn;
-    };
-    const chain = [...(m.before ?? []), { task: m.task, kwargs: m.kwargs }].map((s) => ({ ...s, fn: fnOf(s.task) }));
+    const { taskMap } = (await mod).graph;
+    const before = m.before ?? NOTHING_BEFORE;
     let decodedRows = -1;
     const slices = m.inputs.map((i) => {
       const t = decodeIpc(i.ipc);
@@ -127,10 +123,13 @@ async function run(m: RunCall): Promise<void> {
     // A fused call: each task on the one before's output; an empty output ends the chain (the
     // scheduler would not have called the next task on it).
     let result: Table = input;
-    const stageRows: number[] | undefined = chain.length > 1 ? [] : undefined;
-    for (const step of chain) {
+    const stageRows: number[] | undefined = before.length > 0 ? [] : undefined;
+    for (let i = 0; i <= before.length; i++) {
+      const step = i < before.length ? before[i]! : m; // the call's own task last
       running = step.task;
-      const out: unknown = await step.fn(result, kwargsOf(m.jobId, step.task, step.kwargs));
+      const task = taskMap.get(step.task);
+      if (task === undefined) throw new Error(`module ${m.label} has no task named ${JSON.stringify(step.task)}`);
+      const out: unknown = await task.fn(result, kwargsOf(m.jobId, step.task, step.kwargs));
       if (!isTable(out)) throw new TypeError(`returned ${describe(out)}, not an Arrow Table; a task must return a Table`);
       result = out;
       stageRows?.push(out.numRows);
