@@ -116,9 +116,10 @@ async function pythonTimes(script: string, args: string[]): Promise<{ times: num
 
 async function transfer(mib: number, repeats: number): Promise<string[][]> {
   const { child, words } = await peer('data-peer.js', [String(mib)]);
-  const [dataPort, tcpPort, size] = words.map(Number) as [number, number, number];
+  const [dataPort, tcpPort, size, shm] = words.map(Number) as [number, number, number, number];
   const fetcher = new ObjectFetcher(undefined);
   const dpl: number[] = [];
+  const dplShm: number[] = [];
   const tcp: number[] = [];
   const onread: number[] = [];
   let python: Awaited<ReturnType<typeof pythonTimes>>;
@@ -133,9 +134,13 @@ async function transfer(mib: number, repeats: number): Promise<string[][]> {
       t0 = performance.now();
       const m = await rawTcpOnread(tcpPort);
       const c = performance.now() - t0;
-      if (got.byteLength !== size || n !== size || m !== size) throw new Error('short transfer');
+      t0 = performance.now();
+      const fromFile = shm === 1 ? await fetcher.fetch(`127.0.0.1:${dataPort}`, 'big-shm') : got;
+      const d = performance.now() - t0;
+      if (got.byteLength !== size || n !== size || m !== size || fromFile.byteLength !== size) throw new Error('short transfer');
       if (i > 0) {
         dpl.push(a);
+        if (shm === 1) dplShm.push(d);
         tcp.push(b);
         onread.push(c);
       }
@@ -150,6 +155,7 @@ async function transfer(mib: number, repeats: number): Promise<string[][]> {
   const row = (name: string, times: number[]) => [name, `${median(times).toFixed(1)} ms`, `${rate(median(times))} MiB/s`];
   const rows = [
     row(`transfer ${mib} MiB, dpl data plane (worker data server)`, dpl),
+    ...(dplShm.length > 0 ? [row(`  the same, served from a shared-memory file (a task output)`, dplShm)] : []),
     row(`  raw TCP, Node 'data' events + copy`, tcp),
     row(`  raw TCP, Node onread into the destination`, onread),
   ];

@@ -1,7 +1,11 @@
 // A separate process that serves one payload of N MiB two ways, for bench/cluster.ts: a dpl
 // data server (the worker's data-plane server) and a raw TCP socket that writes the same bytes
-// to every connection. Prints "ready <dataPort> <tcpPort>" on stdout.
+// to every connection. The data server has it twice: as bytes in memory ('big') and, where
+// /dev/shm exists, as a file in shared memory as executors leave large task outputs ('big-shm').
+// Prints "ready <dataPort> <tcpPort> <bytes> <shm 1|0>" on stdout.
 'use strict';
+const { existsSync, writeFileSync } = require('node:fs');
+const { join } = require('node:path');
 const net = require('node:net');
 const { ObjectStore, startDataServer } = require('@dpl/worker');
 const { encodeIpc } = require('@dpl/core');
@@ -10,8 +14,14 @@ const { Table, makeVector } = require('apache-arrow');
 const mib = Number(process.argv[2] ?? 64);
 const table = new Table({ x: makeVector(new Float64Array((mib * 1024 * 1024) / 8).fill(1.5)) });
 const bytes = encodeIpc(table);
-const store = new ObjectStore();
+const shm = existsSync('/dev/shm');
+const store = new ObjectStore(shm ? { sharedDir: '/dev/shm' } : {});
 store.put('big', bytes);
+if (shm) {
+  const file = join(store.sharedDir, 'big.arrow');
+  writeFileSync(file, bytes);
+  store.adopt('big-shm', file, bytes.byteLength);
+}
 
 (async () => {
   const data = await startDataServer(store, '127.0.0.1', undefined);
@@ -22,9 +32,13 @@ store.put('big', bytes);
     socket.end(bytes);
   });
   tcp.listen(0, '127.0.0.1', () => {
-    process.stdout.write(`ready ${data.port} ${tcp.address().port} ${bytes.byteLength}\n`);
+    process.stdout.write(`ready ${data.port} ${tcp.address().port} ${bytes.byteLength} ${shm ? 1 : 0}\n`);
   });
-  process.on('disconnect', () => process.exit(0));
-  process.stdin.on('end', () => process.exit(0));
+  const quit = () => {
+    store.close();
+    process.exit(0);
+  };
+  process.on('disconnect', quit);
+  process.stdin.on('end', quit);
   process.stdin.resume();
 })();

@@ -1,6 +1,7 @@
 /**
  * Options of the worker daemon.
  */
+import { accessSync, constants, statSync } from 'node:fs';
 import { availableParallelism, hostname, networkInterfaces, totalmem } from 'node:os';
 import { CPU, GPU, ResourceSet, detectGpus, silentLogger, type Logger, type ResourceMap } from '@dpl/core';
 import { isHostPort, isLoopbackHost, loadTls, type HeadServiceClient, type TlsFiles, type TlsMaterial } from '@dpl/wire';
@@ -41,6 +42,13 @@ export interface WorkerOptions {
   /** Where outputs spill past `objectStoreMemoryMb`. @default a new folder under the OS temporary directory */
   spillDir?: string;
   /**
+   * A RAM-backed folder (tmpfs) where executors leave large task outputs as files, which the
+   * next task on this worker and the data server read without the worker copying them; false
+   * sends them through the executors' sockets instead. @default `/dev/shm` where it is a folder
+   * this user can write, else false
+   */
+  sharedMemoryDir?: string | false;
+  /**
    * The JavaScript heap limit of each executor process, in MiB (`--max-old-space-size`): a task
    * that needs more fails with an out-of-memory error and the worker goes on.
    * @default undefined (Node's own limit)
@@ -71,6 +79,7 @@ export interface ResolvedWorkerOptions {
   executorMemoryMb: number | undefined;
   objectStoreMemoryMb: number;
   spillDir: string | undefined;
+  sharedMemoryDir: string | undefined;
   reconnectDelayMs: number;
   maxReconnectDelayMs: number;
   logger: Logger;
@@ -112,6 +121,10 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
   if (mem !== undefined && (typeof mem !== 'number' || !Number.isInteger(mem) || mem < 32)) {
     problems.push(`executorMemoryMb must be an integer number of MiB >= 32, got ${JSON.stringify(mem)}`);
   }
+  const shm = o.sharedMemoryDir;
+  if (shm !== undefined && shm !== false && (typeof shm !== 'string' || shm === '')) {
+    problems.push(`sharedMemoryDir must be a folder path or false, got ${JSON.stringify(shm)}`);
+  }
   if (problems.length > 0) throw new TypeError(`invalid worker options: ${problems.join('; ')}`);
   return {
     address: o.address,
@@ -124,6 +137,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     executorMemoryMb: mem,
     objectStoreMemoryMb: storeMb,
     spillDir: o.spillDir,
+    sharedMemoryDir: shm === false ? undefined : (shm ?? defaultSharedMemoryDir()),
     tls,
     reconnectDelayMs: o.reconnectDelayMs ?? 200,
     maxReconnectDelayMs: o.maxReconnectDelayMs ?? 5_000,
@@ -131,6 +145,17 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     headClient: o.headClient,
   };
 }
+
+/** `/dev/shm` when this user can write there (Linux), else none. */
+function defaultSharedMemoryDir(): string | undefined {
+  try {
+    accessSync(DEV_SHM, constants.W_OK);
+    return statSync(DEV_SHM).isDirectory() ? DEV_SHM : undefined;
+  } catch {
+    return undefined;
+  }
+}
+const DEV_SHM = '/dev/shm';
 
 /** 127.0.0.1 for a head on loopback; else the first external IPv4 address of this machine. */
 function defaultHost(headAddress: string): string {

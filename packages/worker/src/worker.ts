@@ -32,6 +32,10 @@ import { ObjectStore } from './store/object-store';
 import { startDataServer, type DataServer } from './data/data-server';
 import { ExecutorPool } from './executor/executor-pool';
 import { GpuAllocator } from './executor/gpu-allocator';
+import type { Payload, SharedOut } from './executor/protocol';
+
+/** Outputs up to this size come back through the executor's socket, larger ones as a shared-memory file. */
+const SHARED_MIN_BYTES = 64 * 1024;
 
 /** A running worker. */
 export interface Worker {
@@ -63,7 +67,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const opts = resolveWorkerOptions(options);
   // Bundles are imported from here: a private folder, checked before anything starts.
   const moduleDir = privateDir('worker-modules');
-  const store = new ObjectStore({ memoryBytes: opts.objectStoreMemoryMb * 1024 * 1024, spillDir: opts.spillDir });
+  const store = new ObjectStore({ memoryBytes: opts.objectStoreMemoryMb * 1024 * 1024, spillDir: opts.spillDir, sharedDir: opts.sharedMemoryDir });
   const data = await startDataServer(store, opts.host, opts.token, opts.tls, opts.dataPort);
   return new WorkerDaemon(opts, store, data, moduleDir);
 }
@@ -305,11 +309,12 @@ class WorkerDaemon implements Worker {
       const bundlePath = await this.module(job.moduleHash);
       const inputs = await Promise.all(
         a.inputs.map(async (s) => ({
-          ipc: await this.input(s.object_id, s.owner_address, s.inline_ipc),
+          ...(await this.input(s.object_id, s.owner_address, s.inline_ipc)),
           offset: Number(s.offset),
           rows: Number(s.rows),
         })),
       );
+      const inlineMax = facts.inline_output_max_bytes;
       const out = await this.pool.run(
         {
           kind: 'run',
@@ -323,29 +328,32 @@ class WorkerDaemon implements Worker {
           inputs,
           inputIds: a.input_ids,
           maxAttempts: facts.max_attempts,
+          shared: this.sharedOut(inlineMax),
         },
         attempt,
         gpuIds.join(','),
         facts.timeout_ms,
         lease,
       );
-      const inline = out.ipc.byteLength <= facts.inline_output_max_bytes;
+      const bytes = 'file' in out ? out.bytes : out.ipc.byteLength;
+      const inline = 'ipc' in out && bytes <= inlineMax;
       const outputId = `${a.job_id}/${a.call_id}~${a.assignment}`;
-      if (!inline) this.store.put(outputId, out.ipc);
+      if ('file' in out) this.store.adopt(outputId, out.file, out.bytes);
+      else if (!inline) this.store.put(outputId, out.ipc);
       results.done(
         {
           call_id: a.call_id,
           job_id: a.job_id,
           output_id: inline ? '' : outputId,
           rows: String(out.rows),
-          bytes: String(out.ipc.byteLength),
+          bytes: String(bytes),
           inline_ipc: inline ? out.ipc : EMPTY,
           assignment: a.assignment,
           observations: observationsToProto(out.observations),
           run_us: String(out.runUs ?? 0),
           stage_rows: out.stageRows?.map(String) ?? [],
         },
-        inline ? out.ipc.byteLength : 0,
+        inline ? bytes : 0,
       );
     } catch (e) {
       const recorded = (e as { details?: { observations?: Observation[] } }).details?.observations;
@@ -360,7 +368,7 @@ class WorkerDaemon implements Worker {
     const base = { job_id: p.job_id, seq: p.seq };
     try {
       const bundlePath = await this.module(p.module_hash);
-      const r = await this.pool.nextSource(p.job_id, bundlePath, p.module_hash.slice(0, 12));
+      const r = await this.pool.nextSource(p.job_id, bundlePath, p.module_hash.slice(0, 12), this.sharedOut(0));
       if (r === undefined) {
         this.pool.closeSource(p.job_id);
         this.flushResults(session);
@@ -368,9 +376,10 @@ class WorkerDaemon implements Worker {
         return;
       }
       const id = `${p.job_id}/s${p.seq}`;
-      this.store.put(id, r.ipc);
+      if ('file' in r) this.store.adopt(id, r.file, r.bytes);
+      else this.store.put(id, r.ipc);
       this.flushResults(session);
-      session.write({ source_batch: { ...base, object_id: id, rows: String(r.rows), bytes: String(r.ipc.byteLength) } });
+      session.write({ source_batch: { ...base, object_id: id, rows: String(r.rows), bytes: String('file' in r ? r.bytes : r.ipc.byteLength) } });
     } catch (e) {
       this.pool.closeSource(p.job_id);
       this.flushResults(session);
@@ -383,12 +392,22 @@ class WorkerDaemon implements Worker {
     if (session === this.session) this.results?.flush();
   }
 
-  /** An input's bytes: inline, from this worker's store, or fetched from its owner. */
-  private async input(objectId: string, owner: string, inline: Uint8Array): Promise<Uint8Array> {
-    if (objectId === '') return aligned(inline);
-    const local = await this.store.read(objectId);
-    if (local !== undefined) return local;
-    return this.fetcher.fetch(owner, objectId);
+  /**
+   * Where executors leave outputs larger than both `inlineMax` (those go to the head in the
+   * answer) and SHARED_MIN_BYTES (below it a file costs more than the copy it saves).
+   */
+  private sharedOut(inlineMax: number): SharedOut | undefined {
+    const dir = this.store.sharedDir;
+    return dir === undefined ? undefined : { dir, overBytes: Math.max(inlineMax, SHARED_MIN_BYTES) };
+  }
+
+  /** An input: inline, from this worker's store (its shared-memory file or bytes), or fetched from its owner. */
+  private async input(objectId: string, owner: string, inline: Uint8Array): Promise<Payload> {
+    if (objectId === '') return { ipc: aligned(inline) };
+    const local = await this.store.local(objectId);
+    if (local instanceof Uint8Array) return { ipc: local };
+    if (local !== undefined) return { file: local.path, bytes: local.size };
+    return { ipc: await this.fetcher.fetch(owner, objectId) };
   }
 
   /** The path of a module bundle, fetched from the head once per hash. */

@@ -1,4 +1,5 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ObjectFetcher } from '@dpl/wire';
@@ -93,5 +94,77 @@ describe('ObjectStore', () => {
     expect(existsSync(own)).toBe(true);
     store.close();
     expect(existsSync(own)).toBe(false);
+  });
+});
+
+describe('ObjectStore shared-memory files', () => {
+  let dir: string;
+  beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'dpl-shm-'))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Writes a file as an executor does, in the store's shared folder. */
+  const written = (store: ObjectStore, name: string, b: Uint8Array): string => {
+    const path = join(store.sharedDir!, name);
+    writeFileSync(path, b);
+    return path;
+  };
+
+  it('adopts a file, counts it as memory, gives its path to local tasks, serves it to peers and removes it when released', async () => {
+    const store = new ObjectStore({ sharedDir: dir });
+    const server = await startDataServer(store, '127.0.0.1', undefined);
+    const fetcher = new ObjectFetcher(undefined);
+    try {
+      const path = written(store, '1.arrow', bytes(300_000, 9));
+      store.adopt('o', path, 300_000);
+      expect(store.stats()).toMatchObject({ memoryBytes: 300_000, objects: 1 });
+      expect(await store.local('o')).toEqual({ path, size: 300_000 });
+      const got = await fetcher.fetch(`127.0.0.1:${server.port}`, 'o');
+      expect(got.byteLength).toBe(300_000);
+      expect(got.every((x) => x === 9)).toBe(true);
+      store.delete('o');
+      await settle();
+      expect(existsSync(path)).toBe(false);
+      expect(store.stats()).toMatchObject({ memoryBytes: 0, objects: 0 });
+    } finally {
+      fetcher.close();
+      await server.stop();
+      store.close();
+    }
+  });
+
+  it('moves files to the spill folder past its budget and reads them back whole', async () => {
+    const spill = mkdtempSync(join(tmpdir(), 'dpl-store-'));
+    const store = new ObjectStore({ sharedDir: dir, memoryBytes: 1000, spillDir: spill });
+    try {
+      const a = written(store, 'a.arrow', bytes(800, 1));
+      store.adopt('a', a, 800);
+      store.adopt('b', written(store, 'b.arrow', bytes(800, 2)), 800);
+      await settle();
+      expect(store.stats()).toMatchObject({ memoryBytes: 800, diskBytes: 800, spills: 1 });
+      expect(existsSync(a)).toBe(false);
+      const back = (await store.local('a')) as Uint8Array;
+      expect(back.byteLength).toBe(800);
+      expect(back.every((x) => x === 1)).toBe(true);
+    } finally {
+      store.close();
+      rmSync(spill, { recursive: true, force: true });
+    }
+  });
+
+  it("removes the folders of dead workers' stores, keeps live ones', and its own when closed", () => {
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const orphan = join(dir, `dpl-objects-${dead}-AbC123`);
+    const live = join(dir, `dpl-objects-${process.ppid}-XyZ789`);
+    const other = join(dir, 'dpl-objects-not-a-store');
+    for (const d of [orphan, live, other]) mkdirSync(d);
+    writeFileSync(join(orphan, '1.arrow'), bytes(10, 1));
+    const store = new ObjectStore({ sharedDir: dir });
+    expect(existsSync(orphan)).toBe(false);
+    expect(existsSync(live)).toBe(true);
+    expect(existsSync(other)).toBe(true);
+    expect(store.sharedDir).toMatch(new RegExp(`dpl-objects-${process.pid}-[A-Za-z0-9]{6}$`));
+    expect(statSync(store.sharedDir!).mode & 0o777).toBe(0o700);
+    store.close();
+    expect(existsSync(store.sharedDir!)).toBe(false);
   });
 });

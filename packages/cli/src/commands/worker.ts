@@ -19,6 +19,7 @@ interface WorkerStartArgs extends ClusterArgs, ResourceArgs, TlsArgs {
   objectStoreMemory?: number;
   dataPort?: number;
   spillDir?: string;
+  shmDir?: string;
 }
 
 const workerStart: CommandModule<object, WorkerStartArgs> = {
@@ -41,6 +42,10 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
       .option('spill-dir', {
         type: 'string',
         describe: 'where task outputs spill past --object-store-memory (default: a new folder in the OS temporary directory)',
+      })
+      .option('shm-dir', {
+        type: 'string',
+        describe: "RAM-backed folder where executors leave large task outputs for the worker to pass on without copying; 'none' sends them through the executors' sockets (default: /dev/shm when writable)",
       })
       .option('executor-memory', {
         type: 'number',
@@ -75,6 +80,7 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
       objectStoreMemoryMb: args.objectStoreMemory,
       dataPort: args.dataPort,
       spillDir: args.spillDir,
+      sharedMemoryDir: args.shmDir === 'none' ? false : args.shmDir,
       logger,
     });
     const forget = recordDaemon({ kind: 'worker', address: worker.dataAddress, head: target.address });

@@ -136,8 +136,12 @@ export async function startDataServer(
  * Sends a spilled object from its file. Were the file to vanish midway (released meanwhile),
  * the connection is closed: the fetcher then reports the object lost.
  */
+const FILE_CHUNK_BYTES = 1024 * 1024;
+
 async function streamFile(socket: net.Socket, path: string, size: number): Promise<void> {
-  const stream = createReadStream(path);
+  // Large reads: a task output in shared memory is served this way too, and each chunk is a
+  // socket write.
+  const stream = createReadStream(path, { highWaterMark: FILE_CHUNK_BYTES });
   try {
     await new Promise<void>((resolve, reject) => {
       stream.once('open', () => resolve());

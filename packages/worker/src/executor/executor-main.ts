@@ -21,9 +21,11 @@ import {
 import type { Table } from 'apache-arrow';
 // Only the kwargs codec: the package's index loads gRPC, which an executor never uses.
 import { decodeKwargs } from '@dpl/wire/kwargs';
+import { linkSync, readFileSync, writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
+import { join } from 'node:path';
 import { FrameChannel } from './channel';
-import type { ExecutorReply, NextSource, RunCall } from './protocol';
+import type { ExecutorReply, NextSource, Payload, RunCall, SharedOut } from './protocol';
 
 const modules = new Map<string, Promise<PipelineModule>>();
 
@@ -96,6 +98,26 @@ function takeObservations(): Observation[] | undefined {
   return out;
 }
 
+/** An input's bytes: in the message, or read from its file in the worker's shared memory. */
+function bytesOf(p: Payload): Uint8Array {
+  if ('ipc' in p) return p.ipc;
+  const buf = readFileSync(p.file);
+  // Arrow reads in place only at 8-byte aligned offsets (a large read gets a buffer of its own).
+  return buf.byteOffset % 8 === 0 ? buf : new Uint8Array(buf);
+}
+
+let outSeq = 0;
+/** A new file name in the shared folder, unique to this process. */
+const outFile = (shared: SharedOut): string => join(shared.dir, `${process.pid}-${++outSeq}.arrow`);
+
+/** An output as a reply carries it: large ones as a file in shared memory. */
+function payloadOf(ipc: Uint8Array, shared: SharedOut | undefined): Payload {
+  if (shared === undefined || ipc.byteLength <= shared.overBytes) return { ipc };
+  const file = outFile(shared);
+  writeFileSync(file, ipc);
+  return { file, bytes: ipc.byteLength };
+}
+
 const NOTHING_BEFORE: NonNullable<RunCall['before']> = [];
 
 async function run(m: RunCall): Promise<void> {
@@ -112,8 +134,9 @@ async function run(m: RunCall): Promise<void> {
     const { taskMap } = (await mod).graph;
     const before = m.before ?? NOTHING_BEFORE;
     let decodedRows = -1;
-    const slices = m.inputs.map((i) => {
-      const t = decodeIpc(i.ipc);
+    const inputBytes = m.inputs.map(bytesOf);
+    const slices = m.inputs.map((i, k) => {
+      const t = decodeIpc(inputBytes[k]!);
       decodedRows = t.numRows;
       return i.offset === 0 && i.rows === t.numRows ? t : t.slice(i.offset, i.offset + i.rows);
     });
@@ -138,9 +161,16 @@ async function run(m: RunCall): Promise<void> {
     // A task that hands back its whole, single input (a filter that kept every row, a task run
     // for its side effects) sends back the bytes it got instead of encoding them again.
     const same = result === input && m.inputs.length === 1 && input.numRows === decodedRows;
-    const ipc = same ? m.inputs[0]!.ipc : encodeIpc(result);
+    let out: Payload;
+    const first = m.inputs[0]!;
+    if (same && 'file' in first && m.shared !== undefined) {
+      // The same bytes under a new name: a second link to the input's file, no copy.
+      const file = outFile(m.shared);
+      linkSync(first.file, file);
+      out = { file, bytes: first.bytes };
+    } else out = payloadOf(same ? inputBytes[0]! : encodeIpc(result), m.shared);
     const runUs = Math.round((performance.now() - started) * 1000);
-    send({ kind: 'done', callId: m.callId, ipc, rows: result.numRows, observations: takeObservations(), runUs, stageRows });
+    send({ kind: 'done', callId: m.callId, ...out, rows: result.numRows, observations: takeObservations(), runUs, stageRows });
   } catch (e) {
     const err = ensureError(e);
     send({
@@ -176,7 +206,7 @@ async function nextSource(m: NextSource): Promise<void> {
     if (!isTable(r.value)) {
       throw new TypeError(`the generator yielded ${describe(r.value)}, not an Arrow Table; yield apache-arrow Tables`);
     }
-    send({ kind: 'source-batch', jobId: m.jobId, ipc: encodeIpc(r.value), rows: r.value.numRows });
+    send({ kind: 'source-batch', jobId: m.jobId, ...payloadOf(encodeIpc(r.value), m.shared), rows: r.value.numRows });
   } catch (e) {
     const err = ensureError(e);
     send({ kind: 'failed', callId: `source:${m.jobId}`, code: DplErrorCode.TASK_FAILED, message: `the generator threw: ${err.message}`, stack: err.stack ?? '' });

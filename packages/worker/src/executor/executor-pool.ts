@@ -3,14 +3,15 @@
  * idle, and replaced when one dies. A process that dies mid-call fails that call only.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { unlink } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { DplError, DplErrorCode, TaskError, callFailureMessage, type Logger, type Observation } from '@dpl/core';
 import { FrameChannel } from './channel';
-import type { ExecutorReply, NextSource, RunCall } from './protocol';
+import type { ExecutorReply, NextSource, Payload, RunCall, SharedOut } from './protocol';
 
-export interface ExecutorResult {
-  ipc: Uint8Array;
+/** The output: its bytes, or a file in the worker's shared memory that the caller now owns. */
+export type ExecutorResult = Payload & {
   rows: number;
   /** What the task recorded with observe/increment/param/timer. */
   observations?: Observation[];
@@ -18,7 +19,7 @@ export interface ExecutorResult {
   runUs?: number;
   /** A fused call: the rows out of each task of its chain that ran. */
   stageRows?: number[];
-}
+};
 
 interface Busy {
   call: RunCall;
@@ -159,7 +160,7 @@ export class ExecutorPool {
    * exhausted.
    * @throws DplError(TASK_FAILED) when the generator throws, yields a non-Table or its process dies.
    */
-  async nextSource(jobId: string, bundlePath: string, label: string): Promise<ExecutorResult | undefined> {
+  async nextSource(jobId: string, bundlePath: string, label: string, shared?: SharedOut): Promise<ExecutorResult | undefined> {
     let src = this.sources.get(jobId);
     if (src === undefined) {
       const child = forkExecutor('', this.memoryMb);
@@ -178,8 +179,8 @@ export class ExecutorPool {
         if (m.kind === 'ready') return markReady();
         const p = created.pending;
         created.pending = undefined;
-        if (p === undefined) return;
-        if (m.kind === 'source-batch') p.resolve({ ipc: m.ipc, rows: m.rows });
+        if (p === undefined) return dropFile(m);
+        if (m.kind === 'source-batch') p.resolve(payload(m, m.rows));
         else if (m.kind === 'source-end') p.resolve(undefined);
         else if (m.kind === 'failed') p.reject(new DplError(DplErrorCode.TASK_FAILED, m.message, { details: { stack: m.stack } }));
       };
@@ -200,7 +201,7 @@ export class ExecutorPool {
     if (!src.alive) throw new DplError(DplErrorCode.TASK_FAILED, "the generator's process could not start");
     const current = src;
     const result = new Promise<ExecutorResult | undefined>((resolve, reject) => (current.pending = { resolve, reject }));
-    const msg: NextSource = { kind: 'source-next', jobId, bundlePath, label };
+    const msg: NextSource = { kind: 'source-next', jobId, bundlePath, label, shared };
     current.channel.send(msg);
     return result;
   }
@@ -241,7 +242,7 @@ export class ExecutorPool {
       if (m.kind === 'ready') return markReady();
       if (m.kind !== 'done' && m.kind !== 'failed') return;
       const busy = ex.busy[0];
-      if (busy === undefined || busy.call.callId !== m.callId) return;
+      if (busy === undefined || busy.call.callId !== m.callId) return dropFile(m);
       ex.busy.shift();
       clearTimeout(busy.timer);
       const next = ex.busy[0];
@@ -250,7 +251,7 @@ export class ExecutorPool {
         ex.lease = undefined;
         ex.idleSince = Date.now();
       }
-      if (m.kind === 'done') busy.resolve({ ipc: m.ipc, rows: m.rows, observations: m.observations, runUs: m.runUs, stageRows: m.stageRows });
+      if (m.kind === 'done') busy.resolve({ ...payload(m, m.rows), observations: m.observations, runUs: m.runUs, stageRows: m.stageRows });
       else busy.reject(callFailed(busy, m.message, { remoteStack: m.stack, details: { code: m.code, observations: m.observations } }, m.task));
     };
     child.on('error', (e) => this.log.warn({ err: e.message }, 'executor process error'));
@@ -306,6 +307,16 @@ export class ExecutorPool {
     this.executors.delete(ex);
     ex.child.kill();
   }
+}
+
+/** A reply's output, without the reply's other fields. */
+function payload(m: Payload, rows: number): ExecutorResult {
+  return 'file' in m ? { file: m.file, bytes: m.bytes, rows } : { ipc: m.ipc, rows };
+}
+
+/** A file output nobody waits for any more (its call was given up) is removed. */
+function dropFile(m: ExecutorReply): void {
+  if ('file' in m) unlink(m.file, () => undefined);
 }
 
 /** The error of a failed call, worded by the run policy: `task "t" failed on batch t#0 (…): <why>`. */

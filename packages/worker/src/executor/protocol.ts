@@ -6,6 +6,18 @@
 
 import type { Observation } from '@dpl/core';
 
+/**
+ * A batch's Arrow IPC bytes: sent in the message, or a file in the worker's shared-memory
+ * folder (written by an executor, read in place of a copy through the socket).
+ */
+export type Payload = { ipc: Uint8Array } | { file: string; bytes: number };
+
+/** Where an executor leaves an output of more than `overBytes`: a file in `dir`. */
+export interface SharedOut {
+  dir: string;
+  overBytes: number;
+}
+
 export interface RunCall {
   kind: 'run';
   callId: string;
@@ -18,7 +30,9 @@ export interface RunCall {
   kwargs: Uint8Array;
   /** Tasks the head fused into this call: they run first, in order, each on the last's output. */
   before?: { task: string; kwargs: Uint8Array }[];
-  inputs: { ipc: Uint8Array; offset: number; rows: number }[];
+  inputs: (Payload & { offset: number; rows: number })[];
+  /** Absent: the output comes back in the reply. */
+  shared?: SharedOut;
   /** For messages: "inputs s0, s1; attempt 2 of 4". */
   inputIds: string[];
   maxAttempts: number;
@@ -30,12 +44,13 @@ export interface NextSource {
   jobId: string;
   bundlePath: string;
   label: string;
+  shared?: SharedOut;
 }
 
 export type ExecutorReply =
   | { kind: 'ready' }
-  | { kind: 'source-batch'; jobId: string; ipc: Uint8Array; rows: number }
+  | ({ kind: 'source-batch'; jobId: string; rows: number } & Payload)
   | { kind: 'source-end'; jobId: string }
-  | { kind: 'done'; callId: string; ipc: Uint8Array; rows: number; observations?: Observation[]; runUs: number; stageRows?: number[] }
+  | ({ kind: 'done'; callId: string; rows: number; observations?: Observation[]; runUs: number; stageRows?: number[] } & Payload)
   /** `task`: the task of a fused call that failed, when not the call's own. */
   | { kind: 'failed'; callId: string; code: string; message: string; stack: string; observations?: Observation[]; task?: string };

@@ -2,12 +2,18 @@
  * A worker's store of task outputs, as Arrow IPC bytes, keyed by object id. Outputs stay here
  * until the head releases them; other workers fetch them through the data server.
  *
+ * Large outputs live in shared memory: the executor that made one writes it as a file in the
+ * store's folder on a RAM-backed file system (`/dev/shm`), and the store takes the file over
+ * (`adopt`). The worker daemon never copies those bytes: the next task on this worker reads the
+ * file, and the data server streams it to other workers (docs/design/0004-same-host-data.md).
+ * Such files count against the memory budget like bytes held in the heap.
+ *
  * Memory has a budget: past it, the oldest objects are written to a spill directory and dropped
  * from memory (they are read back, or streamed from the file, when asked for), and a spilled
  * object's file is removed when the object is released.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { readFile, unlink, writeFile } from 'node:fs/promises';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { copyFile, readFile, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -19,13 +25,22 @@ export interface ObjectStoreOptions {
    * it (`dpl-spill-XXXXXX`, mode 0700, removed by `close()`). @default the OS temporary directory
    */
   spillDir?: string;
+  /**
+   * A RAM-backed folder (a tmpfs such as `/dev/shm`) under which the store makes a private
+   * folder of its own (`dpl-objects-<pid>-XXXXXX`) for outputs its executors write there; folders
+   * that a killed worker left are removed. Undefined: no such folder.
+   */
+  sharedDir?: string;
 }
 
 /** Where one object is. */
 type Entry =
   | { where: 'memory'; bytes: Uint8Array }
   | { where: 'spilling'; bytes: Uint8Array; path: string; deleted: boolean }
-  | { where: 'disk'; path: string; size: number };
+  | { where: 'disk'; path: string; size: number }
+  /** A file in the shared-memory folder (counted in memory). */
+  | { where: 'shared'; path: string; size: number }
+  | { where: 'spilling-shared'; path: string; size: number; deleted: boolean };
 
 /** An object to serve: its bytes, or the file that holds them. */
 export type StoredObject = { bytes: Uint8Array } | { path: string; size: number };
@@ -47,6 +62,8 @@ export class ObjectStore {
   private readonly budget: number;
   /** This store's own spill folder (made at once when there is a budget to spill past). */
   private readonly spillDir: string | undefined;
+  /** This store's own folder in shared memory, where executors write large outputs. */
+  readonly sharedDir: string | undefined;
   private used = 0;
   /** Bytes of `used` being written out now (they leave memory when their write ends). */
   private spilling = 0;
@@ -57,7 +74,27 @@ export class ObjectStore {
 
   constructor(options: ObjectStoreOptions = {}) {
     this.budget = options.memoryBytes ?? Infinity;
-    this.spillDir = Number.isFinite(this.budget) ? makeSpillDir(options.spillDir ?? tmpdir()) : undefined;
+    this.spillDir = Number.isFinite(this.budget) ? makePrivateDir(options.spillDir ?? tmpdir(), 'dpl-spill', 'spill', '--spill-dir') : undefined;
+    this.sharedDir = options.sharedDir === undefined ? undefined : makePrivateDir(options.sharedDir, 'dpl-objects', 'shared-memory', '--shm-dir');
+  }
+
+  /** Takes over a file an executor wrote in `sharedDir` as the object `id`. */
+  adopt(id: string, path: string, size: number): void {
+    this.delete(id);
+    this.objects.set(id, { where: 'shared', path, size });
+    this.used += size;
+    this.peak = Math.max(this.peak, this.used);
+    if (this.used > this.budget) this.spill();
+  }
+
+  /**
+   * Where a task on this worker reads the object from: its file in shared memory, or its bytes
+   * (read back from disk if it was spilled); undefined when not here.
+   */
+  async local(id: string): Promise<{ path: string; size: number } | Uint8Array | undefined> {
+    const e = this.objects.get(id);
+    if (e?.where === 'shared' || e?.where === 'spilling-shared') return { path: e.path, size: e.size };
+    return this.read(id);
   }
 
   put(id: string, bytes: Uint8Array): void {
@@ -72,7 +109,7 @@ export class ObjectStore {
   async read(id: string): Promise<Uint8Array | undefined> {
     const e = this.objects.get(id);
     if (e === undefined) return undefined;
-    if (e.where !== 'disk') return e.bytes;
+    if (e.where === 'memory' || e.where === 'spilling') return e.bytes;
     try {
       const buf = await readFile(e.path);
       // 8-byte aligned for Arrow: a buffer of its own.
@@ -86,7 +123,7 @@ export class ObjectStore {
   open(id: string): StoredObject | undefined {
     const e = this.objects.get(id);
     if (e === undefined) return undefined;
-    return e.where === 'disk' ? { path: e.path, size: e.size } : { bytes: e.bytes };
+    return e.where === 'memory' || e.where === 'spilling' ? { bytes: e.bytes } : { path: e.path, size: e.size };
   }
 
   has(id: string): boolean {
@@ -98,8 +135,11 @@ export class ObjectStore {
     if (e === undefined) return;
     this.objects.delete(id);
     if (e.where === 'memory') this.used -= e.bytes.byteLength;
-    else if (e.where === 'spilling') e.deleted = true; // its write finishes, then the file goes
-    else {
+    else if (e.where === 'spilling' || e.where === 'spilling-shared') e.deleted = true; // its write finishes, then the file goes
+    else if (e.where === 'shared') {
+      this.used -= e.size;
+      void unlink(e.path).catch(() => undefined);
+    } else {
       this.onDisk -= e.size;
       void unlink(e.path).catch(() => undefined);
     }
@@ -114,6 +154,7 @@ export class ObjectStore {
   close(): void {
     this.objects.clear();
     if (this.spillDir !== undefined) rmSync(this.spillDir, { recursive: true, force: true });
+    if (this.sharedDir !== undefined) rmSync(this.sharedDir, { recursive: true, force: true });
   }
 
   /** Bytes held in memory. */
@@ -135,10 +176,48 @@ export class ObjectStore {
     let over = this.used - this.spilling - this.budget;
     for (const [id, e] of this.objects) {
       if (over <= 0) break;
-      if (e.where !== 'memory') continue;
-      over -= e.bytes.byteLength;
-      void this.spillOne(id, e.bytes);
+      if (e.where === 'memory') {
+        over -= e.bytes.byteLength;
+        void this.spillOne(id, e.bytes);
+      } else if (e.where === 'shared') {
+        over -= e.size;
+        void this.spillShared(id, e.path, e.size);
+      }
     }
+  }
+
+  /** Moves a shared-memory file to the spill folder (another file system: a copy, then unlink). */
+  private async spillShared(id: string, from: string, size: number): Promise<void> {
+    if (this.spillDir === undefined) return;
+    const path = join(this.spillDir, `${++this.fileSeq}.arrow`);
+    const entry: Entry & { where: 'spilling-shared' } = { where: 'spilling-shared', path: from, size, deleted: false };
+    this.objects.set(id, entry);
+    this.spilling += size;
+    let copied = true;
+    try {
+      await copyFile(from, path);
+    } catch {
+      copied = false;
+      void unlink(path).catch(() => undefined);
+    }
+    this.spilling -= size;
+    if (entry.deleted || this.objects.get(id) !== entry) {
+      // Released while being copied.
+      this.used -= size;
+      void unlink(from).catch(() => undefined);
+      void unlink(path).catch(() => undefined);
+      return;
+    }
+    if (!copied) {
+      // Disk full or gone: the object stays in shared memory, over the budget, rather than be lost.
+      this.objects.set(id, { where: 'shared', path: from, size });
+      return;
+    }
+    this.used -= size;
+    void unlink(from).catch(() => undefined);
+    this.objects.set(id, { where: 'disk', path, size });
+    this.onDisk += size;
+    this.spillCount++;
   }
 
   private async spillOne(id: string, bytes: Uint8Array): Promise<void> {
@@ -170,16 +249,55 @@ export class ObjectStore {
 }
 
 /**
- * Makes a store's private spill folder under `parent` (created when missing).
+ * Makes a store's private folder `<prefix>-<pid>-XXXXXX` under `parent` (created when missing),
+ * after removing the folders of this prefix that stores of dead processes left there (a worker
+ * killed with SIGKILL never runs its close()).
  * @throws Error naming the folder when it cannot be made (say, `parent` is a file).
  */
-function makeSpillDir(parent: string): string {
+function makePrivateDir(parent: string, prefix: string, what: string, flag: string): string {
   try {
     mkdirSync(parent, { recursive: true });
-    return mkdtempSync(join(parent, 'dpl-spill-'));
+    removeOrphans(parent, prefix);
+    return mkdtempSync(join(parent, `${prefix}-${process.pid}-`));
   } catch (e) {
-    throw new Error(`cannot make a spill folder under ${parent}: ${(e as Error).message}; give --spill-dir a folder this user can write`, {
+    throw new Error(`cannot make a ${what} folder under ${parent}: ${(e as Error).message}; give ${flag} a folder this user can write`, {
       cause: e,
     });
+  }
+}
+
+/**
+ * Removes `<prefix>-<pid>-*` folders in `parent` whose process no longer runs: only real
+ * folders of this user (in `/dev/shm` anyone may plant a name).
+ */
+function removeOrphans(parent: string, prefix: string): void {
+  const pattern = new RegExp(`^${prefix}-(\\d+)-[A-Za-z0-9]{6}$`);
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = pattern.exec(name);
+    if (m === null || isRunning(Number(m[1]))) continue;
+    try {
+      const st = lstatSync(join(parent, name));
+      if (!st.isDirectory() || st.uid !== process.getuid?.()) continue;
+      rmSync(join(parent, name), { recursive: true, force: true });
+    } catch {
+      // another user's folder, or removed meanwhile: not ours to clean
+    }
+  }
+}
+
+/** Whether a process with this pid runs (one of another user counts as running). */
+function isRunning(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
