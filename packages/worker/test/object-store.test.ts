@@ -151,6 +151,14 @@ describe('ObjectStore shared-memory files', () => {
     }
   });
 
+  it('refuses at once a shared-memory folder it cannot make, naming it and the flag', () => {
+    const file = join(dir, 'a-file');
+    writeFileSync(file, 'x');
+    expect(() => new ObjectStore({ sharedDir: join(file, 'shm') })).toThrow(
+      new RegExp(`cannot make a shared-memory folder under ${join(file, 'shm')}: .*; give --shm-dir a folder this user can write`),
+    );
+  });
+
   it("removes the folders of dead workers' stores, keeps live ones', and its own when closed", () => {
     const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
     const orphan = join(dir, `dpl-objects-${dead}-AbC123`);

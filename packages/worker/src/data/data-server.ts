@@ -3,7 +3,7 @@
  * data-plane protocol of `@dpl/wire` (a TCP stream; see data-plane.ts there). The stored bytes are
  * written as they are, without a copy.
  */
-import { createReadStream } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
 import {
@@ -133,49 +133,63 @@ export async function startDataServer(
 }
 
 /**
- * Sends a spilled object from its file. Were the file to vanish midway (released meanwhile),
- * the connection is closed: the fetcher then reports the object lost.
+ * Sends an object from its file (spilled, or a task output in shared memory) in large reads,
+ * the next read under way while the socket sends the last. Were the file to vanish or shrink
+ * midway (released meanwhile), the connection is closed: the fetcher then reports the object lost.
  */
-const FILE_CHUNK_BYTES = 1024 * 1024;
-
 async function streamFile(socket: net.Socket, path: string, size: number): Promise<void> {
-  // Large reads: a task output in shared memory is served this way too, and each chunk is a
-  // socket write.
-  const stream = createReadStream(path, { highWaterMark: FILE_CHUNK_BYTES });
+  let file: FileHandle;
   try {
-    await new Promise<void>((resolve, reject) => {
-      stream.once('open', () => resolve());
-      stream.once('error', reject);
-    });
+    file = await open(path, 'r');
   } catch {
     reply(socket, DataStatus.NOT_FOUND, `object file ${path} is gone (the object was released)`);
     return;
   }
-  socket.write(encodeDataResponseHeader(DataStatus.OK, size));
-  await new Promise<void>((resolve) => {
-    let sent = 0;
-    stream.on('data', (chunk: string | Buffer) => {
-      sent += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
-      if (!socket.write(chunk)) {
-        stream.pause();
-        socket.once('drain', () => stream.resume());
-      }
-    });
-    stream.once('end', () => {
-      if (sent !== size) socket.destroy();
+  let gone = false;
+  const onClose = (): void => void (gone = true);
+  socket.once('close', onClose);
+  const readAt = async (at: number): Promise<Buffer | undefined> => {
+    const n = Math.min(FILE_CHUNK_BYTES, size - at);
+    const buf = Buffer.allocUnsafe(n);
+    const { bytesRead } = await file.read(buf, 0, n, at);
+    return bytesRead === n ? buf : undefined;
+  };
+  try {
+    socket.write(encodeDataResponseHeader(DataStatus.OK, size));
+    let at = 0;
+    let next = size > 0 ? readAt(0) : undefined;
+    while (next !== undefined && !gone) {
+      const chunk = await next;
+      if (chunk === undefined) throw new Error('the file is shorter than its object');
+      at += chunk.byteLength;
+      next = at < size ? readAt(at) : undefined;
+      socket.write(chunk);
+      // A few chunks queued keep the socket busy while the next is read; more would hold memory.
+      if (socket.writableLength > 2 * FILE_CHUNK_BYTES && !gone) await drained(socket);
+    }
+  } catch {
+    socket.destroy();
+  } finally {
+    socket.off('close', onClose);
+    await file.close().catch(() => undefined);
+  }
+}
+
+/** Resolves when the socket has sent what it queued, or closed. */
+function drained(socket: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      socket.off('drain', done);
+      socket.off('close', done);
       resolve();
-    });
-    stream.once('error', () => {
-      socket.destroy();
-      resolve();
-    });
-    // The peer went away mid-object: stop reading the file.
-    socket.once('close', () => {
-      stream.destroy();
-      resolve();
-    });
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
   });
 }
+
+/** Bytes per read of an object's file. */
+const FILE_CHUNK_BYTES = 4 * 1024 * 1024;
 
 function reply(socket: net.Socket, status: DataStatus, message: string): void {
   const body = Buffer.from(message);
