@@ -3,6 +3,7 @@
  * with a schema check, and adding columns (`assign`, like pandas' `DataFrame.assign`).
  */
 import {
+  DataType,
   Field,
   RecordBatch,
   Schema,
@@ -177,4 +178,103 @@ export function column(table: Table, name: string): Vector {
     throw new TypeError(`table has no column ${JSON.stringify(name)}; columns: ${have}`);
   }
   return col;
+}
+
+/** Row numbers for {@link take}. */
+export type RowIndices = Int32Array | Uint32Array | readonly number[];
+
+/**
+ * The rows of `table` at `indices`, in that order (repeats allowed), like pandas' `df.take` or
+ * Arrow's `take` kernel. Columns of numbers and of strings without nulls are gathered with one
+ * loop over their buffers; other columns value by value.
+ *
+ * ```ts
+ * const top = take(df, Int32Array.of(0, 5, 9));
+ * ```
+ * @throws RangeError naming the first index that is not a row of the table.
+ */
+export function take(table: Table, indices: RowIndices): Table {
+  const n = table.numRows;
+  for (let k = 0; k < indices.length; k++) {
+    const i = indices[k]!;
+    if (!(Number.isInteger(i) && i >= 0 && i < n)) {
+      throw new RangeError(`take: index ${i} (at position ${k}) is not a row of a table of ${n} rows; indices go from 0 to ${n - 1}`);
+    }
+  }
+  const fields = table.schema.fields;
+  const children = fields.map((f) => takeColumn(table.getChild(f.name)!, indices));
+  const schema = new Schema(
+    fields.map((f, i) => new Field(f.name, children[i]!.type, f.nullable, f.metadata)),
+    table.schema.metadata,
+  );
+  const data = makeData({ type: new Struct(schema.fields), length: indices.length, nullCount: 0, children });
+  return new Table(schema, [new RecordBatch(schema, data)]);
+}
+
+/**
+ * The rows of `table` where `keep` is true, in order, like pandas' `df[mask]`: `keep` is a
+ * mask (one entry per row; nonzero or true keeps it) or a function of the row number.
+ *
+ * ```ts
+ * const x = column(df, 'x').toArray() as Float64Array;
+ * const low = filter(df, (i) => x[i]! < 0.5);
+ * ```
+ * @throws RangeError when a mask's length is not the table's row count.
+ */
+export function filter(table: Table, keep: Uint8Array | readonly boolean[] | ((row: number) => boolean)): Table {
+  const n = table.numRows;
+  if (typeof keep !== 'function' && keep.length !== n) {
+    throw new RangeError(`filter: the mask has ${keep.length} entries for a table of ${n} rows; give one per row`);
+  }
+  const picked = new Int32Array(n);
+  let m = 0;
+  if (typeof keep === 'function') {
+    for (let i = 0; i < n; i++) if (keep(i)) picked[m++] = i;
+  } else {
+    for (let i = 0; i < n; i++) if (keep[i]) picked[m++] = i;
+  }
+  return take(table, picked.subarray(0, m));
+}
+
+type TypedArrayOf = { new (n: number): NumericArray; [k: number]: unknown };
+
+/** One column's values at `indices`, as one chunk. */
+function takeColumn(vec: Vector, indices: RowIndices): Data {
+  const n = indices.length;
+  if (vec.nullCount === 0) {
+    // A column of numbers without nulls: gather from its values (one typed array for all chunks).
+    if (DataType.isInt(vec.type) || DataType.isFloat(vec.type)) {
+      const src = vec.toArray() as NumericArray;
+      if (ArrayBuffer.isView(src) && src.length === vec.length) {
+        const out = new (src.constructor as unknown as TypedArrayOf)(n);
+        const from = src;
+        for (let k = 0; k < n; k++) out[k] = from[indices[k]!]!;
+        return makeData({ type: vec.type, length: n, nullCount: 0, data: out } as Parameters<typeof makeData>[0]);
+      }
+    }
+    if (Utf8.isUtf8(vec.type) && vec.data.length === 1) return takeUtf8(vec.data[0] as Data<Utf8>, indices);
+  }
+  const picked = new Array<unknown>(n);
+  for (let k = 0; k < n; k++) picked[k] = vec.get(indices[k]!);
+  return vectorFromArray(picked, vec.type as DataType).data[0] as Data;
+}
+
+/** Strings at `indices` of a chunk without nulls: offsets and bytes copied in one pass each. */
+function takeUtf8(data: Data<Utf8>, indices: RowIndices): Data<Utf8> {
+  const offsets = data.valueOffsets;
+  const bytes = data.values;
+  const n = indices.length;
+  const outOffsets = new Int32Array(n + 1);
+  let size = 0;
+  for (let k = 0; k < n; k++) {
+    const i = indices[k]!;
+    size += offsets[i + 1]! - offsets[i]!;
+    outOffsets[k + 1] = size;
+  }
+  const out = new Uint8Array(size);
+  for (let k = 0; k < n; k++) {
+    const i = indices[k]!;
+    out.set(bytes.subarray(offsets[i], offsets[i + 1]), outOffsets[k]);
+  }
+  return makeData({ type: data.type, length: n, nullCount: 0, valueOffsets: outOffsets, data: out });
 }
