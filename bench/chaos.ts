@@ -7,6 +7,7 @@
  *   npm run bench:chaos [-- --batches 2000 --every 10 --kills 2 --task-ms 60]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type Cluster } from '@dpl/client';
 import { startHead } from '@dpl/head';
@@ -41,6 +42,23 @@ interface Outcome {
   duplicates: number;
   detectMs: number[];
   resourcesFree: boolean;
+  /** `dpl-objects-<pid>-*` folders of this run's workers still in /dev/shm after the cleanup worker. */
+  leftShm: number;
+}
+
+/** Stops a worker with SIGTERM (its store removes its folders) and waits for it to exit. */
+function stopWorker(w: ChildProcess): Promise<void> {
+  if (w.exitCode !== null || w.signalCode !== null) return Promise.resolve();
+  const exited = new Promise<void>((r) => w.once('exit', () => r()));
+  w.kill('SIGTERM');
+  return exited;
+}
+
+/** Store folders in /dev/shm of the given worker processes. */
+function shmFolders(pids: (number | undefined)[]): number {
+  if (!existsSync('/dev/shm')) return 0;
+  const mine = new Set(pids.map((p) => `dpl-objects-${p}-`));
+  return readdirSync('/dev/shm').filter((n) => mine.has(n.slice(0, n.lastIndexOf('-') + 1))).length;
 }
 
 async function runOnce(batches: number, kills: number, everyS: number, taskMs: number): Promise<Outcome> {
@@ -89,7 +107,19 @@ async function runOnce(batches: number, kills: number, everyS: number, taskMs: n
       .filter((w) => w.state === 'alive')
       .every((w) => JSON.stringify(w.resources.available) === JSON.stringify(w.resources.total));
     const exact = [...seen].filter(([id, c]) => c === 1 && id >= 0 && id < batches).length;
-    return { seconds, delivered, unique: seen.size, exact, whole, missing, duplicates, detectMs, resourcesFree };
+    // The survivors stop as an operator stops them; the folders the killed ones left are
+    // removed by the next worker started on the machine (one started for that, then stopped).
+    await Promise.all(workers.map(stopWorker));
+    let leftShm = 0;
+    if (existsSync('/dev/shm')) {
+      const known = (await cluster.status()).workers.length;
+      const cleaner = startWorker(head.address, head.token);
+      // Registered: it has removed the dead ones' folders and handles SIGTERM.
+      while ((await cluster.status()).workers.length === known && cleaner.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+      await stopWorker(cleaner);
+      leftShm = shmFolders([...workers, cleaner].map((w) => w.pid));
+    }
+    return { seconds, delivered, unique: seen.size, exact, whole, missing, duplicates, detectMs, resourcesFree, leftShm };
   } finally {
     await cluster.close();
     for (const w of workers) w.kill('SIGKILL');
@@ -114,6 +144,7 @@ async function main(): Promise<void> {
     ['workers killed', '0', String(chaos.detectMs.length)],
     ['time to detect each death', '-', chaos.detectMs.map((ms) => `${ms.toFixed(0)} ms`).join(', ') || '-'],
     ['resources all free afterwards', calm.resourcesFree ? 'yes' : 'NO', chaos.resourcesFree ? 'yes' : 'NO'],
+    ['store folders left in /dev/shm (goal 0)', String(calm.leftShm), String(chaos.leftShm)],
     ['run time', `${calm.seconds.toFixed(1)} s`, `${chaos.seconds.toFixed(1)} s (${(chaos.seconds / calm.seconds).toFixed(2)}× the calm run)`],
   ];
   const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length), ['measure', 'no kills (reference)', 'with kills'][i]!.length));
