@@ -13,9 +13,11 @@
  * `noop` (one task returning its input, 20,000 batches) and `chain` (three map tasks in a chain,
  * bench/pipelines/chain.ts, 5,000 batches; with a `dpl run --no-fuse-tasks` row: the head fuses
  * the chain into one call per batch unless told not to) and `rows` (200 batches of 100,000 rows:
- * make, compute, filter half; bench/pipelines/rows.ts, also with `--no-fuse-tasks`).
+ * make, compute, filter half; bench/pipelines/rows.ts, also with `--no-fuse-tasks`) and `words`
+ * (200 batches of 20,000 rows with a string column: make names, derive a string column, keep a
+ * tenth; bench/pipelines/words.ts, also with `--no-fuse-tasks`).
  *
- *   npm run bench:peers -- [--dplutils PATH] [--repeats 3] [--only readme,noop,chain,rows]
+ *   npm run bench:peers -- [--dplutils PATH] [--repeats 3] [--only readme,noop,chain,rows,words]
  *
  * A peer that is not installed is skipped with a message. Figures are medians of the repeats.
  */
@@ -44,6 +46,7 @@ const PIPELINES: Pipeline[] = [
   { name: 'noop', module: join(ROOT, 'bench', 'pipelines', 'noop.ts'), batches: 20000, rows: 20000 },
   { name: 'chain', module: join(ROOT, 'bench', 'pipelines', 'chain.ts'), batches: 5000, rows: 5000, unfused: true },
   { name: 'rows', module: join(ROOT, 'bench', 'pipelines', 'rows.ts'), batches: 200, rows: 200 * 50_000, unfused: true },
+  { name: 'words', module: join(ROOT, 'bench', 'pipelines', 'words.ts'), batches: 200, rows: 200 * 2_000, unfused: true },
 ];
 
 interface Sample {

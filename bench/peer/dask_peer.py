@@ -124,9 +124,15 @@ def run_rows(client, batches):
     return run_map_chain(client, batches, expand, calc, keep)
 
 
+def run_words(client, batches):
+    from peer_tasks import code, label, pick
+
+    return run_map_chain(client, batches, label, code, pick)
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--pipeline", choices=["readme", "noop", "chain", "rows"], required=True)
+    p.add_argument("--pipeline", choices=["readme", "noop", "chain", "rows", "words"], required=True)
     p.add_argument("--batches", type=int, default=2000)
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
@@ -138,12 +144,14 @@ def main():
     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40)
     client = Client(cluster)
     ready = time.perf_counter()
-    run = {"readme": run_readme, "noop": run_noop, "chain": run_chain, "rows": run_rows}[args.pipeline]
+    run = {"readme": run_readme, "noop": run_noop, "chain": run_chain, "rows": run_rows, "words": run_words}[args.pipeline]
     outputs, rows = run(client, args.batches)
     own = time.perf_counter() - ready
     client.close()
     cluster.close()
-    if rows != args.batches * (50_000 if args.pipeline == "rows" else 1):
+    from peer_tasks import ROWS_PER_BATCH
+
+    if rows != args.batches * ROWS_PER_BATCH[args.pipeline]:
         log(f"expected {args.batches} rows, got {rows}")
         sys.exit(3)
     sys.stdout.write(

@@ -36,7 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--batches", type=int, default=2000, help="max_batches for the executor (default 2000)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warmup runs (default 1)")
-    p.add_argument("--pipeline", choices=["readme", "noop", "chain", "rows"], default="readme",
+    p.add_argument("--pipeline", choices=["readme", "noop", "chain", "rows", "words"], default="readme",
                    help="readme: the README quickstart; noop: one task returning its input")
     args = p.parse_args(argv)
     if args.batches < 1:
@@ -99,11 +99,14 @@ def main(argv=None):
     def noop(df):
         return df
 
-    from peer_tasks import calc, expand, keep, parse, scale, score  # the chain and rows pipelines
+    from peer_tasks import ROWS_PER_BATCH, calc, code, expand, keep, label, parse, pick, scale, score  # chain, rows, words
 
     def make_executor():
         if args.pipeline == "rows":
             graph = PipelineGraph([PipelineTask("expand", expand), PipelineTask("calc", calc), PipelineTask("keep", keep)])
+            return LocalSerialExecutor(graph, max_batches=args.batches)
+        if args.pipeline == "words":
+            graph = PipelineGraph([PipelineTask("label", label), PipelineTask("code", code), PipelineTask("pick", pick)])
             return LocalSerialExecutor(graph, max_batches=args.batches)
         if args.pipeline == "noop":
             return LocalSerialExecutor(PipelineGraph([PipelineTask("noop", noop)]), max_batches=args.batches)
@@ -127,7 +130,7 @@ def main(argv=None):
             outputs += 1
             rows += len(batch.data)
         elapsed = time.perf_counter() - t0
-        if rows != args.batches * (50_000 if args.pipeline == "rows" else 1):
+        if rows != args.batches * ROWS_PER_BATCH[args.pipeline]:
             fail(f"expected {args.batches} output rows, got {rows} (in {outputs} output batches)", code=3)
         return elapsed, rows, outputs
 

@@ -32,3 +32,25 @@ def calc(df):
 
 def keep(df):
     return df[df["x"] < 0.5]
+
+
+# words: 20,000 rows with a string column per source batch, a derived string column, a tenth kept
+WORDS = 20_000
+
+
+def label(df):
+    i = int(df["id"].iloc[0])
+    n = np.arange(WORDS)
+    return pd.DataFrame({"name": [f"s{i}-{k}" for k in range(WORDS)], "x": (n % 97).astype(np.int32)})
+
+
+def code(df):
+    return df.assign(code=df["name"].str[:3].str.upper())
+
+
+def pick(df):
+    return df[df["name"].str.endswith("7")]
+
+
+# Rows each pipeline delivers per source batch.
+ROWS_PER_BATCH = {"readme": 1, "noop": 1, "chain": 1, "rows": ROWS // 2, "words": WORDS // 10}

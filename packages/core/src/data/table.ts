@@ -16,6 +16,7 @@ import {
   vectorFromArray,
   type Data,
 } from 'apache-arrow';
+import { utf8Vector } from './strings';
 
 /** A typed array that becomes an Arrow column without a copy. */
 export type NumericArray =
@@ -104,7 +105,7 @@ function toVector(name: string, value: ColumnInput, rows: number): Vector {
     // Strings become plain Utf8, not arrow's default Dictionary (whose ids differ per call and
     // break concatenation of batches made by separate calls).
     const strings = value.length > 0 && value.every((x) => typeof x === 'string' || x === null || x === undefined);
-    vec = strings ? vectorFromArray(value as string[], new Utf8()) : vectorFromArray(value as unknown[]);
+    vec = strings ? utf8Vector(value as string[]) : vectorFromArray(value as unknown[]);
   }
   else {
     throw new TypeError(`column ${JSON.stringify(name)} must be an Arrow Vector, a typed array or an array`);
