@@ -4,6 +4,7 @@
  * there, the file goes when the head releases the object, and a worker killed with SIGKILL
  * leaves a folder that the next worker started on the machine removes.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '@dpl/client';
@@ -58,6 +59,27 @@ describe('shared-memory outputs', () => {
     await waitFor(() => folders(shm).some((f) => f.startsWith(`dpl-objects-${next.child.pid}-`)), { what: "the new worker's folder" });
     expect(existsSync(join(shm, left))).toBe(false);
     expect((await runBig(head.address)).rows).toEqual(Array(6).fill(256 * 1024));
+  });
+
+  it('go through the executor socket when the shared folder is full, with the same results', async () => {
+    // A 1 MiB tmpfs (as root; a container's /dev/shm is often 64 MiB): every 2 MiB output is refused.
+    const shm = await tempDir();
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', shm], { stdio: 'pipe' });
+    } catch (e) {
+      console.warn(`full shared-memory test skipped: cannot mount a tmpfs (${String((e as Error).message).split('\n')[0]})`);
+      return;
+    }
+    try {
+      const head = await startHeadProcess();
+      startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"maker":1,"shrinker":1}', '--shm-dir', shm]);
+      await waitForWorkers(head.address, 1);
+      expect((await runBig(head.address)).rows).toEqual(Array(6).fill(256 * 1024));
+      expect(files(shm)).toEqual([]);
+      await killDplProcesses();
+    } finally {
+      execFileSync('umount', [shm]);
+    }
   });
 
   it('are sent through the executor socket with --shm-dir none, with the same results', async () => {

@@ -21,7 +21,7 @@ import {
 import type { Table } from 'apache-arrow';
 // Only the kwargs codec: the package's index loads gRPC, which an executor never uses.
 import { decodeKwargs } from '@dpl/wire/kwargs';
-import { linkSync, readFileSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { FrameChannel } from './channel';
@@ -110,12 +110,32 @@ let outSeq = 0;
 /** A new file name in the shared folder, unique to this process. */
 const outFile = (shared: SharedOut): string => join(shared.dir, `${process.pid}-${++outSeq}.arrow`);
 
-/** An output as a reply carries it: large ones as a file in shared memory. */
+/**
+ * An output as a reply carries it: large ones as a file in shared memory, unless that file
+ * cannot be written (a full tmpfs: a container's /dev/shm is often 64 MiB), when the bytes go
+ * in the reply as they would without shared memory.
+ */
 function payloadOf(ipc: Uint8Array, shared: SharedOut | undefined): Payload {
   if (shared === undefined || ipc.byteLength <= shared.overBytes) return { ipc };
   const file = outFile(shared);
-  writeFileSync(file, ipc);
+  try {
+    writeFileSync(file, ipc);
+  } catch {
+    rmSync(file, { force: true });
+    return { ipc };
+  }
   return { file, bytes: ipc.byteLength };
+}
+
+/** A second name for an input's file, as the output of a task that returned its input. */
+function linked(input: string, bytes: number, shared: SharedOut): Payload | undefined {
+  const file = outFile(shared);
+  try {
+    linkSync(input, file);
+    return { file, bytes };
+  } catch {
+    return undefined; // no hard links there: written again
+  }
 }
 
 const NOTHING_BEFORE: NonNullable<RunCall['before']> = [];
@@ -165,9 +185,7 @@ async function run(m: RunCall): Promise<void> {
     const first = m.inputs[0]!;
     if (same && 'file' in first && m.shared !== undefined) {
       // The same bytes under a new name: a second link to the input's file, no copy.
-      const file = outFile(m.shared);
-      linkSync(first.file, file);
-      out = { file, bytes: first.bytes };
+      out = linked(first.file, first.bytes, m.shared) ?? payloadOf(inputBytes[0]!, m.shared);
     } else out = payloadOf(same ? inputBytes[0]! : encodeIpc(result), m.shared);
     const runUs = Math.round((performance.now() - started) * 1000);
     send({ kind: 'done', callId: m.callId, ...out, rows: result.numRows, observations: takeObservations(), runUs, stageRows });
