@@ -46,6 +46,7 @@ export type { HasModuleResponse } from './generated/dpl/v1/HasModuleResponse';
 export { loadTls, serverCredentials, channelCredentials, type TlsFiles, type TlsMaterial } from './tls';
 export {
   ObjectFetcher,
+  serveInProcess,
   DATA_MAGIC,
   DataStatus,
   MAX_DATA_FIELD_BYTES,

@@ -14,6 +14,7 @@ import {
   errorToProto,
   loadDplProto,
   ObjectFetcher,
+  serveInProcess,
   resourcesToProto,
   resourcesFromProto,
   tokenMetadata,
@@ -123,6 +124,7 @@ class WorkerDaemon implements Worker {
   private stopping: Promise<void> | undefined;
   /** What it registers with: its options, as changed since by `dpl worker update`. */
   private advertised: ResourceSet;
+  private readonly unserve: () => void = () => undefined;
 
   constructor(
     readonly options: ResolvedWorkerOptions,
@@ -133,6 +135,9 @@ class WorkerDaemon implements Worker {
     this.delayMs = options.reconnectDelayMs;
     this.advertised = options.resources;
     this.dataAddress = `${options.host}:${data.port}`;
+    // Linked in memory to a head in this process (`dpl run`): the head reads this worker's
+    // outputs from the store, not through a loopback connection to the data server.
+    if (options.headClient !== undefined) this.unserve = serveInProcess(this.dataAddress, (id) => store.read(id));
     const { HeadService } = loadDplProto();
     this.client = options.headClient ?? new HeadService(options.address, channelCredentials(options.tls), CHANNEL_OPTIONS);
     this.fetcher = new ObjectFetcher(options.token, options.tls);
@@ -463,6 +468,7 @@ class WorkerDaemon implements Worker {
           setTimeout(resolve, 1_000).unref();
         });
       }
+      this.unserve();
       this.pool.stop();
       this.fetcher.close();
       this.client.close();

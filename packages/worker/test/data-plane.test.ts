@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { DplErrorCode } from '@dpl/core';
-import { DataStatus, ObjectFetcher, encodeDataRequest } from '@dpl/wire';
+import { DataStatus, ObjectFetcher, encodeDataRequest, serveInProcess } from '@dpl/wire';
 import { ObjectStore } from '../src/store/object-store';
 import { startDataServer, type DataServer } from '../src/data/data-server';
 import { rejectionOf } from '../../../test/helpers/errors';
@@ -150,6 +150,36 @@ describe('the data plane', () => {
         extra.stop();
         short.stop();
       }
+    }
+  });
+});
+
+describe('objects of a worker in the same process', () => {
+  it('are read from its store, not over its data server, until it stops serving them; a released one gets the server’s answer', async () => {
+    const store = new ObjectStore();
+    const server = await startDataServer(store, '127.0.0.1', 'sesame');
+    const address = `127.0.0.1:${server.port}`;
+    const fetcher = new ObjectFetcher('sesame');
+    const stop = serveInProcess(address, (id) => store.read(id));
+    try {
+      const bytes = new Uint8Array(4096).fill(3);
+      store.put('o', bytes);
+      const got = await fetcher.fetch(address, 'o');
+      expect(got).toBe(bytes); // the store's own bytes, no copy
+      expect(server.bytesServed).toBe(0);
+      expect(fetcher.bytesFetched).toBe(4096);
+      store.delete('o');
+      expect((await rejectionOf(fetcher.fetch(address, 'o'))).message).toContain('o');
+      store.put('p', bytes);
+      stop();
+      const over = await fetcher.fetch(address, 'p');
+      expect(over).not.toBe(bytes);
+      expect([...over]).toEqual([...bytes]);
+      expect(server.bytesServed).toBe(4096);
+    } finally {
+      stop();
+      fetcher.close();
+      await server.stop();
     }
   });
 });
