@@ -91,6 +91,8 @@ export { strings, utf8Vector } from './data/strings';
 export { compactTable, COMPACT_MAX_BYTES } from './data/compact';
 export type { ColumnInput, NumericArray, RowIndices } from './data/table';
 export { encodeIpc, decodeIpc } from './data/ipc';
+/** @internal The executor's vectored write of an output (no gathering copy). */
+export { ipcStreamParts, type IpcParts } from './data/ipc-writer';
 export { writeParquet, readParquet } from './data/parquet';
 export type { ParquetCompression, ParquetWriteOptions } from './data/parquet';
 export { silentLogger } from './logger';

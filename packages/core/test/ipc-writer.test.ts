@@ -20,7 +20,7 @@ import {
   vectorFromArray,
 } from 'apache-arrow';
 import { assign, concatTables, decodeIpc, defaultSource, encodeIpc } from '@dpl/core';
-import { writeIpcStream } from '../src/data/ipc-writer';
+import { ipcStreamParts, writeIpcStream } from '../src/data/ipc-writer';
 
 const sameAsArrow = (t: Table): void => {
   const fast = writeIpcStream(t);
@@ -71,5 +71,16 @@ describe('writeIpcStream', () => {
     };
     sameAsArrow(withField(true));
     sameAsArrow(withField(false));
+  });
+});
+
+describe('ipcStreamParts', () => {
+  it('gives the pieces of the bytes writeIpcStream writes, for many batches and a string column', () => {
+    const batch = (k: number) => assign(tableFromArrays({ x: Float64Array.from({ length: 5 + k }, (_, i) => i * k) }), { s: Array.from({ length: 5 + k }, (_, i) => `v${i}`.repeat(k + 1)) });
+    const table = concatTables(Array.from({ length: 40 }, (_, k) => batch(k)));
+    const pieces = ipcStreamParts(table)!;
+    const joined = Buffer.concat(pieces.parts);
+    expect(joined.byteLength).toBe(pieces.byteLength);
+    expect(Buffer.compare(joined, Buffer.from(writeIpcStream(table)!))).toBe(0);
   });
 });

@@ -68,36 +68,65 @@ function schemaMessage(schema: Schema, key: string): Uint8Array {
   return bytes;
 }
 
+/** A table's IPC stream as the pieces it is made of, in order: no copy of the column buffers. */
+export interface IpcParts {
+  parts: Uint8Array[];
+  byteLength: number;
+}
+
+const END_OF_STREAM = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+const ZEROS = new Uint8Array(64);
+
+/**
+ * A table's Arrow IPC *stream* as a list of pieces (the messages, views of its column buffers,
+ * the zeros between them), for a vectored write (`writev`) that sends the bytes without
+ * gathering them into one buffer first; undefined for a table it leaves to `tableToIPC`. The
+ * pieces joined are the bytes of {@link writeIpcStream}.
+ */
+export function ipcStreamParts(table: Table): IpcParts | undefined {
+  if (table.batches.length === 0) return undefined;
+  const key = schemaKey(table.schema);
+  if (key === undefined) return undefined;
+  const schema = schemaMessage(table.schema, key);
+  const parts: Uint8Array[] = [schema];
+  let size = schema.byteLength;
+  for (const batch of table.batches) {
+    const assembled = VectorAssembler.assemble(batch);
+    const header = new RecordBatchHeader(batch.numRows, assembled.nodes, assembled.bufferRegions, null, assembled.variadicBufferCounts, batch.metadata);
+    const meta = framed(Message.encode(Message.from(header, assembled.byteLength)));
+    parts.push(meta);
+    size += meta.byteLength;
+    const regions = assembled.bufferRegions;
+    let at = 0;
+    const gap = (to: number): void => {
+      for (let n = to - at; n > 0; n -= ZEROS.byteLength) parts.push(ZEROS.subarray(0, Math.min(n, ZEROS.byteLength)));
+      at = to;
+    };
+    assembled.buffers.forEach((b, i) => {
+      if (b.byteLength === 0) return;
+      gap(regions[i]!.offset);
+      parts.push(new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
+      at += b.byteLength;
+    });
+    gap(assembled.byteLength);
+    size += assembled.byteLength;
+  }
+  parts.push(END_OF_STREAM);
+  return { parts, byteLength: size + END_OF_STREAM.byteLength };
+}
+
 /**
  * Writes a table as Arrow IPC *stream* bytes in one buffer of its own (8-byte aligned), or
  * returns undefined for a table it leaves to `tableToIPC`.
  */
 export function writeIpcStream(table: Table): Uint8Array | undefined {
-  if (table.batches.length === 0) return undefined;
-  const key = schemaKey(table.schema);
-  if (key === undefined) return undefined;
-  const schema = schemaMessage(table.schema, key);
-  const parts: { meta: Uint8Array; assembled: VectorAssembler }[] = [];
-  let size = schema.byteLength + 8; // + end of stream
-  for (const batch of table.batches) {
-    const assembled = VectorAssembler.assemble(batch);
-    const header = new RecordBatchHeader(batch.numRows, assembled.nodes, assembled.bufferRegions, null, assembled.variadicBufferCounts, batch.metadata);
-    const meta = framed(Message.encode(Message.from(header, assembled.byteLength)));
-    parts.push({ meta, assembled });
-    size += meta.byteLength + assembled.byteLength;
+  const pieces = ipcStreamParts(table);
+  if (pieces === undefined) return undefined;
+  const out = new Uint8Array(pieces.byteLength);
+  let at = 0;
+  for (const p of pieces.parts) {
+    out.set(p, at);
+    at += p.byteLength;
   }
-  const out = new Uint8Array(size);
-  out.set(schema, 0);
-  let at = schema.byteLength;
-  for (const { meta, assembled } of parts) {
-    out.set(meta, at);
-    at += meta.byteLength;
-    const regions = assembled.bufferRegions;
-    assembled.buffers.forEach((b, i) => {
-      if (b.byteLength > 0) out.set(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), at + regions[i]!.offset);
-    });
-    at += assembled.byteLength;
-  }
-  new DataView(out.buffer).setInt32(at, -1, true); // end of stream: 0xFFFFFFFF, then length 0
   return out;
 }

@@ -12,9 +12,11 @@ import {
   encodeIpc,
   ensureError,
   importBundleFile,
+  ipcStreamParts,
   isDplError,
   isTable,
   tapObservations,
+  type IpcParts,
   type Observation,
   type PipelineModule,
 } from '@dpl/core';
@@ -25,6 +27,7 @@ import { linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { FrameChannel } from './channel';
+import { writeAllSync } from './write-all';
 import type { ExecutorReply, NextSource, Payload, RunCall, SharedOut } from './protocol';
 
 const modules = new Map<string, Promise<PipelineModule>>();
@@ -111,6 +114,37 @@ let outSeq = 0;
 const outFile = (shared: SharedOut): string => join(shared.dir, `${process.pid}-${++outSeq}.arrow`);
 
 /**
+ * A task's output as a reply carries it. A large one is written to its file straight from its
+ * column buffers (a vectored write: no encoded copy in this process's memory).
+ */
+function outputOf(table: Table, shared: SharedOut | undefined): Payload {
+  const pieces = shared === undefined ? undefined : ipcStreamParts(table);
+  if (pieces === undefined || shared === undefined) return payloadOf(encodeIpc(table), shared);
+  if (pieces.byteLength > shared.overBytes) {
+    const file = outFile(shared);
+    try {
+      writeAllSync(file, pieces.parts);
+      return { file, bytes: pieces.byteLength };
+    } catch {
+      rmSync(file, { force: true }); // a full tmpfs: in the reply, as below
+    }
+  }
+  return { ipc: joined(pieces) };
+}
+
+/** The pieces in one buffer of their own (8-byte aligned). */
+function joined(pieces: IpcParts): Uint8Array {
+  const out = new Uint8Array(pieces.byteLength);
+  let at = 0;
+  for (const p of pieces.parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+
+/**
  * An output as a reply carries it: large ones as a file in shared memory, unless that file
  * cannot be written (a full tmpfs: a container's /dev/shm is often 64 MiB), when the bytes go
  * in the reply as they would without shared memory.
@@ -186,7 +220,7 @@ async function run(m: RunCall): Promise<void> {
     if (same && 'file' in first && m.shared !== undefined) {
       // The same bytes under a new name: a second link to the input's file, no copy.
       out = linked(first.file, first.bytes, m.shared) ?? payloadOf(inputBytes[0]!, m.shared);
-    } else out = payloadOf(same ? inputBytes[0]! : encodeIpc(result), m.shared);
+    } else out = same ? payloadOf(inputBytes[0]!, m.shared) : outputOf(result, m.shared);
     const runUs = Math.round((performance.now() - started) * 1000);
     send({ kind: 'done', callId: m.callId, ...out, rows: result.numRows, observations: takeObservations(), runUs, stageRows });
   } catch (e) {
@@ -224,7 +258,7 @@ async function nextSource(m: NextSource): Promise<void> {
     if (!isTable(r.value)) {
       throw new TypeError(`the generator yielded ${describe(r.value)}, not an Arrow Table; yield apache-arrow Tables`);
     }
-    send({ kind: 'source-batch', jobId: m.jobId, ...payloadOf(encodeIpc(r.value), m.shared), rows: r.value.numRows });
+    send({ kind: 'source-batch', jobId: m.jobId, ...outputOf(r.value, m.shared), rows: r.value.numRows });
   } catch (e) {
     const err = ensureError(e);
     send({ kind: 'failed', callId: `source:${m.jobId}`, code: DplErrorCode.TASK_FAILED, message: `the generator threw: ${err.message}`, stack: err.stack ?? '' });
