@@ -92,7 +92,7 @@ export { compactTable, COMPACT_MAX_BYTES } from './data/compact';
 export type { ColumnInput, NumericArray, RowIndices } from './data/table';
 export { encodeIpc, decodeIpc } from './data/ipc';
 /** @internal The executor's vectored write of an output (no gathering copy). */
-export { ipcStreamParts, type IpcParts } from './data/ipc-writer';
+export { ipcStreamParts, joinIpcParts, type IpcParts } from './data/ipc-writer';
 export { writeParquet, readParquet } from './data/parquet';
 export type { ParquetCompression, ParquetWriteOptions } from './data/parquet';
 export { silentLogger } from './logger';

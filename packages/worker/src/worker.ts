@@ -35,6 +35,8 @@ import { ExecutorPool } from './executor/executor-pool';
 import { GpuAllocator } from './executor/gpu-allocator';
 import type { Payload, SharedOut } from './executor/protocol';
 
+const sizeOf = (p: Payload): number => ('file' in p ? p.bytes : p.ipc.byteLength);
+
 /** Outputs up to this size come back through the executor's socket, larger ones as a shared-memory file. */
 const SHARED_MIN_BYTES = 64 * 1024;
 
@@ -340,11 +342,10 @@ class WorkerDaemon implements Worker {
         facts.timeout_ms,
         lease,
       );
-      const bytes = 'file' in out ? out.bytes : out.ipc.byteLength;
+      const bytes = sizeOf(out);
       const inline = 'ipc' in out && bytes <= inlineMax;
       const outputId = `${a.job_id}/${a.call_id}~${a.assignment}`;
-      if ('file' in out) this.store.adopt(outputId, out.file, out.bytes);
-      else if (!inline) this.store.put(outputId, out.ipc);
+      if (!inline) this.keep(outputId, out);
       results.done(
         {
           call_id: a.call_id,
@@ -381,10 +382,9 @@ class WorkerDaemon implements Worker {
         return;
       }
       const id = `${p.job_id}/s${p.seq}`;
-      if ('file' in r) this.store.adopt(id, r.file, r.bytes);
-      else this.store.put(id, r.ipc);
+      this.keep(id, r);
       this.flushResults(session);
-      session.write({ source_batch: { ...base, object_id: id, rows: String(r.rows), bytes: String('file' in r ? r.bytes : r.ipc.byteLength) } });
+      session.write({ source_batch: { ...base, object_id: id, rows: String(r.rows), bytes: String(sizeOf(r)) } });
     } catch (e) {
       this.pool.closeSource(p.job_id);
       this.flushResults(session);
@@ -397,6 +397,12 @@ class WorkerDaemon implements Worker {
     if (session === this.session) this.results?.flush();
   }
 
+  /** An executor's output into the store: its bytes, or the shared-memory file it wrote. */
+  private keep(id: string, p: Payload): void {
+    if ('file' in p) this.store.adopt(id, p.file, p.bytes);
+    else this.store.put(id, p.ipc);
+  }
+
   /**
    * Where executors leave outputs larger than both `inlineMax` (those go to the head in the
    * answer) and SHARED_MIN_BYTES (below it a file costs more than the copy it saves).
@@ -406,13 +412,15 @@ class WorkerDaemon implements Worker {
     return dir === undefined ? undefined : { dir, overBytes: Math.max(inlineMax, SHARED_MIN_BYTES) };
   }
 
-  /** An input: inline, from this worker's store (its shared-memory file or bytes), or fetched from its owner. */
+  /**
+   * An input: inline, from this worker's store (its bytes, or the file that holds them: the
+   * executor reads it), or fetched from its owner.
+   */
   private async input(objectId: string, owner: string, inline: Uint8Array): Promise<Payload> {
     if (objectId === '') return { ipc: aligned(inline) };
-    const local = await this.store.local(objectId);
-    if (local instanceof Uint8Array) return { ipc: local };
-    if (local !== undefined) return { file: local.path, bytes: local.size };
-    return { ipc: await this.fetcher.fetch(owner, objectId) };
+    const local = this.store.open(objectId);
+    if (local === undefined) return { ipc: await this.fetcher.fetch(owner, objectId) };
+    return 'bytes' in local ? { ipc: local.bytes } : { file: local.path, bytes: local.size };
   }
 
   /** The path of a module bundle, fetched from the head once per hash. */

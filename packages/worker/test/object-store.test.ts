@@ -117,7 +117,7 @@ describe('ObjectStore shared-memory files', () => {
       const path = written(store, '1.arrow', bytes(300_000, 9));
       store.adopt('o', path, 300_000);
       expect(store.stats()).toMatchObject({ memoryBytes: 300_000, objects: 1 });
-      expect(await store.local('o')).toEqual({ path, size: 300_000 });
+      expect(store.open('o')).toEqual({ path, size: 300_000 });
       const got = await fetcher.fetch(`127.0.0.1:${server.port}`, 'o');
       expect(got.byteLength).toBe(300_000);
       expect(got.every((x) => x === 9)).toBe(true);
@@ -142,7 +142,7 @@ describe('ObjectStore shared-memory files', () => {
       await settle();
       expect(store.stats()).toMatchObject({ memoryBytes: 800, diskBytes: 800, spills: 1 });
       expect(existsSync(a)).toBe(false);
-      const back = (await store.local('a')) as Uint8Array;
+      const back = (await store.read('a'))!;
       expect(back.byteLength).toBe(800);
       expect(back.every((x) => x === 1)).toBe(true);
     } finally {

@@ -121,7 +121,11 @@ export function ipcStreamParts(table: Table): IpcParts | undefined {
  */
 export function writeIpcStream(table: Table): Uint8Array | undefined {
   const pieces = ipcStreamParts(table);
-  if (pieces === undefined) return undefined;
+  return pieces === undefined ? undefined : joinIpcParts(pieces);
+}
+
+/** The pieces in one buffer of their own (8-byte aligned). */
+export function joinIpcParts(pieces: IpcParts): Uint8Array {
   const out = new Uint8Array(pieces.byteLength);
   let at = 0;
   for (const p of pieces.parts) {

@@ -202,6 +202,11 @@ export function take(table: Table, indices: RowIndices): Table {
       throw new RangeError(`take: index ${i} (at position ${k}) is not a row of a table of ${n} rows; indices go from 0 to ${n - 1}`);
     }
   }
+  return gather(table, indices);
+}
+
+/** The rows at `indices`, known to be rows of the table. */
+function gather(table: Table, indices: RowIndices): Table {
   const fields = table.schema.fields;
   const children = fields.map((f) => takeColumn(table.getChild(f.name)!, indices));
   const schema = new Schema(
@@ -234,7 +239,7 @@ export function filter(table: Table, keep: Uint8Array | readonly boolean[] | ((r
   } else {
     for (let i = 0; i < n; i++) if (keep[i]) picked[m++] = i;
   }
-  return take(table, picked.subarray(0, m));
+  return gather(table, picked.subarray(0, m));
 }
 
 type TypedArrayOf = { new (n: number): NumericArray; [k: number]: unknown };
@@ -248,8 +253,7 @@ function takeColumn(vec: Vector, indices: RowIndices): Data {
       const src = vec.toArray() as NumericArray;
       if (ArrayBuffer.isView(src) && src.length === vec.length) {
         const out = new (src.constructor as unknown as TypedArrayOf)(n);
-        const from = src;
-        for (let k = 0; k < n; k++) out[k] = from[indices[k]!]!;
+        for (let k = 0; k < n; k++) out[k] = src[indices[k]!]!;
         return makeData({ type: vec.type, length: n, nullCount: 0, data: out } as Parameters<typeof makeData>[0]);
       }
     }

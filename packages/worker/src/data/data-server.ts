@@ -154,10 +154,11 @@ async function streamFile(socket: net.Socket, path: string, size: number): Promi
     const { bytesRead } = await file.read(buf, 0, n, at);
     return bytesRead === n ? buf : undefined;
   };
+  let next: Promise<Buffer | undefined> | undefined;
   try {
     socket.write(encodeDataResponseHeader(DataStatus.OK, size));
     let at = 0;
-    let next = size > 0 ? readAt(0) : undefined;
+    next = size > 0 ? readAt(0) : undefined;
     while (next !== undefined && !gone) {
       const chunk = await next;
       if (chunk === undefined) throw new Error('the file is shorter than its object');
@@ -171,6 +172,8 @@ async function streamFile(socket: net.Socket, path: string, size: number): Promi
     socket.destroy();
   } finally {
     socket.off('close', onClose);
+    // A read still under way when the peer left ends before its file closes.
+    await next?.catch(() => undefined);
     await file.close().catch(() => undefined);
   }
 }

@@ -13,17 +13,17 @@ import {
   ensureError,
   importBundleFile,
   ipcStreamParts,
+  joinIpcParts,
   isDplError,
   isTable,
   tapObservations,
-  type IpcParts,
   type Observation,
   type PipelineModule,
 } from '@dpl/core';
 import type { Table } from 'apache-arrow';
 // Only the kwargs codec: the package's index loads gRPC, which an executor never uses.
 import { decodeKwargs } from '@dpl/wire/kwargs';
-import { linkSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, rmSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { FrameChannel } from './channel';
@@ -119,46 +119,30 @@ const outFile = (shared: SharedOut): string => join(shared.dir, `${process.pid}-
  */
 function outputOf(table: Table, shared: SharedOut | undefined): Payload {
   const pieces = shared === undefined ? undefined : ipcStreamParts(table);
-  if (pieces === undefined || shared === undefined) return payloadOf(encodeIpc(table), shared);
-  if (pieces.byteLength > shared.overBytes) {
-    const file = outFile(shared);
-    try {
-      writeAllSync(file, pieces.parts);
-      return { file, bytes: pieces.byteLength };
-    } catch {
-      rmSync(file, { force: true }); // a full tmpfs: in the reply, as below
-    }
-  }
-  return { ipc: joined(pieces) };
+  if (pieces === undefined) return payloadOf(encodeIpc(table), shared);
+  return toFile(pieces.parts, pieces.byteLength, shared) ?? { ipc: joinIpcParts(pieces) };
 }
 
-/** The pieces in one buffer of their own (8-byte aligned). */
-function joined(pieces: IpcParts): Uint8Array {
-  const out = new Uint8Array(pieces.byteLength);
-  let at = 0;
-  for (const p of pieces.parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
+/** Encoded bytes as a reply carries them: large ones as a file in shared memory. */
+function payloadOf(ipc: Uint8Array, shared: SharedOut | undefined): Payload {
+  return toFile([ipc], ipc.byteLength, shared) ?? { ipc };
 }
-
 
 /**
- * An output as a reply carries it: large ones as a file in shared memory, unless that file
- * cannot be written (a full tmpfs: a container's /dev/shm is often 64 MiB), when the bytes go
- * in the reply as they would without shared memory.
+ * `bytes` bytes written as a new file in the shared folder when they are over its threshold;
+ * undefined when they go in the reply instead: small, no shared folder, or the file cannot be
+ * written (a full tmpfs: a container's /dev/shm is often 64 MiB).
  */
-function payloadOf(ipc: Uint8Array, shared: SharedOut | undefined): Payload {
-  if (shared === undefined || ipc.byteLength <= shared.overBytes) return { ipc };
+function toFile(parts: Uint8Array[], bytes: number, shared: SharedOut | undefined): Payload | undefined {
+  if (shared === undefined || bytes <= shared.overBytes) return undefined;
   const file = outFile(shared);
   try {
-    writeFileSync(file, ipc);
+    writeAllSync(file, parts);
+    return { file, bytes };
   } catch {
     rmSync(file, { force: true });
-    return { ipc };
+    return undefined;
   }
-  return { file, bytes: ipc.byteLength };
 }
 
 /** A second name for an input's file, as the output of a task that returned its input. */
@@ -216,11 +200,13 @@ async function run(m: RunCall): Promise<void> {
     // for its side effects) sends back the bytes it got instead of encoding them again.
     const same = result === input && m.inputs.length === 1 && input.numRows === decodedRows;
     let out: Payload;
-    const first = m.inputs[0]!;
-    if (same && 'file' in first && m.shared !== undefined) {
-      // The same bytes under a new name: a second link to the input's file, no copy.
-      out = linked(first.file, first.bytes, m.shared) ?? payloadOf(inputBytes[0]!, m.shared);
-    } else out = same ? payloadOf(inputBytes[0]!, m.shared) : outputOf(result, m.shared);
+    if (!same) out = outputOf(result, m.shared);
+    else {
+      // The same bytes: under a new name (a second link to the input's file, no copy) when they are a file.
+      const first = m.inputs[0]!;
+      const link = 'file' in first && m.shared !== undefined ? linked(first.file, first.bytes, m.shared) : undefined;
+      out = link ?? payloadOf(inputBytes[0]!, m.shared);
+    }
     const runUs = Math.round((performance.now() - started) * 1000);
     send({ kind: 'done', callId: m.callId, ...out, rows: result.numRows, observations: takeObservations(), runUs, stageRows });
   } catch (e) {

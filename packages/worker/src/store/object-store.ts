@@ -87,16 +87,6 @@ export class ObjectStore {
     if (this.used > this.budget) this.spill();
   }
 
-  /**
-   * Where a task on this worker reads the object from: its file in shared memory, or its bytes
-   * (read back from disk if it was spilled); undefined when not here.
-   */
-  async local(id: string): Promise<{ path: string; size: number } | Uint8Array | undefined> {
-    const e = this.objects.get(id);
-    if (e?.where === 'shared' || e?.where === 'spilling-shared') return { path: e.path, size: e.size };
-    return this.read(id);
-  }
-
   put(id: string, bytes: Uint8Array): void {
     this.delete(id);
     this.objects.set(id, { where: 'memory', bytes });
@@ -119,7 +109,11 @@ export class ObjectStore {
     }
   }
 
-  /** The object's bytes in memory, or the file that holds them; undefined when not here. */
+  /**
+   * The object's bytes in memory, or the file that holds them (spilled, or in shared memory);
+   * undefined when not here. The data server sends it from there, and a task on this worker
+   * reads it from there.
+   */
   open(id: string): StoredObject | undefined {
     const e = this.objects.get(id);
     if (e === undefined) return undefined;
