@@ -3,7 +3,11 @@
  * service's handlers directly. `dpl run` links its head, worker and client this way: the same
  * handlers, messages and codecs as over the network (every message is serialized and parsed
  * with the service's own protobuf codecs, so defaults and types are exactly what grpc-js gives),
- * but no HTTP/2, no loopback sockets and no wake-ups of the event loop per message.
+ * but no HTTP/2, no loopback sockets and no wake-ups of the event loop per message. Byte arrays
+ * of {@link BY_REFERENCE_MIN_BYTES} or more (task outputs on their way to the client) cross by
+ * reference instead: the codec would copy each twice and hand the receiver a view at an odd
+ * offset, which Arrow cannot read in place. The receiver gets a Buffer over the sender's memory;
+ * neither side writes into a message's bytes once it is sent.
  *
  * Covered: unary, client-streaming, server-streaming and bidi calls as the dpl services use
  * them: `write`/`end`/`cancel`, `pause`/`resume` with backpressure (`write` returns false past
@@ -18,7 +22,78 @@ import * as grpc from '@grpc/grpc-js';
 /** Undelivered messages past which `write()` returns false (grpc-js's object-mode default). */
 const HIGH_WATER_MARK = 16;
 
-type Item = { kind: 'msg'; bytes: Buffer } | { kind: 'end' } | { kind: 'error'; status: Partial<grpc.StatusObject> };
+/** Byte arrays at least this long cross by reference, not through the codec. */
+export const BY_REFERENCE_MIN_BYTES = 64 * 1024;
+
+/** Where a large byte array sat in a message: the keys down to it. */
+type Shared = { path: (string | number)[]; bytes: Uint8Array }[];
+
+type Item = { kind: 'msg'; bytes: Buffer; shared: Shared | undefined } | { kind: 'end' } | { kind: 'error'; status: Partial<grpc.StatusObject> };
+
+const EMPTY = new Uint8Array(0);
+
+/** Records the large byte arrays in `value` (to `depth` levels of objects and arrays). */
+function findLarge(value: unknown, path: (string | number)[], found: Shared, depth: number): void {
+  if (depth === 0 || value === null || typeof value !== 'object') return;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const v: unknown = value[i];
+      if (typeof v === 'object' && v !== null) findLarge(v, [...path, i], found, depth - 1);
+    }
+    return;
+  }
+  if (ArrayBuffer.isView(value)) return;
+  for (const key of Object.keys(value)) {
+    const v = (value as Record<string, unknown>)[key];
+    if (typeof v !== 'object' || v === null) continue;
+    if (v instanceof Uint8Array) {
+      if (v.byteLength >= BY_REFERENCE_MIN_BYTES) found.push({ path: [...path, key], bytes: v });
+    } else findLarge(v, [...path, key], found, depth - 1);
+  }
+}
+
+/** Sets the value at `path` in `root`. */
+function setAt(root: unknown, path: (string | number)[], value: unknown): void {
+  let holder = root as Record<string | number, unknown>;
+  for (let i = 0; i < path.length - 1; i++) holder = holder[path[i]!] as Record<string | number, unknown>;
+  holder[path[path.length - 1]!] = value;
+}
+
+function getAt(root: unknown, path: (string | number)[]): unknown {
+  let v = root;
+  for (const k of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<string | number, unknown>)[k];
+  }
+  return v;
+}
+
+/**
+ * A message through the codec, its large byte arrays left out (empty while it is encoded, then
+ * put back: encoding is synchronous, so nothing sees the message in between).
+ */
+function encode(serialize: grpc.serialize<unknown>, msg: unknown): Item & { kind: 'msg' } {
+  const found: Shared = [];
+  findLarge(msg, [], found, 8);
+  if (found.length === 0) return { kind: 'msg', bytes: serialize(msg), shared: undefined };
+  for (const f of found) setAt(msg, f.path, EMPTY);
+  try {
+    return { kind: 'msg', bytes: serialize(msg), shared: found };
+  } finally {
+    for (const f of found) setAt(msg, f.path, f.bytes);
+  }
+}
+
+/** The message the codec makes of `item`, with the large byte arrays put back where they were. */
+function decode(deserialize: grpc.deserialize<unknown>, item: Item & { kind: 'msg' }): unknown {
+  const value = deserialize(item.bytes);
+  for (const f of item.shared ?? []) {
+    // Only where the codec kept a field of that name: a key the message type lacks stays out.
+    const there = getAt(value, f.path);
+    if (there instanceof Uint8Array && there.byteLength === 0) setAt(value, f.path, Buffer.from(f.bytes.buffer, f.bytes.byteOffset, f.bytes.byteLength));
+  }
+  return value;
+}
 
 /**
  * One direction of a call: what the sender wrote, delivered to the receiver in order on a
@@ -110,7 +185,7 @@ class ServerCall extends EventEmitter {
     super();
     this.inbound = new Pipe(
       (item) => {
-        if (item.kind === 'msg') this.emit('data', def.requestDeserialize(item.bytes));
+        if (item.kind === 'msg') this.emit('data', decode(def.requestDeserialize, item));
         else if (item.kind === 'end') this.emit('end');
       },
       () => undefined,
@@ -129,7 +204,7 @@ class ServerCall extends EventEmitter {
 
   write(msg: unknown): boolean {
     if (this.writableEnded || this.cancelled) return false;
-    return this.toClient.push({ kind: 'msg', bytes: this.def.responseSerialize(msg) });
+    return this.toClient.push(encode(this.def.responseSerialize, msg));
   }
 
   end(): void {
@@ -163,7 +238,7 @@ class ClientCall extends EventEmitter {
     this.fromServer = new Pipe(
       (item) => {
         if (item.kind === 'msg') {
-          const value = def.responseDeserialize(item.bytes);
+          const value = decode(def.responseDeserialize, item);
           if (onMessage !== undefined) onMessage(value);
           else this.emit('data', value);
           return;
@@ -190,7 +265,7 @@ class ClientCall extends EventEmitter {
   write(msg: unknown): boolean {
     const server = this.server;
     if (server === undefined || this.over) return false;
-    return server.inbound.push({ kind: 'msg', bytes: this.def.requestSerialize(msg) });
+    return server.inbound.push(encode(this.def.requestSerialize, msg));
   }
 
   end(): void {
@@ -260,7 +335,7 @@ export function inProcessClient(service: grpc.ServiceDefinition, handlers: grpc.
         return call;
       }
       // The request crosses the codec like any message.
-      if (!def.requestStream) server.request = def.requestDeserialize(def.requestSerialize(request));
+      if (!def.requestStream) server.request = decode(def.requestDeserialize, encode(def.requestSerialize, request));
       setImmediate(() => {
         if (call.server?.cancelled) return;
         try {
