@@ -2,13 +2,18 @@
  * Large task outputs in shared memory, with real processes: an executor leaves a 2 MiB output
  * as a file in the worker's folder under --shm-dir, the next task on that worker reads it from
  * there, the file goes when the head releases the object, and a worker killed with SIGKILL
- * leaves a folder that the next worker started on the machine removes.
+ * leaves a folder that the next worker started on the machine removes. In the embedded cluster
+ * (`dpl run`), a sink's large output reaches the client from its file, and executors that can
+ * fill every core collect garbage on one thread each.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { connect } from '@dpl/client';
+import { ClusterExecutor, connect } from '@dpl/client';
 import { column, type OutputBatch } from '@dpl/core';
+import { startHead, type Head } from '@dpl/head';
+import { startWorker, type WorkerOptions } from '@dpl/worker';
 import { FIXTURES, killDplProcesses, useTempDirs, waitFor } from '../helpers/cli';
 import { startHeadProcess, startWorkerProcess, waitForWorkers } from '../helpers/cluster';
 
@@ -90,5 +95,54 @@ describe('shared-memory outputs', () => {
     // No folder of this worker in the default place either.
     const mine = `dpl-objects-${worker.child.pid}-`;
     expect(existsSync('/dev/shm') ? readdirSync('/dev/shm').filter((n) => n.startsWith(mine)) : []).toEqual([]);
+  });
+});
+
+/**
+ * Runs `fixture` for `maxBatches` batches in an embedded cluster as `dpl run` makes it (head,
+ * worker and client linked in memory); `after` reads the head before it stops.
+ */
+async function embeddedRun(fixture: string, worker: Partial<WorkerOptions>, maxBatches: number, after?: (head: Head) => void): Promise<OutputBatch[]> {
+  const head = await startHead({ host: '127.0.0.1', port: 0 });
+  const w = await startWorker({ address: head.address, token: head.token, headClient: head.inProcessClient(), ...worker });
+  try {
+    await w.registered();
+    const executor = await ClusterExecutor.load(join(FIXTURES, fixture), { address: head.address, token: head.token, maxBatches, headClient: head.inProcessClient() });
+    const out: OutputBatch[] = [];
+    for await (const b of executor.run()) out.push(b);
+    executor.close();
+    after?.(head);
+    return out;
+  } finally {
+    await w.stop();
+    await head.stop();
+  }
+}
+
+describe('the embedded cluster (dpl run: head, worker and client in one process)', () => {
+  it("hands a sink's output to the client from its shared-memory file, not through the reply", async () => {
+    const shm = await tempDir();
+    let sawFile = false;
+    let fetched = 0;
+    const watch = setInterval(() => (sawFile ||= files(shm).length > 0), 2);
+    try {
+      const out = await embeddedRun('large-sink.ts', { numCpus: 1, sharedMemoryDir: shm }, 5, (head) => (fetched = head.bytesFetched));
+      expect(out.map((b) => b.data.numRows)).toEqual(Array(5).fill(40_000));
+      const ids = out.map((b) => [...new Set(column(b.data, 'x').toArray() as Float64Array)]);
+      expect(ids.flat().sort()).toEqual([0, 1, 2, 3, 4]);
+    } finally {
+      clearInterval(watch);
+    }
+    // Each 320 KB output went to a file the head read from the worker's store in memory;
+    // before, it rode in the reply (the head fetches nothing for an inlined output).
+    expect(sawFile).toBe(true);
+    expect(fetched).toBeGreaterThanOrEqual(5 * 40_000 * 8);
+  });
+
+  it("gives executors one garbage-collection thread each where they can fill every core, else V8's default", async () => {
+    const argvWith = async (numCpus: number): Promise<string[][]> =>
+      (await embeddedRun('exec-argv.ts', { numCpus }, 2)).map((b) => String(column(b.data, 'argv').get(0)).split(' '));
+    for (const argv of await argvWith(availableParallelism())) expect(argv).toContain('--single-threaded-gc');
+    if (availableParallelism() > 1) for (const argv of await argvWith(1)) expect(argv).not.toContain('--single-threaded-gc');
   });
 });

@@ -54,6 +54,12 @@ export interface WorkerOptions {
    * @default undefined (Node's own limit)
    */
   executorMemoryMb?: number;
+  /**
+   * Node flags added to every executor's command line, e.g. `['--max-semi-space-size=32']` or
+   * `['--trace-gc']` (flags that NODE_OPTIONS refuses). @default the words of the
+   * `DPL_EXECUTOR_NODE_OPTIONS` environment variable, else none
+   */
+  executorNodeFlags?: readonly string[];
   /** First delay before reconnecting to a lost head; doubles up to `maxReconnectDelayMs`. @default 200 */
   reconnectDelayMs?: number;
   /** @default 5000 */
@@ -77,6 +83,7 @@ export interface ResolvedWorkerOptions {
   maxIdleExecutors: number;
   tls: TlsMaterial | undefined;
   executorMemoryMb: number | undefined;
+  executorNodeFlags: readonly string[];
   objectStoreMemoryMb: number;
   spillDir: string | undefined;
   sharedMemoryDir: string | undefined;
@@ -121,6 +128,12 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
   if (mem !== undefined && (typeof mem !== 'number' || !Number.isInteger(mem) || mem < 32)) {
     problems.push(`executorMemoryMb must be an integer number of MiB >= 32, got ${JSON.stringify(mem)}`);
   }
+  const flags = o.executorNodeFlags ?? (process.env.DPL_EXECUTOR_NODE_OPTIONS ?? '').split(/\s+/).filter((f) => f !== '');
+  const notFlags = Array.isArray(flags) ? flags.filter((f) => typeof f !== 'string' || !f.startsWith('-')) : [flags];
+  if (notFlags.length > 0) {
+    const from = o.executorNodeFlags === undefined ? 'DPL_EXECUTOR_NODE_OPTIONS' : 'executorNodeFlags';
+    problems.push(`${from} must be Node flags, each starting with "-" (e.g. --max-semi-space-size=32), got ${notFlags.map((f) => JSON.stringify(f)).join(', ')}`);
+  }
   const shm = o.sharedMemoryDir;
   if (shm !== undefined && shm !== false && (typeof shm !== 'string' || shm === '')) {
     problems.push(`sharedMemoryDir must be a folder path or false, got ${JSON.stringify(shm)}`);
@@ -135,6 +148,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     dataPort,
     maxIdleExecutors: o.maxIdleExecutors ?? Math.max(4, 2 * Math.ceil(resources.get(CPU) + resources.get(GPU))),
     executorMemoryMb: mem,
+    executorNodeFlags: flags,
     objectStoreMemoryMb: storeMb,
     spillDir: o.spillDir,
     sharedMemoryDir: shm === false ? undefined : (shm ?? defaultSharedMemoryDir()),

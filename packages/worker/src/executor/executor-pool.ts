@@ -89,6 +89,8 @@ export class ExecutorPool {
     private readonly maxIdle: number,
     /** Heap limit of each executor in MiB, or undefined for Node's own. */
     private readonly memoryMb?: number,
+    /** Node flags for every executor's command line. */
+    private readonly nodeFlags: readonly string[] = [],
   ) {
     this.reaper = setInterval(() => this.reapIdle(), EXECUTOR_IDLE_TIMEOUT_MS / 4);
     this.reaper.unref();
@@ -163,7 +165,7 @@ export class ExecutorPool {
   async nextSource(jobId: string, bundlePath: string, label: string, shared?: SharedOut): Promise<ExecutorResult | undefined> {
     let src = this.sources.get(jobId);
     if (src === undefined) {
-      const child = forkExecutor('', this.memoryMb);
+      const child = forkExecutor('', this.memoryMb, this.nodeFlags);
       let markReady: () => void = () => undefined;
       const created: SourceProcess = {
         child,
@@ -225,7 +227,7 @@ export class ExecutorPool {
   }
 
   private spawn(gpus: string): Executor {
-    const child = forkExecutor(gpus, this.memoryMb);
+    const child = forkExecutor(gpus, this.memoryMb, this.nodeFlags);
     let markReady: () => void = () => undefined;
     const ex: Executor = {
       child,
@@ -329,12 +331,12 @@ function callFailed(busy: { call: RunCall; attempt: number }, why: string, optio
 }
 
 /** Starts an executor process with the given GPUs visible; the cluster token is not passed on. */
-function forkExecutor(gpus: string, memoryMb: number | undefined): ChildProcess {
+function forkExecutor(gpus: string, memoryMb: number | undefined, nodeFlags: readonly string[]): ChildProcess {
   const env: NodeJS.ProcessEnv = { ...process.env, CUDA_VISIBLE_DEVICES: gpus };
   delete env.DPL_TOKEN;
   delete env.DPL_TOKEN_FILE;
   const heap = memoryMb === undefined ? [] : [`--max-old-space-size=${memoryMb}`];
-  const child = spawn(process.execPath, ['--enable-source-maps', ...heap, EXECUTOR_MAIN], {
+  const child = spawn(process.execPath, ['--enable-source-maps', ...heap, ...nodeFlags, EXECUTOR_MAIN], {
     env,
     // fd 3: the FrameChannel's socket pair.
     stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
