@@ -71,8 +71,9 @@ export async function runPipeline(args: RunArgs): Promise<number> {
   }
   // The embedded cluster: a head and one worker with this machine's resources, on loopback,
   // running the same code path as a real cluster (tasks in executor processes).
-  const loaded = await loadPipelineModule(args.module);
+  const loading = loadPipelineModule(args.module);
   if (args.info) {
+    const loaded = await loading;
     // Describing the pipeline needs the machine's resources, not running daemons.
     const capacity = resolveWorkerOptions({ address: '127.0.0.1:0', numCpus: args.numCpus, numGpus: args.numGpus, resources }).resources;
     const described = new ClusterExecutor(loaded, { address: '127.0.0.1:0', capacity, capacityHint: CAPACITY_HINT });
@@ -85,6 +86,10 @@ export async function runPipeline(args: RunArgs): Promise<number> {
   const daemonLogger = userLevel === 'warn' ? createLogger('error') : logger;
   // A fresh random token (startHead makes one): other users of this machine can see the
   // loopback ports, and must not run code as this user through them.
+  // The daemons start while the module bundles and loads: the worker's executors boot (a fork
+  // and loading arrow each) meanwhile instead of after. The module's error, if any, is thrown
+  // below, once they can be stopped.
+  loading.catch(() => undefined);
   const head = await startHead({ host: '127.0.0.1', port: 0, logger: daemonLogger, fuseTasks: args.fuseTasks });
   // Worker and client talk to the head in memory (the same messages, no loopback gRPC); the
   // worker's data server and the head's port stay up for what needs a socket.
@@ -100,6 +105,7 @@ export async function runPipeline(args: RunArgs): Promise<number> {
       logger: daemonLogger,
       headClient: head.inProcessClient(),
     });
+    const loaded = await loading;
     await worker.registered();
     executor = new ClusterExecutor(loaded, {
       address: head.address,
