@@ -5,22 +5,24 @@
  *    read three ways (Node 'data' events with a copy, Node `onread` straight into the
  *    destination, Python `recv_into` a preallocated buffer: the socket's limit here), and against
  *    Dask moving a pandas frame of the same size between its two worker processes;
+ *  - hosts: the same transfer across hosts, each end in a network namespace of its own (veth
+ *    pairs on a bridge; needs root, else skipped with the reason);
  *  - dispatch: no-op task calls per second through head → worker → executor → back, against a
  *    bare grpc-js bidi echo with the same number of calls in flight;
  *  - makespan: a DAG of sleep tasks with mixed resource requests on 3 workers, against its lower
  *    bound (total work / capacity per resource, and the critical path).
  *
- *   npm run bench:cluster [-- --mib 64 --repeats 5 --calls 2000 --batches 60 --only transfer,dispatch,makespan]
+ *   npm run bench:cluster [-- --mib 64 --repeats 5 --calls 2000 --batches 60 --only transfer,hosts,dispatch,makespan]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
+import { makeHosts, type TestNetwork } from '../test/helpers/netns';
 import { pythonPeer } from './lib';
-import net from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { connect } from '@dpl/client';
 import { startHead } from '@dpl/head';
 import { startWorker } from '@dpl/worker';
-import { ObjectFetcher } from '@dpl/wire';
 import { cpus } from 'node:os';
 
 const ROOT = join(__dirname, '..');
@@ -36,9 +38,13 @@ const median = (xs: number[]): number => {
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
-/** Starts a peer script and resolves with the words after "ready". */
-function peer(script: string, args: string[]): Promise<{ child: ChildProcess; words: string[] }> {
-  const child = spawn(process.execPath, [join(ROOT, 'bench', 'peer', script), ...args], {
+/**
+ * Starts a peer script and resolves with the words after "ready". `via` runs it through another
+ * command (`ip netns exec HOST`: in a network namespace).
+ */
+function peer(script: string, args: string[], via: string[] = []): Promise<{ child: ChildProcess; words: string[] }> {
+  const argv = [...via, process.execPath, join(ROOT, 'bench', 'peer', script), ...args];
+  const child = spawn(argv[0]!, argv.slice(1), {
     cwd: ROOT,
     stdio: ['pipe', 'pipe', 'inherit'],
   });
@@ -53,124 +59,97 @@ function peer(script: string, args: string[]): Promise<{ child: ChildProcess; wo
   });
 }
 
-function rawTcpFetch(port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1');
-    let buf: Uint8Array | undefined;
-    let at = 0;
-    let header = Buffer.alloc(0);
-    socket.on('data', (chunk: Buffer) => {
-      if (buf === undefined) {
-        header = Buffer.concat([header, chunk]);
-        if (header.length < 8) return;
-        buf = new Uint8Array(Number(header.readBigUInt64LE(0)));
-        chunk = header.subarray(8);
-      }
-      buf.set(chunk, at);
-      at += chunk.length;
-    });
-    socket.on('end', () => resolve(at));
-    socket.on('error', reject);
-  });
-}
-
-/** Node's fastest read: `onread` with the destination's next slice, so no chunk is copied. */
-function rawTcpOnread(port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const scratch = Buffer.alloc(64 * 1024);
-    let dest: Buffer | undefined;
-    let at = 0;
-    let header = Buffer.alloc(0);
-    const socket = net.connect({
-      port,
-      host: '127.0.0.1',
-      onread: {
-        buffer: () => (dest === undefined || at >= dest.byteLength ? scratch : dest.subarray(at)),
-        callback: (n: number, buf: Uint8Array): boolean => {
-          if (dest === undefined) {
-            header = Buffer.concat([header, buf.subarray(0, n)]);
-            if (header.length < 8) return true;
-            dest = Buffer.allocUnsafe(Number(header.readBigUInt64LE(0)));
-            const rest = header.subarray(8);
-            rest.copy(dest, 0);
-            at = rest.length;
-          } else at += n;
-          return true;
-        },
-      },
-    });
-    socket.on('end', () => resolve(at));
-    socket.on('error', reject);
-  });
-}
-
 /** Runs a Python peer that prints one JSON line with `times_ms`, or says why it could not. */
-async function pythonTimes(script: string, args: string[]): Promise<{ times: number[]; version?: string } | { skipped: string }> {
+async function pythonTimes(script: string, args: string[], via: string[] = []): Promise<{ times: number[]; version?: string } | { skipped: string }> {
   try {
-    const { json } = await pythonPeer<{ times_ms: number[]; version?: string }>(script, args);
+    const { json } = await pythonPeer<{ times_ms: number[]; version?: string }>(script, args, via);
     return { times: json.times_ms, version: json.version };
   } catch (e) {
     return { skipped: String((e as Error).message).split('\n')[0]!.slice(0, 120) };
   }
 }
 
-async function transfer(mib: number, repeats: number): Promise<string[][]> {
-  const { child, words } = await peer('data-peer.js', [String(mib)]);
+/** Where a transfer's two ends run: the serving end listens on `serverHost`. */
+interface Ends {
+  title: string;
+  serverHost: string;
+  serverVia: string[];
+  readerVia: string[];
+}
+
+/**
+ * One transfer table: bench/peer/data-peer.js serves the bytes (a dpl data server, and raw TCP);
+ * bench/peer/fetch-peer.js and bench/peer/tcp_recv_into.py read them at the other end.
+ */
+async function transferBetween(mib: number, repeats: number, ends: Ends): Promise<{ rows: string[][]; dplMs: number }> {
+  const { child, words } = await peer('data-peer.js', [String(mib), ends.serverHost], ends.serverVia);
   const [dataPort, tcpPort, size, shm] = words.map(Number) as [number, number, number, number];
-  const fetcher = new ObjectFetcher(undefined);
-  const dpl: number[] = [];
-  const dplShm: number[] = [];
-  const tcp: number[] = [];
-  const onread: number[] = [];
+  let reads: { dpl: number[]; dpl_shm: number[]; data: number[]; onread: number[] };
   let python: Awaited<ReturnType<typeof pythonTimes>>;
   try {
-    for (let i = 0; i < repeats + 1; i++) {
-      let t0 = performance.now();
-      const got = await fetcher.fetch(`127.0.0.1:${dataPort}`, 'big');
-      const a = performance.now() - t0;
-      t0 = performance.now();
-      const n = await rawTcpFetch(tcpPort);
-      const b = performance.now() - t0;
-      t0 = performance.now();
-      const m = await rawTcpOnread(tcpPort);
-      const c = performance.now() - t0;
-      t0 = performance.now();
-      const fromFile = shm === 1 ? await fetcher.fetch(`127.0.0.1:${dataPort}`, 'big-shm') : got;
-      const d = performance.now() - t0;
-      if (got.byteLength !== size || n !== size || m !== size || fromFile.byteLength !== size) throw new Error('short transfer');
-      if (i > 0) {
-        dpl.push(a);
-        if (shm === 1) dplShm.push(d);
-        tcp.push(b);
-        onread.push(c);
-      }
-    }
-    python = await pythonTimes('tcp_recv_into.py', ['--port', String(tcpPort), '--repeats', String(repeats)]);
+    const argv = [...ends.readerVia, process.execPath, join(ROOT, 'bench', 'peer', 'fetch-peer.js')];
+    const { stdout } = await promisify(execFile)(argv[0]!, [
+      ...argv.slice(1),
+      ...['--data', `${ends.serverHost}:${dataPort}`, '--tcp', `${ends.serverHost}:${tcpPort}`, '--bytes', String(size), '--shm', String(shm), '--repeats', String(repeats)],
+    ], { cwd: ROOT });
+    reads = JSON.parse(stdout.trim().split('\n').pop()!) as typeof reads;
+    python = await pythonTimes('tcp_recv_into.py', ['--host', ends.serverHost, '--port', String(tcpPort), '--repeats', String(repeats)], ends.readerVia);
   } finally {
-    fetcher.close();
     child.stdin!.end();
   }
-  const dask = await pythonTimes('dask_transfer.py', ['--mib', String(mib), '--repeats', String(repeats)]);
   const rate = (ms: number) => ((size / 1024 / 1024) / (ms / 1000)).toFixed(0);
   const row = (name: string, times: number[]) => [name, `${median(times).toFixed(1)} ms`, `${rate(median(times))} MiB/s`];
   const rows = [
-    row(`transfer ${mib} MiB, dpl data plane (worker data server)`, dpl),
-    ...(dplShm.length > 0 ? [row(`  the same, served from a shared-memory file (a task output)`, dplShm)] : []),
-    row(`  raw TCP, Node 'data' events + copy`, tcp),
-    row(`  raw TCP, Node onread into the destination`, onread),
+    row(`${ends.title}: dpl data plane (worker data server)`, reads.dpl),
+    ...(reads.dpl_shm.length > 0 ? [row(`  the same, served from a shared-memory file (a task output)`, reads.dpl_shm)] : []),
+    row(`  raw TCP, Node 'data' events + copy`, reads.data),
+    row(`  raw TCP, Node onread into the destination`, reads.onread),
   ];
-  const limits = [median(tcp), median(onread)];
+  const limits = [median(reads.data), median(reads.onread)];
   if ('times' in python) {
     rows.push(row(`  raw TCP, Python recv_into a preallocated buffer (the socket's limit)`, python.times));
     limits.push(median(python.times));
   } else rows.push(['  raw TCP, Python recv_into', 'skipped', python.skipped]);
   const fastest = Math.min(...limits);
-  rows.push(['ratio dpl / fastest raw TCP reader (goal >= 80%)', '', `${((fastest / median(dpl)) * 100).toFixed(0)}%`]);
+  rows.push(['ratio dpl / fastest raw TCP reader (goal >= 80%)', '', `${((fastest / median(reads.dpl)) * 100).toFixed(0)}%`]);
+  return { rows, dplMs: median(reads.dpl) };
+}
+
+/** On this host, over loopback, with Dask moving the same bytes between its two workers. */
+async function transfer(mib: number, repeats: number): Promise<string[][]> {
+  const { rows, dplMs } = await transferBetween(mib, repeats, { title: `transfer ${mib} MiB on one host`, serverHost: '127.0.0.1', serverVia: [], readerVia: [] });
+  const dask = await pythonTimes('dask_transfer.py', ['--mib', String(mib), '--repeats', String(repeats)]);
   if ('times' in dask) {
-    rows.push(row(`  Dask ${dask.version ?? ''}, pandas frame between its 2 worker processes`, dask.times));
-    rows.push(['ratio dpl / Dask (goal >= 100%)', '', `${((median(dask.times) / median(dpl)) * 100).toFixed(0)}%`]);
+    const size = mib * 1024 * 1024;
+    rows.push([`  Dask ${dask.version ?? ''}, pandas frame between its 2 worker processes`, `${median(dask.times).toFixed(1)} ms`, `${((size / 1024 / 1024) / (median(dask.times) / 1000)).toFixed(0)} MiB/s`]);
+    rows.push(['ratio dpl / Dask (goal >= 100%)', '', `${((median(dask.times) / dplMs) * 100).toFixed(0)}%`]);
   } else rows.push(['  Dask, 2 worker processes', 'skipped', dask.skipped]);
   return rows;
+}
+
+/**
+ * Across hosts: each end in a network namespace of its own, joined by veth pairs on a bridge
+ * (a real network path through the kernel's network stack, not loopback). Needs root.
+ */
+async function transferAcrossHosts(mib: number, repeats: number): Promise<string[][]> {
+  let net: TestNetwork;
+  try {
+    net = makeHosts(2);
+  } catch (e) {
+    return [[`transfer ${mib} MiB across hosts`, 'skipped', String((e as Error).message).slice(0, 120)]];
+  }
+  try {
+    const [a, b] = net.hosts as [TestNetwork['hosts'][0], TestNetwork['hosts'][0]];
+    const { rows } = await transferBetween(mib, repeats, {
+      title: `transfer ${mib} MiB across hosts (network namespaces, veth + bridge)`,
+      serverHost: a.ip,
+      serverVia: ['ip', 'netns', 'exec', a.name],
+      readerVia: ['ip', 'netns', 'exec', b.name],
+    });
+    return rows;
+  } finally {
+    net.destroy();
+  }
 }
 
 /** The same raw-bytes bidi method as bench/peer/echo-peer.js. */
@@ -315,9 +294,10 @@ async function main(): Promise<void> {
   const calls = arg('calls', 2000);
   process.stdout.write(`bench:cluster: ${repeats} timed repeats after 1 warm-up; ${cpus().length} cores (${cpus()[0]?.model ?? '?'})\n\n`);
   const i = process.argv.indexOf('--only');
-  const only = i >= 0 ? (process.argv[i + 1] ?? '').split(',') : ['transfer', 'dispatch', 'makespan'];
+  const only = i >= 0 ? (process.argv[i + 1] ?? '').split(',') : ['transfer', 'hosts', 'dispatch', 'makespan'];
   const rows: string[][] = [];
   if (only.includes('transfer')) rows.push(...(await transfer(mib, repeats)));
+  if (only.includes('hosts')) rows.push(...(await transferAcrossHosts(mib, repeats)));
   if (only.includes('dispatch')) rows.push(...(await dispatch(calls, Math.min(repeats, 3))));
   if (only.includes('makespan')) rows.push(...(await makespan(arg('batches', 60))));
   process.stdout.write(`${table(rows)}\n`);

@@ -7,12 +7,13 @@ import { promisify } from 'node:util';
 export const PYTHON = process.env.DPL_BENCH_PYTHON ?? '/usr/bin/python3';
 
 /**
- * Runs a peer script of bench/peer/ with {@link PYTHON}; returns the JSON of the last line it
- * prints and the wall time.
+ * Runs a peer script of bench/peer/ with {@link PYTHON} (through `via`, e.g. `ip netns exec H`,
+ * when given); returns the JSON of the last line it prints and the wall time.
  */
-export async function pythonPeer<T>(script: string, args: string[]): Promise<{ json: T; wallS: number }> {
+export async function pythonPeer<T>(script: string, args: string[], via: string[] = []): Promise<{ json: T; wallS: number }> {
   const t0 = performance.now();
-  const { stdout } = await promisify(execFile)(PYTHON, [join(__dirname, 'peer', script), ...args], { maxBuffer: 16 << 20 });
+  const argv = [...via, PYTHON, join(__dirname, 'peer', script), ...args];
+  const { stdout } = await promisify(execFile)(argv[0]!, argv.slice(1), { maxBuffer: 16 << 20 });
   return { json: JSON.parse(stdout.trim().split('\n').pop()!) as T, wallS: (performance.now() - t0) / 1000 };
 }
 

@@ -2,6 +2,7 @@
 // data server (the worker's data-plane server) and a raw TCP socket that writes the same bytes
 // to every connection. The data server has it twice: as bytes in memory ('big') and, where
 // /dev/shm exists, as a file in shared memory as executors leave large task outputs ('big-shm').
+// Listens on HOST (default 127.0.0.1: `node bench/peer/data-peer.js MIB [HOST]`).
 // Prints "ready <dataPort> <tcpPort> <bytes> <shm 1|0>" on stdout.
 'use strict';
 const { existsSync, writeFileSync } = require('node:fs');
@@ -12,6 +13,7 @@ const { encodeIpc } = require('@dpl/core');
 const { Table, makeVector } = require('apache-arrow');
 
 const mib = Number(process.argv[2] ?? 64);
+const host = process.argv[3] ?? '127.0.0.1';
 const table = new Table({ x: makeVector(new Float64Array((mib * 1024 * 1024) / 8).fill(1.5)) });
 const bytes = encodeIpc(table);
 const shm = existsSync('/dev/shm');
@@ -24,14 +26,14 @@ if (shm) {
 }
 
 (async () => {
-  const data = await startDataServer(store, '127.0.0.1', undefined);
+  const data = await startDataServer(store, host, undefined);
   const tcp = net.createServer((socket) => {
     const header = Buffer.alloc(8);
     header.writeBigUInt64LE(BigInt(bytes.byteLength));
     socket.write(header);
     socket.end(bytes);
   });
-  tcp.listen(0, '127.0.0.1', () => {
+  tcp.listen(0, host, () => {
     process.stdout.write(`ready ${data.port} ${tcp.address().port} ${bytes.byteLength} ${shm ? 1 : 0}\n`);
   });
   const quit = () => {
