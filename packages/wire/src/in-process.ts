@@ -32,13 +32,19 @@ type Item = { kind: 'msg'; bytes: Buffer; shared: Shared | undefined } | { kind:
 
 const EMPTY = new Uint8Array(0);
 
-/** Records the large byte arrays in `value` (to `depth` levels of objects and arrays). */
-function findLarge(value: unknown, path: (string | number)[], found: Shared, depth: number): void {
-  if (depth === 0 || value === null || typeof value !== 'object') return;
+/**
+ * Records the large byte arrays in `value` (to `depth` levels of objects and arrays). `path` is
+ * the way down to `value`, one stack for the whole walk: copied only where an array is found.
+ */
+function findLarge(value: object, path: (string | number)[], found: Shared, depth: number): void {
+  if (depth === 0) return;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
       const v: unknown = value[i];
-      if (typeof v === 'object' && v !== null) findLarge(v, [...path, i], found, depth - 1);
+      if (typeof v !== 'object' || v === null) continue;
+      path.push(i);
+      findLarge(v, path, found, depth - 1);
+      path.pop();
     }
     return;
   }
@@ -46,9 +52,11 @@ function findLarge(value: unknown, path: (string | number)[], found: Shared, dep
   for (const key of Object.keys(value)) {
     const v = (value as Record<string, unknown>)[key];
     if (typeof v !== 'object' || v === null) continue;
+    path.push(key);
     if (v instanceof Uint8Array) {
-      if (v.byteLength >= BY_REFERENCE_MIN_BYTES) found.push({ path: [...path, key], bytes: v });
-    } else findLarge(v, [...path, key], found, depth - 1);
+      if (v.byteLength >= BY_REFERENCE_MIN_BYTES) found.push({ path: [...path], bytes: v });
+    } else findLarge(v, path, found, depth - 1);
+    path.pop();
   }
 }
 
@@ -74,7 +82,7 @@ function getAt(root: unknown, path: (string | number)[]): unknown {
  */
 function encode(serialize: grpc.serialize<unknown>, msg: unknown): Item & { kind: 'msg' } {
   const found: Shared = [];
-  findLarge(msg, [], found, 8);
+  if (typeof msg === 'object' && msg !== null) findLarge(msg, [], found, 8);
   if (found.length === 0) return { kind: 'msg', bytes: serialize(msg), shared: undefined };
   for (const f of found) setAt(msg, f.path, EMPTY);
   try {
