@@ -87,6 +87,7 @@ export { detectGpus } from './executor/gpus';
 export { capacityProblems } from './executor/capacity';
 export { OutputQueue } from './executor/output-queue';
 export { splitTable, concatTables, assign, column, isTable, sameSchema, take, filter } from './data/table';
+export { isOwnTable, ownTable } from './data/adopt';
 export { strings, utf8Vector } from './data/strings';
 export { compactTable, COMPACT_MAX_BYTES } from './data/compact';
 export type { ColumnInput, NumericArray, RowIndices } from './data/table';

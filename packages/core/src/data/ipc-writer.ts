@@ -14,6 +14,7 @@
 import { Message, Type, type Schema, type Table } from 'apache-arrow';
 import { RecordBatch as RecordBatchHeader } from 'apache-arrow/ipc/metadata/message';
 import { VectorAssembler } from 'apache-arrow/visitor/vectorassembler';
+import { ownTable } from './adopt';
 
 /** Types whose `toString()` names every parameter that changes their encoding. */
 const FLAT_TYPES = new Set<Type>([
@@ -83,7 +84,8 @@ const ZEROS = new Uint8Array(64);
  * gathering them into one buffer first; undefined for a table it leaves to `tableToIPC`. The
  * pieces joined are the bytes of {@link writeIpcStream}.
  */
-export function ipcStreamParts(table: Table): IpcParts | undefined {
+export function ipcStreamParts(of: Table): IpcParts | undefined {
+  const table = ownTable(of);
   if (table.batches.length === 0) return undefined;
   const key = schemaKey(table.schema);
   if (key === undefined) return undefined;

@@ -2,6 +2,7 @@
  * Arrow IPC stream encoding, the format batches travel in between processes.
  */
 import { tableFromIPC, tableToIPC, type Table } from 'apache-arrow';
+import { ownTable } from './adopt';
 import { readIpcStream } from './ipc-reader';
 import { writeIpcStream } from './ipc-writer';
 
@@ -9,7 +10,9 @@ import { writeIpcStream } from './ipc-writer';
  * Encodes a table as Arrow IPC *stream* bytes. The result starts at an 8-byte-aligned offset
  * of its own buffer, so {@link decodeIpc} on the same bytes is zero-copy.
  */
-export function encodeIpc(table: Table): Uint8Array {
+export function encodeIpc(of: Table): Uint8Array {
+  // arrow's own writer writes a table of another copy of arrow into bytes nobody can read.
+  const table = ownTable(of);
   const bytes = writeIpcStream(table) ?? tableToIPC(table, 'stream');
   return bytes.byteOffset % 8 === 0 ? bytes : alignedCopy(bytes);
 }

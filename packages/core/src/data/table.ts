@@ -17,6 +17,7 @@ import {
   type Data,
 } from 'apache-arrow';
 import { utf8Vector } from './strings';
+import { ownTable } from './adopt';
 
 /** A typed array that becomes an Arrow column without a copy. */
 export type NumericArray =
@@ -77,7 +78,7 @@ function schemaText(s: Schema): string {
  * @throws TypeError when two non-empty tables have different schemas.
  */
 export function concatTables(tables: readonly Table[]): Table {
-  const nonEmpty = tables.filter((t) => t.numRows > 0);
+  const nonEmpty = tables.filter((t) => t.numRows > 0).map(ownTable);
   const first = nonEmpty[0];
   if (first === undefined) return tables[0] ?? new Table();
   for (const t of nonEmpty) {
@@ -127,7 +128,8 @@ function toVector(name: string, value: ColumnInput, rows: number): Vector {
  * ```
  * @throws TypeError when a column's length differs from the table's row count.
  */
-export function assign(table: Table, columns: Record<string, ColumnInput>): Table {
+export function assign(of: Table, columns: Record<string, ColumnInput>): Table {
+  const table = ownTable(of);
   const rows = table.numRows;
   const added = new Map<string, Vector>();
   for (const [name, value] of Object.entries(columns)) added.set(name, toVector(name, value, rows));
@@ -206,7 +208,8 @@ export function take(table: Table, indices: RowIndices): Table {
 }
 
 /** The rows at `indices`, known to be rows of the table. */
-function gather(table: Table, indices: RowIndices): Table {
+function gather(of: Table, indices: RowIndices): Table {
+  const table = ownTable(of);
   const fields = table.schema.fields;
   const children = fields.map((f) => takeColumn(table.getChild(f.name)!, indices));
   const schema = new Schema(

@@ -5,6 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { Table, Utf8, makeVector, vectorFromArray, type Vector } from 'apache-arrow';
+import { ownTable } from '../data/adopt';
 import { concatTables, isTable } from '../data/table';
 import { DplError, DplErrorCode, TaskError, ensureError } from '../errors';
 import { DEFAULT_RETRY_BACKOFF_MS, callFailureMessage, failedCall } from './run-policy';
@@ -273,7 +274,7 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
       );
       return;
     } else {
-      this.scheduler.addSourceBatch(result.value, result.value.numRows);
+      this.scheduler.addSourceBatch(ownTable(result.value), result.value.numRows);
     }
     this.pump();
   }
@@ -292,7 +293,8 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
       if (!isTable(result)) {
         throw new TypeError(`returned ${describe(result)}, not an Arrow Table; a task must return a Table`);
       }
-      output = result;
+      // A table of the script's own apache-arrow (its ESM build, another install) becomes dpl's.
+      output = ownTable(result);
     } catch (e) {
       const err = ensureError(e);
       const inputIds = [...new Set(call.inputs.map((s) => s.ref.id))];

@@ -16,6 +16,7 @@ import {
   joinIpcParts,
   isDplError,
   isTable,
+  ownTable,
   tapObservations,
   type Observation,
   type PipelineModule,
@@ -192,7 +193,7 @@ async function run(m: RunCall): Promise<void> {
       if (task === undefined) throw new Error(`module ${m.label} has no task named ${JSON.stringify(step.task)}`);
       const out: unknown = await task.fn(result, kwargsOf(m.jobId, step.task, step.kwargs));
       if (!isTable(out)) throw new TypeError(`returned ${describe(out)}, not an Arrow Table; a task must return a Table`);
-      result = out;
+      result = ownTable(out);
       stageRows?.push(out.numRows);
       if (out.numRows === 0) break;
     }
@@ -244,7 +245,7 @@ async function nextSource(m: NextSource): Promise<void> {
     if (!isTable(r.value)) {
       throw new TypeError(`the generator yielded ${describe(r.value)}, not an Arrow Table; yield apache-arrow Tables`);
     }
-    send({ kind: 'source-batch', jobId: m.jobId, ...outputOf(r.value, m.shared), rows: r.value.numRows });
+    send({ kind: 'source-batch', jobId: m.jobId, ...outputOf(ownTable(r.value), m.shared), rows: r.value.numRows });
   } catch (e) {
     const err = ensureError(e);
     send({ kind: 'failed', callId: `source:${m.jobId}`, code: DplErrorCode.TASK_FAILED, message: `the generator threw: ${err.message}`, stack: err.stack ?? '' });
