@@ -41,6 +41,10 @@ export interface RunDplOptions {
   env?: Record<string, string | undefined>;
   /** A command that runs node for it, e.g. `['prlimit', '--nofile=256']`. */
   prefix?: string[];
+  /** Where it runs. @default the repository root */
+  cwd?: string;
+  /** What runs instead of `node packages/cli/dist/main.js` (args follow it), e.g. an installed `dpl`. */
+  command?: string[];
 }
 
 /** A `dpl` process that was started and may still be running. */
@@ -65,15 +69,15 @@ export function fixture(name: string): string {
  * is killed with SIGKILL after `timeoutMs`, and by {@link killDplProcesses}.
  */
 export function startDpl(args: string[], opts: RunDplOptions = {}): DplProcess {
-  if (!existsSync(DPL_MAIN)) {
+  if (opts.command === undefined && !existsSync(DPL_MAIN)) {
     throw new Error(`${DPL_MAIN} does not exist; run \`npm run build\` before the e2e tests`);
   }
   const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: '1', FORCE_COLOR: undefined };
   for (const [k, v] of Object.entries(opts.env ?? {})) env[k] = v;
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
-  const [command, ...rest] = [...(opts.prefix ?? []), process.execPath, DPL_MAIN, ...args] as [string, ...string[]];
+  const [command, ...rest] = [...(opts.prefix ?? []), ...(opts.command ?? [process.execPath, DPL_MAIN]), ...args] as [string, ...string[]];
   const child = spawn(command, rest, {
-    cwd: REPO_ROOT,
+    cwd: opts.cwd ?? REPO_ROOT,
     env: env as NodeJS.ProcessEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

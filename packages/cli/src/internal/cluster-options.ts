@@ -43,7 +43,7 @@ export function withTokenOptions<T>(y: Argv<T>): Argv<T & { token?: string; toke
 
 /** Where the daemons of this user on this machine keep their records: DPL_RUN_DIR, else ~/.dpl/run. */
 export function runDir(): string {
-  return process.env.DPL_RUN_DIR ?? defaultRunDir();
+  return defaultRunDir();
 }
 
 /**

@@ -12,7 +12,7 @@
  */
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultRunDir, ensurePrivateDir, privateDir, readPrivateFile, writePrivateFile } from '@dpl/core';
+import { defaultRunDir, dplHomeDir, ensurePrivateDir, privateDir, readPrivateFile, writePrivateFile } from '@dpl/core';
 import { isLoopbackHost } from '@dpl/wire';
 
 /** One running daemon, as its record says. */
@@ -50,7 +50,8 @@ export function processStartTime(pid: number | 'self'): string | undefined {
 
 /** Makes the run folder private (and `~/.dpl` with it, for the default one). */
 function ensureRunDir(runDir: string): string {
-  return runDir === defaultRunDir() ? privateDir('run') : ensurePrivateDir(runDir);
+  // ~/.dpl/run: ~/.dpl is made private too. Elsewhere (DPL_RUN_DIR) only the folder itself.
+  return runDir === join(dplHomeDir(), 'run') ? privateDir('run') : ensurePrivateDir(runDir);
 }
 
 /**

@@ -130,7 +130,10 @@ export function privateDir(name: string, base = dplHomeDir()): string {
   return ensurePrivateDir(join(base, name));
 }
 
-/** Where running daemons leave their records by default: `<dplHomeDir>/run` (not created here). */
+/**
+ * Where running daemons leave their records: `DPL_RUN_DIR`, else `<dplHomeDir>/run` (not created
+ * here). The CLI and the SDK read the same one.
+ */
 export function defaultRunDir(): string {
-  return join(dplHomeDir(), 'run');
+  return process.env.DPL_RUN_DIR ?? join(dplHomeDir(), 'run');
 }
