@@ -5,21 +5,21 @@
  * The other tasks run anywhere.
  *
  *   node examples/make-bigdb.js data/bigdb/bigdb.duckdb 100000
- *   npx dpl run examples/bigdb.ts -n 20 --resources '{"bigdb":1}' -c db_path=data/bigdb/bigdb.duckdb
+ *   npx --no dpl run examples/bigdb.ts -n 20 --resources '{"bigdb":1}' -c db_path=data/bigdb/bigdb.duckdb
  *   # on a cluster: dpl worker start --address HEAD --resources '{"bigdb":1}' on the database's machine, then
- *   npx dpl submit examples/bigdb.ts --address HEAD -n 20 -c db_path=/data/bigdb.duckdb -o out/
+ *   npx --no dpl submit examples/bigdb.ts --address HEAD -n 20 -c db_path=/data/bigdb.duckdb -o out/
  */
-import { PipelineGraph, PipelineTask, assign, column, loadPackage } from '@dpl/core';
+import { PipelineGraph, PipelineTask, assign, column } from '@dpl/core';
 import { Table, makeVector } from 'apache-arrow';
-import type * as Duck from '@duckdb/node-api';
+// A native package, imported as anywhere else: dpl leaves it out of the bundle, and a worker
+// loads it from this project's folder when it has it, else installs it into its cache.
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 
 /** One connection per executor process and database file, opened on first use. */
-const connections = new Map<string, Promise<Duck.DuckDBConnection>>();
-function connection(path: string): Promise<Duck.DuckDBConnection> {
+const connections = new Map<string, Promise<DuckDBConnection>>();
+function connection(path: string): Promise<DuckDBConnection> {
   let c = connections.get(path);
   if (c === undefined) {
-    // A native package: loaded from dpl's installation on the worker, not bundled.
-    const { DuckDBInstance } = loadPackage<typeof Duck>('@duckdb/node-api');
     c = DuckDBInstance.create(path, { access_mode: 'READ_ONLY' }).then((db) => db.connect());
     connections.set(path, c);
   }

@@ -4,8 +4,8 @@
  * and maximum (the other sink). Written with -o, each sink gets its own hive folder:
  * out/task=flag/… and out/task=summarize/… (read both with DuckDB's hive_partitioning).
  *
- *   npx dpl run examples/branching.ts -n 100 -o out/
- *   npx dpl run examples/branching.ts -n 100 -s flag.kwargs.threshold=0.9
+ *   npx --no dpl run examples/branching.ts -n 100 -o out/
+ *   npx --no dpl run examples/branching.ts -n 100 -s flag.kwargs.threshold=0.9
  */
 import { PipelineGraph, PipelineTask, assign, column } from '@dpl/core';
 import { Table, makeVector } from 'apache-arrow';

@@ -4,7 +4,7 @@
  * CUDA_VISIBLE_DEVICES. Where no worker has a GPU, dpl refuses it with the task and the resource
  * named (at once for `dpl run`, after --infeasible-timeout-ms on a cluster).
  *
- *   npx dpl run examples/gpu.ts -n 10 --num-gpus 1
+ *   npx --no dpl run examples/gpu.ts -n 10 --num-gpus 1
  */
 import { PipelineGraph, PipelineTask, assign, column } from '@dpl/core';
 import type { Table } from 'apache-arrow';

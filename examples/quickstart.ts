@@ -2,8 +2,8 @@
  * dplutils' README pipeline in dpl: generate a random `sample` per row, `round` it in batches of
  * 10 rows to `decimals` places, and compute the `residual`.
  *
- *   npx dpl run examples/quickstart.ts -n 100 -o out/
- *   npx dpl run examples/quickstart.ts -n 100 -s round.kwargs.decimals=3
+ *   npx --no dpl run examples/quickstart.ts -n 100 -o out/
+ *   npx --no dpl run examples/quickstart.ts -n 100 -s round.kwargs.decimals=3
  */
 import { PipelineGraph, PipelineTask, assign, column } from '@dpl/core';
 import type { Table } from 'apache-arrow';

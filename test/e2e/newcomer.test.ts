@@ -1,12 +1,14 @@
 /**
  * The newcomer's path, as a user outside this repository takes it: the packages packed as
  * tarballs (`npm run pack` does the same), installed into a new project in a temp folder with a
- * package of its own, then `dpl` from that project's PATH, a CommonJS and an ES-module SDK
- * script, and a head with a worker started from the project, all with the installed code.
+ * package of its own and a native one (DuckDB's), then `dpl` from that project's PATH, a
+ * CommonJS, an ES-module and (Node 22.18+) a TypeScript SDK script, and a head with a worker
+ * started from the project, the worker installing the native package into its own cache.
  */
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import { REPO_ROOT, killDplProcesses, startDpl, waitFor } from '../helpers/cli';
@@ -45,14 +47,31 @@ console.log(JSON.stringify(out.sort()));
 ${exportStyle === 'esm' ? '' : '})().catch((e) => { console.error(e); process.exit(1); });'}
 `;
 
+/** A module importing a native package (DuckDB's) from the project, as a user writes it. */
+const DUCK_PIPELINE = `
+import { PipelineGraph, PipelineTask, column } from '@dpl/core';
+import { tableFromArrays } from 'apache-arrow';
+import { DuckDBInstance } from '@duckdb/node-api';
+
+const db = DuckDBInstance.create(':memory:');
+export default new PipelineGraph([
+  new PipelineTask('ask', async (df) => {
+    const id = Number(column(df, 'id').get(0));
+    const rows = (await (await (await db).connect()).runAndReadAll(\`select \${id} + 40 as answer\`)).getRows();
+    return tableFromArrays({ answer: Int32Array.of(Number(rows[0]![0])) });
+  }),
+]);
+`;
+
 const CLUSTER_SCRIPT = `
 import { connect } from '@dpl/client';
 const cluster = await connect(process.argv[2]);
-const run = await cluster.submit('./pipeline.ts', { maxBatches: 4 });
-const labels = [];
-for await (const b of run) labels.push(String(b.data.getChild('label').get(0)));
+const [module, column] = [process.argv[3] ?? './pipeline.ts', process.argv[4] ?? 'label'];
+const run = await cluster.submit(module, { maxBatches: 4 });
+const values = [];
+for await (const b of run) values.push(String(b.data.getChild(column).get(0)));
 await cluster.close();
-console.log(JSON.stringify(labels.sort()));
+console.log(JSON.stringify(values.sort()));
 `;
 
 beforeAll(async () => {
@@ -65,10 +84,15 @@ beforeAll(async () => {
   await writeFile(join(project, 'vendor', 'shout', 'package.json'), JSON.stringify({ name: 'shout', version: '1.0.0', main: 'index.js' }));
   await writeFile(join(project, 'vendor', 'shout', 'index.js'), "module.exports = (s) => s.toUpperCase() + '!';\n");
   await writeFile(join(project, 'pipeline.ts'), PIPELINE);
+  await writeFile(join(project, 'duck.ts'), DUCK_PIPELINE);
   await writeFile(join(project, 'sdk.cjs'), `const { LocalExecutor, PipelineGraph, PipelineTask } = require('@dpl/core');\nconst { tableFromArrays } = require('apache-arrow');\n${sdkBody('cjs')}`);
   await writeFile(join(project, 'sdk.mjs'), `import { LocalExecutor, PipelineGraph, PipelineTask } from '@dpl/core';\nimport { tableFromArrays } from 'apache-arrow';\n${sdkBody('esm')}`);
   await writeFile(join(project, 'cluster.mjs'), CLUSTER_SCRIPT);
-  await exec('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', ...tarballs, 'apache-arrow@^21.2.0', './vendor/shout'], {
+  await writeFile(
+    join(project, 'sdk.mts'),
+    `import { LocalExecutor, PipelineGraph, PipelineTask } from '@dpl/core';\nimport { tableFromArrays, type Table } from 'apache-arrow';\nconst typed: (t: Table) => number = (t) => t.numRows;\nvoid typed;\n${sdkBody('esm')}`,
+  );
+  await exec('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', ...tarballs, 'apache-arrow@^21.2.0', '@duckdb/node-api@1.5.6-r.1', './vendor/shout'], {
     cwd: project,
     maxBuffer: 64 << 20,
   });
@@ -98,6 +122,14 @@ describe('a new project that installs the packed packages', () => {
     }
   }, 60_000);
 
+  // Node 22.18+ and 24 run a .ts script as it is (type stripping); Node 20 needs a loader.
+  const [major, minor] = process.versions.node.split('.').map(Number) as [number, number];
+  const strips = major > 22 || (major === 22 && minor >= 18);
+  (strips ? it : it.skip)('runs a TypeScript SDK script with node itself (type stripping)', async () => {
+    const { stdout } = await exec(process.execPath, ['sdk.mts'], { cwd: project, env: { ...process.env, ...env } });
+    expect(JSON.parse(stdout.trim().split('\n').pop()!)).toEqual(['0+1', '2+3']);
+  }, 60_000);
+
   it('submits its module to a head and a worker started from the project', async () => {
     const head = startDpl(['head', 'start', '--port', '0', '--dashboard-port', '0'], { command: ['dpl'], cwd: project, env, timeoutMs: 120_000 });
     let address = '';
@@ -109,8 +141,21 @@ describe('a new project that installs the packed packages', () => {
       { timeoutMs: 20_000, what: 'the head to listen' },
     );
     expect(address).not.toBe('');
-    startDpl(['worker', 'start', '--address', address, '--num-cpus', '2'], { command: ['dpl'], cwd: project, env, timeoutMs: 120_000 });
-    const { stdout } = await exec(process.execPath, ['cluster.mjs', address], { cwd: project, env: { ...process.env, ...env }, timeout: 60_000 });
-    expect(JSON.parse(stdout.trim())).toEqual(['BATCH 0!', 'BATCH 1!', 'BATCH 2!', 'BATCH 3!']);
+    // The worker does not use the project's folder for native packages: it installs them into
+    // its own cache (a fresh home here), as a worker on another machine does.
+    const home = join(project, 'worker-home');
+    await mkdir(home);
+    const workerEnv = { ...env, HOME: home, DPL_MODULE_DEPS: 'install', npm_config_cache: join(homedir(), '.npm') };
+    startDpl(['worker', 'start', '--address', address, '--num-cpus', '2'], { command: ['dpl'], cwd: project, env: workerEnv, timeoutMs: 180_000 });
+    const run = (args: string[]) => exec(process.execPath, ['cluster.mjs', address, ...args], { cwd: project, env: { ...process.env, ...env }, timeout: 120_000 });
+    expect(JSON.parse((await run([])).stdout.trim())).toEqual(['BATCH 0!', 'BATCH 1!', 'BATCH 2!', 'BATCH 3!']);
+    expect(JSON.parse((await run(['./duck.ts', 'answer'])).stdout.trim())).toEqual(['40', '41', '42', '43']);
+    expect(existsSync(join(home, '.dpl', 'deps', '@duckdb+node-bindings@1.5.6-r.1'))).toBe(true);
+  }, 180_000);
+
+  it('runs a module that imports a native package from the project with `dpl run`', async () => {
+    const r = await startDpl(['run', 'duck.ts', '-n', '2', '-q'], { command: ['dpl'], cwd: project, env, timeoutMs: 60_000 }).exited;
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/finished in [\d.]+ s: 2 batches, 2 rows/);
   }, 90_000);
 });

@@ -129,3 +129,4 @@ export {
   defaultRunDir,
 } from './security/private-files';
 export { loadPackage } from './module/load-package';
+export { NATIVE_REQUIRE_GLOBAL, packageName, requireNative } from './module/native-packages';

@@ -4,15 +4,18 @@
  * outside the bundle: see BUNDLE_BANNER in @dpl/core.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
-import { basename, dirname, extname, resolve } from 'node:path';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { createRequire, isBuiltin } from 'node:module';
+import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build, type Message, type Plugin } from 'esbuild';
 import {
   BUNDLE_BANNER,
   DplError,
   DplErrorCode,
+  NATIVE_REQUIRE_GLOBAL,
   checkPipelineModule,
+  packageName,
   importBundleFile,
   privateDir,
   readPrivateFile,
@@ -49,6 +52,97 @@ const sharedPackages: Plugin = {
       contents: `module.exports = require(${JSON.stringify(args.path)});`,
       loader: 'js',
     }));
+  },
+};
+
+const NATIVE_NAMESPACE = 'dpl-native';
+/** Packages through which a package loads a compiled addon. */
+const NATIVE_LOADERS = ['node-gyp-build', 'node-gyp-build-optional-packages', 'prebuild-install', 'bindings', '@mapbox/node-pre-gyp', 'node-pre-gyp'];
+/** An optional dependency per platform, as napi-rs and others ship prebuilt addons. */
+const PLATFORM_PACKAGE = /(linux|darwin|win32|freebsd|android)-(x64|arm64|ia32|arm)/;
+
+interface PackageJson {
+  name?: string;
+  version?: string;
+  gypfile?: boolean;
+  dependencies?: Record<string, string>;
+  optionalDependencies?: Record<string, string>;
+}
+
+/** The folder and package.json of the package `name` as imported from `fromDir`; undefined when not found. */
+function findPackage(name: string, fromDir: string): { dir: string; json: PackageJson } | undefined {
+  const req = createRequire(join(fromDir, 'noop.js'));
+  let file: string | undefined;
+  try {
+    file = req.resolve(`${name}/package.json`);
+  } catch {
+    // Its exports may hide package.json: walk up from its entry point.
+    try {
+      for (let dir = dirname(req.resolve(name)); dir !== dirname(dir); dir = dirname(dir)) {
+        const candidate = join(dir, 'package.json');
+        if (existsSync(candidate) && (JSON.parse(readFileSync(candidate, 'utf8')) as PackageJson).name === name) {
+          file = candidate;
+          break;
+        }
+      }
+    } catch {
+      return undefined;
+    }
+  }
+  if (file === undefined) return undefined;
+  return { dir: dirname(file), json: JSON.parse(readFileSync(file, 'utf8')) as PackageJson };
+}
+
+/** Whether a package carries a compiled addon (it cannot be bundled). */
+function isNativePackage(dir: string, json: PackageJson): boolean {
+  if (json.gypfile === true || existsSync(join(dir, 'binding.gyp'))) return true;
+  const deps = { ...json.dependencies, ...json.optionalDependencies };
+  if (NATIVE_LOADERS.some((l) => l in deps)) return true;
+  if (Object.keys(json.optionalDependencies ?? {}).some((d) => PLATFORM_PACKAGE.test(d))) return true;
+  try {
+    return readdirSync(dir).some((f) => f.endsWith('.node'));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Packages with a compiled addon stay outside the bundle: each import of one becomes a call that
+ * loads it where the module runs (see native-packages in @dpl/core), with its version and the
+ * folder it was imported from here. A `.node` file required by path is handled the same way,
+ * as a subpath of the package that holds it.
+ */
+const nativePackages: Plugin = {
+  name: 'dpl-native-packages',
+  setup(b) {
+    const native = new Map<string, boolean>();
+    const external = (spec: string, version: string, fromDir: string) => ({ path: spec, namespace: NATIVE_NAMESPACE, pluginData: { version, fromDir } });
+    b.onResolve({ filter: /^[^./]/ }, (args) => {
+      if (args.namespace !== 'file' || isBuiltin(args.path)) return undefined;
+      const name = packageName(args.path);
+      const pkg = findPackage(name, args.resolveDir);
+      if (pkg === undefined || pkg.json.version === undefined) return undefined;
+      let isNative = native.get(pkg.dir);
+      if (isNative === undefined) native.set(pkg.dir, (isNative = isNativePackage(pkg.dir, pkg.json)));
+      return isNative ? external(args.path, pkg.json.version, args.resolveDir) : undefined;
+    });
+    b.onResolve({ filter: /\.node$/ }, (args) => {
+      if (args.namespace !== 'file' || !/^[./]/.test(args.path)) return undefined;
+      const file = resolve(args.resolveDir, args.path);
+      for (let dir = dirname(file); dir !== dirname(dir); dir = dirname(dir)) {
+        const candidate = join(dir, 'package.json');
+        if (!existsSync(candidate)) continue;
+        const json = JSON.parse(readFileSync(candidate, 'utf8')) as PackageJson;
+        if (json.name === undefined || json.version === undefined) continue;
+        return external(`${json.name}/${relative(dir, file).split(sep).join('/')}`, json.version, dirname(dir));
+      }
+      return undefined;
+    });
+    b.onLoad({ filter: /.*/, namespace: NATIVE_NAMESPACE }, (args) => {
+      const { version, fromDir } = args.pluginData as { version: string; fromDir: string };
+      const call = `globalThis.${NATIVE_REQUIRE_GLOBAL}(${JSON.stringify(args.path)}, ${JSON.stringify(version)}, ${JSON.stringify(fromDir)})`;
+      return { contents: `module.exports = ${call};`, loader: 'js' };
+    });
   },
 };
 
@@ -89,7 +183,7 @@ export async function bundleModule(path: string): Promise<ModuleBundle> {
       // next to the cached bundle.
       sourceRoot: `${pathToFileURL(process.cwd()).href}/`,
       logLevel: 'silent',
-      plugins: [sharedPackages],
+      plugins: [sharedPackages, nativePackages],
       banner: { js: BUNDLE_BANNER },
     });
     code = result.outputFiles[0]!.text;
@@ -138,7 +232,7 @@ async function evaluateCommonJs(file: string, label: string): Promise<PipelineMo
     format: 'cjs',
     write: false,
     logLevel: 'silent',
-    plugins: [sharedPackages],
+    plugins: [sharedPackages, nativePackages],
   });
   const module = { exports: {} as Record<string, unknown> };
   try {

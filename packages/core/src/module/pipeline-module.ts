@@ -12,6 +12,7 @@ import { isPipelineGraph, type PipelineGraph } from '../model/graph';
 import { describe } from '../resources';
 import { ensurePrivateDir, readPrivateFile, writePrivateFile } from '../security/private-files';
 import type { BatchGenerator } from '../executor/local-executor';
+import { installNativeRequire } from './native-packages';
 
 /** The global a process sets to the file that shared packages are resolved from. */
 export const REQUIRE_ANCHOR_GLOBAL = '__dplRequireAnchor';
@@ -73,6 +74,7 @@ export async function importBundleFile(file: string, label: string): Promise<Pip
   // This file sits inside @dpl/core, from where @dpl/core and apache-arrow resolve to the copies
   // this process already loaded.
   (globalThis as Record<string, unknown>)[REQUIRE_ANCHOR_GLOBAL] ??= __filename;
+  installNativeRequire();
   let mod: Record<string, unknown>;
   try {
     mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
