@@ -48,4 +48,9 @@ describe('native packages of a pipeline module, where it runs', () => {
     process.env.PATH = '/nonexistent';
     expect(() => requireNative('fake-addon', '1.2.3', dir)).toThrow(/could not install/);
   });
+
+  it('refuses a name or version that is not npm\'s, before npm sees it', () => {
+    expect(() => requireNative('--registry=http://x', '1.0.0', dir)).toThrow(/not an npm package name and version/);
+    expect(() => requireNative('fake-addon', '--force', dir)).toThrow(/not an npm package name and version/);
+  });
 });

@@ -76,9 +76,16 @@ function cached(name: string, version: string): string {
   return dir;
 }
 
+const PACKAGE_NAME = /^(@[a-z0-9][\w.~-]*\/)?[a-z0-9][\w.~-]*$/i;
+const VERSION = /^[0-9a-z][\w.+-]*$/i;
+
 /** Loads a native package a bundle imports (see the file's comment for where from). */
 export function requireNative(spec: string, version: string, fromDir: string): unknown {
   const name = packageName(spec);
+  // What reaches npm's command line is a package name and a version, nothing else.
+  if (!PACKAGE_NAME.test(name) || !VERSION.test(version)) {
+    throw new DplError(DplErrorCode.MODULE, `the pipeline module asks for the native package ${JSON.stringify(name)} at version ${JSON.stringify(version)}, which is not an npm package name and version; bundle it again with dpl`);
+  }
   if (process.env.DPL_MODULE_DEPS !== 'install' && versionFrom(fromDir, name) === version) {
     return createRequire(join(fromDir, 'noop.js'))(spec);
   }
