@@ -44,6 +44,11 @@ export interface DplErrorOptions {
   cause?: unknown;
   /** Structured facts about the failure, for logs and the wire. */
   details?: Record<string, unknown>;
+  /**
+   * false: running it again cannot help (a task that returns something other than a Table does
+   * so every time), whatever its code says. Only narrows: a code that is never retried stays so.
+   */
+  retryable?: false;
 }
 
 /** The base class of every error dpl raises on purpose. */
@@ -57,7 +62,7 @@ export class DplError extends Error {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
-    this.retryable = isRetryableCode(code);
+    this.retryable = options.retryable === false ? false : isRetryableCode(code);
     this.details = options.details ?? {};
     Object.defineProperty(this, DPL_ERROR_BRAND, { value: true, enumerable: false });
   }

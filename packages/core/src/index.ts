@@ -81,7 +81,7 @@ export type {
   ResolvedLocalExecutorOptions,
   BatchGenerator,
 } from './executor/local-executor';
-export { failedCall, callFailureMessage, DEFAULT_RETRY_BACKOFF_MS } from './executor/run-policy';
+export { failedCall, callFailureMessage, notATable, terminalOf, DEFAULT_RETRY_BACKOFF_MS } from './executor/run-policy';
 export type { FailedCallOutcome, RunPolicy } from './executor/run-policy';
 export { detectGpus } from './executor/gpus';
 export { capacityProblems } from './executor/capacity';

@@ -175,11 +175,13 @@ describe('LocalExecutor', () => {
     expect(got).toEqual([0, 1]);
   });
 
-  it('fails a call whose task returns something other than a Table', async () => {
-    const bad = new PipelineTask('bad', () => ({ rows: [] }) as unknown as Table, { maxRetries: 0 });
-    await expect(collect(new LocalExecutor([bad], { maxBatches: 1 }).run())).rejects.toThrow(
-      'task "bad" failed on batch bad#0 (inputs s0; attempt 1 of 1): returned {"rows":[]}, not an Arrow Table; a task must return a Table',
+  it('fails a call whose task returns something other than a Table at once, without its retries', async () => {
+    let calls = 0;
+    const bad = new PipelineTask('bad', () => (calls++, { rows: [] }) as unknown as Table, { maxRetries: 3 });
+    await expect(collect(new LocalExecutor([bad], { maxBatches: 1, retryBackoffMs: 1 }).run())).rejects.toThrow(
+      'task "bad" failed on batch bad#0 (inputs s0; attempt 1 of 4): returned {"rows":[]}, not an Arrow Table; a task must return a Table (not retried: it would return the same again)',
     );
+    expect(calls).toBe(1);
   });
 
   it('fails a call that outlives its timeoutMs, after its retries', async () => {

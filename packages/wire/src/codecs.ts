@@ -35,7 +35,9 @@ export function errorToProto(e: unknown): ErrorInfo__Input {
 export function errorFromProto(p: ErrorInfo): DplError {
   const code = CODES.has(p.code) ? (p.code as DplErrorCode) : DplErrorCode.INTERNAL;
   if (p.task !== '') {
-    const err = new TaskError(p.task, p.batch_id, p.attempt, p.message, { remoteStack: p.stack || undefined });
+    // A task failure that running again cannot help stays so across the wire.
+    const terminal = code === DplErrorCode.TASK_FAILED && !p.retryable ? { retryable: false as const } : {};
+    const err = new TaskError(p.task, p.batch_id, p.attempt, p.message, { remoteStack: p.stack || undefined, ...terminal });
     if (code !== DplErrorCode.TASK_FAILED) return new DplError(code, p.message, { cause: err, details: { task: p.task } });
     return err;
   }

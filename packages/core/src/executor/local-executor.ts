@@ -8,7 +8,7 @@ import { Table, Utf8, makeVector, vectorFromArray, type Vector } from 'apache-ar
 import { ownTable } from '../data/adopt';
 import { concatTables, isTable } from '../data/table';
 import { DplError, DplErrorCode, TaskError, ensureError } from '../errors';
-import { DEFAULT_RETRY_BACKOFF_MS, callFailureMessage, failedCall } from './run-policy';
+import { DEFAULT_RETRY_BACKOFF_MS, callFailureMessage, failedCall, notATable, terminalOf } from './run-policy';
 import { silentLogger, type Logger } from '../logger';
 import type { PipelineGraph } from '../model/graph';
 import type { PipelineTask } from '../model/task';
@@ -290,9 +290,7 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
       );
       const input = slices.length === 1 ? slices[0]! : concatTables(slices);
       const result: unknown = await withTimeout(entry.task.fn(input, { ...entry.kwargs }), entry.task.timeoutMs);
-      if (!isTable(result)) {
-        throw new TypeError(`returned ${describe(result)}, not an Arrow Table; a task must return a Table`);
-      }
+      if (!isTable(result)) throw notATable(result);
       // A table of the script's own apache-arrow (its ESM build, another install) becomes dpl's.
       output = ownTable(result);
     } catch (e) {
@@ -303,7 +301,7 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
         call.id,
         call.attempt,
         callFailureMessage(call.task, call.id, inputIds, call.attempt, entry.task.maxRetries + 1, err.message),
-        { cause: err, remoteStack: err.stack, details: { inputs: inputIds } },
+        { cause: err, remoteStack: err.stack, details: { inputs: inputIds }, ...terminalOf(err) },
       );
     } finally {
       this.free = this.free.add(entry.request);

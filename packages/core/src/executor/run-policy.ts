@@ -4,7 +4,8 @@
  * `maxErroredBatches`, or fail the run) and how the failure reads. (How much work a run keeps
  * pending is `pendingCallsFor`, with the scheduler.)
  */
-import { retryDelayMs, type DplError } from '../errors';
+import { DplError, DplErrorCode, retryDelayMs } from '../errors';
+import { describe } from '../resources';
 import type { StreamingScheduler, TaskCall } from '../scheduler/streaming-scheduler';
 
 /** Delay before the first retry of a failed call; it doubles each time, up to 10 s. */
@@ -44,6 +45,21 @@ export function failedCall<D>(
     return { kind: 'skip' };
   }
   return { kind: 'fail' };
+}
+
+/**
+ * A task returned something other than a Table: it would every time, so the call is not run
+ * again (its batch is skipped under `maxErroredBatches`, else the run fails).
+ */
+export function notATable(value: unknown): DplError {
+  return new DplError(DplErrorCode.TASK_FAILED, `returned ${describe(value)}, not an Arrow Table; a task must return a Table (not retried: it would return the same again)`, {
+    retryable: false,
+  });
+}
+
+/** The `retryable: false` of a failure that running again cannot help, for the TaskError that wraps it. */
+export function terminalOf(err: unknown): { retryable?: false } {
+  return err instanceof DplError && !err.retryable ? { retryable: false } : {};
 }
 
 /**

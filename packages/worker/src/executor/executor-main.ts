@@ -16,6 +16,7 @@ import {
   joinIpcParts,
   isDplError,
   isTable,
+  notATable,
   ownTable,
   tapObservations,
   type Observation,
@@ -192,7 +193,7 @@ async function run(m: RunCall): Promise<void> {
       const task = taskMap.get(step.task);
       if (task === undefined) throw new Error(`module ${m.label} has no task named ${JSON.stringify(step.task)}`);
       const out: unknown = await task.fn(result, kwargsOf(m.jobId, step.task, step.kwargs));
-      if (!isTable(out)) throw new TypeError(`returned ${describe(out)}, not an Arrow Table; a task must return a Table`);
+      if (!isTable(out)) throw notATable(out);
       result = ownTable(out);
       stageRows?.push(out.numRows);
       if (out.numRows === 0) break;
@@ -216,6 +217,8 @@ async function run(m: RunCall): Promise<void> {
       kind: 'failed',
       callId: m.callId,
       code: isDplError(err) ? err.code : DplErrorCode.TASK_FAILED,
+      // A module that cannot load, a task that returns no Table: no retry would help.
+      retryable: isDplError(err) ? err.retryable : true,
       message: err.message,
       stack: err.stack ?? '',
       observations: takeObservations(),

@@ -53,4 +53,4 @@ export type ExecutorReply =
   | { kind: 'source-end'; jobId: string }
   | ({ kind: 'done'; callId: string; rows: number; observations?: Observation[]; runUs: number; stageRows?: number[] } & Payload)
   /** `task`: the task of a fused call that failed, when not the call's own. */
-  | { kind: 'failed'; callId: string; code: string; message: string; stack: string; observations?: Observation[]; task?: string };
+  | { kind: 'failed'; callId: string; code: string; retryable?: boolean; message: string; stack: string; observations?: Observation[]; task?: string };
