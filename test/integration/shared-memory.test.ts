@@ -139,6 +139,14 @@ describe('the embedded cluster (dpl run: head, worker and client in one process)
     expect(fetched).toBeGreaterThanOrEqual(5 * 40_000 * 8);
   });
 
+  it("inlines the same outputs in the reply for a worker that talks to its head over gRPC", async () => {
+    let fetched = -1;
+    const out = await embeddedRun('large-sink.ts', { numCpus: 1, headClient: undefined }, 5, (head) => (fetched = head.bytesFetched));
+    expect(out.map((b) => b.data.numRows)).toEqual(Array(5).fill(40_000));
+    // Under the head's 1 MiB inline limit: nothing to fetch from the worker.
+    expect(fetched).toBe(0);
+  });
+
   it("gives executors one garbage-collection thread each where they can fill every core, else V8's default", async () => {
     const argvWith = async (numCpus: number): Promise<string[][]> =>
       (await embeddedRun('exec-argv.ts', { numCpus }, 2)).map((b) => String(column(b.data, 'argv').get(0)).split(' '));

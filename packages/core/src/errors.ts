@@ -46,9 +46,9 @@ export interface DplErrorOptions {
   details?: Record<string, unknown>;
   /**
    * false: running it again cannot help (a task that returns something other than a Table does
-   * so every time), whatever its code says. Only narrows: a code that is never retried stays so.
+   * so every time), whatever its code says. Only narrows: true or unset leaves it to the code.
    */
-  retryable?: false;
+  retryable?: boolean;
 }
 
 /** The base class of every error dpl raises on purpose. */
@@ -62,7 +62,7 @@ export class DplError extends Error {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
-    this.retryable = options.retryable === false ? false : isRetryableCode(code);
+    this.retryable = options.retryable !== false && isRetryableCode(code);
     this.details = options.details ?? {};
     Object.defineProperty(this, DPL_ERROR_BRAND, { value: true, enumerable: false });
   }

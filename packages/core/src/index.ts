@@ -81,7 +81,7 @@ export type {
   ResolvedLocalExecutorOptions,
   BatchGenerator,
 } from './executor/local-executor';
-export { failedCall, callFailureMessage, notATable, terminalOf, DEFAULT_RETRY_BACKOFF_MS } from './executor/run-policy';
+export { failedCall, callFailureMessage, notATable, DEFAULT_RETRY_BACKOFF_MS } from './executor/run-policy';
 export type { FailedCallOutcome, RunPolicy } from './executor/run-policy';
 export { detectGpus } from './executor/gpus';
 export { capacityProblems } from './executor/capacity';
@@ -129,4 +129,4 @@ export {
   defaultRunDir,
 } from './security/private-files';
 export { loadPackage } from './module/load-package';
-export { NATIVE_REQUIRE_GLOBAL, packageName, requireNative } from './module/native-packages';
+export { NATIVE_REQUIRE_GLOBAL, enclosingPackage, findInstalledPackage, packageName, requireNative, type PackageJson } from './module/native-packages';

@@ -36,8 +36,7 @@ export function errorFromProto(p: ErrorInfo): DplError {
   const code = CODES.has(p.code) ? (p.code as DplErrorCode) : DplErrorCode.INTERNAL;
   if (p.task !== '') {
     // A task failure that running again cannot help stays so across the wire.
-    const terminal = code === DplErrorCode.TASK_FAILED && !p.retryable ? { retryable: false as const } : {};
-    const err = new TaskError(p.task, p.batch_id, p.attempt, p.message, { remoteStack: p.stack || undefined, ...terminal });
+    const err = new TaskError(p.task, p.batch_id, p.attempt, p.message, { remoteStack: p.stack || undefined, retryable: code !== DplErrorCode.TASK_FAILED || p.retryable });
     if (code !== DplErrorCode.TASK_FAILED) return new DplError(code, p.message, { cause: err, details: { task: p.task } });
     return err;
   }

@@ -329,7 +329,7 @@ class WorkerDaemon implements Worker {
       );
       // Linked to its head in memory (dpl run), the head reads this store in place: a large
       // output inlined in the reply would only be copied more on its way.
-      const inlineMax = this.unserve === undefined ? facts.inline_output_max_bytes : Math.min(facts.inline_output_max_bytes, SHARED_MIN_BYTES);
+      const inlineMax = this.options.headClient === undefined ? facts.inline_output_max_bytes : Math.min(facts.inline_output_max_bytes, SHARED_MIN_BYTES);
       const out = await this.pool.run(
         {
           kind: 'run',

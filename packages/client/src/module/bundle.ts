@@ -4,8 +4,8 @@
  * outside the bundle: see BUNDLE_BANNER in @dpl/core.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { createRequire, isBuiltin } from 'node:module';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { isBuiltin } from 'node:module';
 import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build, type Message, type Plugin } from 'esbuild';
@@ -15,7 +15,10 @@ import {
   DplErrorCode,
   NATIVE_REQUIRE_GLOBAL,
   checkPipelineModule,
+  enclosingPackage,
+  findInstalledPackage,
   packageName,
+  type PackageJson,
   importBundleFile,
   privateDir,
   readPrivateFile,
@@ -61,38 +64,6 @@ const NATIVE_LOADERS = ['node-gyp-build', 'node-gyp-build-optional-packages', 'p
 /** An optional dependency per platform, as napi-rs and others ship prebuilt addons. */
 const PLATFORM_PACKAGE = /(linux|darwin|win32|freebsd|android)-(x64|arm64|ia32|arm)/;
 
-interface PackageJson {
-  name?: string;
-  version?: string;
-  gypfile?: boolean;
-  dependencies?: Record<string, string>;
-  optionalDependencies?: Record<string, string>;
-}
-
-/** The folder and package.json of the package `name` as imported from `fromDir`; undefined when not found. */
-function findPackage(name: string, fromDir: string): { dir: string; json: PackageJson } | undefined {
-  const req = createRequire(join(fromDir, 'noop.js'));
-  let file: string | undefined;
-  try {
-    file = req.resolve(`${name}/package.json`);
-  } catch {
-    // Its exports may hide package.json: walk up from its entry point.
-    try {
-      for (let dir = dirname(req.resolve(name)); dir !== dirname(dir); dir = dirname(dir)) {
-        const candidate = join(dir, 'package.json');
-        if (existsSync(candidate) && (JSON.parse(readFileSync(candidate, 'utf8')) as PackageJson).name === name) {
-          file = candidate;
-          break;
-        }
-      }
-    } catch {
-      return undefined;
-    }
-  }
-  if (file === undefined) return undefined;
-  return { dir: dirname(file), json: JSON.parse(readFileSync(file, 'utf8')) as PackageJson };
-}
-
 /** Whether a package carries a compiled addon (it cannot be bundled). */
 function isNativePackage(dir: string, json: PackageJson): boolean {
   if (json.gypfile === true || existsSync(join(dir, 'binding.gyp'))) return true;
@@ -120,7 +91,7 @@ const nativePackages: Plugin = {
     b.onResolve({ filter: /^[^./]/ }, (args) => {
       if (args.namespace !== 'file' || isBuiltin(args.path)) return undefined;
       const name = packageName(args.path);
-      const pkg = findPackage(name, args.resolveDir);
+      const pkg = findInstalledPackage(name, args.resolveDir);
       if (pkg === undefined || pkg.json.version === undefined) return undefined;
       let isNative = native.get(pkg.dir);
       if (isNative === undefined) native.set(pkg.dir, (isNative = isNativePackage(pkg.dir, pkg.json)));
@@ -129,14 +100,9 @@ const nativePackages: Plugin = {
     b.onResolve({ filter: /\.node$/ }, (args) => {
       if (args.namespace !== 'file' || !/^[./]/.test(args.path)) return undefined;
       const file = resolve(args.resolveDir, args.path);
-      for (let dir = dirname(file); dir !== dirname(dir); dir = dirname(dir)) {
-        const candidate = join(dir, 'package.json');
-        if (!existsSync(candidate)) continue;
-        const json = JSON.parse(readFileSync(candidate, 'utf8')) as PackageJson;
-        if (json.name === undefined || json.version === undefined) continue;
-        return external(`${json.name}/${relative(dir, file).split(sep).join('/')}`, json.version, dirname(dir));
-      }
-      return undefined;
+      const pkg = enclosingPackage(dirname(file));
+      if (pkg?.json.version === undefined) return undefined;
+      return external(`${pkg.json.name!}/${relative(pkg.dir, file).split(sep).join('/')}`, pkg.json.version, dirname(pkg.dir));
     });
     b.onLoad({ filter: /.*/, namespace: NATIVE_NAMESPACE }, (args) => {
       const { version, fromDir } = args.pluginData as { version: string; fromDir: string };

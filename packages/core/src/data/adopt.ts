@@ -95,31 +95,29 @@ function ownField(f: ForeignField): Field {
   return new Field(f.name, ownType(f.type, f.name), f.nullable, f.metadata);
 }
 
+/** The types without parameters, by id. */
+const PLAIN_TYPES = new Map<Type, new () => DataType>([
+  [Type.Null, Null],
+  [Type.Binary, Binary],
+  [Type.LargeBinary, LargeBinary],
+  [Type.BinaryView, BinaryView],
+  [Type.Utf8, Utf8],
+  [Type.LargeUtf8, LargeUtf8],
+  [Type.Utf8View, Utf8View],
+  [Type.Bool, Bool],
+]);
+
 function ownType(t: ForeignType, column: string): DataType {
+  const Plain = PLAIN_TYPES.get(t.typeId);
+  if (Plain !== undefined) return new Plain();
   const n = (k: string): number => t[k] as number;
   // A type's typeId is its family's (an Int32's is Type.Int): the concrete ids never come here.
   // eslint-disable-next-line @typescript-eslint/switch-exhaustiveness-check -- the default refuses the rest
   switch (t.typeId) {
-    case Type.Null:
-      return new Null();
     case Type.Int:
       return new Int(t.isSigned as boolean, n('bitWidth') as 8 | 16 | 32 | 64);
     case Type.Float:
       return new Float(n('precision'));
-    case Type.Binary:
-      return new Binary();
-    case Type.LargeBinary:
-      return new LargeBinary();
-    case Type.BinaryView:
-      return new BinaryView();
-    case Type.Utf8:
-      return new Utf8();
-    case Type.LargeUtf8:
-      return new LargeUtf8();
-    case Type.Utf8View:
-      return new Utf8View();
-    case Type.Bool:
-      return new Bool();
     case Type.Decimal:
       return new Decimal(n('scale'), n('precision'), n('bitWidth'));
     case Type.Date:

@@ -8,7 +8,7 @@ import { Table, Utf8, makeVector, vectorFromArray, type Vector } from 'apache-ar
 import { ownTable } from '../data/adopt';
 import { concatTables, isTable } from '../data/table';
 import { DplError, DplErrorCode, TaskError, ensureError } from '../errors';
-import { DEFAULT_RETRY_BACKOFF_MS, callFailureMessage, failedCall, notATable, terminalOf } from './run-policy';
+import { DEFAULT_RETRY_BACKOFF_MS, callFailureMessage, failedCall, notATable } from './run-policy';
 import { silentLogger, type Logger } from '../logger';
 import type { PipelineGraph } from '../model/graph';
 import type { PipelineTask } from '../model/task';
@@ -301,7 +301,8 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
         call.id,
         call.attempt,
         callFailureMessage(call.task, call.id, inputIds, call.attempt, entry.task.maxRetries + 1, err.message),
-        { cause: err, remoteStack: err.stack, details: { inputs: inputIds }, ...terminalOf(err) },
+        // What a retry cannot help (a non-Table result) stays so.
+        { cause: err, remoteStack: err.stack, details: { inputs: inputIds }, retryable: !(err instanceof DplError) || err.retryable },
       );
     } finally {
       this.free = this.free.add(entry.request);

@@ -57,11 +57,6 @@ export function notATable(value: unknown): DplError {
   });
 }
 
-/** The `retryable: false` of a failure that running again cannot help, for the TaskError that wraps it. */
-export function terminalOf(err: unknown): { retryable?: false } {
-  return err instanceof DplError && !err.retryable ? { retryable: false } : {};
-}
-
 /**
  * How a failed call reads everywhere: `task "t" failed on batch t#0 (inputs s0, s1; attempt 2
  * of 4): <why>`.

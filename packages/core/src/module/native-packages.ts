@@ -16,7 +16,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { DplError, DplErrorCode } from '../errors';
 import { privateDir } from '../security/private-files';
 
@@ -29,19 +29,46 @@ export function packageName(spec: string): string {
   return spec.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0]!;
 }
 
-/** The installed version of `name` as `require` from `fromDir` finds it; undefined when it is not there. */
-function versionFrom(fromDir: string, name: string): string | undefined {
+/** What dpl reads of a package.json. */
+export interface PackageJson {
+  name?: string;
+  version?: string;
+  gypfile?: boolean;
+  dependencies?: Record<string, string>;
+  optionalDependencies?: Record<string, string>;
+}
+
+const readJson = (file: string): PackageJson => JSON.parse(readFileSync(file, 'utf8')) as PackageJson;
+
+/**
+ * The nearest package at or above `dir` (its folder and package.json); with `name`, the nearest
+ * of that name. Undefined when there is none.
+ */
+export function enclosingPackage(dir: string, name?: string): { dir: string; json: PackageJson } | undefined {
+  for (let d = dir; d !== dirname(d); d = dirname(d)) {
+    const file = join(d, 'package.json');
+    if (!existsSync(file)) continue;
+    const json = readJson(file);
+    if (json.name !== undefined && (name === undefined || json.name === name)) return { dir: d, json };
+  }
+  return undefined;
+}
+
+/**
+ * The package `name` as `require` from `fromDir` finds it (its folder and package.json), also
+ * when its exports hide package.json; undefined when it is not there.
+ */
+export function findInstalledPackage(name: string, fromDir: string): { dir: string; json: PackageJson } | undefined {
+  const req = createRequire(join(fromDir, 'noop.js'));
   try {
-    const req = createRequire(join(fromDir, 'noop.js'));
-    let file: string;
+    const file = req.resolve(`${name}/package.json`);
+    return { dir: dirname(file), json: readJson(file) };
+  } catch {
     try {
-      file = req.resolve(`${name}/package.json`);
+      return enclosingPackage(dirname(req.resolve(name)), name);
     } catch {
       return undefined;
     }
-    return (JSON.parse(readFileSync(file, 'utf8')) as { version?: string }).version;
-  } catch {
-    return undefined;
   }
 }
 
@@ -86,7 +113,7 @@ export function requireNative(spec: string, version: string, fromDir: string): u
   if (!PACKAGE_NAME.test(name) || !VERSION.test(version)) {
     throw new DplError(DplErrorCode.MODULE, `the pipeline module asks for the native package ${JSON.stringify(name)} at version ${JSON.stringify(version)}, which is not an npm package name and version; bundle it again with dpl`);
   }
-  if (process.env.DPL_MODULE_DEPS !== 'install' && versionFrom(fromDir, name) === version) {
+  if (process.env.DPL_MODULE_DEPS !== 'install' && findInstalledPackage(name, fromDir)?.json.version === version) {
     return createRequire(join(fromDir, 'noop.js'))(spec);
   }
   return createRequire(join(cached(name, version), 'noop.js'))(spec);

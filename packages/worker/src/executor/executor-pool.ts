@@ -254,7 +254,7 @@ export class ExecutorPool {
         ex.idleSince = Date.now();
       }
       if (m.kind === 'done') busy.resolve({ ...payload(m, m.rows), observations: m.observations, runUs: m.runUs, stageRows: m.stageRows });
-      else busy.reject(callFailed(busy, m.message, { remoteStack: m.stack, details: { code: m.code, observations: m.observations }, ...(m.retryable === false ? { retryable: false } : {}) }, m.task));
+      else busy.reject(callFailed(busy, m.message, { remoteStack: m.stack, details: { code: m.code, observations: m.observations }, retryable: m.retryable }, m.task));
     };
     child.on('error', (e) => this.log.warn({ err: e.message }, 'executor process error'));
     child.on('exit', (code, signal) => {
