@@ -166,7 +166,8 @@ describe('dpl run with failing tasks', () => {
     return ls.slice(at);
   }
   /** How many marker lines (written by the fixture's task on each call) start with `prefix`. */
-  const calls = (stderr: string, prefix: string): number => lines(stderr).filter((l) => l.startsWith(prefix)).length;
+  // What the tasks print reaches stderr as `(task=T worker=W) line`.
+  const calls = (stderr: string, prefix: string): number => lines(stderr).filter((l) => /^\(task=\S+ worker=\S+\) /.test(l) && l.slice(l.indexOf(') ') + 2).startsWith(prefix)).length;
 
   it('fails fast with maxRetries 0, naming the task, batch, attempt and error, then the user\'s frames', async () => {
     const r = await runDpl(['run', fixture('always-fails.ts'), '-n', '1']);

@@ -54,7 +54,7 @@ describe('the dashboard', () => {
           // consume
         }
       })();
-      const job = `tr[data-job="${await waitForJobId(run)}"]`;
+      const job = `tr[data-job="${run.jobId}"]`;
       await page.waitForSelector(`${job} td.state-running`);
       const first = Number(await page.textContent(`${job} td.batches`));
       await waitFor(async () => Number(await page.textContent(`${job} td.batches`)) > first, {
@@ -73,8 +73,3 @@ describe('the dashboard', () => {
     }
   });
 });
-
-async function waitForJobId(run: { jobId: string | undefined }): Promise<string> {
-  await waitFor(() => run.jobId !== undefined, { what: 'the job to be accepted' });
-  return run.jobId!;
-}

@@ -53,7 +53,7 @@ describe('the head /metrics', () => {
       await cluster.close();
     }
 
-    const job = run.jobId!;
+    const job = run.jobId;
     let after = new Map<string, number>();
     await waitFor(
       async () => {
@@ -95,10 +95,13 @@ describe('observers in task code', () => {
     const cluster = await connect(head.address);
     try {
       const run = await cluster.submit(join(FIXTURES, 'observed.ts'), { maxBatches: 7 });
+      // One id for the job, known before it starts: the run id is the head's job id.
+      const job = run.jobId;
+      expect(job).toBe(run.runId);
       for await (const _ of run) {
         // drain
       }
-      const job = run.jobId!;
+      expect((await cluster.status()).jobs.map((j) => j.id)).toContain(run.runId);
       const token = tokenFor(head.address, undefined);
       const m = await scrape(dashboard, token);
       expect(m.get(`dpl_observed_total{job="${job}",name="rows_seen"}`)).toBe(7);

@@ -220,6 +220,15 @@ describe('a rogue client', () => {
       unknown.write({ start: { module_hash: 'f'.repeat(64), tasks: [] } });
       expect((await reply).failed?.message).toMatch(/was not uploaded to the head; upload it first/);
       unknown.cancel();
+      // A run id that cannot be a job id (the head takes the client's run id as the job's id).
+      const badId = client.RunJob(md);
+      badId.on('error', () => undefined); // cancelled below
+      const badIdReply = new Promise<{ failed?: { message: string } }>((resolve) => badId.on('data', resolve));
+      badId.write({ start: { module_hash: 'f'.repeat(64), tasks: [], run_id: '../../etc/passwd' } });
+      expect((await badIdReply).failed?.message).toBe(
+        'run id "../../etc/passwd" is not a valid job id: use 1 to 128 letters, digits, ".", "_" or "-", starting with a letter or digit',
+      );
+      badId.cancel();
 
       // A module upload over the limit, stated with its size.
       const upload = await new Promise<grpc.ServiceError | null>((resolve) => {

@@ -34,6 +34,7 @@ import { ClusterRun } from './cluster-run';
 import { headError } from './head-error';
 import { loadModuleFile, loadPipelineModule, type LoadedModule } from './module/bundle';
 import { tokenFor } from './local/daemon-records';
+import { printTaskOutput, type TaskOutputLine } from './task-output';
 
 /** @default 60 s */
 export const DEFAULT_INFEASIBLE_TIMEOUT_MS = 60_000;
@@ -58,6 +59,11 @@ export interface ClusterExecutorOptions {
   maxErroredBatches?: number;
   /** Called with the head's notices (e.g. a task waiting for resources). */
   onNotice?: (message: string) => void;
+  /**
+   * Called with each line the job's tasks print (console.log, console.error) on the workers;
+   * `false`: the head does not send them. @default print `(task=score worker=w2) line` on stderr
+   */
+  onTaskOutput?: ((line: TaskOutputLine) => void) | false;
   /**
    * The resources of the one machine the cluster has (an embedded cluster): `validate()` then
    * reports tasks that can never fit, with `capacityHint` as the next step.
@@ -172,7 +178,7 @@ export class ClusterExecutor extends PipelineExecutor {
         return this.spec(module, graph, tasks, runId);
       },
       (this.options.logger ?? silentLogger).child({ runId }),
-      this.options.onNotice,
+      { onNotice: this.options.onNotice, onTaskOutput: this.options.onTaskOutput === false ? undefined : (this.options.onTaskOutput ?? printTaskOutput) },
     );
   }
 
@@ -207,6 +213,7 @@ export class ClusterExecutor extends PipelineExecutor {
       infeasible_timeout_ms: this.options.infeasibleTimeoutMs ?? DEFAULT_INFEASIBLE_TIMEOUT_MS,
       module_generator: module.generator !== undefined,
       max_errored_batches: this.options.maxErroredBatches ?? 0,
+      no_task_output: this.options.onTaskOutput === false,
       tasks,
       edges: graph.edges.map(([from, to]) => ({ from, to })),
     };

@@ -25,13 +25,22 @@ import {
   type OutputChunk,
   type RunJobResponse,
 } from '@dpl/wire';
+import { taskOutputLines, type TaskOutputLine } from './task-output';
+
+/** What a run tells its caller besides outputs. */
+export interface ClusterRunHooks {
+  /** The head's notices (e.g. a task waiting for resources); logged when absent. */
+  onNotice?: (message: string) => void;
+  /** Lines the job's tasks printed; absent: not asked for. */
+  onTaskOutput?: (line: TaskOutputLine) => void;
+}
 
 /** Outputs buffered on the client before it stops reading from the head (backpressure). */
 const MAX_BUFFERED_OUTPUTS = 8;
 
 export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
-  /** The head's id for the job, once it accepted it. */
-  jobId: string | undefined;
+  /** The job's id on the head: the run id, which the head takes as the job's id. */
+  jobId: string;
   readonly erroredBatches: ErroredBatch[] = [];
   private call: grpc.ClientDuplexStream<RunJobRequest__Input, RunJobResponse> | undefined;
   private readonly outputs = new OutputQueue<OutputBatch>(() => {
@@ -49,8 +58,10 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
     /** Uploads the module if needed and returns the spec to start. */
     private readonly prepare: () => Promise<JobSpec__Input>,
     private readonly log: Logger,
-    private readonly onNotice: ((message: string) => void) | undefined,
-  ) {}
+    private readonly hooks: ClusterRunHooks,
+  ) {
+    this.jobId = runId;
+  }
 
   [Symbol.asyncIterator](): AsyncIterator<OutputBatch> {
     return this;
@@ -146,8 +157,13 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
       case 'outputs':
         for (const o of m.outputs!.chunks) this.chunk(o);
         return;
+      case 'task_output': {
+        const onLine = this.hooks.onTaskOutput;
+        if (onLine !== undefined) for (const o of m.task_output!.output) for (const line of taskOutputLines(o)) onLine(line);
+        return;
+      }
       case 'notice':
-        if (this.onNotice !== undefined) this.onNotice(m.notice!.message);
+        if (this.hooks.onNotice !== undefined) this.hooks.onNotice(m.notice!.message);
         else this.log.warn({ jobId: this.jobId, notice: m.notice!.message }, 'notice from the head');
         return;
       case 'progress': {

@@ -22,6 +22,7 @@ import {
 } from '@dpl/wire';
 import { ClusterExecutor } from './cluster-executor';
 import type { ClusterRun } from './cluster-run';
+import type { TaskOutputLine } from './task-output';
 import { loadPipelineModule, type LoadedModule } from './module/bundle';
 import { tokenFor } from './local/daemon-records';
 
@@ -57,6 +58,11 @@ export interface SubmitOptions {
   maxErroredBatches?: number;
   /** Called with the head's notices (e.g. a task waiting for resources). */
   onNotice?: (message: string) => void;
+  /**
+   * Called with each line the job's tasks print on the workers; `false`: not sent.
+   * @default print `(task=score worker=w2) line` on stderr
+   */
+  onTaskOutput?: ((line: TaskOutputLine) => void) | false;
 }
 
 /** A connected cluster. */
@@ -133,6 +139,7 @@ class ClusterConnection implements Cluster {
       infeasibleTimeoutMs: options.infeasibleTimeoutMs,
       maxErroredBatches: options.maxErroredBatches,
       onNotice: options.onNotice,
+      onTaskOutput: options.onTaskOutput,
     });
     for (const [key, value] of Object.entries(options.config ?? {})) {
       if (key.includes('.')) executor.setConfig(key, value);

@@ -236,6 +236,28 @@ function statusOf(state: HeadState): ClusterStatus {
 
 let jobCounter = 0;
 
+/** What a client's run id must look like to become its job's id (a UUID, or a name of its own). */
+const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/**
+ * The job's id: the client's run id (the one id the user sees everywhere: the client's output,
+ * the head's log, the dashboard, dpl status), or one made here for a client that sent none.
+ * @throws DplError(VALIDATION) for a run id that is malformed or already running here.
+ */
+function jobIdOf(runId: string, running: (id: string) => boolean): string {
+  if (runId === '') return `job-${++jobCounter}-${randomBytes(3).toString('hex')}`;
+  if (!RUN_ID.test(runId)) {
+    throw new DplError(
+      DplErrorCode.VALIDATION,
+      `run id ${JSON.stringify(runId.slice(0, 200))} is not a valid job id: use 1 to 128 letters, digits, ".", "_" or "-", starting with a letter or digit`,
+    );
+  }
+  if (running(runId)) {
+    throw new DplError(DplErrorCode.VALIDATION, `a job with id ${runId} is already running on this head; give each run its own id`);
+  }
+  return runId;
+}
+
 function headHandlers(state: HeadState): HeadServiceHandlers {
   const { opts, registry, links, log, dispatcher, modules } = state;
   const authorized = (call: { metadata: grpc.Metadata }): boolean => tokenMatches(opts.token, presentedToken(call.metadata));
@@ -301,7 +323,9 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
           }
           case 'results': {
             if (worker === undefined) return refuse(grpc.status.FAILED_PRECONDITION, 'register before sending results');
-            const { done, failed } = msg.results!;
+            const { done, failed, output } = msg.results!;
+            // What a call printed goes before its answer (which may end the job).
+            for (const o of output) dispatcher.taskOutput(worker.id, o);
             for (const d of done) dispatcher.taskDone(worker.id, d);
             for (const f of failed) dispatcher.taskFailed(worker.id, f);
             return;
@@ -434,6 +458,12 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
           return;
         }
         const spec = msg.start!;
+        let id: string;
+        try {
+          id = jobIdOf(spec.run_id, (runId) => dispatcher.jobList.some((j) => j.id === runId));
+        } catch (e) {
+          return reject(e as DplError);
+        }
         if (!modules.has(spec.module_hash)) {
           return reject(new DplError(DplErrorCode.MODULE, `module ${spec.module_hash} was not uploaded to the head; upload it first`));
         }
@@ -443,7 +473,6 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         } catch (e) {
           return reject(e as DplError);
         }
-        const id = `job-${++jobCounter}-${randomBytes(3).toString('hex')}`;
         jobId = id;
         const jobLog = log.child({ jobId: id });
         call.write({ accepted: { job_id: id } });

@@ -14,6 +14,7 @@ function job(id: string, state: JobSummary['state'], bulk: number): JobSummary {
     error: state === 'failed' ? { message: 'boom', stack: 's'.repeat(bulk) } : undefined,
     observed: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`${'n'.repeat(bulk / 400)}${i}`, i])),
     params: { p: 'v'.repeat(bulk / 2) },
+    output: ['(task=t worker=w1) ' + 'o'.repeat(bulk / 4)],
   };
 }
 

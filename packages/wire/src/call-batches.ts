@@ -14,6 +14,7 @@ import type { JobFacts__Input } from './generated/dpl/v1/JobFacts';
 import type { Observation__Input } from './generated/dpl/v1/Observation';
 import type { TaskDone__Input } from './generated/dpl/v1/TaskDone';
 import type { TaskFailed__Input } from './generated/dpl/v1/TaskFailed';
+import type { TaskOutput__Input } from './generated/dpl/v1/TaskOutput';
 
 type Assignment = { call: AssignTask__Input } | { facts: JobFacts__Input } | { release: string };
 
@@ -61,7 +62,7 @@ export class AssignBatcher {
   }
 }
 
-type Result = { done: TaskDone__Input } | { failed: TaskFailed__Input };
+type Result = { done: TaskDone__Input } | { failed: TaskFailed__Input } | { output: TaskOutput__Input };
 
 /** The worker's side: answers for the head, gathered per turn into `ResultBatch` messages. */
 export class ResultBatcher {
@@ -72,11 +73,13 @@ export class ResultBatcher {
     this.batch = new TurnBatcher((items) => {
       const done: TaskDone__Input[] = [];
       const failed: TaskFailed__Input[] = [];
+      const output: TaskOutput__Input[] = [];
       for (const r of items) {
         if ('done' in r) done.push(r.done);
-        else failed.push(r.failed);
+        else if ('failed' in r) failed.push(r.failed);
+        else output.push(r.output);
       }
-      write({ results: { done, failed } });
+      write({ results: { done, failed, output } });
     });
   }
 
@@ -89,6 +92,12 @@ export class ResultBatcher {
     if (this.closed) return;
     const e = msg.error;
     this.batch.push({ failed: msg }, 256 + (e?.message?.length ?? 0) + (e?.stack?.length ?? 0) + observedBytes(msg.observations));
+  }
+
+  /** Lines a call printed; they reach the head before the call's answer. */
+  output(msg: TaskOutput__Input): void {
+    // In UTF-8 a UTF-16 unit takes at most 3 bytes.
+    if (!this.closed) this.batch.push({ output: msg }, (msg.lines ?? []).reduce((n, l) => n + l.length * 3 + 4, 128));
   }
 
   /** Sends what waits, before another message on the session. */

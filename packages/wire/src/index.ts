@@ -29,6 +29,7 @@ export type { JobFacts, JobFacts__Input } from './generated/dpl/v1/JobFacts';
 export type { TaskFacts, TaskFacts__Input } from './generated/dpl/v1/TaskFacts';
 export type { TaskDone__Input } from './generated/dpl/v1/TaskDone';
 export type { TaskFailed__Input } from './generated/dpl/v1/TaskFailed';
+export type { TaskOutput, TaskOutput__Input } from './generated/dpl/v1/TaskOutput';
 export type { OutputChunk, OutputChunk__Input } from './generated/dpl/v1/OutputChunk';
 export { inProcessClient, type InProcessClient } from './in-process';
 export { TurnBatcher, DEFAULT_BATCH_MAX_BYTES, type TurnBatcherOptions } from './turn-batcher';

@@ -33,6 +33,7 @@ import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } 
 import { ObjectStore } from './store/object-store';
 import { startDataServer, type DataServer } from './data/data-server';
 import { ExecutorPool } from './executor/executor-pool';
+import type { OutputLines } from './executor/task-output';
 import { GpuAllocator } from './executor/gpu-allocator';
 import type { Payload, SharedOut } from './executor/protocol';
 
@@ -149,7 +150,12 @@ class WorkerDaemon implements Worker {
     // cores, rows.ts ran ~10 % faster this way; issue 11).
     const fillsMachine = Math.ceil(options.resources.get('CPU')) >= availableParallelism();
     const nodeFlags = [...(fillsMachine ? ['--single-threaded-gc'] : []), ...options.executorNodeFlags];
-    this.pool = new ExecutorPool(options.logger.child({ component: 'executors' }), options.maxIdleExecutors, options.executorMemoryMb, nodeFlags);
+    this.pool = new ExecutorPool(options.logger.child({ component: 'executors' }), {
+      maxIdle: options.maxIdleExecutors,
+      memoryMb: options.executorMemoryMb,
+      nodeFlags,
+      onOutput: (output) => this.taskOutput(output),
+    });
     this.gpus = new GpuAllocator(options.resources.get('GPU'));
     // One executor per CPU, up to PRESTARTED_EXECUTORS, starts while the worker registers.
     this.pool.prestart(Math.min(PRESTARTED_EXECUTORS, Math.ceil(options.resources.get('CPU')), options.maxIdleExecutors));
@@ -171,6 +177,28 @@ class WorkerDaemon implements Worker {
   registered(): Promise<string> {
     if (this.workerId !== undefined) return Promise.resolve(this.workerId);
     return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /**
+   * What tasks printed: to the head, for the job's client (and its dashboard), and on this
+   * worker's stderr tagged with the call (a worker linked to a head in this process, as in `dpl
+   * run`, leaves the printing to its client).
+   */
+  private taskOutput(output: OutputLines[]): void {
+    const local = this.options.headClient === undefined;
+    for (const o of output) {
+      if (local) process.stderr.write(taggedLines(o));
+      if (o.jobId === '') continue; // not a call's: an executor that failed to start
+      this.results?.output({
+        job_id: o.jobId,
+        task: o.task,
+        call_id: o.callId,
+        stderr: o.stderr,
+        lines: o.lines,
+        dropped_lines: String(o.droppedLines),
+        dropped_bytes: String(o.droppedBytes),
+      });
+    }
   }
 
   private get log() {
@@ -510,4 +538,12 @@ function observationsToProto(list: Observation[] | undefined): { kind: string; n
   return (list ?? []).map((o) =>
     o.kind === 'param' ? { kind: o.kind, name: o.name, value: 0, text: o.value } : { kind: o.kind, name: o.name, value: o.value, text: '' },
   );
+}
+
+/** Lines of task output as this worker's stderr shows them: `(task=score job=J call=score#3) line`. */
+function taggedLines(o: OutputLines): string {
+  const tag = o.jobId === '' ? '(executor)' : `(task=${o.task} job=${o.jobId} call=${o.callId})`;
+  let text = o.droppedLines > 0 ? `${tag} … ${o.droppedLines} lines (${o.droppedBytes} bytes) of task output left out: over the rate output is kept at\n` : '';
+  for (const line of o.lines) text += `${tag} ${line}\n`;
+  return text;
 }

@@ -6,7 +6,7 @@ import { LocalExecutor } from '@dpl/core';
 import { ClusterExecutor, loadPipelineModule } from '@dpl/client';
 import { startHead } from '@dpl/head';
 import { resolveWorkerOptions, startWorker, type Worker } from '@dpl/worker';
-import { configureExecutor, withPipelineOptions, type PipelineArgs } from '../internal/pipeline-options';
+import { configureExecutor, taskOutputOf, withPipelineOptions, type PipelineArgs } from '../internal/pipeline-options';
 import { createLogger, parseLogLevel } from '../internal/logger';
 import { checkResourceArgs, resourcesOf, withResourceOptions, type ResourceArgs } from '../internal/resource-options';
 import { executePipeline } from '../internal/execute-pipeline';
@@ -117,6 +117,7 @@ export async function runPipeline(args: RunArgs): Promise<number> {
       capacity: worker.options.resources,
       capacityHint: CAPACITY_HINT,
       onNotice: () => undefined,
+      onTaskOutput: taskOutputOf(args),
       logger,
       headClient: head.inProcessClient(),
     });

@@ -6,7 +6,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { ClusterExecutor } from '@dpl/client';
 import { createLogger, parseLogLevel } from '../internal/logger';
 import { clusterTarget, runDir, tlsOf, withClusterOptions, withLogLevel, withTlsOptions, type ClusterArgs, type TlsArgs } from '../internal/cluster-options';
-import { configureExecutor, withPipelineOptions, type PipelineArgs } from '../internal/pipeline-options';
+import { configureExecutor, taskOutputOf, withPipelineOptions, type PipelineArgs } from '../internal/pipeline-options';
 import { executePipeline } from '../internal/execute-pipeline';
 import { printError } from '../internal/output';
 import { usageCheck } from '../internal/usage-error';
@@ -46,6 +46,7 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
       maxErroredBatches: args.maxErroredBatches,
       infeasibleTimeoutMs: args.infeasibleTimeoutMs,
       onNotice: (message) => printError(`dpl: ${message}`),
+      onTaskOutput: taskOutputOf(args),
       logger,
     });
     try {

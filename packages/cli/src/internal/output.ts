@@ -8,9 +8,29 @@ export function print(text: string): void {
   process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
-/** Writes one line to stderr (errors and notices for people, not logs). */
+/** A line redrawn in place at the bottom of the terminal (the progress), if one is shown. */
+export interface LiveLine {
+  /** Takes the line off the screen, the cursor at the start of its row. */
+  clear(): void;
+  /** Draws it again. */
+  redraw(): void;
+}
+
+let liveLine: LiveLine | undefined;
+
+/** Shows `line` under what printError prints from now on (undefined: none). */
+export function setLiveLine(line: LiveLine | undefined): void {
+  liveLine = line;
+}
+
+/**
+ * Writes one line to stderr (errors, notices and task output for people, not logs), above the
+ * progress line: never onto its end.
+ */
 export function printError(text: string): void {
+  liveLine?.clear();
   process.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
+  liveLine?.redraw();
 }
 
 /** Formats rows as an aligned text table; numbers are right-aligned. */

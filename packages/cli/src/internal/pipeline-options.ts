@@ -4,6 +4,8 @@
  */
 import type { Argv } from 'yargs';
 import { parseAssignment, type PipelineExecutor } from '@dpl/core';
+import { formatTaskOutput, type TaskOutputLine } from '@dpl/client';
+import { printError } from './output';
 import { usageCheck } from './usage-error';
 
 /** Parsed pipeline options. */
@@ -17,6 +19,7 @@ export interface PipelineArgs {
   maxErroredBatches?: number;
   info: boolean;
   quiet: boolean;
+  taskOutput: boolean;
 }
 
 /** Adds the MODULE positional and the pipeline options to a command. */
@@ -64,7 +67,12 @@ export function withPipelineOptions<T>(y: Argv<T>): Argv<T & PipelineArgs> {
       alias: 'q',
       type: 'boolean',
       default: false,
-      describe: 'no progress on stderr (it is redrawn in place on a terminal, else a line every 10 s)',
+      describe: 'no progress on stderr (it is redrawn in place on a terminal, else a line every 10 s), and no task output',
+    })
+    .option('task-output', {
+      type: 'boolean',
+      default: true,
+      describe: 'print what tasks print (console.log, console.error) on stderr as "(task=T worker=W) line"; --no-task-output leaves it out',
     })
     .option('info', {
       alias: 'i',
@@ -100,4 +108,9 @@ export function configureExecutor(executor: PipelineExecutor, args: PipelineArgs
     const [coord, value] = parseAssignment(text, '-s');
     executor.setConfig(coord, value);
   }
+}
+
+/** What a run does with its tasks' output: printed above the progress, or not asked for (-q, --no-task-output). */
+export function taskOutputOf(args: PipelineArgs): ((line: TaskOutputLine) => void) | false {
+  return args.quiet || !args.taskOutput ? false : (line) => printError(formatTaskOutput(line));
 }

@@ -4,6 +4,7 @@
  * second; otherwise a plain line is printed every 10 s (DPL_PROGRESS_INTERVAL_MS changes that).
  */
 import type { PipelineRun } from '@dpl/core';
+import { setLiveLine, type LiveLine } from './output';
 
 export interface ProgressStream {
   isTTY?: boolean;
@@ -17,7 +18,7 @@ const SPINNER = '⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏';
 
 const thousands = (n: number): string => n.toLocaleString('en-US');
 
-export class Progress {
+export class Progress implements LiveLine {
   private batches = 0;
   private rows = 0;
   private run: PipelineRun | undefined;
@@ -37,6 +38,7 @@ export class Progress {
   start(): void {
     this.timer = setInterval(() => this.draw(), this.intervalMs);
     this.timer.unref();
+    if (this.tty) setLiveLine(this);
   }
 
   attach(run: PipelineRun): void {
@@ -52,7 +54,17 @@ export class Progress {
   /** Stops drawing and clears the line on a terminal. */
   stop(): void {
     clearInterval(this.timer);
-    if (this.tty && this.frame > 0) this.stream.write('\r\x1b[2K');
+    if (this.tty) setLiveLine(undefined);
+    this.clear();
+  }
+
+  clear(): void {
+    // Also what the terminal echoed onto the line (a ^C).
+    if (this.tty) this.stream.write('\r\x1b[2K');
+  }
+
+  redraw(): void {
+    if (this.tty && this.frame > 0) this.draw();
   }
 
   /** The progress text: `120 batches, 1,200 rows out · 35.2 batches/s · 3.4 s · running: a 2, b 1`. */

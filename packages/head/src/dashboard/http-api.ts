@@ -126,7 +126,7 @@ function loopbackHostAllowed(hostHeader: string | undefined, port: number): bool
 
 /**
  * Makes the dashboard data fit {@link MAX_DASHBOARD_BYTES}: finished jobs lose their
- * observations and error stacks (oldest first), then the oldest finished jobs go.
+ * observations, task output and error stacks (oldest first), then the oldest finished jobs go.
  */
 export function boundDashboard(data: DashboardData, maxBytes = MAX_DASHBOARD_BYTES): string {
   let json = JSON.stringify(data);
@@ -136,6 +136,7 @@ export function boundDashboard(data: DashboardData, maxBytes = MAX_DASHBOARD_BYT
   for (const j of finished) {
     j.observed = {};
     j.params = {};
+    j.output = [];
     if (j.error !== undefined) j.error = { ...j.error, stack: '' };
   }
   const out: DashboardData & { truncated?: boolean } = { ...data, jobs, truncated: true };

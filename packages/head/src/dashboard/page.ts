@@ -64,7 +64,8 @@ function render(d) {
     const seen = Object.entries(j.observed).map(([k, v]) => esc(k) + ' ' + (typeof v !== 'number' ? '?' : Number.isInteger(v) ? v : v.toFixed(2)))
       .concat(Object.entries(j.params).map(([k, v]) => esc(k) + '=' + esc(v)));
     const observed = seen.length > 0 ? '<div class="muted observed">observed: ' + seen.join(' · ') + '</div>' : '';
-    return '<tr data-job="' + esc(j.id) + '"><td>' + esc(j.id) + observed + err + '</td><td class="state-' + esc(j.state) + '">' + esc(j.state) +
+    const output = j.output && j.output.length > 0 ? '<details class="output"><summary class="muted">task output (last ' + j.output.length + ' lines)</summary><pre>' + esc(j.output.join('\\n')) + '</pre></details>' : '';
+    return '<tr data-job="' + esc(j.id) + '"><td>' + esc(j.id) + observed + err + output + '</td><td class="state-' + esc(j.state) + '">' + esc(j.state) +
       '</td><td class="num batches">' + j.outputs + '</td><td class="num">' + j.rows + '</td><td>' + tasks + '</td><td class="num">' + secs(elapsed) + '</td></tr>';
   }).join('');
   const pts = d.throughput;

@@ -5,7 +5,7 @@
  * scheduling pass once per turn of the event loop, a timer for the engine's next wake-up.
  */
 import type { DplError, Logger } from '@dpl/core';
-import type { ObjectFetcher, SourceBatch, TaskDone, TaskFailed } from '@dpl/wire';
+import type { ObjectFetcher, SourceBatch, TaskDone, TaskFailed, TaskOutput } from '@dpl/wire';
 import type { WorkerRegistry } from '../registry/worker-registry';
 import type { HeadMetrics } from '../metrics/metrics';
 import { JobEngine, type EngineCommand, type EngineJob, type JobSummary, type NewJob, type ObjectRef } from './engine';
@@ -101,6 +101,10 @@ export class Dispatcher {
     this.run(this.engine.callFailed(workerId, msg));
   }
 
+  taskOutput(workerId: string, msg: TaskOutput): void {
+    this.run(this.engine.taskOutput(workerId, msg));
+  }
+
   sourceBatch(workerId: string, msg: SourceBatch): void {
     this.run(this.engine.sourceBatch(workerId, msg));
   }
@@ -132,6 +136,9 @@ export class Dispatcher {
           break;
         case 'deliver':
           this.streams.get(c.jobId)?.deliver(c.output, c.tries);
+          break;
+        case 'output':
+          this.streams.get(c.jobId)?.taskOutput(c.output);
           break;
         case 'notice':
           this.streams.get(c.jobId)?.notice(c.message);

@@ -28,7 +28,7 @@ import {
   type SinkOutput,
   type TaskCall,
 } from '@dpl/core';
-import { errorFromProto, type AssignTask__Input, type JobFacts__Input, type JobSpec, type SourceBatch, type TaskDone, type TaskFailed } from '@dpl/wire';
+import { errorFromProto, type AssignTask__Input, type JobFacts__Input, type JobSpec, type SourceBatch, type TaskDone, type TaskFailed, type TaskOutput } from '@dpl/wire';
 import { place } from '../placement/placement';
 import type { WorkerRegistry } from '../registry/worker-registry';
 import type { CallOutcome } from '../metrics/metrics';
@@ -70,6 +70,8 @@ export type EngineCommand =
   | { kind: 'pullSource'; workerId: string; jobId: string; moduleHash: string; seq: number }
   /** Fetch an output's bytes (unless inline) and send them to the client; then `delivered()`. */
   | { kind: 'deliver'; jobId: string; output: Delivery; tries: number }
+  /** Send the client lines its tasks printed (`worker_id` says where). */
+  | { kind: 'output'; jobId: string; output: TaskOutput }
   /** Tell the client something it should know (a task waits for resources). */
   | { kind: 'notice'; jobId: string; message: string }
   /** A batch was given up on after its retries; the job goes on. */
@@ -95,7 +97,14 @@ export interface JobSummary {
   /** What task code recorded: observe → last value, increment → total, param → last value. */
   observed: Record<string, number>;
   params: Record<string, string>;
+  /** The last lines its tasks printed, `(task=t worker=w) line`, oldest first. */
+  output: string[];
 }
+
+/** Lines of task output a job keeps for the dashboard… */
+export const OUTPUT_LINES_KEPT = 100;
+/** …each cut to this many characters. */
+const OUTPUT_LINE_KEPT_CHARS = 500;
 
 /** What the engine reports as it goes: metrics, never state. */
 export interface EngineObserver {
@@ -202,6 +211,9 @@ export class EngineJob {
   droppedObservations = 0;
   readonly observedValues = new Map<string, number>();
   readonly paramValues = new Map<string, string>();
+  /** The last OUTPUT_LINES_KEPT lines its tasks printed (a ring: `outputAt` is the oldest). */
+  private readonly recentOutput: string[] = [];
+  private outputAt = 0;
   /** The default `{ run_id, id }` source, the same one the LocalExecutor uses, encoded. */
   private readonly source: (n: bigint) => Uint8Array;
   private sourceId = 0n;
@@ -308,7 +320,23 @@ export class EngineJob {
       error: this.error,
       observed: Object.fromEntries(this.observedValues),
       params: Object.fromEntries(this.paramValues),
+      output: [...this.recentOutput.slice(this.outputAt), ...this.recentOutput.slice(0, this.outputAt)],
     };
+  }
+
+  /** Keeps the last lines a call printed for the dashboard. */
+  keepOutput(workerId: string, o: TaskOutput): void {
+    const tag = `(task=${o.task} worker=${workerId})`;
+    const dropped = Number(o.dropped_lines);
+    const lines = dropped > 0 ? [`… ${dropped} lines left out`, ...o.lines] : o.lines;
+    for (const line of lines.slice(-OUTPUT_LINES_KEPT)) {
+      const text = `${tag} ${line.length > OUTPUT_LINE_KEPT_CHARS ? `${line.slice(0, OUTPUT_LINE_KEPT_CHARS)}…` : line}`;
+      if (this.recentOutput.length < OUTPUT_LINES_KEPT) this.recentOutput.push(text);
+      else {
+        this.recentOutput[this.outputAt] = text;
+        this.outputAt = (this.outputAt + 1) % OUTPUT_LINES_KEPT;
+      }
+    }
   }
 
   /** Feeds the next batch of the default source, `{ run_id, id }`, inline. */
@@ -398,6 +426,17 @@ export class JobEngine {
 
   job(id: string): EngineJob | undefined {
     return this.byId.get(id);
+  }
+
+  /**
+   * Lines a call of a running job printed on a worker: kept for the dashboard, and sent to the
+   * client unless it asked not to have them.
+   */
+  taskOutput(workerId: string, o: TaskOutput): EngineCommand[] {
+    const job = this.byId.get(o.job_id);
+    if (job === undefined) return [];
+    job.keepOutput(workerId, o);
+    return job.spec.no_task_output ? [] : [{ kind: 'output', jobId: job.id, output: { ...o, worker_id: workerId } }];
   }
 
   /** Calls assigned and not answered (for tests and the dashboard). */

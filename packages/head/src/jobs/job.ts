@@ -21,6 +21,7 @@ import {
   type JobSpec,
   type RunJobRequest,
   type RunJobResponse__Input,
+  type TaskOutput,
 } from '@dpl/wire';
 import type { Delivery, JobTask, ObjectRef } from './engine';
 import { fuseChains } from './fusion';
@@ -120,6 +121,12 @@ export class JobStream {
   private lastProgress = '';
   /** The client's stream is full: wait for its 'drain'. */
   private blocked = false;
+  /** Task output for the client, sent at the end of the turn. */
+  private output: TaskOutput[] = [];
+  private outputChars = 0;
+  /** Task output left out while the client's stream was full, told with the next lines. */
+  private droppedLines = 0;
+  private droppedBytes = 0;
 
   constructor(
     readonly jobId: string,
@@ -153,6 +160,36 @@ export class JobStream {
     this.write({ notice: { message } });
   }
 
+  /**
+   * Lines a call printed, for the client. While its stream is full they are left out (and
+   * counted): outputs matter more, and a task printing without end must not fill the head.
+   */
+  taskOutput(o: TaskOutput): void {
+    if (this.ended) return;
+    if (this.blocked) {
+      this.droppedLines += o.lines.length + Number(o.dropped_lines);
+      this.droppedBytes += o.lines.reduce((n, l) => n + l.length + 1, 0) + Number(o.dropped_bytes);
+      return;
+    }
+    if (this.droppedLines > 0) {
+      o = { ...o, dropped_lines: String(Number(o.dropped_lines) + this.droppedLines), dropped_bytes: String(Number(o.dropped_bytes) + this.droppedBytes) };
+      this.droppedLines = 0;
+      this.droppedBytes = 0;
+    }
+    if (this.output.push(o) === 1) setImmediate(() => this.flushOutput());
+    this.outputChars += o.lines.reduce((n, l) => n + l.length, 0);
+    // Well under gRPC's 4 MiB a message (3 bytes per character at most in UTF-8).
+    if (this.outputChars > DEFAULT_BATCH_MAX_BYTES / 3) this.flushOutput();
+  }
+
+  private flushOutput(): void {
+    if (this.output.length === 0 || this.ended) return;
+    const output = this.output;
+    this.output = [];
+    this.outputChars = 0;
+    this.write({ task_output: { output } });
+  }
+
   skipped(batchId: string, task: string, inputs: string[], err: DplError): void {
     this.write({ skipped: { batch_id: batchId, task, inputs, error: errorToProto(err) } });
   }
@@ -165,6 +202,7 @@ export class JobStream {
     if (this.ended) return;
     clearInterval(this.progressTimer);
     this.queue.length = 0;
+    this.flushOutput();
     this.sendProgress(summary.tasks);
     this.ended = true;
     const { outputs, rows } = summary;

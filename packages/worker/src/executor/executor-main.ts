@@ -30,6 +30,7 @@ import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { FrameChannel } from './channel';
 import { writeAllSync } from './write-all';
+import { OutputCapture } from './task-output';
 import type { ExecutorReply, NextSource, Payload, RunCall, SharedOut } from './protocol';
 
 const modules = new Map<string, Promise<PipelineModule>>();
@@ -85,6 +86,27 @@ socket.on('error', () => process.exit(0));
 
 function send(reply: ExecutorReply): void {
   channel.send(reply);
+}
+
+// What tasks print goes to the worker as lines tagged with their call (the worker forwards them
+// to the job's client), not to this process's stdout and stderr: sent at the end of the call,
+// before its answer, and every OUTPUT_FLUSH_MS while a call that prints runs.
+const capture = new OutputCapture(() => setTimeout(sendOutput, OUTPUT_FLUSH_MS).unref());
+const OUTPUT_FLUSH_MS = 100;
+function sendOutput(): void {
+  const output = capture.take();
+  if (output !== undefined) send({ kind: 'output', output });
+}
+for (const [stream, stderr] of [
+  [process.stdout, false],
+  [process.stderr, true],
+] as const) {
+  stream.write = ((chunk: string | Uint8Array, encoding?: BufferEncoding | ((e?: Error | null) => void), cb?: (e?: Error | null) => void): boolean => {
+    capture.write(stderr, chunk, typeof encoding === 'string' ? encoding : undefined);
+    const done = typeof encoding === 'function' ? encoding : cb;
+    if (done !== undefined) process.nextTick(done);
+    return true;
+  });
 }
 
 // What the running call records (one call at a time), sent back with its answer. A number that
@@ -162,6 +184,7 @@ const NOTHING_BEFORE: NonNullable<RunCall['before']> = [];
 
 async function run(m: RunCall): Promise<void> {
   observations = [];
+  capture.setSource({ jobId: m.jobId, task: m.task, callId: m.callId });
   const started = performance.now();
   /** The task of the chain running now (a fused call runs several). */
   let running = m.task;
@@ -190,6 +213,7 @@ async function run(m: RunCall): Promise<void> {
     for (let i = 0; i <= before.length; i++) {
       const step = i < before.length ? before[i]! : m; // the call's own task last
       running = step.task;
+      capture.setTask(step.task);
       const task = taskMap.get(step.task);
       if (task === undefined) throw new Error(`module ${m.label} has no task named ${JSON.stringify(step.task)}`);
       const out: unknown = await task.fn(result, kwargsOf(m.jobId, step.task, step.kwargs));
@@ -210,9 +234,11 @@ async function run(m: RunCall): Promise<void> {
       out = link ?? payloadOf(inputBytes[0]!, m.shared);
     }
     const runUs = Math.round((performance.now() - started) * 1000);
+    sendOutput();
     send({ kind: 'done', callId: m.callId, ...out, rows: result.numRows, observations: takeObservations(), runUs, stageRows });
   } catch (e) {
     const err = ensureError(e);
+    sendOutput();
     send({
       kind: 'failed',
       callId: m.callId,
@@ -227,10 +253,14 @@ async function run(m: RunCall): Promise<void> {
   }
 }
 
+/** The name a generator's output is shown under. */
+const GENERATOR = 'generator';
+
 const sources = new Map<string, Iterator<unknown> | AsyncIterator<unknown>>();
 
 /** The next batch of the job's generator, which lives in this process for the whole job. */
 async function nextSource(m: NextSource): Promise<void> {
+  capture.setSource({ jobId: m.jobId, task: GENERATOR, callId: `source:${m.jobId}` });
   try {
     let it = sources.get(m.jobId);
     if (it === undefined) {
@@ -241,6 +271,7 @@ async function nextSource(m: NextSource): Promise<void> {
       sources.set(m.jobId, it);
     }
     const r = await it.next();
+    sendOutput();
     if (r.done === true) {
       send({ kind: 'source-end', jobId: m.jobId });
       return;
@@ -251,6 +282,7 @@ async function nextSource(m: NextSource): Promise<void> {
     send({ kind: 'source-batch', jobId: m.jobId, ...outputOf(ownTable(r.value), m.shared), rows: r.value.numRows });
   } catch (e) {
     const err = ensureError(e);
+    sendOutput();
     send({ kind: 'failed', callId: `source:${m.jobId}`, code: DplErrorCode.TASK_FAILED, message: `the generator threw: ${err.message}`, stack: err.stack ?? '' });
   }
 }

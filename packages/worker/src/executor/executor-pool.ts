@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { DplError, DplErrorCode, TaskError, callFailureMessage, type Logger, type Observation } from '@dpl/core';
 import { FrameChannel } from './channel';
 import type { ExecutorReply, NextSource, Payload, RunCall, SharedOut } from './protocol';
+import { OutputCapture, type OutputLines, type OutputSource } from './task-output';
 
 /** The output: its bytes, or a file in the worker's shared memory that the caller now owns. */
 export type ExecutorResult = Payload & {
@@ -49,6 +50,8 @@ interface Executor {
   ready: Promise<void>;
   /** When it last finished a call (ms since the epoch). */
   idleSince: number;
+  /** The call it ran last (what it prints between calls is that call's). */
+  last: OutputSource | undefined;
 }
 
 type Channel = FrameChannel<ExecutorReply, RunCall | NextSource>;
@@ -73,25 +76,39 @@ interface SourceProcess {
   pending: { resolve: (r: ExecutorResult | undefined) => void; reject: (e: Error) => void } | undefined;
 }
 
+export interface ExecutorPoolOptions {
+  /**
+   * Idle processes kept for reuse at most. Starting one costs far more than a call (a fork and
+   * loading arrow), so idle ones are kept until EXECUTOR_IDLE_TIMEOUT_MS, not stopped at once.
+   */
+  maxIdle: number;
+  /** Heap limit of each executor in MiB, or undefined for Node's own. */
+  memoryMb?: number;
+  /** Node flags for every executor's command line. */
+  nodeFlags?: readonly string[];
+  /** What tasks print, in lines tagged with their call. */
+  onOutput?: (output: OutputLines[]) => void;
+}
+
 export class ExecutorPool {
   private readonly executors = new Set<Executor>();
   private readonly sources = new Map<string, SourceProcess>();
   private stopped = false;
+  private readonly maxIdle: number;
+  private readonly memoryMb: number | undefined;
+  private readonly nodeFlags: readonly string[];
+  private readonly onOutput: (output: OutputLines[]) => void;
 
   private readonly reaper: NodeJS.Timeout;
 
   constructor(
     private readonly log: Logger,
-    /**
-     * Idle processes kept for reuse at most. Starting one costs far more than a call (a fork and
-     * loading arrow), so idle ones are kept until EXECUTOR_IDLE_TIMEOUT_MS, not stopped at once.
-     */
-    private readonly maxIdle: number,
-    /** Heap limit of each executor in MiB, or undefined for Node's own. */
-    private readonly memoryMb?: number,
-    /** Node flags for every executor's command line. */
-    private readonly nodeFlags: readonly string[] = [],
+    options: ExecutorPoolOptions,
   ) {
+    this.maxIdle = options.maxIdle;
+    this.memoryMb = options.memoryMb;
+    this.nodeFlags = options.nodeFlags ?? [];
+    this.onOutput = options.onOutput ?? (() => undefined);
     this.reaper = setInterval(() => this.reapIdle(), EXECUTOR_IDLE_TIMEOUT_MS / 4);
     this.reaper.unref();
   }
@@ -177,8 +194,11 @@ export class ExecutorPool {
       src = created;
       this.sources.set(jobId, created);
       child.on('error', (e) => this.log.warn({ err: e.message, jobId }, 'generator process error'));
+      const source: OutputSource = { jobId, task: 'generator', callId: `source:${jobId}` };
+      forwardOutput(child, () => source, this.onOutput);
       const onReply = (m: ExecutorReply): void => {
         if (m.kind === 'ready') return markReady();
+        if (m.kind === 'output') return this.onOutput(m.output);
         const p = created.pending;
         created.pending = undefined;
         if (p === undefined) return dropFile(m);
@@ -238,10 +258,23 @@ export class ExecutorPool {
       lease: undefined,
       ready: new Promise((r) => (markReady = r)),
       idleSince: Date.now(),
+      last: undefined,
     };
     this.executors.add(ex);
+    // What reaches the process's stdout and stderr without going through its console (native
+    // code, Node's own messages such as running out of heap) is the running call's.
+    forwardOutput(
+      child,
+      () => {
+        const call = ex.busy[0]?.call;
+        if (call !== undefined && call.callId !== ex.last?.callId) ex.last = { jobId: call.jobId, task: call.task, callId: call.callId };
+        return ex.last;
+      },
+      this.onOutput,
+    );
     const onReply = (m: ExecutorReply): void => {
       if (m.kind === 'ready') return markReady();
+      if (m.kind === 'output') return this.onOutput(m.output);
       if (m.kind !== 'done' && m.kind !== 'failed') return;
       const busy = ex.busy[0];
       if (busy === undefined || busy.call.callId !== m.callId) return dropFile(m);
@@ -338,10 +371,46 @@ function forkExecutor(gpus: string, memoryMb: number | undefined, nodeFlags: rea
   const heap = memoryMb === undefined ? [] : [`--max-old-space-size=${memoryMb}`];
   const child = spawn(process.execPath, ['--enable-source-maps', ...heap, ...nodeFlags, EXECUTOR_MAIN], {
     env,
-    // fd 3: the FrameChannel's socket pair.
-    stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
+    // fd 1, 2: what reaches them without the process's console (see forwardOutput); fd 3: the
+    // FrameChannel's socket pair.
+    stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
   });
   // A write to an executor that just died is that call's failure, reported by its 'exit'.
   (child.stdio[3] as Socket).on('error', () => undefined);
   return child;
 }
+
+/** Forwards what a process writes to its stdout and stderr as lines of `current()`'s call. */
+function forwardOutput(child: ChildProcess, current: () => OutputSource | undefined, onOutput: (output: OutputLines[]) => void): void {
+  let scheduled = false;
+  const send = (): void => {
+    scheduled = false;
+    const output = capture.take();
+    if (output !== undefined) onOutput(output);
+  };
+  const capture = new OutputCapture(() => {
+    if (!scheduled) setImmediate(send);
+    scheduled = true;
+  });
+  let callId: string | undefined;
+  for (const [stream, stderr] of [
+    [child.stdout, false],
+    [child.stderr, true],
+  ] as const) {
+    if (stream === null) continue;
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      const source = current() ?? NO_SOURCE;
+      if (source.callId !== callId) {
+        capture.setSource(source);
+        callId = source.callId;
+      }
+      capture.write(stderr, chunk);
+    });
+    // The last words of a process that died (a fatal error) come without a newline, maybe.
+    stream.on('end', send);
+  }
+}
+
+/** Output of an executor that never ran a call (it failed to start): the worker's own. */
+const NO_SOURCE: OutputSource = { jobId: '', task: '', callId: '' };

@@ -5,6 +5,7 @@
  */
 
 import type { Observation } from '@dpl/core';
+import type { OutputLines } from './task-output';
 
 /**
  * A batch's Arrow IPC bytes: sent in the message, or a file in the worker's shared-memory
@@ -49,6 +50,8 @@ export interface NextSource {
 
 export type ExecutorReply =
   | { kind: 'ready' }
+  /** What tasks printed; sent before the answer of the call that printed it. */
+  | { kind: 'output'; output: OutputLines[] }
   | ({ kind: 'source-batch'; jobId: string; rows: number } & Payload)
   | { kind: 'source-end'; jobId: string }
   | ({ kind: 'done'; callId: string; rows: number; observations?: Observation[]; runUs: number; stageRows?: number[] } & Payload)

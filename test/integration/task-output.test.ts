@@ -1,0 +1,92 @@
+/**
+ * What tasks print on a cluster reaches the job's client, tagged with task and worker, bounded:
+ * real head and worker processes, `dpl submit` and the SDK.
+ */
+import { connect, tokenFor, type TaskOutputLine } from '@dpl/client';
+import { dashboardAddress } from '../helpers/metrics';
+import { FIXTURES, killDplProcesses, runDpl } from '../helpers/cli';
+import { startHeadProcess, startWorkerProcess, waitForWorkers } from '../helpers/cluster';
+import { join } from 'node:path';
+
+afterEach(killDplProcesses);
+
+const CHATTY = join(FIXTURES, 'chatty.ts');
+
+describe('task output on a cluster', () => {
+  it('reaches dpl submit on stderr as (task=… worker=…) lines, and the worker tags its own copy', async () => {
+    const head = await startHeadProcess();
+    const worker = startWorkerProcess(head.address, ['--num-cpus', '1']);
+    const [w] = (await waitForWorkers(head.address, 1)).workers;
+    const r = await runDpl(['submit', CHATTY, '--address', head.address, '-n', '3'], { timeoutMs: 60_000 });
+    expect(r.code).toBe(0);
+    for (const id of [0, 1, 2]) {
+      expect(r.stderr).toContain(`(task=talk worker=${w!.id}) hello from batch ${id}\n`);
+      expect(r.stderr).toContain(`(task=talk worker=${w!.id}) careful with batch ${id}\n`);
+      // Written to fd 1 directly, as native code does: forwarded all the same.
+      expect(r.stderr).toContain(`(task=talk worker=${w!.id}) raw bytes from batch ${id}\n`);
+    }
+    expect(r.stdout).not.toContain('hello from batch');
+    const runId = /^run (\S+) finished/m.exec(r.stdout)![1]!;
+    expect(worker.stdout + worker.stderr).toContain(`(task=talk job=${runId} call=talk#0) hello from batch 0`);
+
+    // -q and --no-task-output leave it out.
+    for (const flag of ['-q', '--no-task-output']) {
+      const quiet = await runDpl(['submit', CHATTY, '--address', head.address, '-n', '1', flag], { timeoutMs: 60_000 });
+      expect(quiet.code).toBe(0);
+      expect(quiet.stderr).not.toContain('hello from batch');
+    }
+  });
+
+  it('reaches the SDK per line with its job, task, worker, call and stream, and the dashboard keeps the last lines', async () => {
+    const head = await startHeadProcess();
+    startWorkerProcess(head.address, ['--num-cpus', '1']);
+    await waitForWorkers(head.address, 1);
+    const cluster = await connect(head.address);
+    try {
+      const lines: TaskOutputLine[] = [];
+      const run = await cluster.submit(CHATTY, { maxBatches: 2, onTaskOutput: (l) => lines.push(l) });
+      for await (const _ of run) {
+        // drain
+      }
+      const [w] = (await cluster.status()).workers;
+      const console = lines.filter((l) => !l.text.startsWith('raw'));
+      expect(console).toEqual(
+        [0, 1].flatMap((id) => [
+          { jobId: run.jobId, task: 'talk', worker: w!.id, callId: `talk#${id}`, stream: 'stdout', text: `hello from batch ${id}` },
+          { jobId: run.jobId, task: 'talk', worker: w!.id, callId: `talk#${id}`, stream: 'stderr', text: `careful with batch ${id}` },
+        ]),
+      );
+      const token = tokenFor(head.address, undefined);
+      const d = (await (await fetch(`http://${dashboardAddress(head.process.stdout)}/api/dashboard`, { headers: { authorization: `Bearer ${token}` } })).json()) as {
+        jobs: { id: string; output: string[] }[];
+      };
+      expect(d.jobs.find((j) => j.id === run.jobId)!.output).toEqual(expect.arrayContaining([`(task=talk worker=${w!.id}) hello from batch 1`]));
+    } finally {
+      await cluster.close();
+    }
+  });
+
+  it('is bounded: a task printing 30 MB sends about a megabyte and says how much it left out', async () => {
+    const head = await startHeadProcess();
+    startWorkerProcess(head.address, ['--num-cpus', '1']);
+    await waitForWorkers(head.address, 1);
+    const cluster = await connect(head.address);
+    try {
+      const printed = 300_000; // lines of 100 characters
+      const lines: TaskOutputLine[] = [];
+      const run = await cluster.submit(CHATTY, { maxBatches: 1, config: { 'talk.kwargs.flood': printed }, onTaskOutput: (l) => lines.push(l) });
+      for await (const _ of run) {
+        // drain
+      }
+      const kept = lines.filter((l) => l.dropped === undefined);
+      const dropped = lines.filter((l) => l.dropped !== undefined).reduce((n, l) => n + l.dropped!.lines, 0);
+      // Every line is either delivered or counted, none twice.
+      expect(kept.length + dropped).toBe(printed);
+      expect(kept.reduce((n, l) => n + l.text.length + 1, 0)).toBeLessThan(2 * 1024 * 1024);
+      expect(new Set(kept.map((l) => l.text)).size).toBe(kept.length);
+      expect(lines.find((l) => l.dropped !== undefined)!.text).toMatch(/^… [\d,]+ lines \([\d.]+ [KM]iB\) of task output left out: /);
+    } finally {
+      await cluster.close();
+    }
+  });
+});
