@@ -2,15 +2,28 @@
  * What tasks print on a cluster reaches the job's client, tagged with task and worker, bounded:
  * real head and worker processes, `dpl submit` and the SDK.
  */
-import { connect, tokenFor, type TaskOutputLine } from '@dpl/client';
+import { connect, tokenFor, type Cluster, type TaskOutputLine } from '@dpl/client';
 import { dashboardAddress } from '../helpers/metrics';
 import { FIXTURES, killDplProcesses, runDpl } from '../helpers/cli';
-import { startHeadProcess, startWorkerProcess, waitForWorkers } from '../helpers/cluster';
+import { startHeadProcess, startWorkerProcess, waitForWorkers, type HeadProcess } from '../helpers/cluster';
 import { join } from 'node:path';
 
 afterEach(killDplProcesses);
 
 const CHATTY = join(FIXTURES, 'chatty.ts');
+
+/** A head with one 1-CPU worker, and the SDK connected to it for `fn`. */
+async function withCluster(fn: (cluster: Cluster, head: HeadProcess) => Promise<void>): Promise<void> {
+  const head = await startHeadProcess();
+  startWorkerProcess(head.address, ['--num-cpus', '1']);
+  await waitForWorkers(head.address, 1);
+  const cluster = await connect(head.address);
+  try {
+    await fn(cluster, head);
+  } finally {
+    await cluster.close();
+  }
+}
 
 describe('task output on a cluster', () => {
   it('reaches dpl submit on stderr as (task=… worker=…) lines, and the worker tags its own copy', async () => {
@@ -37,12 +50,8 @@ describe('task output on a cluster', () => {
     }
   });
 
-  it('reaches the SDK per line with its job, task, worker, call and stream, and the dashboard keeps the last lines', async () => {
-    const head = await startHeadProcess();
-    startWorkerProcess(head.address, ['--num-cpus', '1']);
-    await waitForWorkers(head.address, 1);
-    const cluster = await connect(head.address);
-    try {
+  it('reaches the SDK per line with its job, task, worker, call and stream, and the dashboard keeps the last lines', () =>
+    withCluster(async (cluster, head) => {
       const lines: TaskOutputLine[] = [];
       const run = await cluster.submit(CHATTY, { maxBatches: 2, onTaskOutput: (l) => lines.push(l) });
       for await (const _ of run) {
@@ -61,17 +70,10 @@ describe('task output on a cluster', () => {
         jobs: { id: string; output: string[] }[];
       };
       expect(d.jobs.find((j) => j.id === run.jobId)!.output).toEqual(expect.arrayContaining([`(task=talk worker=${w!.id}) hello from batch 1`]));
-    } finally {
-      await cluster.close();
-    }
-  });
+    }));
 
-  it('is bounded: a task printing 30 MB sends about a megabyte and says how much it left out', async () => {
-    const head = await startHeadProcess();
-    startWorkerProcess(head.address, ['--num-cpus', '1']);
-    await waitForWorkers(head.address, 1);
-    const cluster = await connect(head.address);
-    try {
+  it('is bounded: a task printing 30 MB sends about a megabyte and says how much it left out', () =>
+    withCluster(async (cluster) => {
       const printed = 300_000; // lines of 100 characters
       const lines: TaskOutputLine[] = [];
       const run = await cluster.submit(CHATTY, { maxBatches: 1, config: { 'talk.kwargs.flood': printed }, onTaskOutput: (l) => lines.push(l) });
@@ -85,8 +87,5 @@ describe('task output on a cluster', () => {
       expect(kept.reduce((n, l) => n + l.text.length + 1, 0)).toBeLessThan(2 * 1024 * 1024);
       expect(new Set(kept.map((l) => l.text)).size).toBe(kept.length);
       expect(lines.find((l) => l.dropped !== undefined)!.text).toMatch(/^… [\d,]+ lines \([\d.]+ [KM]iB\) of task output left out: /);
-    } finally {
-      await cluster.close();
-    }
-  });
+    }));
 });

@@ -166,9 +166,10 @@ export class JobStream {
    */
   taskOutput(o: TaskOutput): void {
     if (this.ended) return;
+    const chars = o.lines.reduce((n, l) => n + l.length, 0);
     if (this.blocked) {
       this.droppedLines += o.lines.length + Number(o.dropped_lines);
-      this.droppedBytes += o.lines.reduce((n, l) => n + l.length + 1, 0) + Number(o.dropped_bytes);
+      this.droppedBytes += chars + o.lines.length + Number(o.dropped_bytes);
       return;
     }
     if (this.droppedLines > 0) {
@@ -177,7 +178,7 @@ export class JobStream {
       this.droppedBytes = 0;
     }
     if (this.output.push(o) === 1) setImmediate(() => this.flushOutput());
-    this.outputChars += o.lines.reduce((n, l) => n + l.length, 0);
+    this.outputChars += chars;
     // Well under gRPC's 4 MiB a message (3 bytes per character at most in UTF-8).
     if (this.outputChars > DEFAULT_BATCH_MAX_BYTES / 3) this.flushOutput();
   }

@@ -30,7 +30,7 @@ import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { FrameChannel } from './channel';
 import { writeAllSync } from './write-all';
-import { OutputCapture } from './task-output';
+import { GENERATOR_TASK, OutputCapture } from './task-output';
 import type { ExecutorReply, NextSource, Payload, RunCall, SharedOut } from './protocol';
 
 const modules = new Map<string, Promise<PipelineModule>>();
@@ -184,7 +184,7 @@ const NOTHING_BEFORE: NonNullable<RunCall['before']> = [];
 
 async function run(m: RunCall): Promise<void> {
   observations = [];
-  capture.setSource({ jobId: m.jobId, task: m.task, callId: m.callId });
+  capture.setSource(m);
   const started = performance.now();
   /** The task of the chain running now (a fused call runs several). */
   let running = m.task;
@@ -253,14 +253,11 @@ async function run(m: RunCall): Promise<void> {
   }
 }
 
-/** The name a generator's output is shown under. */
-const GENERATOR = 'generator';
-
 const sources = new Map<string, Iterator<unknown> | AsyncIterator<unknown>>();
 
 /** The next batch of the job's generator, which lives in this process for the whole job. */
 async function nextSource(m: NextSource): Promise<void> {
-  capture.setSource({ jobId: m.jobId, task: GENERATOR, callId: `source:${m.jobId}` });
+  capture.setSource({ jobId: m.jobId, task: GENERATOR_TASK, callId: `source:${m.jobId}` });
   try {
     let it = sources.get(m.jobId);
     if (it === undefined) {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { DplError, DplErrorCode, TaskError, callFailureMessage, type Logger, type Observation } from '@dpl/core';
 import { FrameChannel } from './channel';
 import type { ExecutorReply, NextSource, Payload, RunCall, SharedOut } from './protocol';
-import { OutputCapture, type OutputLines, type OutputSource } from './task-output';
+import { GENERATOR_TASK, NO_CALL, OutputCapture, type OutputLines, type OutputSource } from './task-output';
 
 /** The output: its bytes, or a file in the worker's shared memory that the caller now owns. */
 export type ExecutorResult = Payload & {
@@ -194,7 +194,7 @@ export class ExecutorPool {
       src = created;
       this.sources.set(jobId, created);
       child.on('error', (e) => this.log.warn({ err: e.message, jobId }, 'generator process error'));
-      const source: OutputSource = { jobId, task: 'generator', callId: `source:${jobId}` };
+      const source: OutputSource = { jobId, task: GENERATOR_TASK, callId: `source:${jobId}` };
       forwardOutput(child, () => source, this.onOutput);
       const onReply = (m: ExecutorReply): void => {
         if (m.kind === 'ready') return markReady();
@@ -263,15 +263,7 @@ export class ExecutorPool {
     this.executors.add(ex);
     // What reaches the process's stdout and stderr without going through its console (native
     // code, Node's own messages such as running out of heap) is the running call's.
-    forwardOutput(
-      child,
-      () => {
-        const call = ex.busy[0]?.call;
-        if (call !== undefined && call.callId !== ex.last?.callId) ex.last = { jobId: call.jobId, task: call.task, callId: call.callId };
-        return ex.last;
-      },
-      this.onOutput,
-    );
+    forwardOutput(child, () => (ex.last = ex.busy[0]?.call ?? ex.last), this.onOutput);
     const onReply = (m: ExecutorReply): void => {
       if (m.kind === 'ready') return markReady();
       if (m.kind === 'output') return this.onOutput(m.output);
@@ -392,7 +384,6 @@ function forwardOutput(child: ChildProcess, current: () => OutputSource | undefi
     if (!scheduled) setImmediate(send);
     scheduled = true;
   });
-  let callId: string | undefined;
   for (const [stream, stderr] of [
     [child.stdout, false],
     [child.stderr, true],
@@ -400,17 +391,10 @@ function forwardOutput(child: ChildProcess, current: () => OutputSource | undefi
     if (stream === null) continue;
     stream.setEncoding('utf8');
     stream.on('data', (chunk: string) => {
-      const source = current() ?? NO_SOURCE;
-      if (source.callId !== callId) {
-        capture.setSource(source);
-        callId = source.callId;
-      }
+      capture.setSource(current() ?? NO_CALL);
       capture.write(stderr, chunk);
     });
     // The last words of a process that died (a fatal error) come without a newline, maybe.
     stream.on('end', send);
   }
 }
-
-/** Output of an executor that never ran a call (it failed to start): the worker's own. */
-const NO_SOURCE: OutputSource = { jobId: '', task: '', callId: '' };

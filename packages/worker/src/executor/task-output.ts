@@ -29,7 +29,11 @@ export const OUTPUT_BURST_BYTES = 1024 * 1024;
 /** …and what is forwarded per second after it. */
 export const OUTPUT_BYTES_PER_SECOND = 128 * 1024;
 
-const NO_CALL: OutputSource = { jobId: '', task: '', callId: '' };
+/** The task name a module generator's output goes under. */
+export const GENERATOR_TASK = 'generator';
+
+/** The source of output that is no call's (an executor that failed to start). */
+export const NO_CALL: OutputSource = { jobId: '', task: '', callId: '' };
 
 export class OutputCapture {
   private source: OutputSource = NO_CALL;
@@ -49,16 +53,19 @@ export class OutputCapture {
     this.refilledAt = clock();
   }
 
-  /** From now on, output belongs to this call (what the last one left unfinished is its own). */
+  /**
+   * From now on, output belongs to this call (what the last one left unfinished is its own).
+   * Only its jobId, task and callId are read (a call's message can be passed as it is).
+   */
   setSource(source: OutputSource): void {
+    if (source.callId === this.source.callId && source.task === this.source.task && source.jobId === this.source.jobId) return;
     this.endLines();
     this.source = source;
   }
 
   /** The task of a fused call that runs now. */
   setTask(task: string): void {
-    if (task === this.source.task) return;
-    this.setSource({ ...this.source, task });
+    if (task !== this.source.task) this.setSource({ jobId: this.source.jobId, task, callId: this.source.callId });
   }
 
   write(stderr: boolean, chunk: string | Uint8Array, encoding?: BufferEncoding): void {
@@ -83,6 +90,8 @@ export class OutputCapture {
 
   /** The lines waiting, unfinished ones included; undefined when there are none. */
   take(): OutputLines[] | undefined {
+    // The common case, once per call: a task that printed nothing.
+    if (this.pending.length === 0 && this.droppedLines === 0 && this.partial[0] === '' && this.partial[1] === '') return undefined;
     this.endLines();
     if (this.droppedLines > 0) this.group(false); // a record of no lines, to carry the count
     if (this.pending.length === 0) return undefined;
@@ -92,12 +101,16 @@ export class OutputCapture {
   }
 
   private endLines(): void {
-    for (const s of [0, 1]) {
-      if (this.partial[s] === '') continue;
-      const line = this.partial[s]!;
-      this.partial[s] = '';
-      this.line(s === 1, line);
-    }
+    this.endLine(false);
+    this.endLine(true);
+  }
+
+  private endLine(stderr: boolean): void {
+    const s = stderr ? 1 : 0;
+    const line = this.partial[s]!;
+    if (line === '') return;
+    this.partial[s] = '';
+    this.line(stderr, line);
   }
 
   private line(stderr: boolean, text: string): void {
@@ -114,9 +127,9 @@ export class OutputCapture {
   /** The record lines of this call and stream go into: the last one, or a new one. */
   private group(stderr: boolean): OutputLines {
     const last = this.pending[this.pending.length - 1];
-    const s = this.source;
-    if (last !== undefined && last.stderr === stderr && last.callId === s.callId && last.task === s.task && this.droppedLines === 0) return last;
-    const g: OutputLines = { ...s, stderr, lines: [], droppedLines: this.droppedLines, droppedBytes: this.droppedBytes };
+    const { jobId, task, callId } = this.source;
+    if (last !== undefined && last.stderr === stderr && last.callId === callId && last.task === task && this.droppedLines === 0) return last;
+    const g: OutputLines = { jobId, task, callId, stderr, lines: [], droppedLines: this.droppedLines, droppedBytes: this.droppedBytes };
     this.droppedLines = 0;
     this.droppedBytes = 0;
     if (this.pending.length === 0) this.waiting();
