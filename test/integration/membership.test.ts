@@ -2,6 +2,7 @@
  * Cluster membership with real processes: workers register their resources, heartbeat, and
  * leave the cluster when they die, stall or disconnect; the token is enforced.
  */
+import { createServer } from 'node:net';
 import { killDplProcesses, runDpl, useTempDirs, waitFor } from '../helpers/cli';
 import { startHeadProcess, startWorkerProcess, statusOf, waitForWorkers } from '../helpers/cluster';
 
@@ -55,13 +56,16 @@ describe('a cluster of real processes', () => {
 
   it('keeps workers reconnecting until a restarted head takes them back', async () => {
     const head = await startHeadProcess(FAST_HEARTBEATS);
-    startWorkerProcess(head.address, ['--num-cpus', '1']);
+    const worker = startWorkerProcess(head.address, ['--num-cpus', '1']);
     await waitForWorkers(head.address, 1);
     head.process.child.kill('SIGTERM');
     await head.process.exited;
+    await new Promise((r) => setTimeout(r, 1_500)); // several failed attempts
     const port = head.address.split(':').pop()!;
     const again = await startHeadProcess(['--port', port, ...FAST_HEARTBEATS]);
     await waitForWorkers(again.address, 1, undefined, 15_000);
+    // Said once for the whole stretch, not once per attempt.
+    expect(worker.stderr.match(/lost the head at 127\.0\.0\.1:\d+; retrying for up to 60 s/g)).toHaveLength(1);
   });
 
   const otherRunDir = useTempDirs('dpl-other-');
@@ -156,5 +160,44 @@ describe('dpl stop', () => {
     expect((await head.process.exited).code).toBe(0);
     const again = await runDpl(['stop'], { env });
     expect(again.stdout.trim()).toBe('no dpl daemons are running on this machine');
+  });
+});
+
+describe('a worker that cannot join', () => {
+  /** A loopback port nothing listens on (it was free a moment ago). */
+  const deadAddress = (): Promise<string> =>
+    new Promise((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as { port: number };
+        server.close(() => resolve(`127.0.0.1:${port}`));
+      });
+    });
+
+  it('says once that no head answers, then gives up after --connect-timeout with exit code 1', async () => {
+    const address = await deadAddress();
+    const worker = startWorkerProcess(address, ['--num-cpus', '1', '--connect-timeout', '2']);
+    const { code, stderr } = await worker.exited;
+    expect(code).toBe(1);
+    expect(stderr.match(/cannot reach the head at 127\.0\.0\.1:\d+ yet; retrying for up to 2 s \(--connect-timeout\)/g)).toHaveLength(1);
+    expect(stderr).toMatch(/gave up: no head answered at 127\.0\.0\.1:\d+ for 2 s \(last error: connect ECONNREFUSED [^)]+\); start one there \(dpl head start\)/);
+  });
+
+  it('gives up at once when the head refuses its token, however long it may wait', async () => {
+    const head = await startHeadProcess([], { DPL_TOKEN: 's3cret' });
+    const worker = startWorkerProcess(head.address, ['--num-cpus', '1', '--connect-timeout', '0'], { DPL_TOKEN: 'wrong' });
+    const { code, stderr } = await worker.exited;
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/gave up: the head at 127\.0\.0\.1:\d+ refused this worker: missing or wrong cluster token; pass the token the head was started with/);
+    expect(stderr).not.toMatch(/reconnecting|retrying/);
+  });
+
+  it('says what it stops on Ctrl-C while it waits for a head', async () => {
+    const worker = startWorkerProcess(await deadAddress(), ['--num-cpus', '1', '--connect-timeout', '0']);
+    await waitFor(() => /cannot reach the head/.test(worker.stderr), { what: 'the waiting line' });
+    worker.child.kill('SIGINT');
+    const { code, stdout, stderr } = await worker.exited;
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/dpl worker stopping \(it had not joined the head at 127\.0\.0\.1:\d+\)/);
+    expect(stderr).toMatch(/retrying until stopped/);
   });
 });

@@ -64,6 +64,12 @@ export interface WorkerOptions {
   reconnectDelayMs?: number;
   /** @default 5000 */
   maxReconnectDelayMs?: number;
+  /**
+   * How long the worker goes on trying to reach its head (at start, or after losing it) before
+   * it gives up and stops, in ms; 0 tries forever. A head that refuses the worker (a wrong
+   * token, an invalid registration) makes it give up at once. @default 60000
+   */
+  connectTimeoutMs?: number;
   logger?: Logger;
   /**
    * A client of the head to use instead of connecting to `address` (the embedded `dpl run`
@@ -89,6 +95,7 @@ export interface ResolvedWorkerOptions {
   sharedMemoryDir: string | undefined;
   reconnectDelayMs: number;
   maxReconnectDelayMs: number;
+  connectTimeoutMs: number;
   logger: Logger;
   headClient: HeadServiceClient | undefined;
 }
@@ -138,6 +145,10 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
   if (shm !== undefined && shm !== false && (typeof shm !== 'string' || shm === '')) {
     problems.push(`sharedMemoryDir must be a folder path or false, got ${JSON.stringify(shm)}`);
   }
+  const connectTimeoutMs = o.connectTimeoutMs ?? 60_000;
+  if (typeof connectTimeoutMs !== 'number' || !Number.isFinite(connectTimeoutMs) || connectTimeoutMs < 0) {
+    problems.push(`connectTimeoutMs must be a number of ms >= 0 (0: try forever), got ${JSON.stringify(connectTimeoutMs)}`);
+  }
   if (problems.length > 0) throw new TypeError(`invalid worker options: ${problems.join('; ')}`);
   return {
     address: o.address,
@@ -155,6 +166,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     tls,
     reconnectDelayMs: o.reconnectDelayMs ?? 200,
     maxReconnectDelayMs: o.maxReconnectDelayMs ?? 5_000,
+    connectTimeoutMs,
     logger: o.logger ?? silentLogger,
     headClient: o.headClient,
   };

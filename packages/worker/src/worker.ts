@@ -53,14 +53,20 @@ export interface Worker {
   /** Bytes this worker fetched from peers, and served to them. */
   readonly bytesFetched: number;
   readonly bytesServed: number;
-  /** Resolves on the next successful registration (at once when registered). */
+  /** Resolves on the next successful registration (at once when registered); rejects if the worker gives up. */
   registered(): Promise<string>;
+  /**
+   * Settles once the worker has stopped: resolves after `stop()`; rejects with a DplError when
+   * it gave up on its head (none answered for `connectTimeoutMs`, or the head refused it).
+   */
+  closed(): Promise<void>;
   /** Leaves the cluster and closes everything. Idempotent. */
   stop(): Promise<void>;
 }
 
 /**
- * Starts a worker; it keeps (re)connecting to the head until stopped.
+ * Starts a worker; it (re)connects to the head until stopped, or until it gives up (no head for
+ * `connectTimeoutMs`, or the head refused it: see `closed()`).
  *
  * ```ts
  * const worker = await startWorker({ address: '127.0.0.1:6380', resources: { bigdb: 1 } });
@@ -123,7 +129,15 @@ class WorkerDaemon implements Worker {
   private reconnect: NodeJS.Timeout | undefined;
   private delayMs: number;
   private stopped = false;
-  private waiters: ((id: string) => void)[] = [];
+  private waiters: { resolve(id: string): void; reject(e: Error): void }[] = [];
+  /** Since when no head has taken this worker (ms); undefined while registered. */
+  private headlessSince: number | undefined = Date.now();
+  /** Whether this stretch without a head has been logged (once; the retries at debug). */
+  private saidHeadless = false;
+  /** Why the worker gave up on its head, once it has. */
+  private gaveUp: DplError | undefined;
+  private endedWith!: (e: DplError | undefined) => void;
+  private readonly ended = new Promise<DplError | undefined>((resolve) => (this.endedWith = resolve));
   private seq = 0;
   private stopping: Promise<void> | undefined;
   /** What it registers with: its options, as changed since by `dpl worker update`. */
@@ -176,7 +190,14 @@ class WorkerDaemon implements Worker {
 
   registered(): Promise<string> {
     if (this.workerId !== undefined) return Promise.resolve(this.workerId);
-    return new Promise((resolve) => this.waiters.push(resolve));
+    if (this.gaveUp !== undefined) return Promise.reject(this.gaveUp);
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  closed(): Promise<void> {
+    return this.ended.then((e) => {
+      if (e !== undefined) throw e;
+    });
   }
 
   /**
@@ -233,6 +254,8 @@ class WorkerDaemon implements Worker {
         const { worker_id: id, heartbeat_interval_ms: intervalMs } = msg.registered!;
         this.workerId = id;
         this.delayMs = this.options.reconnectDelayMs;
+        this.headlessSince = undefined;
+        this.saidHeadless = false;
         this.log.info({ head: this.options.address, data: this.dataAddress, resources: this.options.resources.toJSON() }, 'registered with the head');
         clearInterval(this.heartbeat);
         this.heartbeat = setInterval(() => {
@@ -248,7 +271,7 @@ class WorkerDaemon implements Worker {
             },
           });
         }, intervalMs);
-        for (const w of this.waiters.splice(0)) w(id);
+        for (const w of this.waiters.splice(0)) w.resolve(id);
         return;
       }
       case 'assign_batch':
@@ -476,7 +499,11 @@ class WorkerDaemon implements Worker {
     return p;
   }
 
-  /** The session ended: forget the registration and reconnect after a backoff. */
+  /**
+   * The session ended: forget the registration and reconnect after a backoff, or give up when
+   * the head refused this worker or none answered for `connectTimeoutMs`. Each stretch without
+   * a head is logged once; the retries are at debug.
+   */
   private lost(session: Session, e: grpc.ServiceError | undefined): void {
     if (session !== this.session) return;
     this.session = undefined;
@@ -486,14 +513,45 @@ class WorkerDaemon implements Worker {
     const was = this.workerId;
     this.workerId = undefined;
     if (this.stopped) return;
-    const fatal = e?.code === grpc.status.UNAUTHENTICATED || e?.code === grpc.status.INVALID_ARGUMENT;
-    const level = was === undefined && !fatal ? 'debug' : 'warn';
-    this.options.logger[level](
-      { workerId: was, head: this.options.address, err: e ? ensureError(e).message : 'session ended', retryInMs: this.delayMs },
-      'lost the head; reconnecting',
-    );
-    this.reconnect = setTimeout(() => this.connect(), this.delayMs);
+    const head = this.options.address;
+    const why = e === undefined ? 'the head ended the session' : grpcReason(e);
+    // A wrong token, or a registration the head will not take, fails the same way every time.
+    if (e !== undefined && (e.code === grpc.status.UNAUTHENTICATED || e.code === grpc.status.PERMISSION_DENIED || (e.code === grpc.status.INVALID_ARGUMENT && was === undefined))) {
+      // The head's refusal says what to do about a token; a registration's needs the next step.
+      const invalid = e.code === grpc.status.INVALID_ARGUMENT;
+      const message = `the head at ${head} refused this worker: ${why}${invalid ? '; fix what it names and start the worker again' : ''}`;
+      this.giveUp(invalid ? DplErrorCode.VALIDATION : DplErrorCode.UNAUTHENTICATED, message);
+      return;
+    }
+    const now = Date.now();
+    this.headlessSince ??= now;
+    const timeout = this.options.connectTimeoutMs;
+    const left = timeout === 0 ? Infinity : this.headlessSince + timeout - now;
+    if (left <= 0) {
+      this.giveUp(
+        DplErrorCode.UNAVAILABLE,
+        `no head answered at ${head} for ${seconds(timeout)} (last error: ${why}); start one there (dpl head start), check --address, or wait longer with --connect-timeout SECONDS (0: forever)`,
+      );
+      return;
+    }
+    const retrying = timeout === 0 ? 'retrying until stopped' : `retrying for up to ${seconds(timeout)} (--connect-timeout)`;
+    if (!this.saidHeadless) {
+      this.saidHeadless = true;
+      const msg = was === undefined ? `cannot reach the head at ${head} yet; ${retrying}` : `lost the head at ${head}; ${retrying}`;
+      this.options.logger.warn({ workerId: was, head, err: why }, msg);
+    } else {
+      this.options.logger.debug({ head, err: why, retryInMs: this.delayMs }, 'still no head; retrying');
+    }
+    this.reconnect = setTimeout(() => this.connect(), Math.min(this.delayMs, left));
     this.delayMs = Math.min(this.delayMs * 2, this.options.maxReconnectDelayMs);
+  }
+
+  /** Stops for good with `message`: logged, and the reason `registered()` and `closed()` reject with. */
+  private giveUp(code: DplErrorCode, message: string): void {
+    this.gaveUp = new DplError(code, message);
+    this.options.logger.error({ head: this.options.address }, `gave up: ${message}`);
+    for (const w of this.waiters.splice(0)) w.reject(this.gaveUp);
+    void this.stop();
   }
 
   stop(): Promise<void> {
@@ -518,12 +576,23 @@ class WorkerDaemon implements Worker {
       this.client.close();
       await this.data.stop();
       this.store.close();
+      this.endedWith(this.gaveUp);
     })();
     return this.stopping;
   }
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** What went wrong, from grpc-js's wording ("No connection established. Last error: Error: connect ECONNREFUSED …"). */
+function grpcReason(e: grpc.ServiceError): string {
+  const text = e.details || ensureError(e).message;
+  const m = /Last error: (?:Error: )?(.*?)(?:\. Resolution note:.*)?$/s.exec(text);
+  return m?.[1] || text;
+}
+
+/** 60000 → "60 s", 1500 → "1.5 s". */
+const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(1))} s`;
 
 
 function aligned(bytes: Uint8Array): Uint8Array {

@@ -20,6 +20,7 @@ interface WorkerStartArgs extends ClusterArgs, ResourceArgs, TlsArgs {
   dataPort?: number;
   spillDir?: string;
   shmDir?: string;
+  connectTimeout?: number;
 }
 
 const workerStart: CommandModule<object, WorkerStartArgs> = {
@@ -47,6 +48,11 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
         type: 'string',
         describe: "RAM-backed folder where executors leave large task outputs for the worker to pass on without copying; 'none' sends them through the executors' sockets (default: /dev/shm when writable)",
       })
+      .option('connect-timeout', {
+        type: 'number',
+        default: 60,
+        describe: 'seconds to keep trying to reach the head (at start or after losing it) before giving up with exit code 1; 0 tries forever',
+      })
       .option('executor-memory', {
         type: 'number',
         describe: 'heap limit of each executor process in MiB; a task needing more fails (default: Node\'s own)',
@@ -58,6 +64,10 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
         const store = argv['object-store-memory'];
         if (store !== undefined && (!Number.isFinite(store) || store < 0)) {
           throw new Error(`--object-store-memory must be a number of MiB >= 0, got ${String(store)}`);
+        }
+        const wait = argv['connect-timeout'];
+        if (typeof wait !== 'number' || !Number.isFinite(wait) || wait < 0) {
+          throw new Error(`--connect-timeout must be a number of seconds >= 0 (0: try forever), got ${String(wait)}`);
         }
         const mem = argv['executor-memory'];
         if (mem !== undefined && (!Number.isInteger(mem) || mem < 32)) {
@@ -81,15 +91,23 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
       dataPort: args.dataPort,
       spillDir: args.spillDir,
       sharedMemoryDir: args.shmDir === 'none' ? false : args.shmDir,
+      connectTimeoutMs: (args.connectTimeout ?? 60) * 1000,
       logger,
     });
     const forget = recordDaemon({ kind: 'worker', address: worker.dataAddress, head: target.address });
-    void worker.registered().then((id) => {
-      print(`dpl worker ${id} joined the head at ${target.address} with ${worker.options.resources.toString()}`);
-    });
-    await untilSignal();
+    worker.registered().then(
+      (id) => print(`dpl worker ${id} joined the head at ${target.address} with ${worker.options.resources.toString()}`),
+      () => undefined, // closed() says why
+    );
+    // Until a signal, or until the worker gives up on its head (it has logged why: exit 1).
+    const gaveUp = await Promise.race([untilSignal().then(() => false), worker.closed().then(() => false, () => true)]);
+    if (!gaveUp) {
+      const id = worker.id;
+      print(id === undefined ? `dpl worker stopping (it had not joined the head at ${target.address})` : `dpl worker ${id} leaving the head at ${target.address}`);
+    }
     await worker.stop();
     forget();
+    if (gaveUp) process.exitCode = 1;
   },
 };
 
