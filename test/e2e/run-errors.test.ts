@@ -90,6 +90,32 @@ describe('dpl run with bad input', () => {
     expect(r.stderr).toMatch(/^dpl: pipeline is not valid/);
   });
 
+  it('refuses a kwarg the task does not declare and a value of the wrong type, before anything runs', async () => {
+    const r = await runDpl(['run', QUICKSTART, '-n', '1', '-s', 'round.kwargs.decimls=3', '-s', 'round.kwargs.decimals=abc']);
+    expectCleanError(
+      r,
+      [
+        'config coordinate "round.kwargs.decimls": task "round" has no kwarg "decimls" (did you mean "decimals"?); its kwargs: decimals',
+        'config coordinate "round.kwargs.decimals": the task\'s default is a number (1), got a string ("abc"); give a number, e.g. round.kwargs.decimals=1',
+      ],
+      { code: 1, multiline: true },
+    );
+    expect(r.stdout).not.toMatch(/finished/);
+    // -i lists the same problems and says so in its exit code.
+    const info = await runDpl(['run', QUICKSTART, '-i', '-s', 'round.kwargs.decimls=3']);
+    expect(info.code).toBe(1);
+    expect(info.stdout).toMatch(/^Problems:\n {2}- config coordinate "round\.kwargs\.decimls"/m);
+  });
+
+  it('lists a sink that made no batches in the summary', async () => {
+    // One source batch (id 0): evens keeps it, odds drops it.
+    const r = await runDpl(['run', fixture('branching.ts'), '-n', '1']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^odds\s+0\s+0$/m);
+    expect(r.stdout).toMatch(/^evens\s+1\s+1$/m);
+    expect(r.stdout).toMatch(/^odds made no batches$/m);
+  });
+
   it('refuses a YAML file that does not exist', async () => {
     const r = await runDpl(['run', QUICKSTART, '-n', '1', '-f', 'test/fixtures/no-such-config.yaml']);
     expectCleanError(r, ['no-such-config.yaml', 'cannot read config file']);

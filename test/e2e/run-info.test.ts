@@ -32,7 +32,7 @@ describe('dpl run -i', () => {
 
   it('lists a context key the tasks need as not set, and as set after -c', async () => {
     const unset = await runDpl(['run', fixture('context-pipeline.ts'), '-i']);
-    expect(unset.code).toBe(0);
+    expect(unset.code).toBe(1); // it lists a problem: a run would fail
     expect(unset.stdout).toMatch(/^\s+- label \(.*contextKwargs=\{"tag":"label"\}.*\) \[sink\]$/m);
     expect(unset.stdout).toMatch(/^Context:\n\s+- label \(not set\)$/m);
     // The problem is reported, with the flag that fixes it.

@@ -106,7 +106,7 @@ describe('task failures on a cluster', () => {
     await waitForWorkers(head.address, 1);
     const cluster = await connect(head.address);
     try {
-      const run = await cluster.submit(join(FIXTURES, 'misbehaving.ts'), { maxBatches: 1, config: { 'bad.kwargs.mode': mode } });
+      const run = await cluster.submit(join(FIXTURES, 'misbehaving.ts'), { maxBatches: 1, config: { 'bad.kwargs.mode': mode }, onTaskOutput: false });
       let error: Error & { code?: string; remoteStack?: string } = new Error('no failure');
       try {
         for await (const _ of run) throw new Error('an output came out');

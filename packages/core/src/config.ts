@@ -8,6 +8,7 @@ import { ConfigError } from './errors';
 import type { PipelineTaskOptions } from './model/task';
 import { isPlainObject } from './model/task';
 import { describe } from './resources';
+import { didYouMean } from './internal/names';
 
 /** Task fields that configuration may set, with the dplutils (snake_case) spellings they accept. */
 const FIELD_ALIASES: Readonly<Record<string, keyof PipelineTaskOptions>> = {
@@ -93,7 +94,7 @@ export function changeFromCoordinate(path: string, value: unknown): ConfigChange
   // hasOwn: inherited names such as "constructor" or "toString" are not task fields.
   const field = Object.hasOwn(FIELD_ALIASES, rawField) ? FIELD_ALIASES[rawField] : undefined;
   if (field === undefined) {
-    return `config coordinate ${JSON.stringify(path)}: task field ${JSON.stringify(rawField)} is unknown; known fields: ${FIELD_LIST}`;
+    return `config coordinate ${JSON.stringify(path)}: task field ${JSON.stringify(rawField)} is unknown${didYouMean(rawField, Object.keys(FIELD_ALIASES))}; known fields: ${FIELD_LIST}`;
   }
   if (rest.length === 0) {
     return { path, task, field, value, merge: MAP_FIELDS.has(field) && isPlainObject(value) };
@@ -126,6 +127,8 @@ export function changesFromObject(config: unknown, origin: string): { changes: C
       problems.push(`${origin}: settings of task ${JSON.stringify(task)} must be an object of field to value, got ${describe(settings)}`);
       continue;
     }
+    // An empty map changes nothing, but still names a task that must exist.
+    if (Object.keys(settings).length === 0) changes.push({ path: task, task, field: 'kwargs', value: {}, merge: true });
     for (const [field, value] of Object.entries(settings)) {
       const change = changeFromCoordinate(`${task}.${field}`, value);
       if (typeof change === 'string') problems.push(change);

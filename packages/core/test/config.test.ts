@@ -540,3 +540,46 @@ describe('executor.toString', () => {
     expect(ex.toString().split('\n')[1]).toBe('  - a (numCpus=1, maxRetries=3) -> b, c');
   });
 });
+
+describe('kwargs a task does not take', () => {
+  it('refuses a kwarg the task does not declare, with the closest name it does', () => {
+    const ex = executor().setConfig('round.kwargs.decimls', 3);
+    expect(ex.problems()).toEqual([
+      'config coordinate "round.kwargs.decimls": task "round" has no kwarg "decimls" (did you mean "decimals"?); its kwargs: decimals, mode, nested ' +
+        '(a task takes the kwargs its module declares in kwargs or required)',
+    ]);
+    // The object form and YAML's config: go through the same check.
+    expect(executor().setConfig({ round: { kwargs: { decimals: 2, extra: 1 } } }).problems()).toEqual([
+      expect.stringContaining('config coordinate "round.kwargs.extra": task "round" has no kwarg "extra"; its kwargs:'),
+    ]);
+    expect(executor().setConfig('gen.kwargs.x', 1).problems()).toEqual([expect.stringContaining('task "gen" has no kwarg "x"; it declares none')]);
+  });
+
+  it('takes kwargs declared as required or as coming from the context, which have no default to compare with', () => {
+    const graph = new PipelineGraph([new PipelineTask('t', identity, { required: ['db'], contextKwargs: { path: 'data_path' }, kwargs: { n: 1 } })]);
+    const ex = executor(graph).setContext('data_path', '/d').setConfig('t.kwargs.db', 'x').setConfig('t.kwargs.path', 5).setConfig('t.kwargs.n', 2);
+    expect(ex.problems()).toEqual([]);
+  });
+
+  it.each([
+    ['decimals', 'abc', 'the task\'s default is a number (1), got a string ("abc"); give a number, e.g. round.kwargs.decimals=1'],
+    ['mode', 3, 'the task\'s default is a string ("half"), got a number (3); give a string, e.g. round.kwargs.mode="half"'],
+    ['nested', [1], 'the task\'s default is an object'],
+  ])('refuses %p set to a value of another type than its default (%p)', (kwarg, value, message) => {
+    expect(executor().setConfig(`round.kwargs.${kwarg}`, value).problems()).toEqual([expect.stringContaining(`config coordinate "round.kwargs.${kwarg}": ${message}`)]);
+  });
+
+  it('takes values of the default\'s type, a deeper key of an object default, and anything for a null default', () => {
+    const graph = new PipelineGraph([new PipelineTask('t', identity, { kwargs: { n: 1, any: null, deep: { a: 1 } } })]);
+    expect(executor(graph).setConfig('t.kwargs.n', 2.5).setConfig('t.kwargs.any', 'x').setConfig('t.kwargs.deep.b', 'y').problems()).toEqual([]);
+  });
+
+  it('names an unknown task given an empty settings object, and suggests a close name', () => {
+    expect(executor().setConfig({ nosuchtask: {} }).problems()).toEqual(['config coordinate "nosuchtask": no task named "nosuchtask"; tasks: gen, round']);
+    expect(executor().setConfig({ round: {} }).problems()).toEqual([]);
+    expect(executor().setConfig('rond.batchSize', 2).problems()).toEqual([
+      'config coordinate "rond.batchSize": no task named "rond" (did you mean "round"?); tasks: gen, round',
+    ]);
+    expect(executor().setConfig('round.batchsize', 2).problems()).toEqual([expect.stringContaining('task field "batchsize" is unknown (did you mean "batchSize"?)')]);
+  });
+});

@@ -17,7 +17,7 @@ export async function executePipeline(executor: PipelineExecutor, args: Pipeline
     const problems = executor.problems();
     if (problems.length > 0) print(`Problems:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
     print('Set task parameters with -s task.field=value, context with -c key=value; see --help for more.');
-    return 0;
+    return problems.length > 0 ? 1 : 0; // a run would fail: say so to scripts as well
   }
 
   const controller = new AbortController();
@@ -30,13 +30,17 @@ export async function executePipeline(executor: PipelineExecutor, args: Pipeline
   };
   process.on('SIGINT', onSigint);
   const started = performance.now();
-  const perTask = new Map<string, { batches: number; rows: number; first: OutputBatch }>();
+  // Every sink is listed, also one that made nothing (a filter that dropped every row).
+  const perTask = new Map<string, { batches: number; rows: number; first: OutputBatch | undefined }>(
+    executor.graph.sinkTasks.map((t) => [t.name, { batches: 0, rows: 0, first: undefined }]),
+  );
   const progress = args.quiet ? undefined : new Progress(process.stderr);
   const count = (batch: OutputBatch): void => {
     progress?.batch(batch.data.numRows);
     const t = perTask.get(batch.task);
     if (t === undefined) perTask.set(batch.task, { batches: 1, rows: batch.data.numRows, first: batch });
     else {
+      t.first ??= batch;
       t.batches++;
       t.rows += batch.data.numRows;
     }
@@ -79,7 +83,9 @@ export async function executePipeline(executor: PipelineExecutor, args: Pipeline
     if (args.outDir !== undefined) {
       print(`wrote ${files.length} parquet file${files.length === 1 ? '' : 's'} to ${args.outDir}`);
     } else {
-      for (const [task, t] of perTask) print(`\nfirst batch of ${task}:\n${previewTable(t.first.data)}`);
+      for (const [task, t] of perTask) {
+        print(t.first === undefined ? `\n${task} made no batches` : `\nfirst batch of ${task}:\n${previewTable(t.first.data)}`);
+      }
     }
     return controller.signal.aborted ? EXIT_INTERRUPTED : 0;
   } finally {

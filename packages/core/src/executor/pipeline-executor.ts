@@ -19,6 +19,7 @@ import { PipelineGraph, isPipelineGraph } from '../model/graph';
 import { PipelineTask, UNCHECKED, isPipelineTask, isPlainObject, taskProblems } from '../model/task';
 import { writeParquet, type ParquetCompression } from '../data/parquet';
 import { describe } from '../resources';
+import { didYouMean } from '../internal/names';
 import type { SchedulerStats } from '../scheduler/streaming-scheduler';
 
 /** One output of a run: a sink task's result for one call. */
@@ -172,11 +173,12 @@ export abstract class PipelineExecutor {
   problems(): string[] {
     const problems = [...this.configProblems];
     for (const c of this.changes) {
-      if (!this.graph.taskMap.has(c.task)) {
-        problems.push(
-          `config coordinate ${JSON.stringify(c.path)}: no task named ${JSON.stringify(c.task)}; ` +
-            `tasks: ${[...this.graph.taskMap.keys()].join(', ')}`,
-        );
+      const task = this.graph.taskMap.get(c.task);
+      if (task === undefined) {
+        const names = [...this.graph.taskMap.keys()];
+        problems.push(`config coordinate ${JSON.stringify(c.path)}: no task named ${JSON.stringify(c.task)}${didYouMean(c.task, names)}; tasks: ${names.join(', ')}`);
+      } else if (c.field === 'kwargs') {
+        problems.push(...kwargChangeProblems(task, c));
       }
     }
     const graph = this.configuredGraph();
@@ -328,3 +330,46 @@ export abstract class PipelineExecutor {
     this.configProblems.push(...problems);
   }
 }
+
+/**
+ * What is wrong with configuring these kwargs of `task` (as its module declares it): a kwarg it
+ * does not declare (in its kwargs defaults, `required` or `contextKwargs`: most often a typo),
+ * or a value of another type than the declared default (`iterations=abc` for a default of 100).
+ */
+function kwargChangeProblems(task: PipelineTask, change: ConfigChange): string[] {
+  if (!isPlainObject(change.value) || !isPlainObject(task.kwargs)) return []; // taskProblems reports a kwargs that is not a map
+  const required = Array.isArray(task.required) ? task.required.filter((r): r is string => typeof r === 'string') : [];
+  const declared = new Set([...Object.keys(task.kwargs), ...required, ...(isPlainObject(task.contextKwargs) ? Object.keys(task.contextKwargs) : [])]);
+  const problems: string[] = [];
+  for (const [kwarg, value] of Object.entries(change.value)) {
+    const coord = JSON.stringify(`${task.name}.kwargs.${kwarg}`);
+    if (!declared.has(kwarg)) {
+      const known = declared.size === 0 ? 'it declares none' : `its kwargs: ${[...declared].join(', ')}`;
+      problems.push(
+        `config coordinate ${coord}: task ${JSON.stringify(task.name)} has no kwarg ${JSON.stringify(kwarg)}${didYouMean(kwarg, declared)}; ${known} ` +
+          `(a task takes the kwargs its module declares in kwargs or required)`,
+      );
+      continue;
+    }
+    if (!Object.hasOwn(task.kwargs, kwarg)) continue; // required or from context: no default to compare with
+    const wanted = kindOf(task.kwargs[kwarg]);
+    const got = kindOf(value);
+    if (wanted !== 'null' && wanted !== 'undefined' && got !== wanted) {
+      problems.push(
+        `config coordinate ${coord}: the task's default is ${withArticle(wanted)} (${describe(task.kwargs[kwarg])}), got ${withArticle(got)} (${describe(value)}); ` +
+          `give ${withArticle(wanted)}, e.g. ${task.name}.kwargs.${kwarg}=${JSON.stringify(task.kwargs[kwarg])}`,
+      );
+    }
+  }
+  return problems;
+}
+
+/** The JSON-ish kind of a value: null, array, or its typeof. */
+function kindOf(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  return typeof v;
+}
+
+const withArticle = (kind: string): string => (/^[aeiou]/.test(kind) ? `an ${kind}` : `a ${kind}`);
+
