@@ -201,3 +201,19 @@ describe('a worker that cannot join', () => {
     expect(stderr).toMatch(/retrying until stopped/);
   });
 });
+
+describe('a head whose port is taken', () => {
+  it('exits 1 at once, with the hint, when its dashboard port is taken (no half-started gRPC left running)', async () => {
+    const taken = createServer();
+    const port = await new Promise<number>((resolve) => taken.listen(0, '127.0.0.1', () => resolve((taken.address() as { port: number }).port)));
+    try {
+      const r = await runDpl(['head', 'start', '--port', '0', '--dashboard-port', String(port)]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`cannot serve the HTTP API on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE.*\\(is another head running\\? pick another --dashboard-port, 0 for a free one`));
+      expect(r.stdout).not.toMatch(/listening/);
+    } finally {
+      taken.close();
+    }
+  });
+});
+

@@ -151,19 +151,33 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   }, Math.max(50, Math.floor(opts.heartbeatIntervalMs / 2)));
   sweep.unref();
 
-  const http =
-    opts.dashboardPort === null
-      ? undefined
-      : await startHttpApi(opts, {
-          status: () => statusOf(state),
-          metrics,
-          dashboard: () => ({
-            ...statusOf(state),
-            now: Date.now(),
-            jobs: [...state.jobHistory, ...state.dispatcher.jobList.map((j) => j.summary())],
-            throughput: throughput.series(),
-          }),
-        });
+  let http: Awaited<ReturnType<typeof startHttpApi>> | undefined;
+  try {
+    http =
+      opts.dashboardPort === null
+        ? undefined
+        : await startHttpApi(opts, {
+            status: () => statusOf(state),
+            metrics,
+            dashboard: () => ({
+              ...statusOf(state),
+              now: Date.now(),
+              jobs: [...state.jobHistory, ...state.dispatcher.jobList.map((j) => j.summary())],
+              throughput: throughput.series(),
+            }),
+          });
+  } catch (e) {
+    // No half-started head: what listens already closes, so the process can exit.
+    clearInterval(sweep);
+    throughput.stop();
+    dispatcher.stop(new DplError(DplErrorCode.UNAVAILABLE, 'the head did not start'));
+    fetcher.close();
+    listener.close();
+    server.forceShutdown();
+    injector.destroy();
+    guard.destroyAll();
+    throw e;
+  }
   const dashboardAddress = http === undefined ? undefined : `${hostPart(opts.host)}:${(http.address() as AddressInfo).port}`;
   log.info({ address, dashboard: dashboardAddress, token: opts.token !== undefined }, 'head listening');
   let stopped: Promise<void> | undefined;

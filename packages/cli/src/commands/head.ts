@@ -36,7 +36,7 @@ const headStart: CommandModule<object, HeadStartArgs> = {
       .option('dashboard-port', {
         type: 'number',
         default: DEFAULT_DASHBOARD_PORT,
-        describe: 'HTTP port of the dashboard (/), /api/status (JSON) and /metrics; 0 picks a free one',
+        describe: 'HTTP port of the web dashboard (/), /api/status (JSON) and /metrics; 0 picks a free one',
       })
       .option('insecure', {
         type: 'boolean',

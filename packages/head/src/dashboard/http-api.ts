@@ -260,7 +260,10 @@ export async function startHttpApi(opts: ResolvedHeadOptions, sources: HttpSourc
   server.on('tlsClientError', () => undefined);
   server.on('close', () => guard.destroyAll());
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (e) => reject(new Error(`cannot serve the HTTP API on ${opts.host}:${opts.dashboardPort}: ${e.message}`, { cause: e })));
+    server.once('error', (e: NodeJS.ErrnoException) => {
+      const hint = e.code === 'EADDRINUSE' ? ' (is another head running? pick another --dashboard-port, 0 for a free one, or stop it: dpl stop)' : '';
+      reject(new Error(`cannot serve the HTTP API on ${opts.host}:${opts.dashboardPort}: ${e.message}${hint}`, { cause: e }));
+    });
     server.listen(opts.dashboardPort!, opts.host, () => resolve());
   });
   port = (server.address() as AddressInfo).port;
