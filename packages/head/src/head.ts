@@ -152,6 +152,19 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   sweep.unref();
 
   let http: Awaited<ReturnType<typeof startHttpApi>> | undefined;
+  /** Closes what the head has started (also a head that fails to start: none is left half-running). */
+  const close = async (): Promise<void> => {
+    clearInterval(sweep);
+    throughput.stop();
+    dispatcher.stop(new DplError(DplErrorCode.UNAVAILABLE, 'the head is shutting down; submit the job again when it is back'));
+    fetcher.close();
+    if (http !== undefined) await new Promise<void>((resolve) => http!.close(() => resolve()));
+    for (const id of [...links.keys()]) dropLink(links, id)?.session.end();
+    listener.close();
+    await shutdownServer(server, 2_000);
+    injector.destroy();
+    guard.destroyAll();
+  };
   try {
     http =
       opts.dashboardPort === null
@@ -167,15 +180,7 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
             }),
           });
   } catch (e) {
-    // No half-started head: what listens already closes, so the process can exit.
-    clearInterval(sweep);
-    throughput.stop();
-    dispatcher.stop(new DplError(DplErrorCode.UNAVAILABLE, 'the head did not start'));
-    fetcher.close();
-    listener.close();
-    server.forceShutdown();
-    injector.destroy();
-    guard.destroyAll();
+    await close();
     throw e;
   }
   const dashboardAddress = http === undefined ? undefined : `${hostPart(opts.host)}:${(http.address() as AddressInfo).port}`;
@@ -194,19 +199,7 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
     inProcessClient: () =>
       inProcessClient(loadDplProto().HeadService.service, handlers) as unknown as HeadServiceClient,
     stop: () => {
-      stopped ??= (async () => {
-        clearInterval(sweep);
-        throughput.stop();
-        dispatcher.stop(new DplError(DplErrorCode.UNAVAILABLE, 'the head is shutting down; submit the job again when it is back'));
-        fetcher.close();
-        if (http !== undefined) await new Promise<void>((resolve) => http.close(() => resolve()));
-        for (const id of [...links.keys()]) dropLink(links, id)?.session.end();
-        listener.close();
-        await shutdownServer(server, 2_000);
-        injector.destroy();
-        guard.destroyAll();
-        log.info({ address }, 'head stopped');
-      })();
+      stopped ??= close().then(() => log.info({ address }, 'head stopped'));
       return stopped;
     },
   };
