@@ -1,3 +1,4 @@
+import { formatBytes } from '@dpl/core';
 /**
  * What a job's tasks print on the cluster, as the client receives it: lines tagged with the
  * task, the worker and the call that printed them.
@@ -37,11 +38,9 @@ export function taskOutputLines(o: TaskOutput): TaskOutputLine[] {
   const lines: TaskOutputLine[] = [];
   const dropped = { lines: Number(o.dropped_lines), bytes: Number(o.dropped_bytes) };
   if (dropped.lines > 0) {
-    const text = `… ${dropped.lines.toLocaleString('en-US')} lines (${mib(dropped.bytes)}) of task output left out: more than dpl forwards (1 MiB at once, then 128 KiB/s per executor); the worker's stderr has them`;
+    const text = `… ${dropped.lines.toLocaleString('en-US')} lines (${formatBytes(dropped.bytes)}) of task output left out: more than dpl forwards (1 MiB at once, then 128 KiB/s per executor); the worker's stderr has them`;
     lines.push({ ...base, text, dropped });
   }
   for (const text of o.lines) lines.push({ ...base, text });
   return lines;
 }
-
-const mib = (bytes: number): string => (bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1024 / 1024).toFixed(1)} MiB`);

@@ -96,6 +96,8 @@ export { encodeIpc, decodeIpc } from './data/ipc';
 export { ipcStreamParts, joinIpcParts, type IpcParts } from './data/ipc-writer';
 export { writeParquet, readParquet } from './data/parquet';
 export type { ParquetCompression, ParquetWriteOptions } from './data/parquet';
+/** @internal A byte count for messages. */
+export { formatBytes } from './internal/bytes';
 export { silentLogger } from './logger';
 export type { Logger, LogFn } from './logger';
 export { DPL_VERSION } from './version';

@@ -78,7 +78,13 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const opts = resolveWorkerOptions(options);
   // Bundles are imported from here: a private folder, checked before anything starts.
   const moduleDir = privateDir('worker-modules');
-  const store = new ObjectStore({ memoryBytes: opts.objectStoreMemoryMb * 1024 * 1024, spillDir: opts.spillDir, sharedDir: opts.sharedMemoryDir });
+  const storeLog = opts.logger.child({ component: 'object-store' });
+  const store = new ObjectStore({
+    memoryBytes: opts.objectStoreMemoryMb * 1024 * 1024,
+    spillDir: opts.spillDir,
+    sharedDir: opts.sharedMemoryDir,
+    warn: (message) => storeLog.warn(message),
+  });
   const data = await startDataServer(store, opts.host, opts.token, opts.tls, opts.dataPort);
   return new WorkerDaemon(opts, store, data, moduleDir);
 }

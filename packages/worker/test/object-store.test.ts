@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +7,10 @@ import { ObjectStore } from '../src/store/object-store';
 import { startDataServer } from '../src/data/data-server';
 
 const bytes = (n: number, fill: number): Uint8Array => new Uint8Array(n).fill(fill);
-const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 50));
+/** Waits until `ok()` holds (a file removal runs on its own after a release), for at most 10 s. */
+async function until(ok: () => boolean): Promise<void> {
+  for (let waited = 0; !ok() && waited < 10_000; waited += 10) await new Promise((r) => setTimeout(r, 10));
+}
 /** The spill files under `dir` (the store keeps them in a private folder of its own there). */
 const spillFiles = (dir: string): string[] => readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.arrow'));
 
@@ -21,7 +24,7 @@ describe('ObjectStore', () => {
     store.put('a', bytes(600, 1));
     store.put('b', bytes(600, 2));
     store.put('c', bytes(600, 3));
-    await settle();
+    await store.idle();
     const s = store.stats();
     expect(s.memoryBytes).toBeLessThanOrEqual(1000);
     expect(s.spills).toBe(2);
@@ -35,7 +38,7 @@ describe('ObjectStore', () => {
     expect(spillFiles(dir)).toHaveLength(2);
     store.delete('a');
     store.deletePrefix('b');
-    await settle();
+    await until(() => spillFiles(dir).length === 0);
     expect(spillFiles(dir)).toHaveLength(0);
     expect(store.stats()).toMatchObject({ diskBytes: 0, objects: 1 });
   });
@@ -44,7 +47,8 @@ describe('ObjectStore', () => {
     const store = new ObjectStore({ memoryBytes: 10, spillDir: dir });
     store.put('x', bytes(5000, 7));
     store.delete('x');
-    await settle();
+    await store.idle();
+    await until(() => spillFiles(dir).length === 0);
     expect(spillFiles(dir)).toEqual([]);
     expect(store.stats()).toMatchObject({ memoryBytes: 0, diskBytes: 0, objects: 0 });
   });
@@ -57,7 +61,7 @@ describe('ObjectStore', () => {
       const big = bytes(3 * 1024 * 1024 + 5, 4);
       store.put('big', big);
       store.put('small', bytes(10, 5));
-      await settle();
+      await store.idle();
       expect(store.stats().spills).toBe(2);
       const [g, s] = await Promise.all([fetcher.fetch(`127.0.0.1:${server.port}`, 'big'), fetcher.fetch(`127.0.0.1:${server.port}`, 'small')]);
       expect(g.byteLength).toBe(big.byteLength);
@@ -66,6 +70,47 @@ describe('ObjectStore', () => {
     } finally {
       fetcher.close();
       await server.stop();
+    }
+  });
+
+  it('on a full disk removes the partial file, keeps the object in memory, says so once and tries again later', async () => {
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { stdio: 'pipe' });
+    } catch (e) {
+      console.warn(`full-disk spill test skipped: cannot mount a tmpfs (${String((e as Error).message).split('\n')[0]})`);
+      return;
+    }
+    const warnings: string[] = [];
+    const store = new ObjectStore({ memoryBytes: 0, spillDir: dir, warn: (m) => warnings.push(m), spillRetryMs: 200 });
+    try {
+      const size = 20 * 1024; // three fit in 64 KiB, the fourth does not
+      for (let i = 0; i < 6; i++) store.put(`o${i}`, bytes(size, i));
+      await store.idle();
+      const s = store.stats();
+      expect(s.spills + s.spillFailures).toBe(6);
+      expect(s.spillFailures).toBeGreaterThan(0);
+      // What is on disk is whole objects only, one file per spilled object.
+      const files = spillFiles(dir);
+      expect(files).toHaveLength(s.spills);
+      for (const f of files) expect(statSync(join(dir, f)).size).toBe(size);
+      expect(s.memoryBytes).toBe(s.spillFailures * size);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatch(/^cannot spill objects to .* \(ENOSPC\): they stay in memory, .* held over a budget of 0 B \(--object-store-memory\); retrying in 0\.2 s\. Free space there or give --spill-dir a folder on another disk$/);
+      for (let i = 0; i < 6; i++) expect((await store.read(`o${i}`))!.every((x) => x === i)).toBe(true);
+      // While paused, nothing is tried; once space is back, spilling goes on.
+      store.put('o6', bytes(size, 6));
+      await store.idle();
+      expect(store.stats().spillFailures).toBe(s.spillFailures);
+      for (let i = 0; i < 6; i++) if (store.open(`o${i}`)!.hasOwnProperty('path')) store.delete(`o${i}`);
+      await until(() => spillFiles(dir).length === 0);
+      await new Promise((r) => setTimeout(r, 250));
+      store.put('o7', bytes(10, 7));
+      await store.idle();
+      expect(store.stats().spills).toBeGreaterThan(s.spills);
+      expect(warnings).toHaveLength(1);
+    } finally {
+      store.close();
+      execFileSync('umount', [dir]);
     }
   });
 
@@ -89,7 +134,7 @@ describe('ObjectStore', () => {
   it('removes its own spill folder when closed', async () => {
     const store = new ObjectStore({ memoryBytes: 0 });
     store.put('x', bytes(100, 1));
-    await settle();
+    await store.idle();
     const own = (store.open('x') as { path: string }).path;
     expect(existsSync(own)).toBe(true);
     store.close();
@@ -122,7 +167,7 @@ describe('ObjectStore shared-memory files', () => {
       expect(got.byteLength).toBe(300_000);
       expect(got.every((x) => x === 9)).toBe(true);
       store.delete('o');
-      await settle();
+      await until(() => !existsSync(path));
       expect(existsSync(path)).toBe(false);
       expect(store.stats()).toMatchObject({ memoryBytes: 0, objects: 0 });
     } finally {
@@ -139,7 +184,8 @@ describe('ObjectStore shared-memory files', () => {
       const a = written(store, 'a.arrow', bytes(800, 1));
       store.adopt('a', a, 800);
       store.adopt('b', written(store, 'b.arrow', bytes(800, 2)), 800);
-      await settle();
+      await store.idle();
+      await until(() => !existsSync(a));
       expect(store.stats()).toMatchObject({ memoryBytes: 800, diskBytes: 800, spills: 1 });
       expect(existsSync(a)).toBe(false);
       const back = (await store.read('a'))!;

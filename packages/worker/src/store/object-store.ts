@@ -16,6 +16,7 @@ import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { copyFile, readFile, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { formatBytes } from '@dpl/core';
 
 export interface ObjectStoreOptions {
   /** Bytes kept in memory before the oldest objects spill to disk. @default Infinity */
@@ -31,6 +32,13 @@ export interface ObjectStoreOptions {
    * that a killed worker left are removed. Undefined: no such folder.
    */
   sharedDir?: string;
+  /**
+   * Told, once per stretch of failures, when objects cannot be written to the spill folder
+   * (a full or vanished disk): they then stay in memory, over the budget, rather than be lost.
+   */
+  warn?: (message: string) => void;
+  /** After a failed spill write, how long before the store tries to spill again. @default 5000 */
+  spillRetryMs?: number;
 }
 
 /** Where one object is. */
@@ -54,6 +62,8 @@ export interface ObjectStoreStats {
   diskBytes: number;
   /** Objects written to disk so far. */
   spills: number;
+  /** Writes to the spill folder that failed (the object stayed in memory). */
+  spillFailures: number;
   objects: number;
 }
 
@@ -71,9 +81,20 @@ export class ObjectStore {
   private onDisk = 0;
   private spillCount = 0;
   private fileSeq = 0;
+  private spillFailures = 0;
+  /** After a failed spill write, none is tried before this time (ms): a full disk is not hammered. */
+  private spillPausedUntil = 0;
+  /** Whether the current stretch of failed spill writes has been told. */
+  private failureTold = false;
+  /** Spill writes under way. */
+  private readonly writes = new Set<Promise<void>>();
+  private readonly warn: (message: string) => void;
+  private readonly spillRetryMs: number;
 
   constructor(options: ObjectStoreOptions = {}) {
     this.budget = options.memoryBytes ?? Infinity;
+    this.warn = options.warn ?? (() => undefined);
+    this.spillRetryMs = options.spillRetryMs ?? 5000;
     this.spillDir = Number.isFinite(this.budget) ? makePrivateDir(options.spillDir ?? tmpdir(), 'dpl-spill', 'spill', '--spill-dir') : undefined;
     this.sharedDir = options.sharedDir === undefined ? undefined : makePrivateDir(options.sharedDir, 'dpl-objects', 'shared-memory', '--shm-dir');
   }
@@ -161,23 +182,60 @@ export class ObjectStore {
   }
 
   stats(): ObjectStoreStats {
-    return { memoryBytes: this.used, peakMemoryBytes: this.peak, diskBytes: this.onDisk, spills: this.spillCount, objects: this.objects.size };
+    return {
+      memoryBytes: this.used,
+      peakMemoryBytes: this.peak,
+      diskBytes: this.onDisk,
+      spills: this.spillCount,
+      spillFailures: this.spillFailures,
+      objects: this.objects.size,
+    };
+  }
+
+  /** Resolves when the spill writes under way now (and any they start) have ended. */
+  async idle(): Promise<void> {
+    while (this.writes.size > 0) await Promise.all(this.writes);
   }
 
   /** Writes the oldest in-memory objects out until what stays in memory fits the budget. */
   private spill(): void {
+    if (this.spillDir === undefined || Date.now() < this.spillPausedUntil) return;
     // Bytes already being written out leave memory soon: they count as gone.
     let over = this.used - this.spilling - this.budget;
     for (const [id, e] of this.objects) {
       if (over <= 0) break;
       if (e.where === 'memory') {
         over -= e.bytes.byteLength;
-        void this.spillOne(id, e.bytes);
+        this.track(this.spillOne(id, e.bytes));
       } else if (e.where === 'shared') {
         over -= e.size;
-        void this.spillShared(id, e.path, e.size);
+        this.track(this.spillShared(id, e.path, e.size));
       }
     }
+  }
+
+  private track(write: Promise<void>): void {
+    this.writes.add(write);
+    void write.finally(() => this.writes.delete(write));
+  }
+
+  /** A spill write failed: the object stays in memory; say so once, and wait before the next. */
+  private spillFailed(error: unknown): void {
+    this.spillFailures++;
+    this.spillPausedUntil = Date.now() + this.spillRetryMs;
+    if (this.failureTold) return;
+    this.failureTold = true;
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    this.warn(
+      `cannot spill objects to ${this.spillDir} (${reason}): they stay in memory, ${formatBytes(this.used)} held over a budget of ` +
+        `${formatBytes(this.budget)} (--object-store-memory); retrying in ${this.spillRetryMs / 1000} s. Free space there or give --spill-dir a folder on another disk`,
+    );
+  }
+
+  /** A spill write succeeded; once memory is back within the budget, a later failure is told again. */
+  private spillSucceeded(): void {
+    this.spillCount++;
+    if (this.used <= this.budget) this.failureTold = false;
   }
 
   /** Moves a shared-memory file to the spill folder (another file system: a copy, then unlink). */
@@ -190,9 +248,10 @@ export class ObjectStore {
     let copied = true;
     try {
       await copyFile(from, path);
-    } catch {
+    } catch (e) {
       copied = false;
-      void unlink(path).catch(() => undefined);
+      await unlink(path).catch(() => undefined); // a partial file of a full disk
+      this.spillFailed(e);
     }
     this.spilling -= size;
     if (entry.deleted || this.objects.get(id) !== entry) {
@@ -211,7 +270,7 @@ export class ObjectStore {
     void unlink(from).catch(() => undefined);
     this.objects.set(id, { where: 'disk', path, size });
     this.onDisk += size;
-    this.spillCount++;
+    this.spillSucceeded();
   }
 
   private async spillOne(id: string, bytes: Uint8Array): Promise<void> {
@@ -222,9 +281,10 @@ export class ObjectStore {
     this.spilling += bytes.byteLength;
     try {
       await writeFile(path, bytes);
-    } catch {
+    } catch (e) {
       this.spilling -= bytes.byteLength;
-      void unlink(path).catch(() => undefined); // a partial file of a full disk
+      await unlink(path).catch(() => undefined); // a partial file of a full disk
+      this.spillFailed(e);
       // Disk full or gone: the object stays in memory, over the budget, rather than be lost.
       if (!entry.deleted) this.objects.set(id, { where: 'memory', bytes });
       else this.used -= bytes.byteLength;
@@ -238,7 +298,7 @@ export class ObjectStore {
     }
     this.objects.set(id, { where: 'disk', path, size: bytes.byteLength });
     this.onDisk += bytes.byteLength;
-    this.spillCount++;
+    this.spillSucceeded();
   }
 }
 
