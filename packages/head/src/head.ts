@@ -102,7 +102,9 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
   // Connections come through a listener of our own, which bounds how many are open (grpc-js has
   // no such limit) and closes those that do not speak HTTP/2 within seconds.
   const guard = new ConnectionGuard({ onRefused: (reason, peer) => log.debug({ reason, peer }, 'gRPC connection refused') });
-  const state: HeadState = { opts, registry, links, log, dispatcher, metrics, throughput, modules: new ModuleStore(), jobHistory };
+  // A bundle a running job uses stays: a worker that joins mid-job fetches it.
+  const modules = new ModuleStore({ inUse: (hash) => dispatcher.jobList.some((j) => j.spec.module_hash === hash) });
+  const state: HeadState = { opts, registry, links, log, dispatcher, metrics, throughput, modules, jobHistory };
   const handlers = headHandlers(state);
   server.addService(loadDplProto().HeadService.service, handlers);
   const injector = server.createConnectionInjector(serverCredentials(opts.tls));
