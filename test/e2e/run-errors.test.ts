@@ -107,6 +107,16 @@ describe('dpl run with bad input', () => {
     expect(info.stdout).toMatch(/^Problems:\n {2}- config coordinate "round\.kwargs\.decimls"/m);
   });
 
+  it('refuses kwargs nested deeper than 64 levels, before anything runs (10,000 deep overflowed the stack)', async () => {
+    const deep = `${'['.repeat(10_000)}${']'.repeat(10_000)}`;
+    const r = await runDpl(['run', fixture('any-kwarg.ts'), '-n', '1', '-s', `measure.kwargs.spec=${deep}`]);
+    expectCleanError(r, ['task "measure": kwarg "spec" nests deeper than 64 levels'], { code: 1, multiline: true });
+    expect(r.stderr).toContain('pass a large structure as a file path and read it inside the task');
+    const ok = await runDpl(['run', fixture('any-kwarg.ts'), '-n', '1', '-s', `measure.kwargs.spec=${'['.repeat(64)}${']'.repeat(64)}`]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/^1\s+64$/m);
+  });
+
   it('lists a sink that made no batches in the summary', async () => {
     // One source batch (id 0): evens keeps it, odds drops it.
     const r = await runDpl(['run', fixture('branching.ts'), '-n', '1']);

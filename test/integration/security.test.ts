@@ -2,9 +2,11 @@
  * Who gets in: the token on every RPC of every service (head gRPC, the workers' data plane, the
  * HTTP API), and TLS end to end (clients, workers, worker-to-worker data, HTTPS).
  */
+import { createHash } from 'node:crypto';
 import { get as httpsGet } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { serialize } from 'node:v8';
 import * as grpc from '@grpc/grpc-js';
 import { connect, tokenFor } from '@dpl/client';
 import { DplErrorCode, type OutputBatch } from '@dpl/core';
@@ -229,6 +231,25 @@ describe('a rogue client', () => {
         'run id "../../etc/passwd" is not a valid job id: use 1 to 128 letters, digits, ".", "_" or "-", starting with a letter or digit',
       );
       badId.cancel();
+      // kwargs nested deeper than executors take: refused before any call runs.
+      const bundle = Buffer.from('export default 1;');
+      const hash = createHash('sha256').update(bundle).digest('hex');
+      await new Promise<void>((resolve, reject) => {
+        const up = client.UploadModule(md, (e) => (e ? reject(e) : resolve()));
+        up.write({ hash, size: String(bundle.byteLength), chunk: bundle });
+        up.end();
+      });
+      let deep: unknown = 1;
+      for (let i = 0; i < 1000; i++) deep = [deep];
+      const deepJob = client.RunJob(md);
+      deepJob.on('error', () => undefined); // cancelled below
+      const deepReply = new Promise<{ failed?: { code: string; message: string } }>((resolve) => deepJob.on('data', resolve));
+      deepJob.write({ start: { module_hash: hash, tasks: [{ name: 't', num_cpus: 1, max_retries: 0, kwargs: serialize({ spec: deep }) }] } });
+      expect((await deepReply).failed).toMatchObject({
+        code: 'VALIDATION',
+        message: expect.stringMatching(/^invalid job: kwarg "spec" of task "t" nests deeper than 64 levels .*pass a large structure as a file path/) as unknown,
+      });
+      deepJob.cancel();
 
       // A module upload over the limit, stated with its size.
       const upload = await new Promise<grpc.ServiceError | null>((resolve) => {

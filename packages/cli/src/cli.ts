@@ -11,6 +11,7 @@ import { submitCommand } from './commands/submit';
 import { stopCommand } from './commands/stop';
 import { printError } from './internal/output';
 import { UsageError } from './internal/usage-error';
+import { joinRepeatedFlags } from './internal/repeated-flags';
 
 /** Exit code for a malformed command line. */
 export const EXIT_USAGE = 2;
@@ -38,7 +39,7 @@ export function formatError(e: unknown): string {
  * Runs the CLI on `argv` (without the node and script paths) and returns the exit code.
  */
 export async function main(argv: string[]): Promise<number> {
-  const parser = yargs(argv)
+  const parser = yargs(joinRepeatedFlags(argv))
     .scriptName('dpl')
     .usage('$0 <command> [options]\n\nStreaming batch pipelines over Arrow dataframes.')
     .command(runCommand)

@@ -4,6 +4,7 @@ import { bundleModule } from '@dpl/client';
 import { isDplError } from '@dpl/core';
 import { parseLogLevel } from '../src/internal/logger';
 import { formatTable } from '../src/internal/output';
+import { joinRepeatedFlags } from '../src/internal/repeated-flags';
 
 const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures');
 
@@ -52,5 +53,20 @@ describe('bundleModule', () => {
     expect(isDplError(missing, 'MODULE')).toBe(true);
     expect((missing as Error).message).toMatch(/^pipeline module nope\/none.ts not found \(looked at .*none.ts\); pass the path of a .ts or .js file/);
     await expect(bundleModule(join(fixtures, 'not-a-module.txt'))).rejects.toThrow('has extension ".txt"; use a .ts or .js file');
+  });
+});
+
+describe('joinRepeatedFlags', () => {
+  it('joins each repeated array flag into one occurrence before --, keeping the order of its values', () => {
+    expect(joinRepeatedFlags(['run', 'm.ts', '-s', 'a=1', '-n', '5', '--set-config=b=2', '-c', 'x=1', '--setConfig', 'a=3', '--', '-s', 'z'])).toEqual([
+      'run', 'm.ts', '-n', '5', '--set-config', 'a=1', 'b=2', 'a=3', '--set-context', 'x=1', '--', '-s', 'z',
+    ]);
+  });
+
+  it('leaves a command line alone when nothing repeats, or a value looks like a flag', () => {
+    expect(joinRepeatedFlags(['run', 'm.ts', '-s', 'a=1', 'm2.ts'])).toEqual(['run', 'm.ts', '-s', 'a=1', 'm2.ts']);
+    expect(joinRepeatedFlags(['run', 'm.ts', '-s', 'a=1', '-s=-x'])).toEqual(['run', 'm.ts', '-s', 'a=1', '-s=-x']);
+    // A flag without its value stays where it is, for yargs to report.
+    expect(joinRepeatedFlags(['run', 'm.ts', '-s', 'a=1', '-s', 'b=1', '-s'])).toEqual(['run', 'm.ts', '-s', '--set-config', 'a=1', 'b=1']);
   });
 });

@@ -2,13 +2,14 @@
  * Configuration by dotted coordinates (`round.kwargs.decimals`), by object, and from YAML files.
  * This is the one module that parses coordinates; its messages quote the full coordinate.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { parseDocument } from 'yaml';
 import { ConfigError } from './errors';
 import type { PipelineTaskOptions } from './model/task';
 import { isPlainObject } from './model/task';
 import { describe } from './resources';
 import { didYouMean } from './internal/names';
+import { formatBytes } from './internal/bytes';
 
 /** Task fields that configuration may set, with the dplutils (snake_case) spellings they accept. */
 const FIELD_ALIASES: Readonly<Record<string, keyof PipelineTaskOptions>> = {
@@ -159,15 +160,29 @@ function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>)
   return out;
 }
 
+/** The largest config file read (4 MiB). */
+export const MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024;
+
 /**
  * Reads a YAML configuration file with `context:` and `config:` sections.
- * @throws ConfigError naming the file when it cannot be read, is not YAML, or has the wrong shape.
+ * @throws ConfigError naming the file when it cannot be read, is over MAX_CONFIG_FILE_BYTES, is
+ * not YAML, or has the wrong shape.
  */
 export function readConfigFile(file: string): ConfigFile {
   let text: string;
   try {
+    // Settings, not data: a large file takes seconds per MiB to parse, and memory many times its size.
+    const size = statSync(file).size;
+    if (size > MAX_CONFIG_FILE_BYTES) {
+      throw new ConfigError(
+        file,
+        `config file ${file} is ${formatBytes(size)}; dpl reads config files of at most ${formatBytes(MAX_CONFIG_FILE_BYTES)}: ` +
+          'keep data out of it (write it to a file and pass its path, e.g. -c data_path=PATH)',
+      );
+    }
     text = readFileSync(file, 'utf8');
   } catch (e) {
+    if (e instanceof ConfigError) throw e;
     throw new ConfigError(file, `cannot read config file ${file}: ${(e as Error).message}`, { cause: e });
   }
   // Loaded here, not with the module: only a process reading a config file needs it.

@@ -96,6 +96,8 @@ export { encodeIpc, decodeIpc } from './data/ipc';
 export { ipcStreamParts, joinIpcParts, type IpcParts } from './data/ipc-writer';
 export { writeParquet, readParquet } from './data/parquet';
 export type { ParquetCompression, ParquetWriteOptions } from './data/parquet';
+/** @internal The nesting rule for kwargs, checked by the head too. */
+export { nestsDeeperThan, KWARG_DEPTH_RULE, MAX_KWARG_DEPTH } from './internal/nesting';
 /** @internal A byte count for messages. */
 export { formatBytes } from './internal/bytes';
 export { silentLogger } from './logger';

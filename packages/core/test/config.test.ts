@@ -388,6 +388,13 @@ describe('setConfig({ fromYaml })', () => {
     });
   });
 
+  it('refuses a file over 4 MiB before parsing it, naming its size and the limit', () => {
+    const file = yamlFile('huge.yaml', `config:\n  round:\n    kwargs:\n      nested:\n${'        - 1234567\n'.repeat(300_000)}`);
+    expect(() => readConfigFile(file)).toThrow(
+      `config file ${file} is 5.1 MiB; dpl reads config files of at most 4.0 MiB: keep data out of it (write it to a file and pass its path, e.g. -c data_path=PATH)`,
+    );
+  });
+
   it('reports problems of its config: section through validate(), naming the file', () => {
     const file = yamlFile('bad-task.yaml', 'config:\n  nope:\n    batchSize: 2\n  round: 3\n');
     const ex = executor().setConfig({ fromYaml: file });
@@ -581,5 +588,39 @@ describe('kwargs a task does not take', () => {
       'config coordinate "rond.batchSize": no task named "rond" (did you mean "round"?); tasks: gen, round',
     ]);
     expect(executor().setConfig('round.batchsize', 2).problems()).toEqual([expect.stringContaining('task field "batchsize" is unknown (did you mean "batchSize"?)')]);
+  });
+});
+
+describe('kwargs nested too deep', () => {
+  const nested = (levels: number): unknown => {
+    let v: unknown = 1;
+    for (let i = 0; i < levels; i++) v = i % 2 === 0 ? [v] : { a: v };
+    return v;
+  };
+  const rule = 'nests deeper than 64 levels (arrays and objects inside each other, or a value that contains itself); ' +
+    'dpl takes kwargs nested at most 64 deep: pass a large structure as a file path and read it inside the task';
+
+  it('refuses a configured value deeper than 64 levels (10,000 too, without a stack overflow), and takes 64', () => {
+    const graph = (): PipelineGraph => new PipelineGraph([new PipelineTask('t', identity, { kwargs: { spec: null } })]);
+    expect(executor(graph()).setConfig('t.kwargs.spec', nested(64)).problems()).toEqual([]);
+    expect(executor(graph()).setConfig('t.kwargs.spec', nested(65)).problems()).toEqual([`task "t": kwarg "spec" ${rule}`]);
+    expect(executor(graph()).setConfig({ t: { kwargs: { spec: nested(10_000) } } }).problems()).toEqual([`task "t": kwarg "spec" ${rule}`]);
+  });
+
+  it('refuses one in the module\'s own kwargs, one from the context, and a value that contains itself', () => {
+    expect(() => new PipelineTask('t', identity, { kwargs: { spec: nested(10_000) } })).toThrow(`task "t": kwarg "spec" ${rule}`);
+    const fromContext = new PipelineGraph([new PipelineTask('t', identity, { contextKwargs: { spec: 'big' } })]);
+    expect(executor(fromContext).setContext('big', nested(100)).problems()).toEqual([`task "t": kwarg "spec" from context key "big" ${rule}`]);
+    const loop: Record<string, unknown> = {};
+    loop.self = loop;
+    expect(executor(fromContext).setContext('big', loop).problems()).toEqual([`task "t": kwarg "spec" from context key "big" ${rule}`]);
+  });
+
+  it('does not look into class instances (state passed by reference)', () => {
+    class Client {
+      self = this;
+    }
+    const graph = new PipelineGraph([new PipelineTask('t', identity, { kwargs: { client: new Client() } })]);
+    expect(executor(graph).problems()).toEqual([]);
   });
 });

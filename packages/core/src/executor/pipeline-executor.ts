@@ -20,6 +20,7 @@ import { PipelineTask, UNCHECKED, isPipelineTask, isPlainObject, taskProblems } 
 import { writeParquet, type ParquetCompression } from '../data/parquet';
 import { describe } from '../resources';
 import { didYouMean } from '../internal/names';
+import { KWARG_DEPTH_RULE, nestsDeeperThan } from '../internal/nesting';
 import type { SchedulerStats } from '../scheduler/streaming-scheduler';
 
 /** One output of a run: a sink task's result for one call. */
@@ -195,6 +196,11 @@ export abstract class PipelineExecutor {
             `task ${JSON.stringify(task.name)}: kwarg ${JSON.stringify(kwarg)} comes from context key ` +
               `${JSON.stringify(key)}, which is not set; set it with setContext(${JSON.stringify(key)}, value) or -c ${key}=VALUE`,
           );
+        }
+      }
+      for (const [kwarg, key] of Object.entries(task.contextKwargs)) {
+        if (this.context.has(key) && nestsDeeperThan(resolved[kwarg])) {
+          problems.push(`task ${JSON.stringify(task.name)}: kwarg ${JSON.stringify(kwarg)} from context key ${JSON.stringify(key)} ${KWARG_DEPTH_RULE}`);
         }
       }
       for (const r of task.required as readonly string[]) {

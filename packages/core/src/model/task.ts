@@ -4,6 +4,7 @@
  */
 import type { Table } from 'apache-arrow';
 import { CPU, GPU, ResourceSet, amountProblem, describe, resourceProblems, type ResourceMap } from '../resources';
+import { KWARG_DEPTH_RULE, MAX_KWARG_DEPTH, nestsDeeperThan } from '../internal/nesting';
 
 /** The function a task runs on each batch: the input table and the resolved kwargs. */
 export type TaskFn = (
@@ -239,6 +240,7 @@ export function taskProblems(task: PipelineTask): string[] {
     p.push(`${t}: timeoutMs must be an integer >= 1 (milliseconds, or unset), got ${describe(to)}`);
   }
   if (!isPlainObject(task.kwargs)) p.push(`${t}: kwargs must be an object, got ${describe(task.kwargs)}`);
+  else for (const [k, v] of Object.entries(task.kwargs)) if (nestsDeeperThan(v)) p.push(`${t}: kwarg ${JSON.stringify(k)} ${KWARG_DEPTH_RULE}`);
   if (
     !isPlainObject(task.contextKwargs) ||
     Object.values(task.contextKwargs).some((v) => typeof v !== 'string' || v === '')
@@ -272,13 +274,18 @@ function structuredCloneKwargs(kwargs: Readonly<Record<string, unknown>>): Recor
   return copyPlain(kwargs) as Record<string, unknown>;
 }
 
-function copyPlain(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(copyPlain);
+/**
+ * Copies `v` down to MAX_KWARG_DEPTH levels (below that it keeps references: such a value is
+ * refused by taskProblems, and copying it would overflow the stack before it could be).
+ */
+function copyPlain(v: unknown, depth = 0): unknown {
+  if (depth > MAX_KWARG_DEPTH) return v;
+  if (Array.isArray(v)) return v.map((x) => copyPlain(x, depth + 1));
   if (typeof v === 'object' && v !== null) {
     const proto = Object.getPrototypeOf(v) as unknown;
     if (proto === Object.prototype || proto === null) {
       const out: Record<string, unknown> = {};
-      for (const [k, x] of Object.entries(v)) out[k] = copyPlain(x);
+      for (const [k, x] of Object.entries(v)) out[k] = copyPlain(x, depth + 1);
       return out;
     }
   }

@@ -9,6 +9,8 @@ import {
   DplErrorCode,
   PipelineGraph,
   PipelineTask,
+  KWARG_DEPTH_RULE,
+  nestsDeeperThan,
   type SchedulerStats,
 } from '@dpl/core';
 import {
@@ -74,7 +76,10 @@ function unfusedGraphOfSpec(spec: JobSpec): { graph: PipelineGraph; tasks: Map<s
       });
       tasks.set(t.name, task);
       jobTasks.set(t.name, { name: t.name, request: task.request(), numGpus: t.num_gpus, kwargs: t.kwargs });
-      decodeKwargs(t.kwargs); // fails now, not on a worker, when they are corrupt
+      // Fails now, not on a worker, when they are corrupt or nest deeper than executors take.
+      for (const [k, v] of Object.entries(decodeKwargs(t.kwargs))) {
+        if (nestsDeeperThan(v)) throw new TypeError(`kwarg ${JSON.stringify(k)} of task ${JSON.stringify(t.name)} ${KWARG_DEPTH_RULE}`);
+      }
     }
     const node = (name: string): PipelineTask => {
       const t = tasks.get(name);
