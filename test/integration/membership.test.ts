@@ -10,6 +10,9 @@ afterEach(killDplProcesses);
 
 const FAST_HEARTBEATS = ['--heartbeat-interval-ms', '100', '--heartbeat-timeout-ms', '800'];
 
+/** How many times the head logged that it refused a worker session. */
+const refusals = (log: string): number => log.match(/worker session refused/g)?.length ?? 0;
+
 describe('a cluster of real processes', () => {
   it('lists each worker with the resources it advertised, free and total', async () => {
     const head = await startHeadProcess();
@@ -52,6 +55,25 @@ describe('a cluster of real processes', () => {
     const after = await waitForWorkers(head.address, 1, undefined, 10_000);
     const live = after.workers.find((w) => w.state === 'alive')!;
     expect(live.id).not.toBe(firstId);
+    // The heartbeats it had queued while stopped are refused once, not once each.
+    expect(refusals(head.process.stdout + head.process.stderr)).toBeLessThanOrEqual(1);
+  });
+
+  it('says once that a worker was dropped when the head itself was stopped and continued', async () => {
+    const head = await startHeadProcess(FAST_HEARTBEATS);
+    startWorkerProcess(head.address, ['--num-cpus', '1']);
+    await waitForWorkers(head.address, 1);
+    head.process.child.kill('SIGSTOP');
+    await new Promise((r) => setTimeout(r, 3_000)); // ~30 heartbeats queue up in the socket
+    head.process.child.kill('SIGCONT');
+    // The head finds the worker silent for 3 s and drops it (its queued heartbeats, refused, make
+    // it join again under a new id); or it reads them first and keeps it. Either way, one worker.
+    await new Promise((r) => setTimeout(r, 2_000));
+    await waitFor(async () => (await statusOf(head.address)).workers.filter((w) => w.state === 'alive').length === 1, {
+      timeoutMs: 15_000,
+      what: 'one live worker',
+    });
+    expect(refusals(head.process.stdout + head.process.stderr)).toBeLessThanOrEqual(1);
   });
 
   it('keeps workers reconnecting until a restarted head takes them back', async () => {

@@ -293,11 +293,16 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         return;
       }
       let worker: WorkerRecord | undefined;
+      // A session is refused once: the messages it had queued (say, heartbeats sent while the
+      // head was stopped) are dropped, not each refused and logged.
+      let refused = false;
       const refuse = (code: grpc.status, details: string): void => {
+        refused = true;
         log.warn({ workerId: worker?.id, peer: call.getPeer(), details }, 'worker session refused');
         call.emit('error', { code, details });
       };
       call.on('data', safely('ConnectWorker', endWith(call), (msg: ConnectWorkerRequest) => {
+        if (refused) return;
         switch (msg.msg) {
           case 'register': {
             if (worker !== undefined) return refuse(grpc.status.FAILED_PRECONDITION, 'this session is already registered');
