@@ -2,6 +2,7 @@
  * Who gets in: the token on every RPC of every service (head gRPC, the workers' data plane, the
  * HTTP API), and TLS end to end (clients, workers, worker-to-worker data, HTTPS).
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { get as httpsGet } from 'node:https';
 import { readFileSync } from 'node:fs';
@@ -11,8 +12,8 @@ import * as grpc from '@grpc/grpc-js';
 import { connect, tokenFor } from '@dpl/client';
 import { DplErrorCode, type OutputBatch } from '@dpl/core';
 import { ObjectFetcher, loadDplProto, tokenMetadata } from '@dpl/wire';
-import { FIXTURES, killDplProcesses, runDpl } from '../helpers/cli';
-import { startHeadProcess, startWorkerProcess, waitForWorkers } from '../helpers/cluster';
+import { FIXTURES, REPO_ROOT, killDplProcesses, runDpl, waitFor } from '../helpers/cli';
+import { startHeadProcess, startWorkerProcess, statusOf, waitForWorkers } from '../helpers/cluster';
 import { dashboardAddress } from '../helpers/metrics';
 import { rejectionOf } from '../helpers/errors';
 
@@ -275,5 +276,56 @@ describe('a rogue client', () => {
     } finally {
       await cluster.close();
     }
+  });
+});
+
+describe('a worker that sends bytes that are not Arrow IPC', () => {
+  /** Starts the rogue worker of test/fixtures/rogue-worker.js; resolves once it has joined. */
+  async function startRogue(address: string, mode: 'inline' | 'served'): Promise<{ child: ChildProcess; id: string }> {
+    const child = spawn(process.execPath, [join(FIXTURES, 'rogue-worker.js'), address, JSON.stringify({ CPU: 0, rogue: 1 })], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, DPL_TOKEN: tokenFor(address, undefined), ROGUE_MODE: mode },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    rogues.push(child);
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
+    let id = '';
+    await waitFor(() => {
+      id = /rogue registered as (\S+)/.exec(out)?.[1] ?? '';
+      return id !== '';
+    }, { what: 'the rogue worker to register' });
+    return { child, id };
+  }
+  const rogues: ChildProcess[] = [];
+  afterEach(() => {
+    for (const c of rogues.splice(0)) c.kill('SIGKILL');
+  });
+
+  it('is named with the call it answered, where its answer arrives (the head), and the job fails without an arrow stack', async () => {
+    const head = await startHeadProcess();
+    startWorkerProcess(head.address, ['--num-cpus', '1']);
+    const rogue = await startRogue(head.address, 'inline');
+    await waitForWorkers(head.address, 2);
+    const r = await runDpl(['submit', join(FIXTURES, 'rogue-pipeline.ts'), '--address', head.address, '-n', '1', '-q']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      new RegExp(`worker ${rogue.id} answered call score#0 of task "score" with an output that is not an Arrow IPC stream \\(message 1 \\(at byte 0\\) claims \\d+ bytes of metadata, past the end of the 65 bytes\\)`),
+    );
+    expect(r.stderr).not.toMatch(/apache-arrow|^\s+at /m);
+    // The head goes on, and the real worker too.
+    expect((await statusOf(head.address)).workers.filter((w) => w.state === 'alive')).toHaveLength(2);
+  });
+
+  it('is named when another worker fetches the object it serves, and the task that reads it is not blamed by arrow', async () => {
+    const head = await startHeadProcess();
+    startWorkerProcess(head.address, ['--num-cpus', '1']);
+    await startRogue(head.address, 'served');
+    await waitForWorkers(head.address, 2);
+    const r = await runDpl(['submit', join(FIXTURES, 'rogue-pipeline.ts'), '--address', head.address, '-n', '1', '-q']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/the input of call tag#0 of task "tag", object \S+ fetched from the worker at 127\.0\.0\.1:\d+, is not an Arrow IPC stream \(message 1 \(at byte 0\) claims/);
+    expect(r.stderr).not.toMatch(/apache-arrow|^\s+at /m);
   });
 });

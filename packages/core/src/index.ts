@@ -92,6 +92,8 @@ export { strings, utf8Vector } from './data/strings';
 export { compactTable, COMPACT_MAX_BYTES } from './data/compact';
 export type { ColumnInput, NumericArray, RowIndices } from './data/table';
 export { encodeIpc, decodeIpc } from './data/ipc';
+/** @internal Framing check of IPC bytes from another process. */
+export { ipcStreamProblem } from './data/ipc-check';
 /** @internal The executor's vectored write of an output (no gathering copy). */
 export { ipcStreamParts, joinIpcParts, type IpcParts } from './data/ipc-writer';
 export { writeParquet, readParquet } from './data/parquet';

@@ -6,7 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { availableParallelism } from 'node:os';
-import { DPL_VERSION, DplError, DplErrorCode, ResourceSet, ensureError, privateDir, writeBundle, type Observation } from '@dpl/core';
+import { DPL_VERSION, DplError, DplErrorCode, ResourceSet, ipcStreamProblem, ensureError, privateDir, writeBundle, type Observation } from '@dpl/core';
 import {
   CHANNEL_OPTIONS,
   ChunkAssembler,
@@ -379,7 +379,7 @@ class WorkerDaemon implements Worker {
       const bundlePath = await this.module(job.moduleHash);
       const inputs = await Promise.all(
         a.inputs.map(async (s) => ({
-          ...(await this.input(s.object_id, s.owner_address, s.inline_ipc)),
+          ...(await this.input(s.object_id, s.owner_address, s.inline_ipc, a)),
           offset: Number(s.offset),
           rows: Number(s.rows),
         })),
@@ -481,10 +481,23 @@ class WorkerDaemon implements Worker {
    * An input: inline, from this worker's store (its bytes, or the file that holds them: the
    * executor reads it), or fetched from its owner.
    */
-  private async input(objectId: string, owner: string, inline: Uint8Array): Promise<Payload> {
+  private async input(objectId: string, owner: string, inline: Uint8Array, call: AssignTask): Promise<Payload> {
     if (objectId === '') return { ipc: aligned(inline) };
     const local = this.store.open(objectId);
-    if (local === undefined) return { ipc: await this.fetcher.fetch(owner, objectId) };
+    if (local === undefined) {
+      const ipc = await this.fetcher.fetch(owner, objectId);
+      // Checked where it arrives, naming the sender: not later, inside arrow, in this task.
+      const bad = ipcStreamProblem(ipc);
+      if (bad !== undefined) {
+        // Not lost (fetching again gets the same bytes): the call fails, using up a retry.
+        throw new DplError(
+          DplErrorCode.TASK_FAILED,
+          `the input of call ${call.call_id} of task ${JSON.stringify(call.task)}, object ${objectId} fetched from the worker at ${owner}, ` +
+            `is not an Arrow IPC stream (${bad}); that worker's store, or the network, is broken`,
+        );
+      }
+      return { ipc };
+    }
     return 'bytes' in local ? { ipc: local.bytes } : { file: local.path, bytes: local.size };
   }
 

@@ -18,6 +18,7 @@ import {
   StreamingScheduler,
   ensureError,
   failedCall,
+  ipcStreamProblem,
   pendingCallsFor,
   retryDelayMs,
   DEFAULT_RETRY_BACKOFF_MS,
@@ -513,6 +514,15 @@ export class JobEngine {
       return this.take();
     }
     const { job, call } = r;
+    // Checked where it arrives: bad bytes would otherwise fail inside arrow in the client, or
+    // in the next task, which did nothing wrong.
+    const bad = inline && (msg.inline_ipc.byteLength > 0 || Number(msg.rows) > 0) ? ipcStreamProblem(msg.inline_ipc) : undefined;
+    if (bad !== undefined) {
+      job.log.warn({ workerId, task: call.task, batchId: call.id, problem: bad }, 'a worker answered with bytes that are not Arrow IPC');
+      this.failCall(r, new DplError(DplErrorCode.TASK_FAILED, `worker ${workerId} answered call ${call.id} of task ${JSON.stringify(call.task)} with an output that is not an Arrow IPC stream (${bad}); that worker's executor, or the link to it, is broken`));
+      this.wantPass();
+      return this.take();
+    }
     this.interruptions.delete(key(job.id, call.id));
     const worker = this.registry.get(workerId);
     const ref: ObjectRef = inline

@@ -10,6 +10,7 @@ import {
   PipelineGraph,
   PipelineTask,
   KWARG_DEPTH_RULE,
+  ipcStreamProblem,
   nestsDeeperThan,
   type SchedulerStats,
 } from '@dpl/core';
@@ -277,6 +278,8 @@ export class JobStream {
           }
           try {
             data = await this.hooks.fetch(ref);
+            const bad = ipcStreamProblem(data);
+            if (bad !== undefined) throw new Error(`the bytes of object ${ref.objectId} from the worker at ${ref.ownerAddress} are not an Arrow IPC stream (${bad})`);
           } catch (e) {
             // The owner may be dying: its loss (and the recompute) is then on its way.
             if (!this.ended) this.hooks.deliveryFailed(output.id, tries, (e as Error).message);
