@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { connect } from '@dpl/client';
 import { column, isDplError, type OutputBatch } from '@dpl/core';
-import { FIXTURES, killDplProcesses } from '../helpers/cli';
+import { FIXTURES, killDplProcesses, runDpl } from '../helpers/cli';
 import { startHeadProcess, startWorkerProcess, waitForWorkers } from '../helpers/cluster';
 
 afterEach(killDplProcesses);
@@ -59,4 +59,18 @@ describe('fused tasks', () => {
     expect(message).toContain('scale refuses id 4');
     expect(message).toContain('tasks parse → scale → score ran fused in one call');
   });
+});
+
+describe('a chain of 10,000 tasks', () => {
+  it('runs in dpl run under a 400 MiB heap, fused and one call per task (each task\'s ancestors took n²/2 entries: out of memory)', async () => {
+    const env = { LONG_CHAIN_TASKS: '10000', NODE_OPTIONS: '--max-old-space-size=400' };
+    const fused = await runDpl(['run', join(FIXTURES, 'long-chain.ts'), '-n', '2', '-q'], { env });
+    expect(fused.stderr).toBe('');
+    expect(fused.code).toBe(0);
+    expect(fused.stdout).toMatch(/^t9999\s+2\s+2$/m);
+    // One call per task: 2,000 tasks (each pass once looked at every task of the job).
+    const unfused = await runDpl(['run', join(FIXTURES, 'long-chain.ts'), '-n', '1', '-q', '--no-fuse-tasks'], { env: { ...env, LONG_CHAIN_TASKS: '2000' } });
+    expect(unfused.code).toBe(0);
+    expect(unfused.stdout).toMatch(/^t1999\s+1\s+1$/m);
+  }, 120_000);
 });

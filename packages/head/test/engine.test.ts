@@ -3,11 +3,15 @@
  * and a test that plays the workers and the client by answering the engine's commands. Traces
  * are the commands the engine gave, in order (passes and wake-ups left out).
  */
-import { silentLogger } from '@dpl/core';
+import { encodeIpc, silentLogger } from '@dpl/core';
+import { tableFromArrays } from 'apache-arrow';
 import { encodeKwargs, type AssignTask__Input, type JobSpec } from '@dpl/wire';
 import { WorkerRegistry } from '@dpl/head';
 import { JobEngine, type EngineCommand } from '../src/jobs/engine';
 import { graphOfSpec } from '../src/jobs/job';
+
+/** An answer's output when the call's input was not inline: a real one-row stream (the engine checks it). */
+const ONE_ROW = encodeIpc(tableFromArrays({ x: Int32Array.of(1) }));
 
 interface TaskSpec {
   name: string;
@@ -132,8 +136,8 @@ function harness(workers: { cpus: number; resources?: Record<string, number> }[]
           job_id: String(s.call.job_id),
           output_id: objectId,
           rows: String(how.rows ?? 1),
-          bytes: String(bytes.byteLength || 8),
-          inline_ipc: objectId === '' ? (bytes.byteLength > 0 ? bytes : new Uint8Array(8)) : new Uint8Array(0),
+          bytes: String(bytes.byteLength || ONE_ROW.byteLength),
+          inline_ipc: objectId === '' ? (bytes.byteLength > 0 ? bytes : ONE_ROW) : new Uint8Array(0),
           assignment: String(s.call.assignment),
           observations: [],
           run_us: '50',

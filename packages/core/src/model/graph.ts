@@ -36,7 +36,6 @@ export class PipelineGraph {
   private readonly succ: ReadonlyMap<string, readonly string[]>;
   private readonly pred: ReadonlyMap<string, readonly string[]>;
   private readonly rankOf: ReadonlyMap<string, number>;
-  private readonly ancestorsOf: ReadonlyMap<string, ReadonlySet<string>>;
   /**
    * The file whose code constructed this graph (from the call stack), when it can be told: a
    * cluster executor ships that module to the workers. Copies made by `mapTasks` keep it.
@@ -113,16 +112,6 @@ export class PipelineGraph {
       rank.set(name, children.length === 0 ? 0 : 1 + Math.max(...children.map((c) => rank.get(c)!)));
     }
     this.rankOf = rank;
-    const ancestors = new Map<string, Set<string>>();
-    for (const name of order) {
-      const set = new Set<string>();
-      for (const p of pred.get(name)!) {
-        set.add(p);
-        for (const a of ancestors.get(p)!) set.add(a);
-      }
-      ancestors.set(name, set);
-    }
-    this.ancestorsOf = ancestors;
     this.sourceFile = callerFile();
     Object.defineProperty(this, GRAPH_BRAND, { value: true, enumerable: false });
   }
@@ -147,9 +136,20 @@ export class PipelineGraph {
     return this.pred.get(name) ?? [];
   }
 
-  /** Names of every task upstream of `name`. */
+  /**
+   * Names of every task upstream of `name`, found when asked (kept for every task, they would
+   * take n²/2 entries for a chain of n tasks).
+   */
   ancestors(name: string): ReadonlySet<string> {
-    return this.ancestorsOf.get(name) ?? new Set();
+    const found = new Set<string>();
+    const todo = [...this.predecessors(name)];
+    while (todo.length > 0) {
+      const a = todo.pop()!;
+      if (found.has(a)) continue;
+      found.add(a);
+      todo.push(...this.predecessors(a));
+    }
+    return found;
   }
 
   /** The longest path, in edges, from `name` to any sink (sinks are 0). */

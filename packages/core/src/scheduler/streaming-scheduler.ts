@@ -164,7 +164,9 @@ interface TaskState<D> {
   readonly isSource: boolean;
   readonly isSink: boolean;
   successors: TaskState<D>[];
-  ancestors: TaskState<D>[];
+  predecessors: TaskState<D>[];
+  /** The walk over ancestors that last visited this task (see `drained`). */
+  visited: number;
   readonly queue: Deque<QueueEntry<D>>;
   queuedRows: number;
   /** Calls not yet completed: running, waiting for a retry, or queued for one. */
@@ -194,6 +196,9 @@ export class StreamingScheduler<D> {
   private sourceBatchCount = 0;
   private emptySourceBatches = 0;
   private outputs = 0;
+  private walks = 0;
+  /** The tasks a walk over ancestors has still to look at (reused: no array per walk). */
+  private readonly walk: TaskState<D>[] = [];
 
   constructor(graph: PipelineGraph, options: StreamingSchedulerOptions<D> = {}) {
     const { maxBatches, maxPendingCalls = DEFAULT_MAX_PENDING_CALLS } = options;
@@ -216,7 +221,8 @@ export class StreamingScheduler<D> {
       isSource: graph.predecessors(t.name).length === 0,
       isSink: graph.successors(t.name).length === 0,
       successors: [],
-      ancestors: [],
+      predecessors: [],
+      visited: 0,
       queue: new Deque(),
       queuedRows: 0,
       open: 0,
@@ -228,7 +234,7 @@ export class StreamingScheduler<D> {
     this.byName = new Map(this.tasks.map((t) => [t.name, t]));
     for (const ts of this.tasks) {
       ts.successors = graph.successors(ts.name).map((n) => this.byName.get(n)!);
-      ts.ancestors = [...graph.ancestors(ts.name)].map((n) => this.byName.get(n)!);
+      ts.predecessors = graph.predecessors(ts.name).map((n) => this.byName.get(n)!);
     }
     this.sources = this.tasks.filter((t) => t.isSource);
     this.nonSources = this.tasks.filter((t) => !t.isSource);
@@ -462,7 +468,20 @@ export class StreamingScheduler<D> {
   /** Nothing more can reach `ts`: the source is exhausted and no ancestor has queued or open work. */
   private drained(ts: TaskState<D>): boolean {
     if (!this.exhausted) return false;
-    return ts.ancestors.every((a) => a.queue.length === 0 && a.open === 0);
+    // A walk up the graph, not a list of ancestors per task: those lists hold n²/2 entries for
+    // a chain of n tasks (10,000 tasks: gigabytes).
+    const mark = ++this.walks;
+    const todo = this.walk;
+    todo.length = 0;
+    todo.push(...ts.predecessors);
+    while (todo.length > 0) {
+      const a = todo.pop()!;
+      if (a.visited === mark) continue;
+      a.visited = mark;
+      if (a.queue.length > 0 || a.open > 0) return false;
+      for (const p of a.predecessors) if (p.visited !== mark) todo.push(p);
+    }
+    return true;
   }
 
   /** Calls running or queued for a retry, plus calls ready to run downstream. */

@@ -167,6 +167,7 @@ const LEASE_QUEUE_MS = 4;
 const MAX_LEASE_DEPTH = 64;
 /** A lease's depth before its task's service time is known: one running, one queued. */
 const INITIAL_LEASE_DEPTH = 2;
+const NO_SLOTS: ReadonlySet<TaskSlots> = new Set();
 /** A call whose input keeps being lost this many times in a row fails the job. */
 const MAX_INTERRUPTIONS = 10;
 /** Sink outputs up to this size come back inside TaskDone (no fetch round trip). */
@@ -400,6 +401,11 @@ export class JobEngine {
   private readonly running = new Map<string, RunningCall>();
   /** The running jobs' tasks, by "<jobId>/<task>". */
   private readonly slots = new Map<string, TaskSlots>();
+  /**
+   * Per job, the tasks' slots that hold leases now: a pass looks at these, not at every task
+   * of the job (a 10,000-task chain made each pass, so each call, cost 10,000 lookups).
+   */
+  private readonly leased = new Map<string, Set<TaskSlots>>();
   /** Times each call was taken back because an input or its worker was lost. */
   private readonly interruptions = new Map<string, number>();
   /** Pending timers, earliest first. */
@@ -877,6 +883,7 @@ export class JobEngine {
     // the calls it drops for the job's end, so none is left holding resources).
     this.closeIdleLeases(job);
     for (const t of job.tasks.keys()) this.slots.delete(key(job.id, t));
+    this.leased.delete(job.id);
     this.out.push({ kind: 'ended', jobId: job.id, state, error, summary: job.summary() });
     // Resources it gave back may go to another job.
     this.wantPass();
@@ -900,6 +907,9 @@ export class JobEngine {
     const slots = this.slotsOf(job, task);
     const lease: Lease = { id: ++this.leaseCounter, job, workerId, request, slots, inFlight: 0 };
     slots.leases.push(lease);
+    let held = this.leased.get(job.id);
+    if (held === undefined) this.leased.set(job.id, (held = new Set()));
+    held.add(slots);
     return lease;
   }
 
@@ -930,19 +940,18 @@ export class JobEngine {
   /** Calls the job's open leases may queue beyond one each. */
   private queueRoom(job: EngineJob): number {
     let n = 0;
-    for (const t of job.tasks.keys()) {
-      const slots = this.slots.get(key(job.id, t));
-      if (slots !== undefined) n += slots.leases.length * (leaseDepth(slots) - 1);
-    }
+    for (const slots of this.leased.get(job.id) ?? NO_SLOTS) n += slots.leases.length * (leaseDepth(slots) - 1);
     return n;
   }
 
   /** Gives back the job's leases with no call left; true when there were any. */
   private closeIdleLeases(job: EngineJob): boolean {
+    const held = this.leased.get(job.id);
+    if (held === undefined) return false;
     let closed = false;
-    for (const t of job.tasks.keys()) {
-      const slots = this.slots.get(key(job.id, t));
-      if (slots !== undefined && this.closeIdle(slots)) closed = true;
+    for (const slots of held) {
+      if (this.closeIdle(slots)) closed = true;
+      if (slots.leases.length === 0) held.delete(slots);
     }
     return closed;
   }
