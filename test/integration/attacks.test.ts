@@ -259,7 +259,7 @@ describe('daemon records', () => {
     await waitFor(() => existsSync(`/proc/${bystander!.pid}/stat`), { what: 'sleep to start' });
     plant(runDir, bystander.pid!, '1'); // its PID, not its start time
     const r = await runDpl(['stop'], { env: { DPL_RUN_DIR: runDir } });
-    expect(r.stdout.trim()).toBe('no dpl daemons are running on this machine');
+    expect(r.stdout.trim()).toBe(`no dpl daemons of yours are running on this machine (records in ${runDir})`);
     expect(bystander.exitCode).toBeNull();
     expect(readdirSync(runDir)).toEqual([]); // the stale record is gone
   });
@@ -272,7 +272,7 @@ describe('daemon records', () => {
     });
     plant(runDir, bystander.pid!, startTimeOf(bystander.pid!));
     const r = await runDpl(['stop'], { env: { DPL_RUN_DIR: runDir } });
-    expect(r.stdout.trim()).toBe('no dpl daemons are running on this machine');
+    expect(r.stdout.trim()).toBe(`no dpl daemons of yours are running on this machine (records in ${runDir})`);
     expect(bystander.exitCode).toBeNull();
   });
 

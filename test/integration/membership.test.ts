@@ -166,8 +166,9 @@ describe('the head HTTP API', () => {
 describe('dpl stop', () => {
   const runDir = useTempDirs('dpl-run-');
 
-  it('stops the daemons started on this machine, workers first, each leaving cleanly', async () => {
-    const env = { DPL_RUN_DIR: await runDir(), DPL_TOKEN: 'stop-token' };
+  it('says what it will stop, then stops the daemons started on this machine, workers first, each leaving cleanly', async () => {
+    const dir = await runDir();
+    const env = { DPL_RUN_DIR: dir, DPL_TOKEN: 'stop-token' };
     const head = await startHeadProcess([], env);
     const worker = startWorkerProcess(head.address, ['--num-cpus', '1'], env);
     await waitForWorkers(head.address, 1, 'stop-token');
@@ -175,13 +176,46 @@ describe('dpl stop', () => {
     expect(r.code).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines).toEqual([
+      `stopping 2 dpl daemons of yours on this machine (records in ${dir}):`,
+      expect.stringMatching(new RegExp(`^  worker ${worker.child.pid} \\(127\\.0\\.0\\.1:\\d+\\) of the head at ${head.address}$`)),
+      `  head ${head.process.child.pid} (${head.address})`,
       expect.stringMatching(new RegExp(`^stopped worker ${worker.child.pid} \\(127\\.0\\.0\\.1:\\d+\\)$`)),
       `stopped head ${head.process.child.pid} (${head.address})`,
     ]);
     expect((await worker.exited).code).toBe(0);
     expect((await head.process.exited).code).toBe(0);
     const again = await runDpl(['stop'], { env });
-    expect(again.stdout.trim()).toBe('no dpl daemons are running on this machine');
+    expect(again.stdout.trim()).toBe(`no dpl daemons of yours are running on this machine (records in ${dir})`);
+  });
+
+  it('stops only the head of --address and its workers, and says what it left running', async () => {
+    const dir = await runDir();
+    const env = { DPL_RUN_DIR: dir, DPL_TOKEN: 'stop-token' };
+    const [a, b] = await Promise.all([startHeadProcess([], env), startHeadProcess([], env)]);
+    const wa = startWorkerProcess(a.address, ['--num-cpus', '1'], env);
+    const wb = startWorkerProcess(b.address, ['--num-cpus', '1'], env);
+    await Promise.all([waitForWorkers(a.address, 1, 'stop-token'), waitForWorkers(b.address, 1, 'stop-token')]);
+    const r = await runDpl(['stop', '--address', a.address], { env });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`stopping 2 dpl daemons of yours on this machine for the head at ${a.address} (records in ${dir}):`);
+    expect(r.stdout).toContain(`stopped head ${a.process.child.pid} (${a.address})`);
+    expect(r.stdout).toContain('left running: 2 other dpl daemons of yours (dpl stop without --address stops them)');
+    expect((await wa.exited).code).toBe(0);
+    expect((await a.process.exited).code).toBe(0);
+    expect(b.process.child.exitCode).toBeNull();
+    expect(wb.child.exitCode).toBeNull();
+    // Another folder of records holds none of these.
+    const elsewhere = await runDpl(['stop', '--run-dir', await runDir()], { env });
+    expect(elsewhere.stdout).toMatch(/^no dpl daemons of yours are running on this machine \(records in \S+\)$/m);
+    expect(b.process.child.exitCode).toBeNull();
+    const none = await runDpl(['stop', '--address', a.address], { env });
+    expect(none.stdout.trim().split('\n')).toEqual([
+      `no dpl daemons of yours are running on this machine for the head at ${a.address} (records in ${dir})`,
+      expect.stringMatching(/^\(2 others are running: worker \d+ .* of the head at .*, head \d+ .*\)$|^\(2 others are running: head \d+ .*, worker \d+ .*\)$/),
+    ]);
+    const bad = await runDpl(['stop', '--address', 'nope'], { env });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--address must be host:port, e.g. --address 127.0.0.1:6380, got "nope"');
   });
 });
 

@@ -4,7 +4,7 @@
  * `dpl status` and the other client commands read. The folder is `$DPL_RUN_DIR`, else
  * `~/.dpl/run` (private to the user).
  */
-import { listDaemons, recordDaemon as writeRecord, type DaemonRecord } from '@dpl/client';
+import { recordDaemon as writeRecord, type DaemonRecord } from '@dpl/client';
 import { runDir } from './cluster-options';
 import { printError } from './output';
 
@@ -22,9 +22,4 @@ export function recordDaemon(record: Omit<DaemonRecord, 'pid' | 'startTime' | 's
     printError(`dpl: warning: cannot record this ${record.kind} in ${runDir()} (${(e as Error).message}); dpl stop and local clients will not find it`);
     return () => undefined;
   }
-}
-
-/** The recorded daemons still running (each verified by PID, start time and owner). */
-export function runningDaemons(): DaemonRecord[] {
-  return listDaemons(runDir());
 }
