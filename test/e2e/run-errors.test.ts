@@ -191,6 +191,21 @@ describe('dpl run with bad input', () => {
     expectCleanError(r, [/task "embed" needs .*GPU/, /GPU>=1 \(this machine has 0\)/], { code: 1, multiline: true });
     expect(r.stderr).not.toContain('"prepare"');
   });
+
+  it('warns when --num-gpus claims more GPUs than nvidia-smi lists, and runs', async () => {
+    // A stand-in nvidia-smi that lists one GPU, first on PATH.
+    const bin = await tempDir();
+    await writeFile(join(bin, 'nvidia-smi'), '#!/bin/sh\necho "GPU 0: Stand-in GPU (UUID: GPU-0)"\n', { mode: 0o755 });
+    const env = { PATH: `${bin}:${process.env.PATH ?? ''}` };
+    const two = await runDpl(['run', QUICKSTART, '-n', '1', '--num-gpus', '2'], { env });
+    expect(two.code).toBe(0);
+    expect(two.stderr).toContain(
+      'dpl: warning: --num-gpus 2, but nvidia-smi lists 1 GPU on this machine; tasks that ask for a GPU will be placed here and find none. Leave --num-gpus out to advertise what nvidia-smi lists',
+    );
+    const one = await runDpl(['run', QUICKSTART, '-n', '1', '--num-gpus', '1'], { env });
+    expect(one.code).toBe(0);
+    expect(one.stderr).not.toContain('warning');
+  });
 });
 
 describe('dpl run with failing tasks', () => {

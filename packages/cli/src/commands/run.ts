@@ -8,7 +8,8 @@ import { startHead } from '@dpl/head';
 import { resolveWorkerOptions, startWorker, type Worker } from '@dpl/worker';
 import { configureExecutor, taskOutputOf, withPipelineOptions, type PipelineArgs } from '../internal/pipeline-options';
 import { createLogger, parseLogLevel } from '../internal/logger';
-import { checkResourceArgs, resourcesOf, withResourceOptions, type ResourceArgs } from '../internal/resource-options';
+import { checkResourceArgs, gpuWarning, resourcesOf, withResourceOptions, type ResourceArgs } from '../internal/resource-options';
+import { printError } from '../internal/output';
 import { executePipeline } from '../internal/execute-pipeline';
 import { usageCheck } from '../internal/usage-error';
 
@@ -55,6 +56,8 @@ export const runCommand: CommandModule<object, RunArgs> = {
 export async function runPipeline(args: RunArgs): Promise<number> {
   const logger = createLogger(parseLogLevel(args.logLevel));
   const resources = resourcesOf(args);
+  const gpus = gpuWarning(args);
+  if (gpus !== undefined) printError(gpus);
   if (args.inProcess) {
     const mod = await loadPipelineModule(args.module);
     const executor = new LocalExecutor(mod.graph, {

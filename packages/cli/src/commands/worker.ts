@@ -7,8 +7,8 @@ import { connect, type Cluster, type WorkerInfo } from '@dpl/client';
 import type { ResourceMap } from '@dpl/core';
 import { createLogger, parseLogLevel } from '../internal/logger';
 import { clusterTarget, runDir, tlsOf, untilSignal, withClusterOptions, withLogLevel, withTlsOptions, type ClusterArgs, type TlsArgs } from '../internal/cluster-options';
-import { checkResourceArgs, resourcesOf, withResourceOptions, type ResourceArgs } from '../internal/resource-options';
-import { print } from '../internal/output';
+import { checkResourceArgs, gpuWarning, resourcesOf, withResourceOptions, type ResourceArgs } from '../internal/resource-options';
+import { print, printError } from '../internal/output';
 import { recordDaemon } from '../internal/daemons';
 import { usageCheck } from '../internal/usage-error';
 
@@ -78,6 +78,8 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
   handler: async (args) => {
     const logger = createLogger(parseLogLevel(args.logLevel));
     const target = clusterTarget(args);
+    const gpus = gpuWarning(args);
+    if (gpus !== undefined) printError(gpus);
     const worker = await startWorker({
       address: target.address,
       token: target.token,

@@ -3,7 +3,7 @@
  * (for `dpl worker start`, and for `dpl run`'s local machine).
  */
 import type { Argv } from 'yargs';
-import { amountProblem, type ResourceMap } from '@dpl/core';
+import { amountProblem, detectGpus, type ResourceMap } from '@dpl/core';
 import { parseResourcesFlag } from './resources-flag';
 
 export interface ResourceArgs {
@@ -39,4 +39,19 @@ export function checkResourceArgs(argv: Record<string, unknown>): void {
 /** The custom resources given, if any. */
 export function resourcesOf(args: ResourceArgs): ResourceMap | undefined {
   return args.resources === undefined ? undefined : parseResourcesFlag(args.resources);
+}
+
+/**
+ * A warning when `--num-gpus` claims more GPUs than `nvidia-smi` lists here: tasks that ask for
+ * a GPU would be placed on this machine and find none. Undefined when there is nothing to say.
+ */
+export function gpuWarning(args: ResourceArgs): string | undefined {
+  const claimed = args.numGpus ?? 0;
+  if (claimed === 0) return undefined;
+  const listed = detectGpus();
+  if (claimed <= listed) return undefined;
+  return (
+    `dpl: warning: --num-gpus ${claimed}, but nvidia-smi lists ${listed === 0 ? 'no GPU' : `${listed} GPU${listed === 1 ? '' : 's'}`} on this machine; ` +
+    'tasks that ask for a GPU will be placed here and find none. Leave --num-gpus out to advertise what nvidia-smi lists'
+  );
 }
