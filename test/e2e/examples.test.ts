@@ -28,6 +28,16 @@ describe('examples/branching.ts', () => {
   });
 });
 
+describe('examples/query.js', () => {
+  it('reads what the quick start wrote, as the README says', async () => {
+    const out = join(await tempDir(), 'out');
+    expect((await runDpl(['run', example('quickstart.ts'), '-n', '20', '-o', out, '-q'])).code).toBe(0);
+    const sql = `select count(*) as rows, count(residual) as residuals from '${out}/*.parquet'`;
+    const printed = execFileSync(process.execPath, [example('query.js'), sql], { cwd: REPO_ROOT, encoding: 'utf8' });
+    expect(printed).toMatch(/│ 0 +│ 20 +│ 20 +│/);
+  });
+});
+
 describe('examples/bigdb.ts', () => {
   it('joins every batch with a DuckDB database that only the bigdb worker has', async () => {
     const db = join(await tempDir(), 'bigdb.duckdb');
