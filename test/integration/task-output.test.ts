@@ -89,3 +89,14 @@ describe('task output on a cluster', () => {
       expect(lines.find((l) => l.dropped !== undefined)!.text).toMatch(/^… [\d,]+ lines \([\d.]+ [KM]iB\) of task output left out: /);
     }));
 });
+
+describe('task output of dpl run --in-process', () => {
+  it('goes to stderr, not into the summary on stdout (console and process.stdout; a raw write to fd 1 cannot be caught)', async () => {
+    const r = await runDpl(['run', join(FIXTURES, 'chatty.ts'), '-n', '2', '--in-process', '-q']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toMatch(/hello from batch/);
+    expect(r.stderr).toMatch(/^hello from batch 0$/m);
+    expect(r.stderr).toMatch(/^careful with batch 1$/m);
+    expect(r.stdout).toMatch(/^talk\s+2\s+2$/m);
+  });
+});

@@ -9,7 +9,7 @@ import { resolveWorkerOptions, startWorker, type Worker } from '@dpl/worker';
 import { configureExecutor, taskOutputOf, withPipelineOptions, type PipelineArgs } from '../internal/pipeline-options';
 import { createLogger, parseLogLevel } from '../internal/logger';
 import { checkResourceArgs, gpuWarning, resourcesOf, withResourceOptions, type ResourceArgs } from '../internal/resource-options';
-import { printError } from '../internal/output';
+import { printError, strayStdoutToStderr } from '../internal/output';
 import { executePipeline } from '../internal/execute-pipeline';
 import { usageCheck } from '../internal/usage-error';
 
@@ -70,7 +70,13 @@ export async function runPipeline(args: RunArgs): Promise<number> {
       logger,
     });
     configureExecutor(executor, args);
-    return executePipeline(executor, args);
+    // Tasks run in this process: what they print goes to stderr, not into the summary on stdout.
+    const restore = strayStdoutToStderr();
+    try {
+      return await executePipeline(executor, args);
+    } finally {
+      restore();
+    }
   }
   // The embedded cluster: a head and one worker with this machine's resources, on loopback,
   // running the same code path as a real cluster (tasks in executor processes).

@@ -3,9 +3,30 @@
  */
 import type { Table } from 'apache-arrow';
 
+/** stdout's own write, kept for `print` while other writes to stdout go to stderr. */
+const writeStdout = process.stdout.write.bind(process.stdout);
+
 /** Writes lines to stdout. The one place the CLI prints output. */
 export function print(text: string): void {
-  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+  writeStdout(text.endsWith('\n') ? text : `${text}\n`);
+}
+
+/**
+ * Sends what anything but `print` writes to stdout (task code run in this process, with
+ * `--in-process`) to stderr, above the progress line, so stdout holds only the CLI's output;
+ * returns the function that puts stdout back.
+ */
+export function strayStdoutToStderr(): () => void {
+  const own = process.stdout.write;
+  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
+    liveLine?.clear();
+    const ok = (process.stderr.write as (c: string | Uint8Array, ...r: unknown[]) => boolean)(chunk, ...rest);
+    liveLine?.redraw();
+    return ok;
+  }) as typeof process.stdout.write;
+  return () => {
+    process.stdout.write = own;
+  };
 }
 
 /** A line redrawn in place at the bottom of the terminal (the progress), if one is shown. */
