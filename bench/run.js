@@ -3,12 +3,15 @@
 // esbuild (packages stay external, @dpl/* resolve to the built workspace packages) and runs it.
 'use strict';
 const { buildSync } = require('esbuild');
+const { existsSync, readdirSync } = require('node:fs');
 const { join } = require('node:path');
 
 const [name, ...args] = process.argv.slice(2);
-if (!name) {
-  process.stderr.write('usage: node bench/run.js <bench name> [args...], e.g. node bench/run.js local\n');
-  process.exit(2);
+const benches = readdirSync(__dirname).filter((f) => f.endsWith('.ts') && f !== 'lib.ts').map((f) => f.slice(0, -3));
+if (!name || name === '--help' || name === '-h' || !existsSync(join(__dirname, `${name}.ts`))) {
+  const why = !name || name.startsWith('-') ? '' : `no benchmark named ${JSON.stringify(name)}; `;
+  process.stderr.write(`${why}usage: node bench/run.js <bench> [args...] (or npm run bench:<bench>); benches: ${benches.join(', ')}\n`);
+  process.exit(name === '--help' || name === '-h' ? 0 : 2);
 }
 const out = join(__dirname, `.${name}.bundle.cjs`);
 buildSync({
