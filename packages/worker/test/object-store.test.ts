@@ -73,6 +73,34 @@ describe('ObjectStore', () => {
     }
   });
 
+  it('serves many spilled objects over one connection without piling up close listeners on it', () => {
+    // In a process of its own (the built package), where Node prints MaxListenersExceededWarning.
+    const dist = join(__dirname, '..', 'dist');
+    const script = `
+      const { ObjectStore } = require(${JSON.stringify(join(dist, 'store', 'object-store.js'))});
+      const { startDataServer } = require(${JSON.stringify(join(dist, 'data', 'data-server.js'))});
+      const { ObjectFetcher } = require('@dpl/wire');
+      (async () => {
+        const store = new ObjectStore({ memoryBytes: 0, spillDir: ${JSON.stringify(dir)} });
+        const server = await startDataServer(store, '127.0.0.1', undefined);
+        const fetcher = new ObjectFetcher(undefined);
+        for (let i = 0; i < 30; i++) store.put('o' + i, new Uint8Array(1000).fill(i));
+        await store.idle();
+        for (let i = 0; i < 30; i++) {
+          const b = await fetcher.fetch('127.0.0.1:' + server.port, 'o' + i);
+          if (b.byteLength !== 1000 || b[0] !== i) throw new Error('wrong bytes for o' + i);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+        fetcher.close();
+        await server.stop();
+        store.close();
+        console.log('served 30');
+      })().catch((e) => { console.error(e); process.exit(1); });`;
+    const r = spawnSync(process.execPath, ['-e', script], { cwd: __dirname, encoding: 'utf8' });
+    expect(r.stdout).toContain('served 30');
+    expect(r.stderr).not.toContain('MaxListenersExceededWarning');
+  });
+
   it('on a full disk removes the partial file, keeps the object in memory, says so once and tries again later', async () => {
     try {
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { stdio: 'pipe' });
