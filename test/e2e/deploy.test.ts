@@ -34,7 +34,7 @@ interface Deployment {
   metadata: { name: string };
   spec: {
     replicas: number;
-    template: { spec: { containers: Container[]; nodeSelector?: Record<string, string>; securityContext?: Record<string, unknown>; volumes?: unknown[] } };
+    template: { spec: { containers: Container[]; nodeSelector?: Record<string, string>; securityContext?: Record<string, unknown>; volumes?: unknown[]; terminationGracePeriodSeconds?: number } };
   };
 }
 
@@ -117,6 +117,8 @@ describe('deploy/k8s', () => {
         expect({ name: d.metadata.name, request: c.resources.requests.cpu, limit: c.resources.limits.cpu }).toEqual({ name: d.metadata.name, request: cpus, limit: cpus });
         expect(c.resources.limits['nvidia.com/gpu']).toBe(argAfter(c.args, '--num-gpus'));
         expect(argAfter(c.args, '--address')).toBe('dpl-head:6380');
+        // Kubernetes waits longer than the worker's own grace period before SIGKILL.
+        expect({ name: d.metadata.name, kill: (pod.terminationGracePeriodSeconds ?? 30) > Number(argAfter(c.args, '--grace-period')) }).toEqual({ name: d.metadata.name, kill: true });
       }
     }
     const gpu = deployments.find((d) => d.metadata.name === 'dpl-gpu-worker')!.spec.template.spec.containers[0]!;

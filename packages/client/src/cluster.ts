@@ -85,8 +85,12 @@ export interface Cluster {
    * @throws DplError naming the worker when it is unknown or an amount is invalid.
    */
   updateWorker(workerId: string, resources: ResourceMap): Promise<WorkerInfo>;
-  /** Stops new placements on a worker (its running calls finish); `drain: false` takes it back. */
-  drainWorker(workerId: string, drain?: boolean): Promise<WorkerInfo>;
+  /**
+   * Stops new placements on a worker (its running calls finish); `drain: false` takes it back.
+   * `{ leave: true }`: the worker then leaves gracefully, as on SIGTERM (it finishes its running
+   * calls, other workers take over what only it holds, and it exits 0).
+   */
+  drainWorker(workerId: string, drain?: boolean, options?: { leave?: boolean }): Promise<WorkerInfo>;
   /** Closes the connection. Idempotent. */
   close(): Promise<void>;
 }
@@ -174,8 +178,8 @@ class ClusterConnection implements Cluster {
     return this.update({ worker_id: workerId, resources: resourcesToProto(resources) });
   }
 
-  drainWorker(workerId: string, drain = true): Promise<WorkerInfo> {
-    return this.update({ worker_id: workerId, change_drain: true, drain });
+  drainWorker(workerId: string, drain = true, options: { leave?: boolean } = {}): Promise<WorkerInfo> {
+    return this.update({ worker_id: workerId, change_drain: !options.leave, drain, leave: options.leave === true });
   }
 
   private update(req: UpdateWorkerRequest__Input): Promise<WorkerInfo> {

@@ -347,6 +347,16 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
           case 'source_batch':
             if (worker !== undefined) dispatcher.sourceBatch(worker.id, msg.source_batch!);
             return;
+          case 'leave': {
+            if (worker === undefined) return refuse(grpc.status.FAILED_PRECONDITION, 'register before leaving');
+            if (registry.get(worker.id)?.state === 'alive') registry.drain(worker.id, true);
+            log.info({ workerId: worker.id, graceMs: Number(msg.leave!.grace_ms) }, 'worker leaving: no new calls; its running ones finish, then what it holds moves');
+            dispatcher.workerLeaving(worker.id);
+            return;
+          }
+          case 'kept':
+            if (worker !== undefined) dispatcher.objectsKept(worker.id, msg.kept!.object_ids, msg.kept!.failed_ids, msg.kept!.error);
+            return;
           case undefined:
           default:
             return refuse(grpc.status.INVALID_ARGUMENT, `unknown worker message ${describe(msg.msg)}`);
@@ -435,6 +445,11 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         if (req.change_drain) {
           w = registry.drain(req.worker_id, req.drain);
           log.info({ workerId: w.id }, req.drain ? 'worker draining: no new placements' : 'worker taking placements again');
+        }
+        if (req.leave) {
+          w = registry.drain(req.worker_id, true);
+          links.get(w.id)?.send({ please_leave: { grace_ms: '0' } });
+          log.info({ workerId: w.id }, 'worker asked to leave');
         }
         dispatcher.schedule();
         const info = statusOf(state).workers.find((x) => x.id === req.worker_id)!;

@@ -25,6 +25,7 @@ export { CHUNK_BYTES, chunksOf, ChunkAssembler } from './chunks';
 export { encodeKwargs, decodeKwargs } from './kwargs';
 export type { AssignTask, AssignTask__Input } from './generated/dpl/v1/AssignTask';
 export type { AssignBatch } from './generated/dpl/v1/AssignBatch';
+export type { KeepObjects } from './generated/dpl/v1/KeepObjects';
 export type { JobFacts, JobFacts__Input } from './generated/dpl/v1/JobFacts';
 export type { TaskFacts, TaskFacts__Input } from './generated/dpl/v1/TaskFacts';
 export type { TaskDone__Input } from './generated/dpl/v1/TaskDone';

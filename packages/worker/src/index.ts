@@ -9,7 +9,7 @@
  * ```
  */
 export { startWorker } from './worker';
-export type { Worker } from './worker';
+export type { Worker, LeaveOutcome } from './worker';
 export { resolveWorkerOptions } from './worker-options';
 export type { WorkerOptions, ResolvedWorkerOptions } from './worker-options';
 export { ObjectStore } from './store/object-store';

@@ -70,6 +70,12 @@ export interface WorkerOptions {
    * token, an invalid registration) makes it give up at once. @default 60000
    */
   connectTimeoutMs?: number;
+  /**
+   * How long a graceful leave (SIGTERM, `leave()`, `dpl worker drain --leave`) waits for the
+   * running calls to finish and the head to move what only this worker holds, before the worker
+   * stops anyway, in ms. Match Kubernetes' terminationGracePeriodSeconds. @default 30000
+   */
+  leaveGraceMs?: number;
   logger?: Logger;
   /**
    * A client of the head to use instead of connecting to `address` (the embedded `dpl run`
@@ -96,6 +102,7 @@ export interface ResolvedWorkerOptions {
   reconnectDelayMs: number;
   maxReconnectDelayMs: number;
   connectTimeoutMs: number;
+  leaveGraceMs: number;
   logger: Logger;
   headClient: HeadServiceClient | undefined;
 }
@@ -149,6 +156,10 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
   if (typeof connectTimeoutMs !== 'number' || !Number.isFinite(connectTimeoutMs) || connectTimeoutMs < 0) {
     problems.push(`connectTimeoutMs must be a number of ms >= 0 (0: try forever), got ${JSON.stringify(connectTimeoutMs)}`);
   }
+  const leaveGraceMs = o.leaveGraceMs ?? 30_000;
+  if (typeof leaveGraceMs !== 'number' || !Number.isFinite(leaveGraceMs) || leaveGraceMs < 0) {
+    problems.push(`leaveGraceMs must be a number of ms >= 0, got ${JSON.stringify(leaveGraceMs)}`);
+  }
   if (problems.length > 0) throw new TypeError(`invalid worker options: ${problems.join('; ')}`);
   return {
     address: o.address,
@@ -167,6 +178,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     reconnectDelayMs: o.reconnectDelayMs ?? 200,
     maxReconnectDelayMs: o.maxReconnectDelayMs ?? 5_000,
     connectTimeoutMs,
+    leaveGraceMs,
     logger: o.logger ?? silentLogger,
     headClient: o.headClient,
   };

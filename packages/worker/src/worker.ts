@@ -28,6 +28,7 @@ import {
   type FetchModuleResponse,
   type HeadServiceClient,
   type PullSource,
+  type KeepObjects,
 } from '@dpl/wire';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options';
 import { ObjectStore } from './store/object-store';
@@ -60,9 +61,28 @@ export interface Worker {
    * it gave up on its head (none answered for `connectTimeoutMs`, or the head refused it).
    */
   closed(): Promise<void>;
+  /**
+   * Leaves gracefully (as on SIGTERM): takes no new calls (the queued ones go back to the head,
+   * to run elsewhere), finishes the running ones, waits while the head moves the objects only
+   * this worker holds to other workers, then stops. After `graceMs` (default: the
+   * `leaveGraceMs` option) it stops anyway (lineage
+   * recomputes what was not moved). Resolves once stopped, with what happened.
+   */
+  leave(options?: { graceMs?: number }): Promise<LeaveOutcome>;
   /** Leaves the cluster and closes everything. Idempotent. */
   stop(): Promise<void>;
 }
+
+/** How a graceful leave went. */
+export interface LeaveOutcome {
+  /** Whether the head said "go" before the grace period ended. */
+  handedOff: boolean;
+  /** Objects other workers took over. */
+  moved: number;
+  /** Queued calls handed back to the head (they run elsewhere). */
+  handedBack: number;
+}
+
 
 /**
  * Starts a worker; it (re)connects to the head until stopped, or until it gives up (no head for
@@ -146,6 +166,9 @@ class WorkerDaemon implements Worker {
   private readonly ended = new Promise<DplError | undefined>((resolve) => (this.endedWith = resolve));
   private seq = 0;
   private stopping: Promise<void> | undefined;
+  /** Set once leave() was called: new calls go back to the head. */
+  private leaving: { ready: (moved: number) => void; handedBack: number } | undefined;
+  private leavingOutcome: Promise<LeaveOutcome> | undefined;
   /** What it registers with: its options, as changed since by `dpl worker update`. */
   private advertised: ResourceSet;
   private readonly unserve: () => void = () => undefined;
@@ -298,9 +321,89 @@ class WorkerDaemon implements Worker {
         this.store.deletePrefix(`${jobId}/`);
         return;
       }
+      case 'keep_objects':
+        void this.keepObjects(session, msg.keep_objects!);
+        return;
+      case 'please_leave': {
+        const grace = Number(msg.please_leave!.grace_ms);
+        this.log.info({}, 'the head asks this worker to leave');
+        void this.leave(grace > 0 ? { graceMs: grace } : { graceMs: this.options.leaveGraceMs });
+        return;
+      }
+      case 'leave_ready':
+        this.leaving?.ready(Number(msg.leave_ready!.moved));
+        return;
       case 'heartbeat_ack':
       case undefined:
         return;
+    }
+  }
+
+  /** Fetches objects of a leaving worker and keeps them under their ids; tells the head. */
+  private async keepObjects(session: Session, k: KeepObjects): Promise<void> {
+    const kept: string[] = [];
+    const failed: string[] = [];
+    let error = '';
+    await Promise.all(
+      k.object_ids.map(async (id) => {
+        try {
+          const bytes = await this.fetcher.fetch(k.from_address, id);
+          const bad = ipcStreamProblem(bytes);
+          if (bad !== undefined) throw new Error(`not an Arrow IPC stream (${bad})`);
+          this.store.put(id, bytes);
+          kept.push(id);
+        } catch (e) {
+          failed.push(id);
+          error = ensureError(e).message;
+        }
+      }),
+    );
+    if (session !== this.session) return;
+    this.flushResults(session);
+    session.write({ kept: { object_ids: kept, failed_ids: failed, error } });
+  }
+
+  leave(options: { graceMs?: number } = {}): Promise<LeaveOutcome> {
+    this.leavingOutcome ??= (async () => {
+      const graceMs = options.graceMs ?? this.options.leaveGraceMs;
+      let ready!: (moved: number) => void;
+      const headSaysGo = new Promise<number>((resolve) => (ready = resolve));
+      this.leaving = { ready, handedBack: 0 };
+      const session = this.session;
+      if (session === undefined || this.workerId === undefined) {
+        await this.stop();
+        return { handedOff: false, moved: 0, handedBack: 0 };
+      }
+      this.handBackQueued();
+      this.flushResults(session);
+      session.write({ leave: { grace_ms: String(graceMs) } });
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), graceMs)));
+      // A lost session cannot say go: the worker stops then (see lost()).
+      const stoppedMeanwhile = this.ended.then(() => undefined);
+      const moved = await Promise.race([headSaysGo, graceOver, stoppedMeanwhile]);
+      clearTimeout(timer);
+      const handedBack = this.leaving.handedBack;
+      await this.stop();
+      return { handedOff: moved !== undefined, moved: moved ?? 0, handedBack };
+    })();
+    return this.leavingOutcome;
+  }
+
+  /** Answers every call not started yet as handed back: the head runs it elsewhere. */
+  private handBackQueued(): void {
+    const results = this.results;
+    for (const q of this.leases.values()) {
+      for (const c of q.calls.splice(0)) {
+        this.leaving!.handedBack++;
+        results?.failed({
+          call_id: c.call_id,
+          job_id: c.job_id,
+          assignment: c.assignment,
+          handed_back: true,
+          error: errorToProto(new DplError(DplErrorCode.WORKER_LOST, `worker ${this.workerId ?? ''} is leaving; call ${c.call_id} runs elsewhere`)),
+        });
+      }
     }
   }
 
@@ -317,6 +420,7 @@ class WorkerDaemon implements Worker {
       q.calls.push(call);
       touched.add(call.lease);
     }
+    if (this.leaving !== undefined) this.handBackQueued(); // sent before the head heard we leave
     for (const id of touched) this.pumpLease(id, this.leases.get(id)!);
     for (const id of batch.release) this.store.delete(id);
   }
@@ -532,6 +636,11 @@ class WorkerDaemon implements Worker {
     const was = this.workerId;
     this.workerId = undefined;
     if (this.stopped) return;
+    if (this.leaving !== undefined) {
+      // Leaving: no new session (it would take calls); what the head did not move, lineage covers.
+      void this.stop();
+      return;
+    }
     const head = this.options.address;
     const why = e === undefined ? 'the head ended the session' : grpcReason(e);
     // A wrong token, or a registration the head will not take, fails the same way every time.

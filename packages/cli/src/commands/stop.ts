@@ -58,7 +58,7 @@ export const stopCommand: CommandModule<object, StopArgs> = {
         type: 'string',
         describe: 'the folder of daemon records to read (env DPL_RUN_DIR; default ~/.dpl/run): the daemons started with that DPL_RUN_DIR',
       })
-      .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for each to leave before SIGKILL' })
+      .option('timeout', { type: 'number', default: 40, describe: 'seconds to wait for each to leave before SIGKILL (a worker has its --grace-period, 30 s by default, to finish and hand over)' })
       .epilog(
         'dpl head start and dpl worker start record themselves in a folder private to you (DPL_RUN_DIR, else ~/.dpl/run); ' +
           'dpl stop reads those records, so it stops only daemons you started on this machine, never another user\'s.',

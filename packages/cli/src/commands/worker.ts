@@ -21,6 +21,7 @@ interface WorkerStartArgs extends ClusterArgs, ResourceArgs, TlsArgs {
   spillDir?: string;
   shmDir?: string;
   connectTimeout?: number;
+  gracePeriod?: number;
 }
 
 const workerStart: CommandModule<object, WorkerStartArgs> = {
@@ -48,6 +49,11 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
         type: 'string',
         describe: "RAM-backed folder where executors leave large task outputs for the worker to pass on without copying; 'none' sends them through the executors' sockets (default: /dev/shm when writable)",
       })
+      .option('grace-period', {
+        type: 'number',
+        default: 30,
+        describe: 'seconds a leaving worker (SIGTERM, Ctrl-C, dpl worker drain --leave) has to finish its running calls and hand over what only it holds before it exits anyway; a second signal exits at once',
+      })
       .option('connect-timeout', {
         type: 'number',
         default: 60,
@@ -64,6 +70,10 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
         const store = argv['object-store-memory'];
         if (store !== undefined && (!Number.isFinite(store) || store < 0)) {
           throw new Error(`--object-store-memory must be a number of MiB >= 0, got ${String(store)}`);
+        }
+        const grace = argv['grace-period'];
+        if (typeof grace !== 'number' || !Number.isFinite(grace) || grace < 0) {
+          throw new Error(`--grace-period must be a number of seconds >= 0, got ${String(grace)}`);
         }
         const wait = argv['connect-timeout'];
         if (typeof wait !== 'number' || !Number.isFinite(wait) || wait < 0) {
@@ -94,6 +104,7 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
       spillDir: args.spillDir,
       sharedMemoryDir: args.shmDir === 'none' ? false : args.shmDir,
       connectTimeoutMs: (args.connectTimeout ?? 60) * 1000,
+      leaveGraceMs: (args.gracePeriod ?? 30) * 1000,
       logger,
     });
     const forget = recordDaemon({ kind: 'worker', address: worker.dataAddress, head: target.address });
@@ -101,21 +112,40 @@ const workerStart: CommandModule<object, WorkerStartArgs> = {
       (id) => print(`dpl worker ${id} joined the head at ${target.address} with ${worker.options.resources.toString()}`),
       () => undefined, // closed() says why
     );
-    // Until a signal, or until the worker gives up on its head (it has logged why: exit 1).
-    const gaveUp = await Promise.race([untilSignal().then(() => false), worker.closed().then(() => false, () => true)]);
-    if (!gaveUp) {
+    // Until a signal, or until the worker stops by itself: it gave up on its head (it has
+    // logged why: exit 1), or left when asked to (dpl worker drain --leave).
+    const first = await Promise.race([untilSignal(), worker.closed().then(() => 'left' as const, () => 'gave up' as const)]);
+    if (first === 'left') print(`dpl worker left the head at ${target.address} (asked to: dpl worker drain --leave)`);
+    else if (first !== 'gave up') {
       const id = worker.id;
-      print(id === undefined ? `dpl worker stopping (it had not joined the head at ${target.address})` : `dpl worker ${id} leaving the head at ${target.address}`);
+      if (id === undefined) {
+        print(`dpl worker stopping (it had not joined the head at ${target.address})`);
+        await worker.stop();
+      } else {
+        const again = first === 'SIGINT' ? 'Ctrl-C' : first;
+        const grace = args.gracePeriod ?? 30;
+        print(`dpl worker ${id} leaving the head at ${target.address}: finishing its running calls and handing over what only it holds (up to ${grace} s; ${again} again stops at once)`);
+        const outcome = await Promise.race([worker.leave({ graceMs: grace * 1000 }), untilSignal().then(() => undefined)]);
+        if (outcome === undefined) {
+          print(`dpl worker ${id} stopping at once (what it held is recomputed from lineage)`);
+          await worker.stop();
+        } else if (outcome.handedOff) {
+          print(`dpl worker ${id} left: ${outcome.moved} object${outcome.moved === 1 ? '' : 's'} handed over, ${outcome.handedBack} queued call${outcome.handedBack === 1 ? '' : 's'} handed back`);
+        } else {
+          print(`dpl worker ${id} left after its grace period of ${grace} s (what it still held is recomputed from lineage)`);
+        }
+      }
     }
     await worker.stop();
     forget();
-    if (gaveUp) process.exitCode = 1;
+    if (first === 'gave up') process.exitCode = 1;
   },
 };
 
 interface WorkerChangeArgs extends ClusterArgs, ResourceArgs, TlsArgs {
   worker: string;
   undo: boolean;
+  leave?: boolean;
 }
 
 /** Runs one change on the cluster and prints the worker as it is after it. */
@@ -162,15 +192,26 @@ const workerUpdate: CommandModule<object, WorkerChangeArgs> = {
 
 const workerDrain: CommandModule<object, WorkerChangeArgs> = {
   command: 'drain',
-  describe: 'stop new placements on a worker and let its running tasks finish (--undo takes it back)',
+  describe: 'stop new placements on a worker and let its running tasks finish (--undo takes it back; --leave makes it leave)',
   builder: (y: Argv) =>
-    withWorkerId(y).option('undo', {
-      type: 'boolean',
-      default: false,
-      describe: 'place tasks on the worker again',
-    }),
+    withWorkerId(y)
+      .option('undo', {
+        type: 'boolean',
+        default: false,
+        describe: 'place tasks on the worker again',
+      })
+      .option('leave', {
+        type: 'boolean',
+        default: false,
+        describe: 'then the worker leaves, as on SIGTERM: it finishes its running calls, other workers take over what only it holds, and it exits 0',
+      })
+      .check((argv) =>
+        usageCheck(() => {
+          if (argv.undo && argv.leave) throw new Error('--undo and --leave do opposite things; give one');
+        }),
+      ),
   handler: async (args) => {
-    await changeWorker(args, (c) => c.drainWorker(args.worker, !args.undo));
+    await changeWorker(args, (c) => c.drainWorker(args.worker, !args.undo, { leave: args.leave === true }));
   },
 };
 

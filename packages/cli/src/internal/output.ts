@@ -17,15 +17,18 @@ export function print(text: string): void {
  * returns the function that puts stdout back.
  */
 export function strayStdoutToStderr(): () => void {
-  const own = process.stdout.write;
-  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
+  const stdout = process.stdout;
+  const own = Object.getOwnPropertyDescriptor(stdout, 'write');
+  const toStderr = (...args: unknown[]): boolean => {
     liveLine?.clear();
-    const ok = (process.stderr.write as (c: string | Uint8Array, ...r: unknown[]) => boolean)(chunk, ...rest);
+    const ok = (process.stderr.write.bind(process.stderr) as (...a: unknown[]) => boolean)(...args);
     liveLine?.redraw();
     return ok;
-  }) as typeof process.stdout.write;
+  };
+  Object.defineProperty(stdout, 'write', { value: toStderr, configurable: true, writable: true });
   return () => {
-    process.stdout.write = own;
+    if (own === undefined) delete (stdout as { write?: unknown }).write; // back to the prototype's
+    else Object.defineProperty(stdout, 'write', own);
   };
 }
 

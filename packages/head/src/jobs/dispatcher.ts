@@ -101,6 +101,16 @@ export class Dispatcher {
     this.run(this.engine.callFailed(workerId, msg));
   }
 
+  /** A worker asked to leave (the registry drains it already). */
+  workerLeaving(workerId: string): void {
+    this.run(this.engine.workerLeaving(workerId));
+  }
+
+  /** A worker keeps objects a leaving worker held. */
+  objectsKept(workerId: string, kept: readonly string[], failed: readonly string[], error: string): void {
+    this.run(this.engine.objectsKept(workerId, kept, failed, error));
+  }
+
   taskOutput(workerId: string, msg: TaskOutput): void {
     this.run(this.engine.taskOutput(workerId, msg));
   }
@@ -154,6 +164,13 @@ export class Dispatcher {
           break;
         case 'wake':
           this.wakeAt(c.atMs);
+          break;
+        case 'keepObjects':
+          this.links.get(c.workerId)?.send({ keep_objects: { from_address: c.fromAddress, object_ids: c.objectIds } });
+          break;
+        case 'leaveReady':
+          this.log.info({ workerId: c.workerId, moved: c.moved }, 'a leaving worker may go: what it held is elsewhere');
+          this.links.get(c.workerId)?.send({ leave_ready: { moved: String(c.moved) } });
           break;
       }
     }

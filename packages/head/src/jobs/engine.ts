@@ -82,7 +82,11 @@ export type EngineCommand =
   /** Run a scheduling pass soon (once per turn of the event loop, however many ask). */
   | { kind: 'schedule' }
   /** Call `tick()` at this time (the earliest timer the engine holds). */
-  | { kind: 'wake'; atMs: number };
+  | { kind: 'wake'; atMs: number }
+  /** Ask a worker to fetch these objects from a leaving worker and keep them (then `objectsKept()`). */
+  | { kind: 'keepObjects'; workerId: string; fromAddress: string; objectIds: string[] }
+  /** A leaving worker holds nothing anyone needs any more: it may go. */
+  | { kind: 'leaveReady'; workerId: string; moved: number };
 
 /** A job as the dashboard shows it. */
 export interface JobSummary {
@@ -143,6 +147,15 @@ interface TaskSlots {
   leases: Lease[];
   /** Mean run time of its calls in their executors (ms), once one has been answered. */
   runMs: number | undefined;
+}
+
+/** A worker leaving gracefully: its running calls end, then what only it holds moves elsewhere. */
+interface Leaving {
+  /** Whether the objects were sent for (after its last running call). */
+  handingOff: boolean;
+  /** Objects on their way to another worker: id → the batch and the worker keeping it. */
+  pending: Map<string, { node: LineageNode; to: string }>;
+  moved: number;
 }
 
 interface RunningCall {
@@ -399,6 +412,8 @@ export class JobEngine {
   private readonly jobs: EngineJob[] = [];
   private readonly byId = new Map<string, EngineJob>();
   private readonly running = new Map<string, RunningCall>();
+  /** Workers that asked to leave, with the objects being moved off them (object id → batch). */
+  private readonly leaving = new Map<string, Leaving>();
   /** The running jobs' tasks, by "<jobId>/<task>". */
   private readonly slots = new Map<string, TaskSlots>();
   /**
@@ -508,6 +523,13 @@ export class JobEngine {
 
   /** A worker finished a call. */
   callDone(workerId: string, msg: TaskDone): EngineCommand[] {
+    const commands = this.callDoneInner(workerId, msg);
+    if (!this.leaving.has(workerId)) return commands;
+    this.maybeHandOff(workerId);
+    return [...commands, ...this.take()];
+  }
+
+  private callDoneInner(workerId: string, msg: TaskDone): EngineCommand[] {
     const r = this.takeCall(msg.job_id, msg.call_id, workerId, msg.assignment);
     if (r !== undefined) {
       this.observed(r.job, msg.observations);
@@ -567,8 +589,45 @@ export class JobEngine {
     const r = this.takeCall(msg.job_id, msg.call_id, workerId, msg.assignment);
     if (r !== undefined) this.observed(r.job, msg.observations);
     if (r !== undefined && r.job.state === 'running') {
-      this.failCall(r, errorFromProto(msg.error!));
+      if (msg.handed_back) this.handBack(r);
+      else this.failCall(r, errorFromProto(msg.error!));
       this.wantPass();
+    }
+    this.maybeHandOff(workerId);
+    return this.take();
+  }
+
+  /**
+   * A worker asked to leave (it is draining in the registry already): once its running calls
+   * are answered, the objects only it holds that something still needs are fetched by other
+   * workers, and then it is told it may go. Nothing is recomputed when that finishes in time.
+   */
+  workerLeaving(workerId: string): EngineCommand[] {
+    if (!this.leaving.has(workerId)) this.leaving.set(workerId, { handingOff: false, pending: new Map(), moved: 0 });
+    this.maybeHandOff(workerId);
+    return this.take();
+  }
+
+  /** A worker fetched objects of a leaving one (a KeepObjects) and keeps them now. */
+  objectsKept(workerId: string, kept: readonly string[], failed: readonly string[], error: string): EngineCommand[] {
+    const keeper = this.registry.get(workerId);
+    for (const [leaverId, l] of this.leaving) {
+      for (const id of kept) {
+        const p = l.pending.get(id);
+        if (p === undefined || p.to !== workerId) continue;
+        l.pending.delete(id);
+        if (keeper === undefined) continue;
+        // The scheduler, the delivery queue and the lineage hold this same ref: all now read from the keeper.
+        p.node.ref.ownerId = workerId;
+        p.node.ref.ownerAddress = keeper.address;
+        l.moved++;
+      }
+      for (const id of failed) {
+        if (l.pending.get(id)?.to !== workerId) continue;
+        l.pending.delete(id);
+        this.log.warn({ workerId: leaverId, keeper: workerId, objectId: id, err: error }, 'an object of a leaving worker could not be moved; it is recomputed if needed');
+      }
+      this.maybeReady(leaverId, l);
     }
     return this.take();
   }
@@ -602,6 +661,12 @@ export class JobEngine {
    * reading from it, run again.
    */
   workerLost(workerId: string): EngineCommand[] {
+    this.leaving.delete(workerId);
+    for (const [leaverId, l] of this.leaving) {
+      // A keeper that went: what it was to keep stays with the leaving worker (recomputed once that goes).
+      for (const [id, p] of l.pending) if (p.to === workerId) l.pending.delete(id);
+      this.maybeReady(leaverId, l);
+    }
     this.observer.workerLost();
     for (const job of [...this.jobs]) {
       if (job.sourceWorkerId === workerId && job.state === 'running' && !job.scheduler.sourceExhausted) {
@@ -1114,6 +1179,49 @@ export class JobEngine {
     }
   }
 
+  /** A leaving worker's call that never started: it runs elsewhere, using up nothing. */
+  private handBack(r: RunningCall): void {
+    this.observer.call(r.job.id, r.call.task, 'handed_back');
+    this.runAgain(r);
+  }
+
+  /** Starts moving a leaving worker's objects once none of its calls runs. */
+  private maybeHandOff(workerId: string): void {
+    const l = this.leaving.get(workerId);
+    if (l === undefined || l.handingOff) return;
+    for (const r of this.running.values()) if (r.workerId === workerId) return;
+    l.handingOff = true;
+    const leaver = this.registry.get(workerId);
+    const keepers = this.registry.workers().filter((w) => w.state === 'alive' && w.id !== workerId && !this.leaving.has(w.id));
+    const toMove: LineageNode[] = [];
+    for (const job of this.jobs) if (job.state === 'running') toMove.push(...job.lineage.heldBy(workerId));
+    if (leaver !== undefined && keepers.length > 0 && toMove.length > 0) {
+      // Spread over the keepers by bytes: the one holding least so far takes the next.
+      const load = new Map(keepers.map((w) => [w.id, 0]));
+      const batches = new Map<string, string[]>();
+      for (const node of toMove.sort((a, b) => b.ref.bytes - a.ref.bytes)) {
+        const to = [...load].sort((a, b) => a[1] - b[1])[0]![0];
+        load.set(to, load.get(to)! + node.ref.bytes);
+        l.pending.set(node.ref.objectId, { node, to });
+        const list = batches.get(to) ?? [];
+        list.push(node.ref.objectId);
+        batches.set(to, list);
+      }
+      for (const [to, objectIds] of batches) this.out.push({ kind: 'keepObjects', workerId: to, fromAddress: leaver.address, objectIds });
+      this.log.info({ workerId, objects: toMove.length, keepers: batches.size }, 'moving the objects of a leaving worker');
+    } else if (toMove.length > 0) {
+      this.log.warn({ workerId, objects: toMove.length }, 'a leaving worker holds objects and no other worker can keep them; they are recomputed once it goes');
+    }
+    this.maybeReady(workerId, l);
+  }
+
+  /** Tells a leaving worker it may go once nothing it holds is on its way elsewhere. */
+  private maybeReady(workerId: string, l: Leaving): void {
+    if (!l.handingOff || l.pending.size > 0) return;
+    this.leaving.delete(workerId);
+    this.out.push({ kind: 'leaveReady', workerId, moved: l.moved });
+  }
+
   /**
    * Takes back a call that did not fail by itself (its worker, or an input's, was lost): it runs
    * again without using up a retry, once its inputs are there.
@@ -1130,6 +1238,12 @@ export class JobEngine {
     }
     job.log.warn({ task: call.task, batchId: call.id, why }, 'call interrupted; it runs again');
     this.observer.call(job.id, call.task, 'interrupted');
+    this.runAgain(r);
+  }
+
+  /** Puts a call taken back into its queue (a recompute into the recompute queue). */
+  private runAgain(r: RunningCall): void {
+    const { job, call } = r;
     if (r.recompute !== undefined) {
       // Back into the recompute queue; its inputs are recomputed first if they were lost too.
       r.recompute.state = 'lost';

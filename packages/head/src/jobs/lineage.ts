@@ -108,6 +108,18 @@ export class Lineage {
     return needed;
   }
 
+  /**
+   * The nodes whose bytes only `workerId` holds and that are needed: live ones, and generated
+   * ones (a generator's batch cannot be made again). For a worker leaving gracefully.
+   */
+  heldBy(workerId: string): LineageNode[] {
+    const held: LineageNode[] = [];
+    for (const node of this.nodes.values()) {
+      if (node.ref.ownerId === workerId && node.ref.objectId !== '' && node.state === 'ready' && (node.live || node.generated)) held.push(node);
+    }
+    return held;
+  }
+
   /** A recompute stored the node's bytes anew. Inputs read only for it are freed again. */
   recomputed(node: LineageNode, at: { objectId: string; ownerId: string; ownerAddress: string; inline: Uint8Array | undefined; bytes: number }): void {
     Object.assign(node.ref, at);

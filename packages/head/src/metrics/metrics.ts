@@ -25,7 +25,7 @@ interface Removable {
   remove(labels: Record<string, string>): void;
 }
 
-export type CallOutcome = 'done' | 'failed' | 'retried' | 'skipped' | 'interrupted' | 'recomputed';
+export type CallOutcome = 'done' | 'failed' | 'retried' | 'skipped' | 'interrupted' | 'recomputed' | 'handed_back';
 
 export class HeadMetrics {
   readonly registry = new Registry();
@@ -116,7 +116,7 @@ export class HeadMetrics {
     perWorker('dpl_worker_bytes_served', 'Bytes a worker served to other workers and the head since it started', (w) => w.bytesServed);
     this.calls = new Counter({
       name: 'dpl_task_calls_total',
-      help: 'Task calls by outcome: done, failed (for good), retried, skipped (maxErroredBatches), interrupted (worker lost), recomputed',
+      help: 'Task calls by outcome: done, failed (for good), retried, skipped (maxErroredBatches), interrupted (worker lost), recomputed, handed_back (not started on a worker that left gracefully: run elsewhere)',
       labelNames: ['job', 'task', 'outcome'],
       registers: [r],
     });
