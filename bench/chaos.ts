@@ -1,8 +1,10 @@
 /**
  * The chaos benchmark: a run of N batches on 4 worker processes while a random worker is killed
- * (SIGKILL) every K seconds (at most 2 kills), against the same run with no kills.
- * Reports the batches delivered exactly once (goal 100 %), whether every surviving worker's
- * resources are free afterwards, and how long the head took to notice each death.
+ * (SIGKILL) every K seconds (at most 2 kills), and the same run with the workers stopped with
+ * SIGTERM instead (a graceful leave: they hand over what they hold), against the run with no
+ * kills. Reports the batches delivered exactly once (goal 100 %), the calls the head recomputed
+ * or interrupted (goal 0 for SIGTERM), whether every surviving worker's resources are free
+ * afterwards, and how long each worker took to be gone.
  *
  *   npm run bench:chaos [-- --batches 2000 --every 10 --kills 2 --task-ms 60]
  */
@@ -41,6 +43,8 @@ interface Outcome {
   missing: number;
   duplicates: number;
   detectMs: number[];
+  /** The head's call counters: recomputed, interrupted, handed_back. */
+  calls: Record<string, number>;
   resourcesFree: boolean;
   /** `dpl-objects-<pid>-*` folders of this run's workers still in /dev/shm after the cleanup worker. */
   leftShm: number;
@@ -61,10 +65,21 @@ function shmFolders(pids: (number | undefined)[]): number {
   return readdirSync('/dev/shm').filter((n) => mine.has(n.slice(0, n.lastIndexOf('-') + 1))).length;
 }
 
-async function runOnce(batches: number, kills: number, everyS: number, taskMs: number): Promise<Outcome> {
+/** The head's task-call counters of the run, summed over tasks: outcome → calls. */
+async function callCounts(dashboard: string, token: string | undefined): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://${dashboard}/metrics`, { headers: { authorization: `Bearer ${token ?? ''}` } })).text();
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const m = /^dpl_task_calls_total\{[^}]*outcome="([^"]+)"\} (\S+)$/.exec(line);
+    if (m !== null) out[m[1]!] = (out[m[1]!] ?? 0) + Number(m[2]);
+  }
+  return out;
+}
+
+async function runOnce(batches: number, kills: number, everyS: number, taskMs: number, signal: 'SIGKILL' | 'SIGTERM'): Promise<Outcome> {
   // Unfused: the point is intermediate batches kept on the workers, lost with them and
   // recomputed (fused, make and check would run as one call and nothing would wait between).
-  const head = await startHead({ port: 0, heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 5000, fuseTasks: false });
+  const head = await startHead({ port: 0, dashboardPort: 0, heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 5000, fuseTasks: false });
   const workers = [0, 1, 2, 3].map(() => startWorker(head.address, head.token));
   const cluster = await connect(head.address, { token: head.token });
   try {
@@ -82,7 +97,7 @@ async function runOnce(batches: number, kills: number, everyS: number, taskMs: n
         const victim = living[Math.floor(Math.random() * living.length)]!;
         const before = await alive(cluster);
         const killedAt = performance.now();
-        victim.kill('SIGKILL');
+        victim.kill(signal);
         while ((await alive(cluster)) >= before) await new Promise((r) => setTimeout(r, 10));
         detectMs.push(performance.now() - killedAt);
       }
@@ -107,6 +122,7 @@ async function runOnce(batches: number, kills: number, everyS: number, taskMs: n
       .filter((w) => w.state === 'alive')
       .every((w) => JSON.stringify(w.resources.available) === JSON.stringify(w.resources.total));
     const exact = [...seen].filter(([id, c]) => c === 1 && id >= 0 && id < batches).length;
+    const calls = await callCounts(head.dashboardAddress!, head.token);
     // The survivors stop as an operator stops them; the folders the killed ones left are
     // removed by the next worker started on the machine (one started for that, then stopped).
     await Promise.all(workers.map(stopWorker));
@@ -119,7 +135,7 @@ async function runOnce(batches: number, kills: number, everyS: number, taskMs: n
       await stopWorker(cleaner);
       leftShm = shmFolders([...workers, cleaner].map((w) => w.pid));
     }
-    return { seconds, delivered, unique: seen.size, exact, whole, missing, duplicates, detectMs, resourcesFree, leftShm };
+    return { seconds, delivered, unique: seen.size, exact, whole, missing, duplicates, detectMs, calls, resourcesFree, leftShm };
   } finally {
     await cluster.close();
     for (const w of workers) w.kill('SIGKILL');
@@ -132,24 +148,32 @@ async function main(): Promise<void> {
   const every = arg('every', 10);
   const kills = arg('kills', 2);
   const taskMs = arg('task-ms', 60);
-  process.stdout.write(`bench:chaos: ${batches} batches, 2 tasks of ${taskMs} ms each, 4 workers × 2 CPUs; a random worker SIGKILLed every ${every} s (at most ${kills})\n\n`);
-  const calm = await runOnce(batches, 0, every, taskMs);
-  const chaos = await runOnce(batches, kills, every, taskMs);
+  process.stdout.write(
+    `bench:chaos: ${batches} batches, 2 tasks of ${taskMs} ms each, 4 workers × 2 CPUs; a random worker SIGKILLed (then, in another run, SIGTERMed) every ${every} s (at most ${kills})\n\n`,
+  );
+  const calm = await runOnce(batches, 0, every, taskMs, 'SIGKILL');
+  const chaos = await runOnce(batches, kills, every, taskMs, 'SIGKILL');
+  const leave = await runOnce(batches, kills, every, taskMs, 'SIGTERM');
+  const runs = [calm, chaos, leave];
   const pct = (n: number) => `${((100 * n) / batches).toFixed(2)}%`;
-  const rows: [string, string, string][] = [
-    ['batches delivered exactly once (goal 100%)', pct(calm.exact), pct(chaos.exact)],
-    ['outputs whole (1,000 rows made, 1,000 checked)', pct(calm.whole), pct(chaos.whole)],
-    ['outputs received', String(calm.delivered), String(chaos.delivered)],
-    ['missing / duplicated batch ids', `${calm.missing} / ${calm.duplicates}`, `${chaos.missing} / ${chaos.duplicates}`],
-    ['workers killed', '0', String(chaos.detectMs.length)],
-    ['time to detect each death', '-', chaos.detectMs.map((ms) => `${ms.toFixed(0)} ms`).join(', ') || '-'],
-    ['resources all free afterwards', calm.resourcesFree ? 'yes' : 'NO', chaos.resourcesFree ? 'yes' : 'NO'],
-    ['store folders left in /dev/shm (goal 0)', String(calm.leftShm), String(chaos.leftShm)],
-    ['run time', `${calm.seconds.toFixed(1)} s`, `${chaos.seconds.toFixed(1)} s (${(chaos.seconds / calm.seconds).toFixed(2)}× the calm run)`],
+  const each = (f: (o: Outcome) => string): string[] => runs.map(f);
+  const rows: string[][] = [
+    ['batches delivered exactly once (goal 100%)', ...each((o) => pct(o.exact))],
+    ['outputs whole (1,000 rows made, 1,000 checked)', ...each((o) => pct(o.whole))],
+    ['outputs received', ...each((o) => String(o.delivered))],
+    ['missing / duplicated batch ids', ...each((o) => `${o.missing} / ${o.duplicates}`)],
+    ['workers stopped', ...each((o) => String(o.detectMs.length))],
+    ['calls recomputed / interrupted (goal 0 with SIGTERM)', ...each((o) => `${o.calls.recomputed ?? 0} / ${o.calls.interrupted ?? 0}`)],
+    ['queued calls handed back by a leaving worker', ...each((o) => String(o.calls.handed_back ?? 0))],
+    ['time until each worker was gone', ...each((o) => o.detectMs.map((ms) => `${ms.toFixed(0)} ms`).join(', ') || '-')],
+    ['resources all free afterwards', ...each((o) => (o.resourcesFree ? 'yes' : 'NO'))],
+    ['store folders left in /dev/shm (goal 0)', ...each((o) => String(o.leftShm))],
+    ['run time', `${calm.seconds.toFixed(1)} s`, ...[chaos, leave].map((o) => `${o.seconds.toFixed(1)} s (${(o.seconds / calm.seconds).toFixed(2)}× the calm run)`)],
   ];
-  const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length), ['measure', 'no kills (reference)', 'with kills'][i]!.length));
+  const header = ['measure', 'no kills (reference)', 'SIGKILL', 'SIGTERM (graceful leave)'];
+  const w = header.map((h, i) => Math.max(...rows.map((r) => r[i]!.length), h.length));
   const line = (c: string[]) => `| ${c.map((x, i) => x.padEnd(w[i]!)).join(' | ')} |`;
-  process.stdout.write([line(['measure', 'no kills (reference)', 'with kills']), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n') + '\n');
+  process.stdout.write([line(header), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n') + '\n');
 }
 
 main().catch((e: unknown) => {

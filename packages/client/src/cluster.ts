@@ -186,7 +186,7 @@ class ClusterConnection implements Cluster {
     return new Promise((resolve, reject) => {
       this.client.UpdateWorker(req, tokenMetadata(this.options.token), { deadline: Date.now() + this.timeoutMs }, (err, res) => {
         if (err === null) {
-          resolve(statusFromProto({ version: '', jobs: [], workers: [res!.worker!] }).workers[0]!);
+          resolve(statusFromProto({ version: '', jobs: [], workers: [res!.worker!], demand: null }).workers[0]!);
         } else if (err.code === grpc.status.NOT_FOUND || err.code === grpc.status.INVALID_ARGUMENT) {
           reject(new DplError(DplErrorCode.VALIDATION, `cannot update worker ${req.worker_id}: ${err.details}`, { cause: err }));
         } else reject(headError(this.address, err, this.timeoutMs));

@@ -21,6 +21,8 @@ import {
   unauthenticated,
   resourcesFromProto,
   type ClusterStatus,
+  type ClusterDemand,
+  NO_DEMAND,
   type ConnectWorkerRequest,
   type ConnectWorkerResponse__Input,
   type HeadServiceClient,
@@ -89,6 +91,7 @@ export async function startHead(options: HeadOptions = {}): Promise<Head> {
     registry,
     // Read at scrape time, once the dispatcher exists.
     jobs: () => dispatcher.jobList.map((j) => ({ id: j.id, tasks: j.stats().tasks })),
+    demand: () => demandOf(state),
   });
   const throughput = new ThroughputMeter();
   const jobHistory: JobSummary[] = [];
@@ -240,7 +243,24 @@ interface HeadState {
 function statusOf(state: HeadState): ClusterStatus {
   const status = state.registry.status(DPL_VERSION);
   status.jobs = [...state.jobHistory, ...state.dispatcher.jobList].map((j) => ({ id: j.id, state: j.state }));
+  status.demand = demandOf(state);
   return status;
+}
+
+/** What the work needs: the waiting calls by shape, and per resource what runs plus what waits. */
+function demandOf(state: HeadState): ClusterDemand {
+  const waiting = state.dispatcher.engine.demand();
+  const pending: Record<string, number> = {};
+  for (const w of waiting) for (const [k, v] of Object.entries(w.resources)) if (v > 0) pending[k] = (pending[k] ?? 0) + v * w.calls;
+  const resources: Record<string, number> = { ...pending };
+  for (const w of state.registry.workers()) {
+    if (w.state === 'dead') continue;
+    for (const [k, total] of Object.entries(w.total.toJSON())) {
+      const used = total - w.available.get(k);
+      if (used > 0) resources[k] = (resources[k] ?? 0) + used;
+    }
+  }
+  return { waiting, resources, pending };
 }
 
 let jobCounter = 0;
@@ -453,7 +473,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         }
         dispatcher.schedule();
         const info = statusOf(state).workers.find((x) => x.id === req.worker_id)!;
-        callback(null, { worker: statusToProto({ version: '', jobs: [], workers: [info] }).workers![0] });
+        callback(null, { worker: statusToProto({ version: '', jobs: [], workers: [info], demand: NO_DEMAND }).workers![0] });
       } catch (e) {
         callback({ code: grpc.status.INVALID_ARGUMENT, details: ensureError(e).message });
       }

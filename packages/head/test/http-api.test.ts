@@ -18,7 +18,7 @@ function job(id: string, state: JobSummary['state'], bulk: number): JobSummary {
   };
 }
 
-const data = (jobs: JobSummary[]): DashboardData => ({ version: 'x', workers: [], jobs, now: 0, throughput: [] });
+const data = (jobs: JobSummary[]): DashboardData => ({ version: 'x', workers: [], jobs, now: 0, throughput: [], demand: { waiting: [], resources: {}, pending: {} } });
 
 describe('boundDashboard', () => {
   it('leaves a small payload as it is', () => {

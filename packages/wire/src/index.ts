@@ -13,8 +13,8 @@ export { loadDplProto, PROTO_LOADER_OPTIONS, PROTO_DIR, CHANNEL_OPTIONS, SERVER_
 export type { DplProto } from './proto';
 export { tokenMetadata, tokenMatches, presentedToken, unauthenticated, generateToken, tokenProblem, MAX_TOKEN_BYTES } from './auth';
 export { resourcesToProto, resourcesFromProto, errorToProto, errorFromProto } from './codecs';
-export { statusToProto, statusFromProto, objectStoreFromProto, objectStoreToProto } from './status';
-export type { ClusterStatus, WorkerInfo, WorkerState, JobInfo, ObjectStoreInfo } from './status';
+export { statusToProto, statusFromProto, objectStoreFromProto, objectStoreToProto, NO_DEMAND } from './status';
+export type { ClusterStatus, ClusterDemand, WorkerInfo, WorkerState, JobInfo, ObjectStoreInfo } from './status';
 export type { HeadServiceHandlers, HeadServiceClient } from './generated/dpl/v1/HeadService';
 export type { ConnectWorkerRequest, ConnectWorkerRequest__Input } from './generated/dpl/v1/ConnectWorkerRequest';
 export type { ConnectWorkerResponse, ConnectWorkerResponse__Input } from './generated/dpl/v1/ConnectWorkerResponse';

@@ -70,12 +70,29 @@ export interface JobInfo {
   state: string;
 }
 
+/**
+ * What the cluster's work needs, for an autoscaler (scale on demand, not on utilization): the
+ * calls that wait for room, by the resources each asks for, and per resource the amount in use
+ * plus the amount waiting. Workers to run it all: `resources.CPU / CPUs per worker`, rounded up.
+ */
+export interface ClusterDemand {
+  waiting: { resources: ResourceMap; calls: number }[];
+  /** Held by running calls now plus asked for by the waiting ones. */
+  resources: ResourceMap;
+  /** Asked for by the waiting calls only. */
+  pending: ResourceMap;
+}
+
 /** What `cluster.status()`, `dpl status --json` and the dashboard's `/api/status` return. */
 export interface ClusterStatus {
   workers: WorkerInfo[];
   jobs: JobInfo[];
   version: string;
+  demand: ClusterDemand;
 }
+
+/** No demand: nothing waits, nothing runs. */
+export const NO_DEMAND: ClusterDemand = Object.freeze({ waiting: [], resources: {}, pending: {} });
 
 const STATE_TO_PROTO: Record<WorkerState, WorkerStateProto> = {
   alive: 'WORKER_STATE_ALIVE',
@@ -103,6 +120,11 @@ export function statusToProto(s: ClusterStatus): GetStatusResponse__Input {
       object_store: objectStoreToProto(w.objectStore),
     })),
     jobs: s.jobs.map((j) => ({ id: j.id, state: j.state })),
+    demand: {
+      waiting: s.demand.waiting.map((w) => ({ resources: resourcesToProto(w.resources), calls: String(w.calls) })),
+      resources: resourcesToProto(s.demand.resources),
+      pending: resourcesToProto(s.demand.pending),
+    },
   };
 }
 
@@ -120,5 +142,10 @@ export function statusFromProto(p: GetStatusResponse): ClusterStatus {
       objectStore: objectStoreFromProto(w.object_store),
     })),
     jobs: p.jobs.map((j) => ({ id: j.id, state: j.state })),
+    demand: {
+      waiting: (p.demand?.waiting ?? []).map((w) => ({ resources: resourcesFromProto(w.resources), calls: Number(w.calls) })),
+      resources: resourcesFromProto(p.demand?.resources),
+      pending: resourcesFromProto(p.demand?.pending),
+    },
   };
 }

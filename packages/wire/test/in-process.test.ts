@@ -57,7 +57,7 @@ describe('inProcessClient', () => {
       client.GetStatus({}, tokenMetadata('secret'), { deadline: Date.now() + 1000 }, (e, r) => (e ? reject(e) : resolve(r))),
     );
     // Defaults are filled as when parsed from the network.
-    expect(status).toEqual({ version: '9.9.9', jobs: [], workers: [expect.objectContaining({ id: 'w1', address: 'a:1', hostname: '', state: 'WORKER_STATE_UNSPECIFIED' })] });
+    expect(status).toEqual({ version: '9.9.9', jobs: [], demand: null, workers: [expect.objectContaining({ id: 'w1', address: 'a:1', hostname: '', state: 'WORKER_STATE_UNSPECIFIED' })] });
     expect(seen.metadata).toContain('secret');
     const err = await new Promise<grpc.ServiceError | null>((resolve) => client.HasModule({ hash: 'bad' }, new grpc.Metadata(), (e) => resolve(e)));
     expect(err?.code).toBe(grpc.status.NOT_FOUND);

@@ -83,6 +83,7 @@ describe('codecs', () => {
           objectStore: { memoryBytes: 0, peakMemoryBytes: 0, diskBytes: 0, spills: 0, objects: 0, budgetBytes: -1 },
         },
       ],
+      demand: { waiting: [{ resources: { CPU: 1, bigdb: 1 }, calls: 3 }], resources: { CPU: 5.5, bigdb: 3 }, pending: { CPU: 3, bigdb: 3 } },
     };
     const type = loadDplProto().GetStatusResponse;
     expect(type).toBeDefined();

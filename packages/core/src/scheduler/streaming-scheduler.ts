@@ -451,6 +451,18 @@ export class StreamingScheduler<D> {
     };
   }
 
+  /**
+   * Calls of `task` that could be submitted now, resources aside (retries, full batches, and a
+   * last partial one once nothing more can reach it): what it waits on resources for.
+   */
+  waitingCalls(task: string): number {
+    const ts = this.byName.get(task);
+    if (ts === undefined) return 0;
+    const full = ts.batchSize === undefined ? ts.queue.length : Math.floor(ts.queuedRows / ts.batchSize);
+    const partial = ts.batchSize !== undefined && ts.queuedRows % ts.batchSize > 0 && this.drained(ts) ? 1 : 0;
+    return ts.retryQueue.length + full + partial;
+  }
+
   private enqueue(ts: TaskState<D>, ref: BatchRef<D>): void {
     ts.queue.push({ ref, offset: 0 });
     ts.queuedRows += ref.rows;

@@ -149,6 +149,12 @@ interface TaskSlots {
   runMs: number | undefined;
 }
 
+/** Calls of one task waiting for room. */
+interface DemandEntry {
+  request: ResourceSet;
+  calls: number;
+}
+
 /** A worker leaving gracefully: its running calls end, then what only it holds moves elsewhere. */
 interface Leaving {
   /** Whether the objects were sent for (after its last running call). */
@@ -412,6 +418,8 @@ export class JobEngine {
   private readonly jobs: EngineJob[] = [];
   private readonly byId = new Map<string, EngineJob>();
   private readonly running = new Map<string, RunningCall>();
+  /** Per job, the calls that waited for resources in its last pass. */
+  private readonly demandOf = new Map<string, DemandEntry[]>();
   /** Workers that asked to leave, with the objects being moved off them (object id → batch). */
   private readonly leaving = new Map<string, Leaving>();
   /** The running jobs' tasks, by "<jobId>/<task>". */
@@ -815,6 +823,8 @@ export class JobEngine {
   private scheduleJob(job: EngineJob, now: number): void {
     /** Requests refused in this pass for want of free resources: they go first where they fit. */
     const refused: ResourceSet[] = [];
+    /** Tasks that had a call ready and no room for it in this pass: the job's demand. */
+    const wanting = new Set<string>();
     /** Requests that found no free worker in this pass (resources only shrink within a pass). */
     const noRoom = new Set<ResourceSet>();
     const backend = {
@@ -835,6 +845,7 @@ export class JobEngine {
           }
           noRoom.add(t.request);
           if (p.kind === 'infeasible') {
+            wanting.add(task);
             if (!job.infeasibleSince.has(task)) {
               job.infeasibleSince.set(task, { sinceMs: now, shortfall: p.shortfall });
               // A pass when the wait runs out: it fails the job then, if no worker came.
@@ -860,6 +871,7 @@ export class JobEngine {
           return true;
         }
         refused.push(t.request);
+        wanting.add(task);
         return false;
       },
       submit: (call: TaskCall<ObjectRef>): void => {
@@ -885,8 +897,46 @@ export class JobEngine {
     }
     // Slots with nothing queued go back: the next pass gives them to what waited for room.
     if (this.closeIdleLeases(job) && (refused.length > 0 || job.recomputeQueue.length > 0)) this.wantPass();
+    this.noteDemand(job, wanting);
     this.checkInfeasible(job, now);
     this.checkDone(job);
+  }
+
+  /**
+   * Records what the job waits on resources for, after its pass: per task, the calls it could
+   * run now and found no room for (a source task that wants data counts one, so that a cluster
+   * with no worker at all shows demand).
+   */
+  private noteDemand(job: EngineJob, wanting: ReadonlySet<string>): void {
+    if (wanting.size === 0) {
+      this.demandOf.delete(job.id);
+      return;
+    }
+    const entries: DemandEntry[] = [];
+    for (const task of wanting) {
+      let calls = job.scheduler.waitingCalls(task);
+      if (calls === 0 && job.graph.predecessors(task).length === 0 && !job.scheduler.sourceExhausted) calls = 1;
+      if (calls > 0) entries.push({ request: job.tasks.get(task)!.request, calls });
+    }
+    this.demandOf.set(job.id, entries);
+  }
+
+  /**
+   * The calls waiting for resources now, per request shape over all jobs (what an autoscaler
+   * should add workers for), as of the last pass.
+   */
+  demand(): { resources: Record<string, number>; calls: number }[] {
+    const byShape = new Map<string, { resources: Record<string, number>; calls: number }>();
+    for (const [jobId, entries] of this.demandOf) {
+      if (!this.byId.has(jobId)) continue;
+      for (const e of entries) {
+        const k = e.request.toString();
+        const d = byShape.get(k);
+        if (d === undefined) byShape.set(k, { resources: e.request.toJSON(), calls: e.calls });
+        else d.calls += e.calls;
+      }
+    }
+    return [...byShape.values()];
   }
 
   /** Whether a worker's slots are kept for a request refused earlier in this pass (it would fit there). */
@@ -949,6 +999,7 @@ export class JobEngine {
     this.closeIdleLeases(job);
     for (const t of job.tasks.keys()) this.slots.delete(key(job.id, t));
     this.leased.delete(job.id);
+    this.demandOf.delete(job.id);
     this.out.push({ kind: 'ended', jobId: job.id, state, error, summary: job.summary() });
     // Resources it gave back may go to another job.
     this.wantPass();

@@ -7,6 +7,7 @@
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { WorkerRegistry } from '../registry/worker-registry';
+import { NO_DEMAND, type ClusterDemand } from '@dpl/wire';
 
 /** Distinct observation names kept per job. */
 export const MAX_OBSERVED_NAMES = 200;
@@ -19,6 +20,8 @@ export interface MetricsSources {
   registry: WorkerRegistry;
   /** The running jobs' per-task counts. */
   jobs(): { id: string; tasks: Record<string, { running: number; queuedRows: number }> }[];
+  /** What the work needs (see ClusterDemand), read at scrape time. */
+  demand?(): ClusterDemand;
 }
 
 interface Removable {
@@ -81,6 +84,39 @@ export class HeadMetrics {
         const { total, available } = workers.totals();
         const free = available.toJSON();
         for (const [name, v] of Object.entries(total.toJSON())) this.set({ resource: name }, v - (free[name] ?? 0));
+      },
+    });
+    const demand = (): ClusterDemand => sources.demand?.() ?? NO_DEMAND;
+    new Gauge({
+      name: 'dpl_pending_demand',
+      help: 'Resources the calls waiting for room ask for, per resource name (what more workers would take)',
+      labelNames: ['resource'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const [name, v] of Object.entries(demand().pending)) this.set({ resource: name }, v);
+      },
+    });
+    new Gauge({
+      name: 'dpl_resource_demand',
+      help: 'Resources the work needs now, per resource name: held by running calls plus asked for by waiting ones (an autoscaler target: divide by one worker\'s amount)',
+      labelNames: ['resource'],
+      registers: [r],
+      collect() {
+        this.reset();
+        // CPU always, so that an autoscaler's query has a series to read when nothing runs.
+        const all = { CPU: 0, ...demand().resources };
+        for (const [name, v] of Object.entries(all)) this.set({ resource: name }, v);
+      },
+    });
+    new Gauge({
+      name: 'dpl_pending_calls',
+      help: 'Calls waiting for room, per resource request (e.g. "{CPU:1}")',
+      labelNames: ['request'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const w of demand().waiting) this.set({ request: describeRequest(w.resources) }, w.calls);
       },
     });
     const perTask = (name: string, help: string, pick: (t: { running: number; queuedRows: number }) => number): void => {
@@ -229,4 +265,9 @@ export class HeadMetrics {
     const key = Object.values(labels).join('\u0000');
     if (!series.has(key)) series.set(key, labels);
   }
+}
+
+/** A request as a label: `{CPU:1, bigdb:1}`, names sorted. */
+function describeRequest(r: Record<string, number>): string {
+  return `{${Object.keys(r).sort().filter((k) => r[k]! > 0).map((k) => `${k}:${r[k]}`).join(', ')}}`;
 }

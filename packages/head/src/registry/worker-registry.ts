@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ResourceSet, type ResourceMap } from '@dpl/core';
-import type { ClusterStatus, ObjectStoreInfo, WorkerInfo, WorkerState } from '@dpl/wire';
+import { NO_DEMAND, type ClusterStatus, type ObjectStoreInfo, type WorkerInfo, type WorkerState } from '@dpl/wire';
 
 /** What a worker tells the head when it registers. */
 export interface WorkerRegistration {
@@ -222,6 +222,6 @@ export class WorkerRegistry {
       registeredAtMs: w.registeredAtMs,
       objectStore: { ...w.objectStore },
     });
-    return { workers: [...this.live.values(), ...[...this.dead].reverse()].map(info), jobs: [], version };
+    return { workers: [...this.live.values(), ...[...this.dead].reverse()].map(info), jobs: [], version, demand: NO_DEMAND };
   }
 }
