@@ -94,6 +94,31 @@ describe('deploy/k8s', () => {
     expect(kustomization.resources.sort()).toEqual(files.map((f) => f.slice(K8S.length + 1)).sort());
   });
 
+  it('has a KEDA autoscaler for the plain workers that passes the KEDA schemas and reads the head\'s demand with the token', async () => {
+    const file = join(K8S, 'autoscaling', 'keda.yaml');
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, [join(REPO_ROOT, 'test', 'helpers', 'k8s-validate.mjs'), file], (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
+      ),
+    );
+    const results = JSON.parse(out) as { kind: string; name: string; error: string | null }[];
+    expect(results).toEqual([
+      { file: 'keda.yaml', kind: 'TriggerAuthentication', name: 'dpl-head-token', error: null },
+      { file: 'keda.yaml', kind: 'ScaledObject', name: 'dpl-worker', error: null },
+    ]);
+    type Keda = { kind: string; spec: Record<string, unknown> & { scaleTargetRef?: { name: string }; triggers?: { metadata: Record<string, string>; authenticationRef: { name: string } }[]; secretTargetRef?: { name: string; key: string }[] } };
+    const [auth, scaled] = parseAllDocuments(readFileSync(file, 'utf8')).map((d) => d.toJS() as Keda);
+    // It scales the plain workers, by their CPUs, on the field /api/status serves.
+    const workers = manifests().find((m) => m.metadata.name === scaled!.spec.scaleTargetRef!.name)!;
+    expect(workers.kind).toBe('Deployment');
+    const trigger = scaled!.spec.triggers![0]!;
+    expect(trigger.metadata.targetValue).toBe(argAfter(workers.spec.template.spec.containers[0]!.args, '--num-cpus'));
+    expect(trigger.metadata.url).toBe('http://dpl-head:8265/api/status');
+    expect(trigger.metadata.valueLocation).toBe('demand.resources.CPU');
+    expect(trigger.authenticationRef.name).toBe('dpl-head-token');
+    expect(auth!.spec.secretTargetRef).toEqual([{ parameter: 'token', name: 'dpl-token', key: 'DPL_TOKEN' }]);
+  });
+
   it('gives each worker exactly what it advertises, probes, the token as a file from the Secret, and a non-root user', () => {
     const deployments = manifests().filter((m) => m.kind === 'Deployment');
     for (const d of deployments) {

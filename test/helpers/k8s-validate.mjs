@@ -6,8 +6,15 @@ import { basename } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import * as core from 'kubernetes-models/v1';
 import * as apps from 'kubernetes-models/apps/v1';
+import * as keda from '@kubernetes-models/keda/keda.sh/v1alpha1';
 
-const classes = { 'v1/Secret': core.Secret, 'v1/Service': core.Service, 'apps/v1/Deployment': apps.Deployment };
+const classes = {
+  'v1/Secret': core.Secret,
+  'v1/Service': core.Service,
+  'apps/v1/Deployment': apps.Deployment,
+  'keda.sh/v1alpha1/ScaledObject': keda.ScaledObject,
+  'keda.sh/v1alpha1/TriggerAuthentication': keda.TriggerAuthentication,
+};
 const out = [];
 for (const file of process.argv.slice(2)) {
   for (const doc of parseAllDocuments(readFileSync(file, 'utf8'))) {

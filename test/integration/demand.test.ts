@@ -19,7 +19,7 @@ describe('the demand for workers', () => {
     const scrape = async (): Promise<Map<string, number>> =>
       prometheusSamples(await (await fetch(`http://${http}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text());
     // Nothing waits, nothing runs: no demand (and a CPU series an autoscaler can read).
-    expect((await statusOf(head.address)).demand).toEqual({ waiting: [], resources: {}, pending: {} });
+    expect((await statusOf(head.address)).demand).toEqual({ waiting: [], resources: { CPU: 0 }, pending: {} });
     expect((await scrape()).get('dpl_resource_demand{resource="CPU"}')).toBe(0);
 
     const cluster = await connect(head.address);

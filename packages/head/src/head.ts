@@ -252,7 +252,8 @@ function demandOf(state: HeadState): ClusterDemand {
   const waiting = state.dispatcher.engine.demand();
   const pending: Record<string, number> = {};
   for (const w of waiting) for (const [k, v] of Object.entries(w.resources)) if (v > 0) pending[k] = (pending[k] ?? 0) + v * w.calls;
-  const resources: Record<string, number> = { ...pending };
+  // CPU always: an autoscaler reads demand.resources.CPU, also when it is 0.
+  const resources: Record<string, number> = { CPU: 0, ...pending };
   for (const w of state.registry.workers()) {
     if (w.state === 'dead') continue;
     for (const [k, total] of Object.entries(w.total.toJSON())) {
