@@ -51,6 +51,8 @@ async function codesOf(address: string, md: grpc.Metadata): Promise<Record<strin
       }),
       FetchModule: await streamed(client.FetchModule({ hash: 'x' }, md)),
       UpdateWorker: await unary((cb) => client.UpdateWorker({ worker_id: 'none', change_drain: true, drain: true }, md, cb)),
+      StopJob: await unary((cb) => client.StopJob({ job_id: 'none' }, md, cb)),
+      JobLogs: await streamed(client.JobLogs({ job_id: 'none', follow: true }, md)),
       ConnectWorker: await connectWorkerCode,
       RunJob: await runJobCode,
     };
@@ -75,6 +77,8 @@ describe('the cluster token', () => {
         UploadModule: UNAUTHENTICATED,
         FetchModule: UNAUTHENTICATED,
         UpdateWorker: UNAUTHENTICATED,
+        StopJob: UNAUTHENTICATED,
+        JobLogs: UNAUTHENTICATED,
         ConnectWorker: UNAUTHENTICATED,
         RunJob: UNAUTHENTICATED,
       });

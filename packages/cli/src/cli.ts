@@ -9,6 +9,7 @@ import { workerCommand } from './commands/worker';
 import { statusCommand } from './commands/status';
 import { submitCommand } from './commands/submit';
 import { stopCommand } from './commands/stop';
+import { jobCommand } from './commands/job';
 import { printError } from './internal/output';
 import { UsageError } from './internal/usage-error';
 import { joinRepeatedFlags } from './internal/repeated-flags';
@@ -47,6 +48,7 @@ export async function main(argv: string[]): Promise<number> {
     .command(workerCommand)
     .command(submitCommand)
     .command(statusCommand)
+    .command(jobCommand)
     .command(stopCommand)
     .demandCommand(1, 'name a command, e.g. dpl run examples/quickstart.ts -n 100')
     .strict()

@@ -70,6 +70,11 @@ export interface ClusterExecutorOptions {
    */
   capacity?: ResourceSet;
   capacityHint?: string;
+  /**
+   * The job runs on without this client: the head writes its sink outputs as parquet under
+   * `outDir` (an absolute path on the head's machine) and the run yields none.
+   */
+  detached?: { outDir: string };
   logger?: Logger;
   /**
    * A client of the head to use instead of connecting to `address` (the embedded `dpl run`
@@ -214,6 +219,8 @@ export class ClusterExecutor extends PipelineExecutor {
       module_generator: module.generator !== undefined,
       max_errored_batches: this.options.maxErroredBatches ?? 0,
       no_task_output: this.options.onTaskOutput === false,
+      detached: this.options.detached !== undefined,
+      out_dir: this.options.detached?.outDir ?? '',
       tasks,
       edges: graph.edges.map(([from, to]) => ({ from, to })),
     };

@@ -51,6 +51,10 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
   private readonly partial = new Map<string, ChunkAssembler>();
   private starting: Promise<void> | undefined;
   private delivered = 0;
+  /** Settles when the head accepts the job (or refuses it, or the stream fails first). */
+  private readonly acceptance: Promise<string>;
+  private acceptedWith!: (id: string) => void;
+  private refusedWith!: (e: Error) => void;
 
   constructor(
     readonly runId: string,
@@ -62,6 +66,17 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
     private readonly hooks: ClusterRunHooks,
   ) {
     this.jobId = runId;
+    this.acceptance = new Promise<string>((resolve, reject) => {
+      this.acceptedWith = resolve;
+      this.refusedWith = reject;
+    });
+    this.acceptance.catch(() => undefined); // also reported through iteration
+  }
+
+  /** Resolves with the job's id once the head has accepted it; rejects when it refused it. */
+  async accepted(): Promise<string> {
+    await this.start();
+    return this.acceptance;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<OutputBatch> {
@@ -112,12 +127,13 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
     this.call = call;
     call.on('data', (m: RunJobResponse) => this.onMessage(m));
     call.on('error', (e: grpc.ServiceError) => {
-      if (this.outputs.closed) return;
-      this.outputs.fail(
+      const err =
         e.code === grpc.status.UNAVAILABLE
           ? new DplError(DplErrorCode.UNAVAILABLE, `lost the head while the job ran: ${e.details}; submit it again when the head is back`, { cause: e })
-          : new DplError(DplErrorCode.INTERNAL, `the job stream failed: ${e.details || e.message}`, { cause: e }),
-      );
+          : new DplError(DplErrorCode.INTERNAL, `the job stream failed: ${e.details || e.message}`, { cause: e });
+      this.refusedWith(err);
+      if (this.outputs.closed) return;
+      this.outputs.fail(err);
     });
     call.on('end', () => {
       this.outputs.fail(new DplError(DplErrorCode.UNAVAILABLE, 'the head ended the job stream without finishing the job'));
@@ -168,6 +184,7 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
       case 'accepted':
         this.jobId = m.accepted!.job_id;
         this.log.info({ jobId: this.jobId }, 'job accepted');
+        this.acceptedWith(this.jobId);
         return;
       case 'outputs':
         for (const o of m.outputs!.chunks) this.chunk(o);
@@ -207,9 +224,12 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
       case 'finished':
         this.outputs.end();
         return;
-      case 'failed':
-        this.outputs.fail(errorFromProto(m.failed!));
+      case 'failed': {
+        const err = errorFromProto(m.failed!);
+        this.refusedWith(err);
+        this.outputs.fail(err);
         return;
+      }
       case undefined:
         return;
     }

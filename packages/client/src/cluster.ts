@@ -1,6 +1,7 @@
 /**
  * A connection to a dpl cluster's head.
  */
+import { isAbsolute } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { DplError, DplErrorCode, resourceProblems, type PipelineGraph, type ResourceMap } from '@dpl/core';
 import { headError } from './head-error';
@@ -19,6 +20,8 @@ import {
   resourcesToProto,
   type UpdateWorkerRequest__Input,
   type WorkerInfo,
+  type JobInfo,
+  type JobLogsResponse,
 } from '@dpl/wire';
 import { ClusterExecutor } from './cluster-executor';
 import type { ClusterRun } from './cluster-run';
@@ -63,6 +66,8 @@ export interface SubmitOptions {
    * @default print `(task=score worker=w2) line` on stderr
    */
   onTaskOutput?: ((line: TaskOutputLine) => void) | false;
+  /** @internal see {@link Cluster.submitDetached} */
+  detached?: { outDir: string };
 }
 
 /** A connected cluster. */
@@ -91,8 +96,33 @@ export interface Cluster {
    * calls, other workers take over what only it holds, and it exits 0).
    */
   drainWorker(workerId: string, drain?: boolean, options?: { leave?: boolean }): Promise<WorkerInfo>;
+  /**
+   * Submits a job that runs on without this client (`dpl submit --detach`): the head writes its
+   * sink outputs as parquet under `outDir` (an absolute path on the head's machine, made if
+   * missing; the same file names as `dpl submit -o`). Resolves once the head accepted it.
+   * @throws ValidationError, DplError(MODULE), or the head's refusal (e.g. a folder it cannot write).
+   */
+  submitDetached(module: string | LoadedModule | PipelineGraph, options: SubmitOptions & { outDir: string }): Promise<JobHandle>;
+  /** The jobs the head knows: running ones and the last ones that ended. */
+  jobs(): Promise<JobInfo[]>;
+  /** A handle on job `id` (nothing is asked of the head until it is used). */
+  job(id: string): JobHandle;
   /** Closes the connection. Idempotent. */
   close(): Promise<void>;
+}
+
+/** One job on the head, by id: its state, its tasks' output, and a way to stop it. */
+export interface JobHandle {
+  readonly id: string;
+  /** The job as the head sees it now. @throws DplError(VALIDATION) when the head has no such job. */
+  status(): Promise<JobInfo>;
+  /**
+   * What its tasks printed, as `(task=T worker=W) line`: the lines the head kept (the last 100),
+   * then with `follow` the new ones until the job ends.
+   */
+  logs(options?: { follow?: boolean }): AsyncIterable<string>;
+  /** Stops it (as its client leaving would); resolves with its state then. */
+  stop(): Promise<string>;
 }
 
 /**
@@ -144,6 +174,7 @@ class ClusterConnection implements Cluster {
       maxErroredBatches: options.maxErroredBatches,
       onNotice: options.onNotice,
       onTaskOutput: options.onTaskOutput,
+      detached: options.detached,
     });
     for (const [key, value] of Object.entries(options.config ?? {})) {
       if (key.includes('.')) executor.setConfig(key, value);
@@ -153,6 +184,54 @@ class ClusterConnection implements Cluster {
     const run = executor.run() as ClusterRun;
     await run.start();
     return run;
+  }
+
+  async submitDetached(module: string | LoadedModule | PipelineGraph, options: SubmitOptions & { outDir: string }): Promise<JobHandle> {
+    if (typeof options.outDir !== 'string' || !isAbsolute(options.outDir)) {
+      throw new DplError(DplErrorCode.VALIDATION, `a detached job needs an absolute outDir on the head's machine, got ${JSON.stringify(options.outDir)}`);
+    }
+    const run = await this.submit(module, { ...options, detached: { outDir: options.outDir } });
+    const id = await run.accepted();
+    // The head keeps a detached job running when its client leaves.
+    await run.cancel();
+    return this.job(id);
+  }
+
+  async jobs(): Promise<JobInfo[]> {
+    return (await this.status()).jobs;
+  }
+
+  job(id: string): JobHandle {
+    const md = (): grpc.Metadata => tokenMetadata(this.options.token);
+    const notFound = (e: grpc.ServiceError): Error =>
+      e.code === grpc.status.NOT_FOUND ? new DplError(DplErrorCode.VALIDATION, e.details) : headError(this.address, e, this.timeoutMs);
+    return {
+      id,
+      status: async () => {
+        const j = (await this.jobs()).find((x) => x.id === id);
+        if (j === undefined) throw new DplError(DplErrorCode.VALIDATION, `no job ${JSON.stringify(id)} on the head at ${this.address}; dpl job list shows its jobs`);
+        return j;
+      },
+      stop: () =>
+        new Promise<string>((resolve, reject) =>
+          this.client.StopJob({ job_id: id }, md(), { deadline: Date.now() + this.timeoutMs }, (err, res) => (err ? reject(notFound(err)) : resolve(res!.state))),
+        ),
+      logs: (opts = {}) => {
+        const client = this.client;
+        return {
+          async *[Symbol.asyncIterator]() {
+            const call = client.JobLogs({ job_id: id, follow: opts.follow === true }, md());
+            try {
+              for await (const m of call as AsyncIterable<JobLogsResponse>) yield* m.lines;
+            } catch (e) {
+              throw notFound(e as grpc.ServiceError);
+            } finally {
+              call.cancel();
+            }
+          },
+        };
+      },
+    };
   }
 
   status(): Promise<ClusterStatus> {

@@ -11,7 +11,7 @@
 export { connect } from './cluster';
 export { bundleModule, loadPipelineModule, moduleCacheDir } from './module/bundle';
 export type { ModuleBundle, LoadedModule } from './module/bundle';
-export type { Cluster, ConnectOptions, SubmitOptions } from './cluster';
+export type { Cluster, ConnectOptions, SubmitOptions, JobHandle } from './cluster';
 export { ClusterExecutor, DEFAULT_INFEASIBLE_TIMEOUT_MS } from './cluster-executor';
 export type { ClusterExecutorOptions } from './cluster-executor';
 export type { ClusterRun, ClusterRunHooks } from './cluster-run';
@@ -19,4 +19,4 @@ export { formatTaskOutput, printTaskOutput } from './task-output';
 export type { TaskOutputLine } from './task-output';
 export { recordDaemon, listDaemons, localHead, tokenFor, processStartTime } from './local/daemon-records';
 export type { DaemonRecord } from './local/daemon-records';
-export type { ClusterStatus, WorkerInfo, WorkerState, JobInfo, ObjectStoreInfo } from '@dpl/wire';
+export type { ClusterStatus, ClusterDemand, WorkerInfo, WorkerState, JobInfo, ObjectStoreInfo } from '@dpl/wire';

@@ -61,7 +61,7 @@ export type {
   TaskStats,
   SchedulerStats,
 } from './scheduler/streaming-scheduler';
-export { PipelineExecutor } from './executor/pipeline-executor';
+export { PipelineExecutor, outputFileName, writeFileAtomically } from './executor/pipeline-executor';
 export type {
   ErroredBatch,
   OutputBatch,

@@ -3,6 +3,8 @@
  * death by silence or disconnection) and answers status queries.
  */
 import { randomBytes } from 'node:crypto';
+import { accessSync, constants as fsConstants, mkdirSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
 import net, { type AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { DPL_VERSION, DplError, DplErrorCode, describe, ensureError, type Logger } from '@dpl/core';
@@ -22,6 +24,7 @@ import {
   resourcesFromProto,
   type ClusterStatus,
   type ClusterDemand,
+  type JobInfo,
   NO_DEMAND,
   type ConnectWorkerRequest,
   type ConnectWorkerResponse__Input,
@@ -38,7 +41,7 @@ import { Dispatcher } from './jobs/dispatcher';
 import { WorkerLink, type WorkerSink } from './jobs/worker-link';
 import { HeadMetrics } from './metrics/metrics';
 import { startHttpApi, ThroughputMeter } from './dashboard/http-api';
-import { graphOfSpec, type JobCall, type JobSummary } from './jobs/job';
+import { graphOfSpec, type JobCall, type JobSummary, type OutputFiles } from './jobs/job';
 import { ModuleStore } from './modules/module-store';
 import { resolveHeadOptions, type HeadOptions, type ResolvedHeadOptions } from './head-options';
 import { WorkerRegistry, type WorkerRecord } from './registry/worker-registry';
@@ -242,9 +245,45 @@ interface HeadState {
 
 function statusOf(state: HeadState): ClusterStatus {
   const status = state.registry.status(DPL_VERSION);
-  status.jobs = [...state.jobHistory, ...state.dispatcher.jobList].map((j) => ({ id: j.id, state: j.state }));
+  status.jobs = [...state.jobHistory, ...state.dispatcher.jobList.map((j) => j.summary())].map(jobInfoOf);
   status.demand = demandOf(state);
   return status;
+}
+
+/**
+ * Where a detached job's outputs go: an absolute folder on this machine, made now (so that a
+ * folder the head cannot write fails the job at its start).
+ * @throws DplError(VALIDATION) naming the folder and the rule.
+ */
+function outputFilesOf(dir: string, sinks: number): OutputFiles {
+  if (dir === '' || !isAbsolute(dir)) {
+    throw new DplError(
+      DplErrorCode.VALIDATION,
+      `a detached job needs an absolute --out-dir on the head's machine (its outputs are written there), got ${JSON.stringify(dir)}; e.g. dpl submit --detach -o /data/out`,
+    );
+  }
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, fsConstants.W_OK);
+  } catch (e) {
+    throw new DplError(DplErrorCode.VALIDATION, `the head cannot write a detached job's outputs under ${dir}: ${(e as Error).message}; give --out-dir a folder the head's user can write`);
+  }
+  return { dir, partition: sinks > 1, oneSinkPerFolder: true };
+}
+
+/** A job as the status shows it. */
+function jobInfoOf(j: JobSummary): JobInfo {
+  return {
+    id: j.id,
+    state: j.state,
+    startedAtMs: j.startedAtMs,
+    endedAtMs: j.endedAtMs,
+    outputs: j.outputs,
+    rows: j.rows,
+    error: j.error?.message,
+    detached: j.detached,
+    outDir: j.outDir,
+  };
 }
 
 /** What the work needs: the waiting calls by shape, and per resource what runs plus what waits. */
@@ -492,6 +531,48 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
       for (const chunk of chunksOf(bytes)) call.write({ chunk });
       call.end();
     },
+    StopJob(call, callback) {
+      if (!authorized(call)) return callback(unauthenticated());
+      const id = call.request.job_id;
+      const running = dispatcher.engine.job(id);
+      if (running === undefined) {
+        const ended = state.jobHistory.find((j) => j.id === id);
+        if (ended !== undefined) return callback(null, { state: ended.state });
+        return callback({ code: grpc.status.NOT_FOUND, details: `no job ${JSON.stringify(id)} on this head; dpl job list shows its jobs` });
+      }
+      log.info({ jobId: id }, 'job stopped on request');
+      dispatcher.cancel(id);
+      callback(null, { state: dispatcher.engine.job(id)?.state ?? 'cancelled' });
+    },
+    JobLogs(call) {
+      if (!authorized(call)) {
+        call.emit('error', unauthenticated());
+        return;
+      }
+      const { job_id: id, follow } = call.request;
+      const running = dispatcher.engine.job(id);
+      const summary = running?.summary() ?? state.jobHistory.find((j) => j.id === id);
+      if (summary === undefined) {
+        call.emit('error', { code: grpc.status.NOT_FOUND, details: `no job ${JSON.stringify(id)} on this head; dpl job list shows its jobs` });
+        return;
+      }
+      if (summary.output.length > 0) call.write({ lines: summary.output });
+      if (!follow || running === undefined) {
+        call.end();
+        return;
+      }
+      const stop = dispatcher.followOutput(
+        id,
+        (lines) => {
+          if (!call.cancelled && !call.writableEnded) call.write({ lines });
+        },
+        () => {
+          if (!call.cancelled && !call.writableEnded) call.end();
+        },
+      );
+      call.on('cancelled', stop);
+      call.on('close', stop);
+    },
     RunJob(call: JobCall) {
       if (!authorized(call)) {
         call.emit('error', unauthenticated());
@@ -523,15 +604,24 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         } catch (e) {
           return reject(e as DplError);
         }
+        let files: OutputFiles | undefined;
+        if (spec.detached) {
+          try {
+            files = outputFilesOf(spec.out_dir, built.graph.sinkTasks.length);
+          } catch (e) {
+            return reject(e as DplError);
+          }
+        }
         jobId = id;
         const jobLog = log.child({ jobId: id });
         call.write({ accepted: { job_id: id } });
-        jobLog.info({ tasks: spec.tasks.length, maxBatches: spec.max_batches }, 'job started');
-        dispatcher.start({ id, spec, ...built, call, log: jobLog });
+        jobLog.info({ tasks: spec.tasks.length, maxBatches: spec.max_batches, detached: spec.detached, outDir: files?.dir }, 'job started');
+        dispatcher.start({ id, spec, ...built, call, log: jobLog, files });
         if (built.chains.size > 0) jobLog.debug({ chains: [...built.chains.values()] }, 'tasks fused into one call per chain');
       }));
       const cancel = (): void => {
-        if (jobId !== undefined) dispatcher.cancel(jobId);
+        // A detached job runs on without its client.
+        if (jobId !== undefined && dispatcher.engine.job(jobId)?.spec.detached !== true) dispatcher.cancel(jobId);
       };
       call.on('cancelled', cancel);
       call.on('error', cancel);

@@ -12,6 +12,8 @@ function job(id: string, state: JobSummary['state'], bulk: number): JobSummary {
     skipped: 0,
     tasks: {},
     error: state === 'failed' ? { message: 'boom', stack: 's'.repeat(bulk) } : undefined,
+    detached: false,
+    outDir: undefined,
     observed: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`${'n'.repeat(bulk / 400)}${i}`, i])),
     params: { p: 'v'.repeat(bulk / 2) },
     output: ['(task=t worker=w1) ' + 'o'.repeat(bulk / 4)],

@@ -37,6 +37,7 @@ export { TurnBatcher, DEFAULT_BATCH_MAX_BYTES, type TurnBatcherOptions } from '.
 export { AssignBatcher, ResultBatcher } from './call-batches';
 export type { InputSlice as InputSliceMessage, InputSlice__Input as InputSliceMessage__Input } from './generated/dpl/v1/InputSlice';
 export type { JobSpec, JobSpec__Input } from './generated/dpl/v1/JobSpec';
+export type { JobLogsResponse } from './generated/dpl/v1/JobLogsResponse';
 export type { TaskSpec, TaskSpec__Input } from './generated/dpl/v1/TaskSpec';
 export type { RunJobRequest, RunJobRequest__Input } from './generated/dpl/v1/RunJobRequest';
 export type { RunJobResponse, RunJobResponse__Input } from './generated/dpl/v1/RunJobResponse';

@@ -64,10 +64,23 @@ export function objectStoreToProto(s: ObjectStoreInfo): ObjectStoreStats__Input 
   };
 }
 
-/** One job as the head sees it. */
+/** One job as the head sees it (running, or among the last ones that ended). */
 export interface JobInfo {
   id: string;
+  /** running, finished, failed or cancelled. */
   state: string;
+  /** Milliseconds since the epoch (head clock); 0 when the head did not say. */
+  startedAtMs: number;
+  /** Undefined while it runs. */
+  endedAtMs: number | undefined;
+  /** Output batches and rows so far (delivered to its client, or written by the head). */
+  outputs: number;
+  rows: number;
+  /** Why it failed. */
+  error: string | undefined;
+  /** Submitted with --detach: it runs without its client, its outputs written under outDir. */
+  detached: boolean;
+  outDir: string | undefined;
 }
 
 /**
@@ -119,7 +132,17 @@ export function statusToProto(s: ClusterStatus): GetStatusResponse__Input {
       registered_at_ms: String(w.registeredAtMs),
       object_store: objectStoreToProto(w.objectStore),
     })),
-    jobs: s.jobs.map((j) => ({ id: j.id, state: j.state })),
+    jobs: s.jobs.map((j) => ({
+      id: j.id,
+      state: j.state,
+      started_at_ms: String(j.startedAtMs),
+      ended_at_ms: String(j.endedAtMs ?? 0),
+      outputs: String(j.outputs),
+      rows: String(j.rows),
+      error: j.error ?? '',
+      detached: j.detached,
+      out_dir: j.outDir ?? '',
+    })),
     demand: {
       waiting: s.demand.waiting.map((w) => ({ resources: resourcesToProto(w.resources), calls: String(w.calls) })),
       resources: resourcesToProto(s.demand.resources),
@@ -141,7 +164,17 @@ export function statusFromProto(p: GetStatusResponse): ClusterStatus {
       registeredAtMs: Number(w.registered_at_ms),
       objectStore: objectStoreFromProto(w.object_store),
     })),
-    jobs: p.jobs.map((j) => ({ id: j.id, state: j.state })),
+    jobs: p.jobs.map((j) => ({
+      id: j.id,
+      state: j.state,
+      startedAtMs: Number(j.started_at_ms),
+      endedAtMs: Number(j.ended_at_ms) > 0 ? Number(j.ended_at_ms) : undefined,
+      outputs: Number(j.outputs),
+      rows: Number(j.rows),
+      error: j.error === '' ? undefined : j.error,
+      detached: j.detached,
+      outDir: j.out_dir === '' ? undefined : j.out_dir,
+    })),
     demand: {
       waiting: (p.demand?.waiting ?? []).map((w) => ({ resources: resourcesFromProto(w.resources), calls: Number(w.calls) })),
       resources: resourcesFromProto(p.demand?.resources),

@@ -60,7 +60,7 @@ describe('codecs', () => {
   it('round-trips the cluster status through its proto message', () => {
     const status: ClusterStatus = {
       version: '1.2.3',
-      jobs: [{ id: 'j1', state: 'running' }],
+      jobs: [{ id: 'j1', state: 'running', startedAtMs: 5, endedAtMs: undefined, outputs: 2, rows: 20, error: undefined, detached: true, outDir: '/data/out' }],
       workers: [
         {
           id: 'w1',
@@ -95,7 +95,7 @@ describe('loadDplProto', () => {
   it('loads the HeadService definition once', () => {
     const a = loadDplProto();
     expect(a).toBe(loadDplProto());
-    expect(Object.keys(a.HeadService.service)).toEqual(['ConnectWorker', 'GetStatus', 'HasModule', 'UploadModule', 'FetchModule', 'RunJob', 'UpdateWorker']);
+    expect(Object.keys(a.HeadService.service)).toEqual(['ConnectWorker', 'GetStatus', 'HasModule', 'UploadModule', 'FetchModule', 'StopJob', 'JobLogs', 'RunJob', 'UpdateWorker']);
     expect(grpc.status.UNAUTHENTICATED).toBe(16);
   });
 });

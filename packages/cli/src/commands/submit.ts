@@ -3,17 +3,19 @@
  * back and are written as parquet under `-o` (or summarised on the terminal).
  */
 import type { Argv, CommandModule } from 'yargs';
-import { ClusterExecutor } from '@dpl/client';
+import { resolve } from 'node:path';
+import { ClusterExecutor, type ClusterRun } from '@dpl/client';
 import { createLogger, parseLogLevel } from '../internal/logger';
 import { clusterTarget, runDir, tlsOf, withClusterOptions, withLogLevel, withTlsOptions, type ClusterArgs, type TlsArgs } from '../internal/cluster-options';
 import { configureExecutor, taskOutputOf, withPipelineOptions, type PipelineArgs } from '../internal/pipeline-options';
 import { executePipeline } from '../internal/execute-pipeline';
-import { printError } from '../internal/output';
+import { print, printError } from '../internal/output';
 import { usageCheck } from '../internal/usage-error';
 
 interface SubmitArgs extends PipelineArgs, ClusterArgs, TlsArgs {
   logLevel: string;
   infeasibleTimeoutMs?: number;
+  detach?: boolean;
 }
 
 export const submitCommand: CommandModule<object, SubmitArgs> = {
@@ -21,6 +23,11 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
   describe: 'run a pipeline module on the cluster at --address (default: your head on this machine)',
   builder: (y: Argv) =>
     withTlsOptions(withLogLevel(withClusterOptions(withPipelineOptions(y)), 'warn'), 'client')
+      .option('detach', {
+        type: 'boolean',
+        default: false,
+        describe: 'print the job id and exit: the job runs on without this client, the head writing its outputs under -o (a folder on the head\'s machine); see dpl job',
+      })
       .option('infeasible-timeout-ms', {
         type: 'number',
         describe: 'how long a task no live worker can fit may wait before the job fails (default 60000)',
@@ -28,6 +35,9 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
       .check((argv) =>
         usageCheck(() => {
           parseLogLevel(String(argv['log-level']));
+          if (argv.detach === true && argv['out-dir'] === undefined) {
+            throw new Error("--detach needs -o DIR: the head writes the job's outputs there as parquet (a folder on the head's machine), e.g. dpl submit m.ts --detach -o /data/out");
+          }
           const t = argv['infeasible-timeout-ms'];
           if (t !== undefined && (!Number.isInteger(t) || t < 0)) {
             throw new Error(`--infeasible-timeout-ms must be an integer >= 0, got ${String(t)}`);
@@ -47,10 +57,20 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
       infeasibleTimeoutMs: args.infeasibleTimeoutMs,
       onNotice: (message) => printError(`dpl: ${message}`),
       onTaskOutput: taskOutputOf(args),
+      // Relative to here: on the head's machine when it is this one (an absolute path elsewhere).
+      detached: args.detach === true ? { outDir: resolve(args.outDir!) } : undefined,
       logger,
     });
     try {
       configureExecutor(executor, args);
+      if (args.detach === true && args.info !== true) {
+        const run = executor.run() as ClusterRun;
+        const id = await run.accepted();
+        await run.cancel(); // the head keeps a detached job running without its client
+        print(`job ${id} runs on the head at ${target.address} without this client, writing its outputs under ${resolve(args.outDir!)}`);
+        print(`  dpl job status ${id}    dpl job logs ${id} --follow    dpl job stop ${id}`);
+        return;
+      }
       process.exitCode = await executePipeline(executor, args);
     } finally {
       executor.close();

@@ -4,7 +4,7 @@
  * Backends (LocalExecutor here, ClusterExecutor in @dpl/client) implement `execute()`.
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Table } from 'apache-arrow';
 import {
@@ -276,14 +276,8 @@ export abstract class PipelineExecutor {
         await mkdir(dir, { recursive: true });
         made.add(dir);
       }
-      // Named after the batch's id (the sink call's number), not the arrival order: a batch
-      // delivered after a recovery, or a run written again, maps to the same file.
-      const seq = batch.id.slice(batch.id.lastIndexOf('#') + 1);
-      const name = partition || this.graph.sinkTasks.length === 1 ? `${run.runId}-${seq}.parquet` : `${run.runId}-${batch.task}-${seq}.parquet`;
-      const file = join(dir, name);
-      const tmp = join(dir, `.${name}.tmp`);
-      await writeFile(tmp, writeParquet(batch.data, { compression: options.compression }));
-      await rename(tmp, file);
+      const file = join(dir, outputFileName(run.runId, batch, partition || this.graph.sinkTasks.length === 1));
+      await writeFileAtomically(file, writeParquet(batch.data, { compression: options.compression }));
       summary.files.push(file);
       summary.batches++;
       summary.rows += batch.data.numRows;
@@ -379,3 +373,20 @@ function kindOf(v: unknown): string {
 
 const withArticle = (kind: string): string => (/^[aeiou]/.test(kind) ? `an ${kind}` : `a ${kind}`);
 
+/**
+ * The file name of an output batch written as parquet: `<runId>-<n>.parquet`, or
+ * `<runId>-<task>-<n>.parquet` when several sinks share a folder. Named after the batch's id (the
+ * sink call's number), not the arrival order: a batch delivered after a recovery, or a run
+ * written again, maps to the same file. The head writes a detached job's outputs by it too.
+ */
+export function outputFileName(runId: string, batch: { id: string; task: string }, oneSinkPerFolder: boolean): string {
+  const seq = batch.id.slice(batch.id.lastIndexOf('#') + 1);
+  return oneSinkPerFolder ? `${runId}-${seq}.parquet` : `${runId}-${batch.task}-${seq}.parquet`;
+}
+
+/** Writes `bytes` to a hidden file beside `file`, then renames it: readers never see half a file. */
+export async function writeFileAtomically(file: string, bytes: Uint8Array): Promise<void> {
+  const tmp = join(dirname(file), `.${basename(file)}.tmp`);
+  await writeFile(tmp, bytes);
+  await rename(tmp, file);
+}

@@ -65,7 +65,8 @@ function render(d) {
       .concat(Object.entries(j.params).map(([k, v]) => esc(k) + '=' + esc(v)));
     const observed = seen.length > 0 ? '<div class="muted observed">observed: ' + seen.join(' · ') + '</div>' : '';
     const output = j.output && j.output.length > 0 ? '<details class="output"><summary class="muted">task output (last ' + j.output.length + ' lines)</summary><pre>' + esc(j.output.join('\\n')) + '</pre></details>' : '';
-    return '<tr data-job="' + esc(j.id) + '"><td>' + esc(j.id) + observed + err + output + '</td><td class="state-' + esc(j.state) + '">' + esc(j.state) +
+    const detached = j.detached ? '<div class="muted">detached: outputs written under ' + esc(j.outDir || '') + '</div>' : '';
+    return '<tr data-job="' + esc(j.id) + '"><td>' + esc(j.id) + detached + observed + err + output + '</td><td class="state-' + esc(j.state) + '">' + esc(j.state) +
       '</td><td class="num batches">' + j.outputs + '</td><td class="num">' + j.rows + '</td><td>' + tasks + '</td><td class="num">' + secs(elapsed) + '</td></tr>';
   }).join('');
   const pts = d.throughput;

@@ -8,13 +8,15 @@ import type { DplError, Logger } from '@dpl/core';
 import type { ObjectFetcher, SourceBatch, TaskDone, TaskFailed, TaskOutput } from '@dpl/wire';
 import type { WorkerRegistry } from '../registry/worker-registry';
 import type { HeadMetrics } from '../metrics/metrics';
-import { JobEngine, type EngineCommand, type EngineJob, type JobSummary, type NewJob, type ObjectRef } from './engine';
-import { JobStream, type JobCall } from './job';
+import { JobEngine, taggedOutputLines, type EngineCommand, type EngineJob, type JobSummary, type NewJob, type ObjectRef } from './engine';
+import { JobStream, type JobCall, type OutputFiles } from './job';
 import type { WorkerLink } from './worker-link';
 
 /** A job to start, for {@link Dispatcher.start}: the engine's view of it and its client stream. */
 export interface StartJob extends NewJob {
   call: JobCall;
+  /** A detached job's: where the head writes its outputs. */
+  files?: OutputFiles;
 }
 
 export interface DispatcherHooks {
@@ -27,6 +29,8 @@ export interface DispatcherHooks {
 export class Dispatcher {
   readonly engine: JobEngine;
   private readonly streams = new Map<string, JobStream>();
+  /** Who follows each job's task output (dpl job logs --follow). */
+  private readonly followers = new Map<string, Set<{ onLines(lines: string[]): void; onEnd(): void }>>();
   private pending = false;
   private wake: { atMs: number; timer: NodeJS.Timeout } | undefined;
 
@@ -73,9 +77,25 @@ export class Dispatcher {
       deliveryFailed: (batchId, tries, why) => this.run(this.engine.deliveryFailed(j.id, batchId, tries, why)),
       blocked: (blocked) => this.run(this.engine.clientBlocked(j.id, blocked)),
       progress: () => this.engine.job(j.id)?.stats().tasks,
-    });
+      writeFailed: (err) => this.fail(j.id, err),
+    }, j.files);
     this.streams.set(j.id, stream);
     this.run(this.engine.addJob(j));
+  }
+
+  /**
+   * Follows what a job's tasks print: `onLines` gets each new line (`(task=T worker=W) line`),
+   * `onEnd` once the job ends. Returns the function that stops following.
+   */
+  followOutput(jobId: string, onLines: (lines: string[]) => void, onEnd: () => void): () => void {
+    const f = { onLines, onEnd };
+    let set = this.followers.get(jobId);
+    if (set === undefined) this.followers.set(jobId, (set = new Set()));
+    set.add(f);
+    return () => {
+      set.delete(f);
+      if (set.size === 0 && this.followers.get(jobId) === set) this.followers.delete(jobId);
+    };
   }
 
   /** The client went away. */
@@ -147,9 +167,15 @@ export class Dispatcher {
         case 'deliver':
           this.streams.get(c.jobId)?.deliver(c.output, c.tries);
           break;
-        case 'output':
-          this.streams.get(c.jobId)?.taskOutput(c.output);
+        case 'output': {
+          if (c.toClient) this.streams.get(c.jobId)?.taskOutput(c.output);
+          const following = this.followers.get(c.jobId);
+          if (following !== undefined) {
+            const lines = taggedOutputLines(c.output.worker_id, c.output);
+            for (const f of following) f.onLines(lines);
+          }
           break;
+        }
         case 'notice':
           this.streams.get(c.jobId)?.notice(c.message);
           break;
@@ -177,6 +203,9 @@ export class Dispatcher {
   }
 
   private ended(c: Extract<EngineCommand, { kind: 'ended' }>): void {
+    const following = this.followers.get(c.jobId);
+    this.followers.delete(c.jobId);
+    for (const f of following ?? []) f.onEnd();
     const stream = this.streams.get(c.jobId);
     this.streams.delete(c.jobId);
     stream?.end(c.state, c.error, c.summary);

@@ -71,8 +71,8 @@ export type EngineCommand =
   | { kind: 'pullSource'; workerId: string; jobId: string; moduleHash: string; seq: number }
   /** Fetch an output's bytes (unless inline) and send them to the client; then `delivered()`. */
   | { kind: 'deliver'; jobId: string; output: Delivery; tries: number }
-  /** Send the client lines its tasks printed (`worker_id` says where). */
-  | { kind: 'output'; jobId: string; output: TaskOutput }
+  /** Lines its tasks printed (`worker_id` says where): for its followers, and its client unless it declined them. */
+  | { kind: 'output'; jobId: string; output: TaskOutput; toClient: boolean }
   /** Tell the client something it should know (a task waits for resources). */
   | { kind: 'notice'; jobId: string; message: string }
   /** A batch was given up on after its retries; the job goes on. */
@@ -99,6 +99,9 @@ export interface JobSummary {
   skipped: number;
   tasks: SchedulerStats['tasks'];
   error: { message: string; stack: string } | undefined;
+  /** Submitted with --detach: runs without its client, its outputs written under outDir. */
+  detached: boolean;
+  outDir: string | undefined;
   /** What task code recorded: observe → last value, increment → total, param → last value. */
   observed: Record<string, number>;
   params: Record<string, string>;
@@ -339,6 +342,8 @@ export class EngineJob {
       skipped: this.skipped,
       tasks: this.stats().tasks,
       error: this.error,
+      detached: this.spec.detached,
+      outDir: this.spec.out_dir === '' ? undefined : this.spec.out_dir,
       observed: Object.fromEntries(this.observedValues),
       params: Object.fromEntries(this.paramValues),
       output: [...this.recentOutput.slice(this.outputAt), ...this.recentOutput.slice(0, this.outputAt)],
@@ -347,11 +352,7 @@ export class EngineJob {
 
   /** Keeps the last lines a call printed for the dashboard. */
   keepOutput(workerId: string, o: TaskOutput): void {
-    const tag = `(task=${o.task} worker=${workerId})`;
-    const dropped = Number(o.dropped_lines);
-    const lines = dropped > 0 ? [`… ${dropped} lines left out`, ...o.lines] : o.lines;
-    for (const line of lines.slice(-OUTPUT_LINES_KEPT)) {
-      const text = `${tag} ${line.length > OUTPUT_LINE_KEPT_CHARS ? `${line.slice(0, OUTPUT_LINE_KEPT_CHARS)}…` : line}`;
+    for (const text of taggedOutputLines(workerId, o, OUTPUT_LINES_KEPT)) {
       if (this.recentOutput.length < OUTPUT_LINES_KEPT) this.recentOutput.push(text);
       else {
         this.recentOutput[this.outputAt] = text;
@@ -466,7 +467,7 @@ export class JobEngine {
     const job = this.byId.get(o.job_id);
     if (job === undefined) return [];
     job.keepOutput(workerId, o);
-    return job.spec.no_task_output ? [] : [{ kind: 'output', jobId: job.id, output: { ...o, worker_id: workerId } }];
+    return [{ kind: 'output', jobId: job.id, output: { ...o, worker_id: workerId }, toClient: !job.spec.no_task_output }];
   }
 
   /** Calls assigned and not answered (for tests and the dashboard). */
@@ -1384,4 +1385,15 @@ function leaseDepth(slots: TaskSlots): number {
 function ranFor(slots: TaskSlots, ms: number): void {
   if (!Number.isFinite(ms) || ms <= 0) return;
   slots.runMs = slots.runMs === undefined ? ms : 0.8 * slots.runMs + 0.2 * ms;
+}
+
+/**
+ * A call's printed lines as `(task=T worker=W) line` (the last `max`; long lines cut), with a
+ * line saying how many were left out before them.
+ */
+export function taggedOutputLines(workerId: string, o: TaskOutput, max = Infinity): string[] {
+  const tag = `(task=${o.task} worker=${workerId})`;
+  const dropped = Number(o.dropped_lines);
+  const lines = dropped > 0 ? [`… ${dropped} lines left out`, ...o.lines] : o.lines;
+  return lines.slice(-max).map((line) => `${tag} ${line.length > OUTPUT_LINE_KEPT_CHARS ? `${line.slice(0, OUTPUT_LINE_KEPT_CHARS)}…` : line}`);
 }

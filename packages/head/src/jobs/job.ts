@@ -3,6 +3,8 @@
  * job engine decides for the client (outputs, notices, skipped batches, the end) is written here,
  * outputs fetched from the workers that hold them and relayed in order, with backpressure.
  */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import {
   DplError,
@@ -11,6 +13,11 @@ import {
   PipelineTask,
   KWARG_DEPTH_RULE,
   ipcStreamProblem,
+  decodeIpc,
+  ensureError,
+  outputFileName,
+  writeFileAtomically,
+  writeParquet,
   nestsDeeperThan,
   type SchedulerStats,
 } from '@dpl/core';
@@ -109,6 +116,17 @@ export interface JobStreamHooks {
   blocked(blocked: boolean): void;
   /** Where the job's tasks are, for the progress the client sees (undefined once it ended). */
   progress(): SchedulerStats['tasks'] | undefined;
+  /** Writing a detached job's output failed: the job fails with this. */
+  writeFailed?(err: DplError): void;
+}
+
+/** Where a detached job's outputs go: parquet files under `dir`, named as `dpl submit -o` names them. */
+export interface OutputFiles {
+  dir: string;
+  /** A `task=<name>/` folder per sink (the job has several). */
+  partition: boolean;
+  /** The file name leaves out the task (one sink per folder). */
+  oneSinkPerFolder: boolean;
 }
 
 /** How often the client hears where its job is (when that changed). */
@@ -134,10 +152,15 @@ export class JobStream {
   private droppedLines = 0;
   private droppedBytes = 0;
 
+  /** Folders made so far for a detached job's files. */
+  private readonly made = new Set<string>();
+
   constructor(
     readonly jobId: string,
     private readonly call: JobCall,
     private readonly hooks: JobStreamHooks,
+    /** A detached job's: its outputs are written there, not sent. */
+    private readonly files?: OutputFiles,
   ) {
     call.on('drain', () => {
       this.blocked = false;
@@ -248,6 +271,17 @@ export class JobStream {
     return ok;
   }
 
+  /** Writes one output of a detached job as a parquet file, whole or not at all. */
+  private async writeOutput(files: OutputFiles, output: Delivery, ipc: Uint8Array): Promise<void> {
+    const dir = files.partition ? join(files.dir, `task=${output.task}`) : files.dir;
+    if (!this.made.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.made.add(dir);
+    }
+    const file = join(dir, outputFileName(this.jobId, { id: output.id, task: output.task }, files.oneSinkPerFolder));
+    await writeFileAtomically(file, writeParquet(decodeIpc(ipc)));
+  }
+
   private async pump(): Promise<void> {
     if (this.pumping) return;
     this.pumping = true;
@@ -286,6 +320,19 @@ export class JobStream {
             continue;
           }
           if (this.ended) break;
+        }
+        if (this.files !== undefined) {
+          send();
+          try {
+            await this.writeOutput(this.files, output, data);
+          } catch (e) {
+            this.hooks.writeFailed?.(
+              new DplError(DplErrorCode.INTERNAL, `cannot write output ${output.id} of job ${this.jobId} under ${this.files.dir}: ${ensureError(e).message}`, { cause: e }),
+            );
+            break;
+          }
+          this.hooks.delivered(output.id, output.ref.rows);
+          continue;
         }
         const chunks = [...chunksOf(data)];
         chunks.forEach((chunk, i) => {
