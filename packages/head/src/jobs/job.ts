@@ -129,6 +129,9 @@ export interface OutputFiles {
   oneSinkPerFolder: boolean;
 }
 
+/** Outputs of a detached job waiting to be written before the job waits for them. */
+const FILES_QUEUED_MAX = 16;
+
 /** How often the client hears where its job is (when that changed). */
 const PROGRESS_INTERVAL_MS = 500;
 
@@ -177,6 +180,11 @@ export class JobStream {
   deliver(output: Delivery, tries: number): void {
     if (this.ended) return;
     this.queue.push({ output, tries });
+    // A detached job's files are written one at a time: past a few waiting, the job waits too.
+    if (this.files !== undefined && this.queue.length >= FILES_QUEUED_MAX && !this.blocked) {
+      this.blocked = true;
+      this.hooks.blocked(true);
+    }
     if (this.pumpScheduled || this.pumping) return;
     this.pumpScheduled = true;
     setImmediate(() => {
@@ -332,6 +340,10 @@ export class JobStream {
             break;
           }
           this.hooks.delivered(output.id, output.ref.rows);
+          if (this.blocked && this.queue.length <= FILES_QUEUED_MAX / 2) {
+            this.blocked = false;
+            this.hooks.blocked(false);
+          }
           continue;
         }
         const chunks = [...chunksOf(data)];
