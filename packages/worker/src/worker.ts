@@ -65,8 +65,8 @@ export interface Worker {
    * Leaves gracefully (as on SIGTERM): takes no new calls (the queued ones go back to the head,
    * to run elsewhere), finishes the running ones, waits while the head moves the objects only
    * this worker holds to other workers, then stops. After `graceMs` (default: the
-   * `leaveGraceMs` option) it stops anyway (lineage
-   * recomputes what was not moved). Resolves once stopped, with what happened.
+   * `leaveGraceMs` option) it stops anyway, and lineage recomputes what was not moved.
+   * Resolves once stopped, with what happened.
    */
   leave(options?: { graceMs?: number }): Promise<LeaveOutcome>;
   /** Leaves the cluster and closes everything. Idempotent. */
@@ -82,7 +82,6 @@ export interface LeaveOutcome {
   /** Queued calls handed back to the head (they run elsewhere). */
   handedBack: number;
 }
-
 
 /**
  * Starts a worker; it (re)connects to the head until stopped, or until it gives up (no head for
@@ -326,7 +325,7 @@ class WorkerDaemon implements Worker {
         return;
       case 'please_leave': {
         const grace = Number(msg.please_leave!.grace_ms);
-        this.log.info({}, 'the head asks this worker to leave');
+        this.log.info('the head asks this worker to leave');
         void this.leave(grace > 0 ? { graceMs: grace } : { graceMs: this.options.leaveGraceMs });
         return;
       }
