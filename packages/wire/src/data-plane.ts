@@ -52,6 +52,9 @@ export function encodeDataResponseHeader(status: DataStatus, length: number): Bu
 /** The largest object a fetch accepts (Node's largest typed array). */
 const MAX_OBJECT_BYTES = 2 ** 32;
 
+/** How long a fetch waits on a peer that sends nothing before it fails as lost. @default 60 s */
+export const DEFAULT_FETCH_IDLE_TIMEOUT_MS = 60_000;
+
 /** Idle connections kept per peer. */
 const MAX_IDLE_PER_PEER = 4;
 
@@ -113,10 +116,15 @@ export class ObjectFetcher {
   private readonly idle = new Map<string, Conn[]>();
   private closed = false;
 
-  /** With `tls`, connections are TLS and the worker's certificate is checked against its CA. */
+  /**
+   * With `tls`, connections are TLS and the worker's certificate is checked against its CA.
+   * A peer that sends nothing for `idleTimeoutMs` while a fetch waits on it (it accepted the
+   * request and hangs) fails the fetch as lost.
+   */
   constructor(
     private readonly token: string | undefined,
     private readonly tls?: TlsMaterial,
+    private readonly idleTimeoutMs = DEFAULT_FETCH_IDLE_TIMEOUT_MS,
   ) {}
 
   /**
@@ -213,6 +221,8 @@ export class ObjectFetcher {
         lost,
         done: (err?: Error): void => {
           conn.response = undefined;
+          socket.setTimeout(0);
+          socket.off('timeout', onTimeout);
           socket.off('error', onError);
           socket.off('close', onClose);
           if (err !== undefined) {
@@ -243,9 +253,14 @@ export class ObjectFetcher {
             ? new StaleConnection(lost('the connection closed'))
             : lost(`the connection closed after ${response.at} of ${response.body.byteLength} bytes`),
         );
+      const idleS = this.idleTimeoutMs / 1000;
+      const onTimeout = (): void => response.done(lost(`the worker sent nothing for ${idleS} s while the fetch waited (it hangs, or the network does)`));
       conn.response = response;
       socket.on('error', onError);
       socket.on('close', onClose);
+      // Inactivity, not length: a large object arriving steadily never times out.
+      socket.on('timeout', onTimeout);
+      socket.setTimeout(this.idleTimeoutMs);
       socket.write(encodeDataRequest(this.token, objectId));
     });
   }

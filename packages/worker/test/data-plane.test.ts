@@ -108,6 +108,28 @@ describe('the data plane', () => {
     server = await startDataServer(store, '127.0.0.1', 'sesame'); // for afterEach
   });
 
+  it('gives up on a peer that takes the request and sends nothing, as a lost object, and keeps using kept connections', async () => {
+    const silent = net.createServer((socket) => socket.on('error', () => undefined));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    const hung = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+    const f = new ObjectFetcher('sesame', undefined, 300);
+    try {
+      const e = await rejectionOf(f.fetch(hung, 'x'));
+      expect(e).toMatchObject({ code: DplErrorCode.OBJECT_LOST });
+      expect(e.message).toBe(`cannot fetch object x from ${hung}: the worker sent nothing for 0.3 s while the fetch waited (it hangs, or the network does)`);
+      // A kept connection fetching many objects, each quickly: no timeout, no listener left behind.
+      store.put('k', new Uint8Array(64).fill(3));
+      for (let i = 0; i < 20; i++) expect((await f.fetch(address, 'k')).byteLength).toBe(64);
+      await new Promise((r) => setTimeout(r, 400)); // longer than the timeout, while idle: nothing happens
+      expect((await f.fetch(address, 'k')).byteLength).toBe(64);
+      const kept = (f as unknown as { idle: Map<string, { socket: net.Socket }[]> }).idle.get(address)!;
+      expect(kept.every((c) => c.socket.listenerCount('timeout') === 0)).toBe(true);
+    } finally {
+      f.close();
+      silent.close();
+    }
+  });
+
   it('refuses a peer that sends more bytes than it announced, or closes before the end', async () => {
     /** A fake data server answering each request with `reply` (after the request's bytes). */
     const fake = async (reply: Buffer, close: boolean): Promise<{ address: string; stop(): void }> => {
