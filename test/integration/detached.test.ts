@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@dpl/client';
-import { readParquet } from '@dpl/core';
+import { readParquet, type OutputBatch } from '@dpl/core';
 
 import { FIXTURES, killDplProcesses, runDpl, waitFor } from '../helpers/cli';
 import { startHeadProcess, startWorkerProcess, waitForWorkers } from '../helpers/cluster';
@@ -76,13 +76,59 @@ describe('a detached job', () => {
     }
   });
 
-  it('is refused clearly: no -o, a folder the head cannot write, an unknown job id', async () => {
+  it('without -o holds its outputs for a client: each batch goes once, across attachments, and the rest waits for the next one', async () => {
+    const head = await startHeadProcess();
+    startWorkerProcess(head.address, ['--num-cpus', '2']);
+    await waitForWorkers(head.address, 1);
+    const submitted = await runDpl(['submit', join(FIXTURES, 'ticking.ts'), '--address', head.address, '-n', '40', '-s', 'tick.kwargs.ms=20', '--detach', '-q']);
+    expect(submitted.code).toBe(0);
+    const id = jobIdOf(submitted.stdout);
+    expect(submitted.stdout).toContain(`holding its outputs for a client (dpl job attach ${id} -o DIR)`);
+    const cluster = await connect(head.address);
+    const ids = (b: OutputBatch): number => Number(b.data.getChild('id')!.get(0));
+    try {
+      // With no client the job waits (16 outputs held), and does not finish.
+      await new Promise((r) => setTimeout(r, 1_500));
+      const waiting = await cluster.job(id).status();
+      expect(waiting.state).toBe('running');
+      expect(waiting.outputs).toBe(0);
+      // A first client takes 10 and leaves; a second one at the same time is refused.
+      const first = await cluster.job(id).attach({ onTaskOutput: false });
+      await expect(cluster.job(id).attach({ onTaskOutput: false })).rejects.toThrow(`job ${id} already has a client attached; one at a time`);
+      const taken: number[] = [];
+      for await (const b of first) {
+        taken.push(ids(b));
+        if (taken.length === 10) break; // closes the run: what it did not take stays on the head
+      }
+      // The CLI takes the rest, into files.
+      const out = join(dir, 'rest');
+      const rest = await runDpl(['job', 'attach', id, '--address', head.address, '-o', out, '-q']);
+      expect(rest.code).toBe(0);
+      expect(rest.stdout).toContain(`took 30 batches of job ${id}, written under ${out}`);
+      const files = readdirSync(out);
+      const restIds = files.map((f) => Number(readParquet(readFileSync(join(out, f))).getChild('id')!.get(0)));
+      expect([...taken, ...restIds].sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+      await waitFor(async () => (await cluster.job(id).status()).state === 'finished', { what: 'the job to finish' });
+      expect(await cluster.job(id).status()).toMatchObject({ outputs: 40, rows: 40 });
+      await expect(cluster.job(id).attach()).rejects.toThrow(`job ${id} has ended (finished); nothing is left to attach to`);
+    } finally {
+      await cluster.close();
+    }
+  });
+
+  it('is refused clearly: a folder the head cannot write, attaching to a job that streams to its client, an unknown job id', async () => {
     const head = await startHeadProcess();
     startWorkerProcess(head.address, ['--num-cpus', '1']);
     await waitForWorkers(head.address, 1);
-    const noOut = await runDpl(['submit', join(FIXTURES, 'ticking.ts'), '--address', head.address, '--detach']);
-    expect(noOut.code).toBe(2);
-    expect(noOut.stderr).toContain("--detach needs -o DIR: the head writes the job's outputs there as parquet");
+    const cluster = await connect(head.address);
+    try {
+      const streaming = await cluster.submit(join(FIXTURES, 'ticking.ts'), { maxBatches: 3, onTaskOutput: false });
+      const jobId = await streaming.accepted();
+      await expect(cluster.job(jobId).attach()).rejects.toThrow('only a detached job without --out-dir can be attached to');
+      for await (const _ of streaming) void _;
+    } finally {
+      await cluster.close();
+    }
     const file = join(dir, 'a-file');
     writeFileSync(file, 'x');
     const bad = await runDpl(['submit', join(FIXTURES, 'ticking.ts'), '--address', head.address, '--detach', '-o', join(file, 'out')]);

@@ -72,7 +72,8 @@ export interface ClusterExecutorOptions {
   capacityHint?: string;
   /**
    * The job runs on without this client: the head writes its sink outputs as parquet under
-   * `outDir` (an absolute path on the head's machine) and the run yields none.
+   * `outDir` (an absolute path on the head's machine), or with `outDir: ''` holds them for a
+   * client to attach; the submitting run yields none.
    */
   detached?: { outDir: string };
   logger?: Logger;

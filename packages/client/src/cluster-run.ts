@@ -23,6 +23,7 @@ import {
   type HeadServiceClient,
   type JobSpec__Input,
   type RunJobRequest__Input,
+  type AttachJobRequest__Input,
   type OutputChunk,
   type RunJobResponse,
 } from '@dpl/wire';
@@ -34,6 +35,11 @@ export interface ClusterRunHooks {
   onNotice?: (message: string) => void;
   /** Lines the job's tasks printed; absent: not asked for. */
   onTaskOutput?: (line: TaskOutputLine) => void;
+  /**
+   * Attach to a running detached job instead of starting one: each batch is acknowledged when
+   * it is taken from the run, and `have` (batch ids taken before) are not sent again.
+   */
+  attach?: { have: readonly string[] };
 }
 
 /** Outputs buffered on the client before it stops reading from the head (backpressure). */
@@ -43,7 +49,9 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
   /** The job's id on the head: the run id, which the head takes as the job's id. */
   jobId: string;
   readonly erroredBatches: ErroredBatch[] = [];
-  private call: grpc.ClientDuplexStream<RunJobRequest__Input, RunJobResponse> | undefined;
+  private call: grpc.ClientDuplexStream<RunJobRequest__Input | AttachJobRequest__Input, RunJobResponse> | undefined;
+  /** The job's sink tasks, as the head said when it accepted the job (or the attachment). */
+  sinks: string[] = [];
   private readonly outputs = new OutputQueue<OutputBatch>(() => {
     this.delivered++;
     if (this.outputs.length < MAX_BUFFERED_OUTPUTS) this.call?.resume();
@@ -104,7 +112,10 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
 
   async next(): Promise<IteratorResult<OutputBatch>> {
     await this.start();
-    return this.outputs.next();
+    const r = await this.outputs.next();
+    // Taken: the head may count it delivered (another client attaching later does not get it).
+    if (this.hooks.attach !== undefined && r.done !== true) this.call?.write({ ack: { batch_ids: [r.value.id] } });
+    return r;
   }
 
   async return(): Promise<IteratorResult<OutputBatch>> {
@@ -115,15 +126,20 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
   cancel(): Promise<void> {
     if (!this.outputs.closed) {
       this.outputs.end();
-      this.call?.cancel();
+      // An attachment ends in order, after the acknowledgements it wrote (a cancel would drop
+      // them, and the head would send those batches again); a job of its own is cancelled.
+      if (this.hooks.attach !== undefined) this.call?.end();
+      else this.call?.cancel();
     }
     return Promise.resolve();
   }
 
   private async open(): Promise<void> {
-    const spec = await this.prepare();
+    const attach = this.hooks.attach;
+    const spec = attach === undefined ? await this.prepare() : undefined;
     if (this.outputs.closed) return;
-    const call = this.client.RunJob(tokenMetadata(this.token));
+    const md = tokenMetadata(this.token);
+    const call = (attach === undefined ? this.client.RunJob(md) : this.client.AttachJob(md)) as NonNullable<typeof this.call>;
     this.call = call;
     call.on('data', (m: RunJobResponse) => this.onMessage(m));
     call.on('error', (e: grpc.ServiceError) => {
@@ -138,7 +154,7 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
     call.on('end', () => {
       this.outputs.fail(new DplError(DplErrorCode.UNAVAILABLE, 'the head ended the job stream without finishing the job'));
     });
-    call.write({ start: spec });
+    call.write(attach === undefined ? { start: spec } : { start: { job_id: this.jobId, have: [...attach.have] } });
   }
 
   /** One chunk of an output batch; the last one completes it. */
@@ -183,6 +199,7 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
     switch (m.msg) {
       case 'accepted':
         this.jobId = m.accepted!.job_id;
+        this.sinks = m.accepted!.sinks;
         this.log.info({ jobId: this.jobId }, 'job accepted');
         this.acceptedWith(this.jobId);
         return;

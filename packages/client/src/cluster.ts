@@ -3,7 +3,7 @@
  */
 import { isAbsolute } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { DplError, DplErrorCode, resourceProblems, type PipelineGraph, type ResourceMap } from '@dpl/core';
+import { DplError, DplErrorCode, resourceProblems, silentLogger, type PipelineGraph, type ResourceMap } from '@dpl/core';
 import { headError } from './head-error';
 import {
   CHANNEL_OPTIONS,
@@ -24,8 +24,8 @@ import {
   type JobLogsResponse,
 } from '@dpl/wire';
 import { ClusterExecutor } from './cluster-executor';
-import type { ClusterRun } from './cluster-run';
-import type { TaskOutputLine } from './task-output';
+import { ClusterRun } from './cluster-run';
+import { printTaskOutput, type TaskOutputLine } from './task-output';
 import { loadPipelineModule, type LoadedModule } from './module/bundle';
 import { tokenFor } from './local/daemon-records';
 
@@ -99,10 +99,12 @@ export interface Cluster {
   /**
    * Submits a job that runs on without this client (`dpl submit --detach`): the head writes its
    * sink outputs as parquet under `outDir` (an absolute path on the head's machine, made if
-   * missing; the same file names as `dpl submit -o`). Resolves once the head accepted it.
+   * missing; the same file names as `dpl submit -o`), or, without `outDir`, holds them for a
+   * client to take with `job.attach()` (the job waits while 16 wait). Resolves once the head
+   * accepted it.
    * @throws ValidationError, DplError(MODULE), or the head's refusal (e.g. a folder it cannot write).
    */
-  submitDetached(module: string | LoadedModule | PipelineGraph, options: SubmitOptions & { outDir: string }): Promise<JobHandle>;
+  submitDetached(module: string | LoadedModule | PipelineGraph, options?: SubmitOptions & { outDir?: string }): Promise<JobHandle>;
   /** The jobs the head knows: running ones and the last ones that ended. */
   jobs(): Promise<JobInfo[]>;
   /** A handle on job `id` (nothing is asked of the head until it is used). */
@@ -123,6 +125,14 @@ export interface JobHandle {
   logs(options?: { follow?: boolean }): AsyncIterable<string>;
   /** Stops it (as its client leaving would); resolves with its state then. */
   stop(): Promise<string>;
+  /**
+   * Takes the output stream of a detached job that holds its outputs (submitted without
+   * `outDir`): iterate the run as a submitted one. Each batch counts as delivered when it is
+   * taken from the run; those not taken when the run is closed go to the next client that
+   * attaches, and `have` (ids taken before) are not sent again. One client at a time.
+   * @throws DplError when there is no such job running, it does not hold its outputs, or another client is attached.
+   */
+  attach(options?: { have?: readonly string[]; onNotice?: (message: string) => void; onTaskOutput?: ((line: TaskOutputLine) => void) | false }): Promise<ClusterRun>;
 }
 
 /**
@@ -186,11 +196,11 @@ class ClusterConnection implements Cluster {
     return run;
   }
 
-  async submitDetached(module: string | LoadedModule | PipelineGraph, options: SubmitOptions & { outDir: string }): Promise<JobHandle> {
-    if (typeof options.outDir !== 'string' || !isAbsolute(options.outDir)) {
-      throw new DplError(DplErrorCode.VALIDATION, `a detached job needs an absolute outDir on the head's machine, got ${JSON.stringify(options.outDir)}`);
+  async submitDetached(module: string | LoadedModule | PipelineGraph, options: SubmitOptions & { outDir?: string } = {}): Promise<JobHandle> {
+    if (options.outDir !== undefined && (typeof options.outDir !== 'string' || !isAbsolute(options.outDir))) {
+      throw new DplError(DplErrorCode.VALIDATION, `a detached job's outDir must be an absolute path on the head's machine, got ${JSON.stringify(options.outDir)}`);
     }
-    const run = await this.submit(module, { ...options, detached: { outDir: options.outDir } });
+    const run = await this.submit(module, { ...options, detached: { outDir: options.outDir ?? '' } });
     const id = await run.accepted();
     // The head keeps a detached job running when its client leaves.
     await run.cancel();
@@ -216,6 +226,22 @@ class ClusterConnection implements Cluster {
         new Promise<string>((resolve, reject) =>
           this.client.StopJob({ job_id: id }, md(), { deadline: Date.now() + this.timeoutMs }, (err, res) => (err ? reject(notFound(err)) : resolve(res!.state))),
         ),
+      attach: async (opts = {}) => {
+        const run = new ClusterRun(
+          id,
+          this.client,
+          this.options.token,
+          () => Promise.reject(new Error('an attachment sends no job spec')),
+          silentLogger,
+          {
+            onNotice: opts.onNotice,
+            onTaskOutput: opts.onTaskOutput === false ? undefined : (opts.onTaskOutput ?? printTaskOutput),
+            attach: { have: opts.have ?? [] },
+          },
+        );
+        await run.accepted();
+        return run;
+      },
       logs: (opts = {}) => {
         const client = this.client;
         return {

@@ -32,6 +32,7 @@ import {
   type HeadServiceHandlers,
   inProcessClient,
   type RunJobRequest,
+  type AttachJobRequest,
   type UploadModuleRequest,
   serverCredentials,
   objectStoreFromProto,
@@ -573,6 +574,51 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
       call.on('cancelled', stop);
       call.on('close', stop);
     },
+    AttachJob(attachCall) {
+      // Answered as a job stream is (the same messages as RunJob's).
+      const call = attachCall as unknown as JobCall;
+      if (!authorized(attachCall)) {
+        call.emit('error', unauthenticated());
+        return;
+      }
+      let jobId: string | undefined;
+      attachCall.on('data', safely('AttachJob', endWith(call), (m: AttachJobRequest) => {
+        if (m.msg === 'ack') {
+          if (jobId !== undefined) dispatcher.ack(jobId, m.ack!.batch_ids);
+          return;
+        }
+        if (m.msg !== 'start' || jobId !== undefined) {
+          call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'an attachment starts with one start message, then acknowledgements' });
+          return;
+        }
+        const id = m.start!.job_id;
+        const job = dispatcher.engine.job(id);
+        if (job === undefined) {
+          const ended = state.jobHistory.find((j) => j.id === id);
+          const details = ended === undefined ? `no job ${JSON.stringify(id)} on this head; dpl job list shows its jobs` : `job ${id} has ended (${ended.state}); nothing is left to attach to`;
+          call.emit('error', { code: ended === undefined ? grpc.status.NOT_FOUND : grpc.status.FAILED_PRECONDITION, details });
+          return;
+        }
+        try {
+          dispatcher.attach(id, call, m.start!.have);
+        } catch (e) {
+          call.emit('error', { code: grpc.status.FAILED_PRECONDITION, details: ensureError(e).message });
+          return;
+        }
+        jobId = id;
+        call.write({ accepted: { job_id: id, sinks: job.graph.sinkTasks.map((t) => t.name) } });
+        log.info({ jobId: id, have: m.start!.have.length }, 'a client attached to the job');
+      }));
+      const gone = (): void => {
+        if (jobId !== undefined) dispatcher.detach(jobId, call);
+      };
+      attachCall.on('cancelled', gone);
+      attachCall.on('error', gone);
+      attachCall.on('end', () => {
+        gone();
+        call.end();
+      });
+    },
     RunJob(call: JobCall) {
       if (!authorized(call)) {
         call.emit('error', unauthenticated());
@@ -605,7 +651,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
           return reject(e as DplError);
         }
         let files: OutputFiles | undefined;
-        if (spec.detached) {
+        if (spec.detached && spec.out_dir !== '') {
           try {
             files = outputFilesOf(spec.out_dir, built.graph.sinkTasks.length);
           } catch (e) {
@@ -614,7 +660,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         }
         jobId = id;
         const jobLog = log.child({ jobId: id });
-        call.write({ accepted: { job_id: id } });
+        call.write({ accepted: { job_id: id, sinks: built.graph.sinkTasks.map((t) => t.name) } });
         jobLog.info({ tasks: spec.tasks.length, maxBatches: spec.max_batches, detached: spec.detached, outDir: files?.dir }, 'job started');
         dispatcher.start({ id, spec, ...built, call, log: jobLog, files });
         if (built.chains.size > 0) jobLog.debug({ chains: [...built.chains.values()] }, 'tasks fused into one call per chain');

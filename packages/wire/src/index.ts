@@ -40,6 +40,7 @@ export type { JobSpec, JobSpec__Input } from './generated/dpl/v1/JobSpec';
 export type { JobLogsResponse } from './generated/dpl/v1/JobLogsResponse';
 export type { TaskSpec, TaskSpec__Input } from './generated/dpl/v1/TaskSpec';
 export type { RunJobRequest, RunJobRequest__Input } from './generated/dpl/v1/RunJobRequest';
+export type { AttachJobRequest, AttachJobRequest__Input } from './generated/dpl/v1/AttachJobRequest';
 export type { RunJobResponse, RunJobResponse__Input } from './generated/dpl/v1/RunJobResponse';
 export type { FetchModuleRequest } from './generated/dpl/v1/FetchModuleRequest';
 export type { FetchModuleResponse, FetchModuleResponse__Input } from './generated/dpl/v1/FetchModuleResponse';

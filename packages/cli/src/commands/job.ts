@@ -1,8 +1,11 @@
 /**
- * `dpl job list|status|logs|stop`: the jobs on a head, detached ones (`dpl submit --detach`)
+ * `dpl job list|status|logs|attach|stop`: the jobs on a head, detached ones (`dpl submit --detach`)
  * above all: their state, what their tasks print, and stopping them.
  */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
+import { outputFileName, writeFileAtomically, writeParquet } from '@dpl/core';
 import { connect, type Cluster, type JobInfo } from '@dpl/client';
 import { clusterTarget, runDir, tlsOf, untilSignal, withClusterOptions, withTlsOptions, type ClusterArgs, type TlsArgs } from '../internal/cluster-options';
 import { formatTable, print } from '../internal/output';
@@ -11,6 +14,8 @@ interface JobArgs extends ClusterArgs, TlsArgs {
   id?: string;
   json?: boolean;
   follow?: boolean;
+  outDir?: string;
+  quiet?: boolean;
 }
 
 /** Runs `f` on a connection to the head the flags name. */
@@ -99,9 +104,47 @@ const stop: CommandModule<object, JobArgs> = {
     }),
 };
 
+const attach: CommandModule<object, JobArgs> = {
+  command: 'attach <id>',
+  describe: 'take the outputs of a detached job that holds them (dpl submit --detach without -o): written under -o, else counted; Ctrl-C leaves the rest for the next attach',
+  builder: (y: Argv) =>
+    withId(y)
+      .option('out-dir', { alias: 'o', type: 'string', describe: 'write the batches here as parquet, named as dpl submit -o names them' })
+      .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'no task output' }),
+  handler: (args) =>
+    withCluster(args, async (cluster) => {
+      const run = await cluster.job(args.id!).attach({ onTaskOutput: args.quiet === true ? false : undefined });
+      const partition = run.sinks.length > 1;
+      const counts = new Map<string, { batches: number; rows: number }>();
+      const made = new Set<string>();
+      const stopped = untilSignal().then(() => 'signal' as const);
+      for (;;) {
+        const next = await Promise.race([run.next(), stopped]);
+        if (next === 'signal' || next.done === true) break;
+        const b = next.value;
+        const c = counts.get(b.task) ?? { batches: 0, rows: 0 };
+        c.batches++;
+        c.rows += b.data.numRows;
+        counts.set(b.task, c);
+        if (args.outDir === undefined) continue;
+        const dir = partition ? join(args.outDir, `task=${b.task}`) : args.outDir;
+        if (!made.has(dir)) {
+          await mkdir(dir, { recursive: true });
+          made.add(dir);
+        }
+        await writeFileAtomically(join(dir, outputFileName(run.jobId, b, true)), writeParquet(b.data));
+      }
+      await run.cancel();
+      const total = [...counts.values()].reduce((n, c) => n + c.batches, 0);
+      print(`took ${total} batch${total === 1 ? '' : 'es'} of job ${run.jobId}${args.outDir === undefined ? '' : `, written under ${args.outDir}`}`);
+      if (counts.size > 0) print(formatTable(['task', 'batches', 'rows'], [...counts].map(([t, c]) => [t, c.batches, c.rows])));
+    }),
+};
+
 export const jobCommand: CommandModule = {
   command: 'job <command>',
   describe: 'the jobs on a head: list, status, logs, stop (detached ones above all: dpl submit --detach)',
-  builder: (y: Argv) => y.command(list).command(status).command(logs).command(stop).demandCommand(1, 'name a job command: dpl job list, status, logs or stop'),
+  builder: (y: Argv) =>
+    y.command(list).command(status).command(logs).command(attach).command(stop).demandCommand(1, 'name a job command: dpl job list, status, logs, attach or stop'),
   handler: () => undefined,
 };

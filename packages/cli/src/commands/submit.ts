@@ -26,7 +26,7 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
       .option('detach', {
         type: 'boolean',
         default: false,
-        describe: 'print the job id and exit: the job runs on without this client, the head writing its outputs under -o (a folder on the head\'s machine); see dpl job',
+        describe: 'print the job id and exit: the job runs on without this client, the head writing its outputs under -o (a folder on the head\'s machine), or without -o holding them for dpl job attach; see dpl job',
       })
       .option('infeasible-timeout-ms', {
         type: 'number',
@@ -35,9 +35,6 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
       .check((argv) =>
         usageCheck(() => {
           parseLogLevel(String(argv['log-level']));
-          if (argv.detach === true && argv['out-dir'] === undefined) {
-            throw new Error("--detach needs -o DIR: the head writes the job's outputs there as parquet (a folder on the head's machine), e.g. dpl submit m.ts --detach -o /data/out");
-          }
           const t = argv['infeasible-timeout-ms'];
           if (t !== undefined && (!Number.isInteger(t) || t < 0)) {
             throw new Error(`--infeasible-timeout-ms must be an integer >= 0, got ${String(t)}`);
@@ -58,7 +55,7 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
       onNotice: (message) => printError(`dpl: ${message}`),
       onTaskOutput: taskOutputOf(args),
       // Relative to here: on the head's machine when it is this one (an absolute path elsewhere).
-      detached: args.detach === true ? { outDir: resolve(args.outDir!) } : undefined,
+      detached: args.detach === true ? { outDir: args.outDir === undefined ? '' : resolve(args.outDir) } : undefined,
       logger,
     });
     try {
@@ -67,7 +64,8 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
         const run = executor.run() as ClusterRun;
         const id = await run.accepted();
         await run.cancel(); // the head keeps a detached job running without its client
-        print(`job ${id} runs on the head at ${target.address} without this client, writing its outputs under ${resolve(args.outDir!)}`);
+        const where = args.outDir === undefined ? `holding its outputs for a client (dpl job attach ${id} -o DIR)` : `writing its outputs under ${resolve(args.outDir)}`;
+        print(`job ${id} runs on the head at ${target.address} without this client, ${where}`);
         print(`  dpl job status ${id}    dpl job logs ${id} --follow    dpl job stop ${id}`);
         return;
       }

@@ -78,7 +78,7 @@ export class Dispatcher {
       blocked: (blocked) => this.run(this.engine.clientBlocked(j.id, blocked)),
       progress: () => this.engine.job(j.id)?.stats().tasks,
       writeFailed: (err) => this.fail(j.id, err),
-    }, j.files);
+    }, j.files, j.spec.detached && j.files === undefined);
     this.streams.set(j.id, stream);
     this.run(this.engine.addJob(j));
   }
@@ -96,6 +96,27 @@ export class Dispatcher {
       set.delete(f);
       if (set.size === 0 && this.followers.get(jobId) === set) this.followers.delete(jobId);
     };
+  }
+
+  /**
+   * A client takes the output stream of a detached job that holds its outputs.
+   * @throws Error naming the job when there is no such job, it does not hold its outputs, or
+   *   another client is attached.
+   */
+  attach(jobId: string, call: JobCall, have: readonly string[]): void {
+    const stream = this.streams.get(jobId);
+    if (stream === undefined) throw new Error(`no running job ${JSON.stringify(jobId)} on this head; dpl job list shows its jobs`);
+    stream.attach(call, have);
+  }
+
+  /** The attached client left (or failed). */
+  detach(jobId: string, call: JobCall): void {
+    this.streams.get(jobId)?.detach(call);
+  }
+
+  /** The attached client took these batches. */
+  ack(jobId: string, batchIds: readonly string[]): void {
+    this.streams.get(jobId)?.ack(batchIds);
   }
 
   /** The client went away. */

@@ -158,22 +158,99 @@ export class JobStream {
   /** Folders made so far for a detached job's files. */
   private readonly made = new Set<string>();
 
+  /** The client's stream; undefined while a holding job has no client attached. */
+  private call: JobCall | undefined;
+  /** A holding job's outputs sent to its attached client and not yet acknowledged. */
+  private readonly unacked = new Map<string, { output: Delivery; tries: number }>();
+
   constructor(
     readonly jobId: string,
-    private readonly call: JobCall,
+    call: JobCall,
     private readonly hooks: JobStreamHooks,
     /** A detached job's: its outputs are written there, not sent. */
     private readonly files?: OutputFiles,
+    /**
+     * A detached job without files: its outputs wait for a client to attach (AttachJob), and
+     * count as delivered when that client acknowledges them.
+     */
+    private readonly holds = false,
   ) {
-    call.on('drain', () => {
-      this.blocked = false;
-      hooks.blocked(false);
-    });
+    if (!holds) this.listenTo(call);
+    else {
+      this.blocked = true; // no client yet
+      hooks.blocked(true);
+    }
     this.progressTimer = setInterval(() => {
       const stats = hooks.progress();
       if (stats !== undefined) this.sendProgress(stats);
     }, PROGRESS_INTERVAL_MS);
     this.progressTimer.unref();
+  }
+
+  private listenTo(call: JobCall): void {
+    this.call = call;
+    call.on('drain', () => {
+      if (this.call !== call) return;
+      this.blocked = false;
+      this.hooks.blocked(false);
+      this.schedulePump();
+    });
+  }
+
+  /**
+   * A client takes a holding job's output stream: what it already has (`have`) counts as
+   * delivered, the rest goes to it from here.
+   * @throws Error when another client is attached.
+   */
+  attach(call: JobCall, have: readonly string[]): void {
+    if (!this.holds) throw new Error(`job ${this.jobId} streams its outputs to the client that submitted it; only a detached job without --out-dir can be attached to`);
+    if (this.call !== undefined) throw new Error(`job ${this.jobId} already has a client attached; one at a time`);
+    this.listenTo(call);
+    const had = new Set(have);
+    for (const [id, u] of [...this.unacked]) if (had.has(id)) this.ack([id], u);
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const q = this.queue[i]!;
+      if (!had.has(q.output.id)) continue;
+      this.queue.splice(i, 1);
+      this.hooks.delivered(q.output.id, q.output.ref.rows);
+    }
+    this.lastProgress = '';
+    const stats = this.hooks.progress();
+    if (stats !== undefined) this.sendProgress(stats);
+    this.blocked = false;
+    this.hooks.blocked(false);
+    this.schedulePump();
+  }
+
+  /** The attached client left: what it did not acknowledge waits for the next one, first. */
+  detach(call: JobCall): void {
+    if (this.call !== call) return;
+    this.call = undefined;
+    this.queue.unshift(...this.unacked.values());
+    this.unacked.clear();
+    if (!this.blocked) {
+      this.blocked = true;
+      this.hooks.blocked(true);
+    }
+  }
+
+  /** The attached client took these batches. */
+  ack(ids: readonly string[], known?: { output: Delivery }): void {
+    for (const id of ids) {
+      const u = known ?? this.unacked.get(id);
+      if (u === undefined) continue;
+      this.unacked.delete(id);
+      this.hooks.delivered(id, u.output.ref.rows);
+    }
+  }
+
+  private schedulePump(): void {
+    if (this.queue.length === 0 || this.pumpScheduled || this.pumping) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      void this.pump(); // failures are reported to the engine inside
+    });
   }
 
   /** Queues an output for the client. */
@@ -185,12 +262,8 @@ export class JobStream {
       this.blocked = true;
       this.hooks.blocked(true);
     }
-    if (this.pumpScheduled || this.pumping) return;
-    this.pumpScheduled = true;
-    setImmediate(() => {
-      this.pumpScheduled = false;
-      void this.pump(); // failures are reported to the engine inside
-    });
+    if (this.holds && this.call === undefined) return; // for the next client
+    this.schedulePump();
   }
 
   notice(message: string): void {
@@ -246,7 +319,7 @@ export class JobStream {
     const { outputs, rows } = summary;
     if (state === 'finished') this.write({ finished: { outputs: String(outputs), rows: String(rows) } });
     else if (state === 'failed') this.write({ failed: errorToProto(err ?? new DplError(DplErrorCode.INTERNAL, 'the job failed')) });
-    if (!this.call.cancelled && !this.call.writableEnded) this.call.end();
+    if (this.call !== undefined && !this.call.cancelled && !this.call.writableEnded) this.call.end();
   }
 
   /** Tells the client where the job is, when that changed. */
@@ -270,7 +343,7 @@ export class JobStream {
   }
 
   private write(msg: RunJobResponse__Input): boolean {
-    if (this.call.cancelled || this.call.writableEnded) return true;
+    if (this.call === undefined || this.call.cancelled || this.call.writableEnded) return true;
     const ok = this.call.write(msg);
     if (!ok && !this.blocked) {
       this.blocked = true;
@@ -295,8 +368,8 @@ export class JobStream {
     this.pumping = true;
     let batch: OutputChunk__Input[] = [];
     let bytes = 0;
-    /** Outputs in `batch`: delivered once it is written (the job may end then). */
-    let outputs: Delivery[] = [];
+    /** Outputs in `batch`: delivered once it is written (the job may end then), or for a holding job once acknowledged. */
+    let outputs: { output: Delivery; tries: number }[] = [];
     const send = (): void => {
       if (batch.length === 0) return;
       this.write({ outputs: { chunks: batch } });
@@ -304,11 +377,14 @@ export class JobStream {
       batch = [];
       bytes = 0;
       outputs = [];
-      for (const o of sent) this.hooks.delivered(o.id, o.ref.rows);
+      if (this.holds) for (const o of sent) this.unacked.set(o.output.id, o);
+      else for (const o of sent) this.hooks.delivered(o.output.id, o.output.ref.rows);
     };
     try {
       while (this.queue.length > 0 && !this.ended) {
-        const { output, tries } = this.queue.shift()!;
+        if (this.holds && this.call === undefined) break; // the rest waits for the next client
+        const next = this.queue.shift()!;
+        const { output, tries } = next;
         const ref = output.ref.data;
         let data = ref.inline;
         if (data === undefined) {
@@ -328,6 +404,10 @@ export class JobStream {
             continue;
           }
           if (this.ended) break;
+          if (this.holds && this.call === undefined) {
+            this.queue.unshift(next); // its client left while it was fetched
+            break;
+          }
         }
         if (this.files !== undefined) {
           send();
@@ -352,10 +432,12 @@ export class JobStream {
           batch.push({ batch_id: output.id, task: output.task, chunk, last: i === chunks.length - 1 });
           bytes += chunk.byteLength + output.id.length + output.task.length + 16;
         });
-        outputs.push(output);
+        outputs.push(next);
         if (this.blocked) {
           send();
-          await new Promise<void>((r) => this.call.once('drain', () => r()));
+          const call = this.call;
+          if (call === undefined) break; // a holding job's client left: the rest waits for the next
+          await new Promise<void>((r) => call.once('drain', () => r()));
         }
       }
       send();
