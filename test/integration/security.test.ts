@@ -41,6 +41,9 @@ async function codesOf(address: string, md: grpc.Metadata): Promise<Record<strin
     const runJob = client.RunJob(md);
     const runJobCode = streamed(runJob);
     runJob.write({});
+    const attachJob = client.AttachJob(md);
+    const attachJobCode = streamed(attachJob);
+    attachJob.write({ start: { job_id: 'none', have: [] } });
     const codes = {
       GetStatus: await unary((cb) => client.GetStatus({}, md, cb)),
       HasModule: await unary((cb) => client.HasModule({ hash: 'x' }, md, cb)),
@@ -55,6 +58,7 @@ async function codesOf(address: string, md: grpc.Metadata): Promise<Record<strin
       JobLogs: await streamed(client.JobLogs({ job_id: 'none', follow: true }, md)),
       ConnectWorker: await connectWorkerCode,
       RunJob: await runJobCode,
+      AttachJob: await attachJobCode,
     };
     connectWorker.cancel();
     runJob.cancel();
@@ -81,6 +85,7 @@ describe('the cluster token', () => {
         JobLogs: UNAUTHENTICATED,
         ConnectWorker: UNAUTHENTICATED,
         RunJob: UNAUTHENTICATED,
+        AttachJob: UNAUTHENTICATED,
       });
     }
     // With the token the same calls get past the door (and fail, if at all, for their own reasons).

@@ -95,7 +95,7 @@ describe('loadDplProto', () => {
   it('loads the HeadService definition once', () => {
     const a = loadDplProto();
     expect(a).toBe(loadDplProto());
-    expect(Object.keys(a.HeadService.service)).toEqual(['ConnectWorker', 'GetStatus', 'HasModule', 'UploadModule', 'FetchModule', 'StopJob', 'JobLogs', 'RunJob', 'UpdateWorker']);
+    expect(Object.keys(a.HeadService.service)).toEqual(['ConnectWorker', 'GetStatus', 'HasModule', 'UploadModule', 'FetchModule', 'StopJob', 'JobLogs', 'AttachJob', 'RunJob', 'UpdateWorker']);
     expect(grpc.status.UNAUTHENTICATED).toBe(16);
   });
 });
