@@ -9,7 +9,6 @@ import {
   DplErrorCode,
   OutputQueue,
   decodeIpc,
-  ipcStreamProblem,
   type ErroredBatch,
   type Logger,
   type OutputBatch,
@@ -179,11 +178,9 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
   private received(id: string, task: string, bytes: Uint8Array): void {
     let data: OutputBatch['data'];
     try {
-      const bad = ipcStreamProblem(bytes);
-      if (bad !== undefined) throw new Error(bad);
       data = decodeIpc(bytes);
     } catch (e) {
-      // The head checks what workers send it: this is the head's stream, or the network, broken.
+      // The head checked these bytes where they reached it: this is its stream, or the network, broken.
       if (this.outputs.closed) return;
       this.outputs.fail(
         new DplError(DplErrorCode.INTERNAL, `output batch ${id} of task ${JSON.stringify(task)} came from the head as bytes that are not Arrow IPC (${(e as Error).message})`, { cause: e }),

@@ -61,7 +61,9 @@ export type {
   TaskStats,
   SchedulerStats,
 } from './scheduler/streaming-scheduler';
-export { PipelineExecutor, outputFileName, writeFileAtomically } from './executor/pipeline-executor';
+export { PipelineExecutor } from './executor/pipeline-executor';
+export { OutputFiles, outputFileName, writeFileAtomically } from './executor/output-files';
+export type { OutputFilesOptions } from './executor/output-files';
 export type {
   ErroredBatch,
   OutputBatch,

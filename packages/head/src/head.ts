@@ -7,7 +7,7 @@ import { accessSync, constants as fsConstants, mkdirSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import net, { type AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { DPL_VERSION, DplError, DplErrorCode, describe, ensureError, type Logger } from '@dpl/core';
+import { DPL_VERSION, DplError, DplErrorCode, OutputFiles, describe, ensureError, type Logger } from '@dpl/core';
 import {
   ChunkAssembler,
   ConnectionGuard,
@@ -42,7 +42,7 @@ import { Dispatcher } from './jobs/dispatcher';
 import { WorkerLink, type WorkerSink } from './jobs/worker-link';
 import { HeadMetrics } from './metrics/metrics';
 import { startHttpApi, ThroughputMeter } from './dashboard/http-api';
-import { graphOfSpec, type JobCall, type JobSummary, type OutputFiles } from './jobs/job';
+import { graphOfSpec, type JobCall, type JobSummary } from './jobs/job';
 import { ModuleStore } from './modules/module-store';
 import { resolveHeadOptions, type HeadOptions, type ResolvedHeadOptions } from './head-options';
 import { WorkerRegistry, type WorkerRecord } from './registry/worker-registry';
@@ -256,7 +256,7 @@ function statusOf(state: HeadState): ClusterStatus {
  * folder the head cannot write fails the job at its start).
  * @throws DplError(VALIDATION) naming the folder and the rule.
  */
-function outputFilesOf(dir: string, sinks: number): OutputFiles {
+function outputFilesOf(dir: string, sinks: number, jobId: string): OutputFiles {
   if (dir === '' || !isAbsolute(dir)) {
     throw new DplError(
       DplErrorCode.VALIDATION,
@@ -269,7 +269,7 @@ function outputFilesOf(dir: string, sinks: number): OutputFiles {
   } catch (e) {
     throw new DplError(DplErrorCode.VALIDATION, `the head cannot write a detached job's outputs under ${dir}: ${(e as Error).message}; give --out-dir a folder the head's user can write`);
   }
-  return { dir, partition: sinks > 1, oneSinkPerFolder: true };
+  return new OutputFiles(dir, jobId, { partition: sinks > 1, oneSinkPerFolder: true });
 }
 
 /** A job as the status shows it. */
@@ -330,6 +330,12 @@ function jobIdOf(runId: string, running: (id: string) => boolean): string {
 
 function headHandlers(state: HeadState): HeadServiceHandlers {
   const { opts, registry, links, log, dispatcher, modules } = state;
+  /** A job that ended, among those the head remembers. */
+  const endedJob = (id: string): JobSummary | undefined => state.jobHistory.find((j) => j.id === id);
+  const noSuchJob = (id: string): Partial<grpc.StatusObject> => ({
+    code: grpc.status.NOT_FOUND,
+    details: `no job ${JSON.stringify(id)} on this head; dpl job list shows its jobs`,
+  });
   const authorized = (call: { metadata: grpc.Metadata }): boolean => tokenMatches(opts.token, presentedToken(call.metadata));
   /**
    * A stream listener that cannot throw into grpc-js (which would take the head down): a fault
@@ -537,9 +543,9 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
       const id = call.request.job_id;
       const running = dispatcher.engine.job(id);
       if (running === undefined) {
-        const ended = state.jobHistory.find((j) => j.id === id);
+        const ended = endedJob(id);
         if (ended !== undefined) return callback(null, { state: ended.state });
-        return callback({ code: grpc.status.NOT_FOUND, details: `no job ${JSON.stringify(id)} on this head; dpl job list shows its jobs` });
+        return callback(noSuchJob(id));
       }
       log.info({ jobId: id }, 'job stopped on request');
       dispatcher.cancel(id);
@@ -552,9 +558,9 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
       }
       const { job_id: id, follow } = call.request;
       const running = dispatcher.engine.job(id);
-      const summary = running?.summary() ?? state.jobHistory.find((j) => j.id === id);
+      const summary = running?.summary() ?? endedJob(id);
       if (summary === undefined) {
-        call.emit('error', { code: grpc.status.NOT_FOUND, details: `no job ${JSON.stringify(id)} on this head; dpl job list shows its jobs` });
+        call.emit('error', noSuchJob(id));
         return;
       }
       if (summary.output.length > 0) call.write({ lines: summary.output });
@@ -594,9 +600,8 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         const id = m.start!.job_id;
         const job = dispatcher.engine.job(id);
         if (job === undefined) {
-          const ended = state.jobHistory.find((j) => j.id === id);
-          const details = ended === undefined ? `no job ${JSON.stringify(id)} on this head; dpl job list shows its jobs` : `job ${id} has ended (${ended.state}); nothing is left to attach to`;
-          call.emit('error', { code: ended === undefined ? grpc.status.NOT_FOUND : grpc.status.FAILED_PRECONDITION, details });
+          const ended = endedJob(id);
+          call.emit('error', ended === undefined ? noSuchJob(id) : { code: grpc.status.FAILED_PRECONDITION, details: `job ${id} has ended (${ended.state}); nothing is left to attach to` });
           return;
         }
         try {
@@ -653,7 +658,7 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         let files: OutputFiles | undefined;
         if (spec.detached && spec.out_dir !== '') {
           try {
-            files = outputFilesOf(spec.out_dir, built.graph.sinkTasks.length);
+            files = outputFilesOf(spec.out_dir, built.graph.sinkTasks.length, id);
           } catch (e) {
             return reject(e as DplError);
           }

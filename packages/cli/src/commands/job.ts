@@ -2,10 +2,8 @@
  * `dpl job list|status|logs|attach|stop`: the jobs on a head, detached ones (`dpl submit --detach`)
  * above all: their state, what their tasks print, and stopping them.
  */
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { outputFileName, writeFileAtomically, writeParquet } from '@dpl/core';
+import { OutputFiles } from '@dpl/core';
 import { connect, type Cluster, type JobInfo } from '@dpl/client';
 import { clusterTarget, runDir, tlsOf, untilSignal, withClusterOptions, withTlsOptions, type ClusterArgs, type TlsArgs } from '../internal/cluster-options';
 import { formatTable, print } from '../internal/output';
@@ -115,8 +113,8 @@ const attach: CommandModule<object, JobArgs> = {
     withCluster(args, async (cluster) => {
       const run = await cluster.job(args.id!).attach({ onTaskOutput: args.quiet === true ? false : undefined });
       const partition = run.sinks.length > 1;
+      const files = args.outDir === undefined ? undefined : new OutputFiles(args.outDir, run.jobId, { partition, oneSinkPerFolder: true });
       const counts = new Map<string, { batches: number; rows: number }>();
-      const made = new Set<string>();
       const stopped = untilSignal().then(() => 'signal' as const);
       for (;;) {
         const next = await Promise.race([run.next(), stopped]);
@@ -126,13 +124,7 @@ const attach: CommandModule<object, JobArgs> = {
         c.batches++;
         c.rows += b.data.numRows;
         counts.set(b.task, c);
-        if (args.outDir === undefined) continue;
-        const dir = partition ? join(args.outDir, `task=${b.task}`) : args.outDir;
-        if (!made.has(dir)) {
-          await mkdir(dir, { recursive: true });
-          made.add(dir);
-        }
-        await writeFileAtomically(join(dir, outputFileName(run.jobId, b, true)), writeParquet(b.data));
+        await files?.write(b);
       }
       await run.cancel();
       const total = [...counts.values()].reduce((n, c) => n + c.batches, 0);

@@ -3,8 +3,7 @@
  * validation, the run id, parquet output and the description printed by `dpl run -i`.
  * Backends (LocalExecutor here, ClusterExecutor in @dpl/client) implement `execute()`.
  */
-import { mkdir, rename, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import type { Table } from 'apache-arrow';
 import {
@@ -17,7 +16,8 @@ import {
 import { ValidationError } from '../errors';
 import { PipelineGraph, isPipelineGraph } from '../model/graph';
 import { PipelineTask, UNCHECKED, isPipelineTask, isPlainObject, taskProblems } from '../model/task';
-import { writeParquet, type ParquetCompression } from '../data/parquet';
+import type { ParquetCompression } from '../data/parquet';
+import { OutputFiles } from './output-files';
 import { describe } from '../resources';
 import { didYouMean } from '../internal/names';
 import { KWARG_DEPTH_RULE, nestsDeeperThan } from '../internal/nesting';
@@ -247,7 +247,11 @@ export abstract class PipelineExecutor {
     const summary: WriteSummary = { runId: run.runId, files: [], batches: 0, rows: 0, cancelled: false, erroredBatches: run.erroredBatches };
     // The folder exists after a valid run even when no batch came out.
     await mkdir(outdir, { recursive: true });
-    const made = new Set<string>([outdir]);
+    const files = new OutputFiles(outdir, run.runId, {
+      partition,
+      oneSinkPerFolder: partition || this.graph.sinkTasks.length === 1,
+      compression: options.compression,
+    });
     const onAbort = (): void => {
       summary.cancelled = true;
       void run.cancel(); // the loop below then ends
@@ -255,34 +259,17 @@ export abstract class PipelineExecutor {
     if (options.signal?.aborted) onAbort();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      await this.writeBatches(run, outdir, partition, options, summary, made);
+      for await (const batch of run) {
+        const file = await files.write(batch);
+        summary.files.push(file);
+        summary.batches++;
+        summary.rows += batch.data.numRows;
+        options.onBatch?.(batch, file);
+      }
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
     }
     return summary;
-  }
-
-  private async writeBatches(
-    run: PipelineRun,
-    outdir: string,
-    partition: boolean,
-    options: WriteToOptions,
-    summary: WriteSummary,
-    made: Set<string>,
-  ): Promise<void> {
-    for await (const batch of run) {
-      const dir = partition ? join(outdir, `task=${batch.task}`) : outdir;
-      if (!made.has(dir)) {
-        await mkdir(dir, { recursive: true });
-        made.add(dir);
-      }
-      const file = join(dir, outputFileName(run.runId, batch, partition || this.graph.sinkTasks.length === 1));
-      await writeFileAtomically(file, writeParquet(batch.data, { compression: options.compression }));
-      summary.files.push(file);
-      summary.batches++;
-      summary.rows += batch.data.numRows;
-      options.onBatch?.(batch, file);
-    }
   }
 
   /** The tasks with their settings, and the context they need (what `dpl run -i` prints). */
@@ -373,20 +360,3 @@ function kindOf(v: unknown): string {
 
 const withArticle = (kind: string): string => (/^[aeiou]/.test(kind) ? `an ${kind}` : `a ${kind}`);
 
-/**
- * The file name of an output batch written as parquet: `<runId>-<n>.parquet`, or
- * `<runId>-<task>-<n>.parquet` when several sinks share a folder. Named after the batch's id (the
- * sink call's number), not the arrival order: a batch delivered after a recovery, or a run
- * written again, maps to the same file. The head writes a detached job's outputs by it too.
- */
-export function outputFileName(runId: string, batch: { id: string; task: string }, oneSinkPerFolder: boolean): string {
-  const seq = batch.id.slice(batch.id.lastIndexOf('#') + 1);
-  return oneSinkPerFolder ? `${runId}-${seq}.parquet` : `${runId}-${batch.task}-${seq}.parquet`;
-}
-
-/** Writes `bytes` to a hidden file beside `file`, then renames it: readers never see half a file. */
-export async function writeFileAtomically(file: string, bytes: Uint8Array): Promise<void> {
-  const tmp = join(dirname(file), `.${basename(file)}.tmp`);
-  await writeFile(tmp, bytes);
-  await rename(tmp, file);
-}

@@ -4,12 +4,12 @@
  * and releases over the worker links, outputs and notices over the jobs' client streams, a
  * scheduling pass once per turn of the event loop, a timer for the engine's next wake-up.
  */
-import type { DplError, Logger } from '@dpl/core';
+import type { DplError, Logger, OutputFiles } from '@dpl/core';
 import type { ObjectFetcher, SourceBatch, TaskDone, TaskFailed, TaskOutput } from '@dpl/wire';
 import type { WorkerRegistry } from '../registry/worker-registry';
 import type { HeadMetrics } from '../metrics/metrics';
 import { JobEngine, taggedOutputLines, type EngineCommand, type EngineJob, type JobSummary, type NewJob, type ObjectRef } from './engine';
-import { JobStream, type JobCall, type OutputFiles } from './job';
+import { JobStream, type JobCall } from './job';
 import type { WorkerLink } from './worker-link';
 
 /** A job to start, for {@link Dispatcher.start}: the engine's view of it and its client stream. */

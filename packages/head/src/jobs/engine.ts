@@ -532,13 +532,12 @@ export class JobEngine {
 
   /** A worker finished a call. */
   callDone(workerId: string, msg: TaskDone): EngineCommand[] {
-    const commands = this.callDoneInner(workerId, msg);
-    if (!this.leaving.has(workerId)) return commands;
+    this.completeCall(workerId, msg);
     this.maybeHandOff(workerId);
-    return [...commands, ...this.take()];
+    return this.take();
   }
 
-  private callDoneInner(workerId: string, msg: TaskDone): EngineCommand[] {
+  private completeCall(workerId: string, msg: TaskDone): void {
     const r = this.takeCall(msg.job_id, msg.call_id, workerId, msg.assignment);
     if (r !== undefined) {
       this.observed(r.job, msg.observations);
@@ -548,7 +547,7 @@ export class JobEngine {
     if (r === undefined || r.job.state !== 'running') {
       // A stale or cancelled call: its output is not needed.
       if (!inline) this.out.push({ kind: 'release', workerId, objectId: msg.output_id });
-      return this.take();
+      return;
     }
     const { job, call } = r;
     // Checked where it arrives: bad bytes would otherwise fail inside arrow in the client, or
@@ -558,7 +557,7 @@ export class JobEngine {
       job.log.warn({ workerId, task: call.task, batchId: call.id, problem: bad }, 'a worker answered with bytes that are not Arrow IPC');
       this.failCall(r, new DplError(DplErrorCode.TASK_FAILED, `worker ${workerId} answered call ${call.id} of task ${JSON.stringify(call.task)} with an output that is not an Arrow IPC stream (${bad}); that worker's executor, or the link to it, is broken`));
       this.wantPass();
-      return this.take();
+      return;
     }
     this.interruptions.delete(key(job.id, call.id));
     const worker = this.registry.get(workerId);
@@ -574,7 +573,7 @@ export class JobEngine {
         if (d !== undefined) this.out.push({ kind: 'deliver', jobId: job.id, output: d, tries: 1 });
       }
       this.wantPass();
-      return this.take();
+      return;
     }
     this.observer.call(job.id, call.task, 'done', call.rows);
     if (msg.stage_rows.length > 0) job.chainRan(call.task, msg.stage_rows.map(Number));
@@ -590,7 +589,6 @@ export class JobEngine {
       this.out.push({ kind: 'deliver', jobId: job.id, output, tries: 1 });
     }
     this.wantPass();
-    return this.take();
   }
 
   /** A worker reports a failed call. */
@@ -1252,7 +1250,8 @@ export class JobEngine {
       const load = new Map(keepers.map((w) => [w.id, 0]));
       const batches = new Map<string, string[]>();
       for (const node of toMove.sort((a, b) => b.ref.bytes - a.ref.bytes)) {
-        const to = [...load].sort((a, b) => a[1] - b[1])[0]![0];
+        let to = keepers[0]!.id;
+        for (const [id, bytes] of load) if (bytes < load.get(to)!) to = id;
         load.set(to, load.get(to)! + node.ref.bytes);
         l.pending.set(node.ref.objectId, { node, to });
         const list = batches.get(to) ?? [];

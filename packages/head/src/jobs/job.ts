@@ -3,8 +3,6 @@
  * job engine decides for the client (outputs, notices, skipped batches, the end) is written here,
  * outputs fetched from the workers that hold them and relayed in order, with backpressure.
  */
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import {
   DplError,
@@ -15,9 +13,7 @@ import {
   ipcStreamProblem,
   decodeIpc,
   ensureError,
-  outputFileName,
-  writeFileAtomically,
-  writeParquet,
+  type OutputFiles,
   nestsDeeperThan,
   type SchedulerStats,
 } from '@dpl/core';
@@ -120,14 +116,6 @@ export interface JobStreamHooks {
   writeFailed?(err: DplError): void;
 }
 
-/** Where a detached job's outputs go: parquet files under `dir`, named as `dpl submit -o` names them. */
-export interface OutputFiles {
-  dir: string;
-  /** A `task=<name>/` folder per sink (the job has several). */
-  partition: boolean;
-  /** The file name leaves out the task (one sink per folder). */
-  oneSinkPerFolder: boolean;
-}
 
 /** Outputs of a detached job waiting to be written before the job waits for them. */
 const FILES_QUEUED_MAX = 16;
@@ -155,8 +143,6 @@ export class JobStream {
   private droppedLines = 0;
   private droppedBytes = 0;
 
-  /** Folders made so far for a detached job's files. */
-  private readonly made = new Set<string>();
 
   /** The client's stream; undefined while a holding job has no client attached. */
   private call: JobCall | undefined;
@@ -352,17 +338,6 @@ export class JobStream {
     return ok;
   }
 
-  /** Writes one output of a detached job as a parquet file, whole or not at all. */
-  private async writeOutput(files: OutputFiles, output: Delivery, ipc: Uint8Array): Promise<void> {
-    const dir = files.partition ? join(files.dir, `task=${output.task}`) : files.dir;
-    if (!this.made.has(dir)) {
-      await mkdir(dir, { recursive: true });
-      this.made.add(dir);
-    }
-    const file = join(dir, outputFileName(this.jobId, { id: output.id, task: output.task }, files.oneSinkPerFolder));
-    await writeFileAtomically(file, writeParquet(decodeIpc(ipc)));
-  }
-
   private async pump(): Promise<void> {
     if (this.pumping) return;
     this.pumping = true;
@@ -412,7 +387,7 @@ export class JobStream {
         if (this.files !== undefined) {
           send();
           try {
-            await this.writeOutput(this.files, output, data);
+            await this.files.write({ id: output.id, task: output.task, data: decodeIpc(data) });
           } catch (e) {
             this.hooks.writeFailed?.(
               new DplError(DplErrorCode.INTERNAL, `cannot write output ${output.id} of job ${this.jobId} under ${this.files.dir}: ${ensureError(e).message}`, { cause: e }),
