@@ -5,7 +5,7 @@ const common = {
   rootDir: __dirname,
   transform,
   // Tests run against the sources, so no build is needed for unit tests.
-  moduleNameMapper: { '^@dpl/(.*)$': '<rootDir>/packages/$1/src' },
+  moduleNameMapper: { '^@dpl/worker/fork$': '<rootDir>/packages/worker/src/executor/fork', '^@dpl/(.*)$': '<rootDir>/packages/$1/src' },
 };
 
 module.exports = {

@@ -1,10 +1,11 @@
 /**
  * The `dpl` executable.
  */
-import { main } from './cli';
+import { startEarlyExecutors, takeEarlyExecutors } from './internal/early-executors';
+import type * as Cli from './cli';
 
-// Stack traces of pipeline modules point at the user's source (the bundles carry source maps).
-process.setSourceMapsEnabled(true);
+// Before the rest of the CLI loads: `dpl run`'s executors boot meanwhile.
+startEarlyExecutors(process.argv.slice(2));
 
 // `dpl run … | head` closes stdout early: stop quietly, as other command-line tools do.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
@@ -25,12 +26,20 @@ process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
 // Until main() settles the exit code says failure: a run that stalls and lets the event loop
 // drain must never look like success.
 process.exitCode = 1;
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    process.stderr.write(`dpl: internal error: ${String((e as Error)?.stack ?? e)}\n`);
-    process.exitCode = 1;
-  },
-);
+// Loaded here, not imported above: an import would load it before startEarlyExecutors runs.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { main } = require('./cli') as typeof Cli;
+// Stack traces of pipeline modules point at the user's source (the bundles carry source maps);
+// dpl's own modules, loaded by now, do not pay for reading theirs.
+process.setSourceMapsEnabled(true);
+main(process.argv.slice(2))
+  .finally(() => takeEarlyExecutors()?.stop()) // a command line that ran no pipeline (a usage error)
+  .then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`dpl: internal error: ${String((e as Error)?.stack ?? e)}\n`);
+      process.exitCode = 1;
+    },
+  );

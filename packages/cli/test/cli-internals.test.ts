@@ -5,6 +5,8 @@ import { isDplError } from '@dpl/core';
 import { parseLogLevel } from '../src/internal/logger';
 import { formatTable } from '../src/internal/output';
 import { joinRepeatedFlags } from '../src/internal/repeated-flags';
+import { embeddedRunCpus } from '../src/internal/early-executors';
+import { availableParallelism } from 'node:os';
 
 const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures');
 
@@ -22,6 +24,31 @@ describe('parseResourcesFlag', () => {
     expect(() => parseResourcesFlag('bigdb=x')).toThrow('--resources.bigdb must be a number >= 0, got NaN');
     expect(() => parseResourcesFlag('[1]')).toThrow('must be an object of resource name to number');
     expect(() => parseResourcesFlag('{"CPU":2}')).toThrow('--resources may not set CPU; use --num-cpus instead');
+  });
+});
+
+describe('embeddedRunCpus (which command lines start executors before the CLI loads)', () => {
+  it('is the machine\'s CPUs for a plain dpl run, and --num-cpus when given', () => {
+    expect(embeddedRunCpus(['run', 'm.ts', '-n', '5'])).toBe(availableParallelism());
+    expect(embeddedRunCpus(['run', 'm.ts', '--num-cpus', '3'])).toBe(3);
+    expect(embeddedRunCpus(['run', 'm.ts', '--num-cpus=1.5'])).toBe(1.5);
+  });
+
+  it('is undefined for what starts no embedded worker', () => {
+    for (const argv of [
+      [],
+      ['submit', 'm.ts'],
+      ['worker', 'start'],
+      ['run', 'm.ts', '--in-process'],
+      ['run', 'm.ts', '--in-process=true'],
+      ['run', 'm.ts', '-i'],
+      ['run', '--help'],
+      ['run', 'm.ts', '--num-cpus', '0'],
+      ['run', 'm.ts', '--num-cpus', 'lots'],
+      ['run', 'm.ts', '--num-cpus'],
+    ]) {
+      expect({ argv, cpus: embeddedRunCpus(argv) }).toEqual({ argv, cpus: undefined });
+    }
   });
 });
 

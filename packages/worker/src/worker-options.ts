@@ -4,6 +4,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { availableParallelism, hostname, networkInterfaces, totalmem } from 'node:os';
 import { CPU, GPU, ResourceSet, detectGpus, silentLogger, type Logger, type ResourceMap } from '@dpl/core';
+import type { EarlyExecutors } from './executor/fork';
 import { isHostPort, isLoopbackHost, loadTls, type HeadServiceClient, type TlsFiles, type TlsMaterial } from '@dpl/wire';
 
 export interface WorkerOptions {
@@ -83,6 +84,12 @@ export interface WorkerOptions {
    * @internal
    */
   headClient?: HeadServiceClient;
+  /**
+   * Executors started before the worker (`dpl run` starts them first thing); it takes those
+   * started the way it would start its own.
+   * @internal
+   */
+  earlyExecutors?: EarlyExecutors;
 }
 
 export interface ResolvedWorkerOptions {
@@ -105,6 +112,7 @@ export interface ResolvedWorkerOptions {
   leaveGraceMs: number;
   logger: Logger;
   headClient: HeadServiceClient | undefined;
+  earlyExecutors: EarlyExecutors | undefined;
 }
 
 /**
@@ -181,6 +189,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     leaveGraceMs,
     logger: o.logger ?? silentLogger,
     headClient: o.headClient,
+    earlyExecutors: o.earlyExecutors,
   };
 }
 

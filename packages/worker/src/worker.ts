@@ -5,7 +5,6 @@
  * session is lost.
  */
 import * as grpc from '@grpc/grpc-js';
-import { availableParallelism } from 'node:os';
 import { DPL_VERSION, DplError, DplErrorCode, ResourceSet, ipcStreamProblem, ensureError, privateDir, writeBundle, type Observation } from '@dpl/core';
 import {
   CHANNEL_OPTIONS,
@@ -34,6 +33,7 @@ import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } 
 import { ObjectStore } from './store/object-store';
 import { startDataServer, type DataServer } from './data/data-server';
 import { ExecutorPool } from './executor/executor-pool';
+import { PRESTARTED_EXECUTORS, executorLaunch } from './executor/fork';
 import type { OutputLines } from './executor/task-output';
 import { GpuAllocator } from './executor/gpu-allocator';
 import type { Payload, SharedOut } from './executor/protocol';
@@ -134,8 +134,6 @@ interface LeaseQueue {
  */
 const EXECUTOR_PIPELINE_DEPTH = 16;
 const EXECUTOR_REFILL_AT = EXECUTOR_PIPELINE_DEPTH / 2;
-/** Executors a worker starts before its first call (one per CPU up to this). */
-const PRESTARTED_EXECUTORS = 8;
 
 class WorkerDaemon implements Worker {
   readonly dataAddress: string;
@@ -187,20 +185,15 @@ class WorkerDaemon implements Worker {
     const { HeadService } = loadDplProto();
     this.client = options.headClient ?? new HeadService(options.address, channelCredentials(options.tls), CHANNEL_OPTIONS);
     this.fetcher = new ObjectFetcher(options.token, options.tls);
-    // Executors that can fill every core collect garbage on their own thread only: V8's helper
-    // threads for one executor's collections would only compete with the other executors (on 2
-    // cores, rows.ts ran ~10 % faster this way; issue 11).
-    const fillsMachine = Math.ceil(options.resources.get('CPU')) >= availableParallelism();
-    const nodeFlags = [...(fillsMachine ? ['--single-threaded-gc'] : []), ...options.executorNodeFlags];
     this.pool = new ExecutorPool(options.logger.child({ component: 'executors' }), {
       maxIdle: options.maxIdleExecutors,
-      memoryMb: options.executorMemoryMb,
-      nodeFlags,
+      launch: executorLaunch(options.resources.get('CPU'), options.executorMemoryMb, options.executorNodeFlags),
       onOutput: (output) => this.taskOutput(output),
     });
     this.gpus = new GpuAllocator(options.resources.get('GPU'));
-    // One executor per CPU, up to PRESTARTED_EXECUTORS, starts while the worker registers.
-    this.pool.prestart(Math.min(PRESTARTED_EXECUTORS, Math.ceil(options.resources.get('CPU')), options.maxIdleExecutors));
+    // One executor per CPU, up to PRESTARTED_EXECUTORS, starts while the worker registers (or
+    // was started before the worker, by `dpl run`).
+    this.pool.prestart(Math.min(PRESTARTED_EXECUTORS, Math.ceil(options.resources.get('CPU')), options.maxIdleExecutors), options.earlyExecutors);
     this.connect();
   }
 

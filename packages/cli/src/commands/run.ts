@@ -2,12 +2,14 @@
  * `dpl run MODULE`: runs a pipeline module on this machine, with no setup.
  */
 import type { Argv, CommandModule } from 'yargs';
-import { LocalExecutor } from '@dpl/core';
+import { LocalExecutor, type Logger } from '@dpl/core';
 import { ClusterExecutor, loadPipelineModule } from '@dpl/client';
 import { startHead } from '@dpl/head';
 import { resolveWorkerOptions, startWorker, type Worker } from '@dpl/worker';
+import type { EarlyExecutors } from '@dpl/worker/fork';
 import { configureExecutor, taskOutputOf, withPipelineOptions, type PipelineArgs } from '../internal/pipeline-options';
 import { createLogger, parseLogLevel } from '../internal/logger';
+import { takeEarlyExecutors } from '../internal/early-executors';
 import { checkResourceArgs, gpuWarning, resourcesOf, withResourceOptions, type ResourceArgs } from '../internal/resource-options';
 import { printError, strayStdoutToStderr } from '../internal/output';
 import { executePipeline } from '../internal/execute-pipeline';
@@ -54,6 +56,9 @@ export const runCommand: CommandModule<object, RunArgs> = {
 
 /** Runs `dpl run` and returns the exit code. */
 export async function runPipeline(args: RunArgs): Promise<number> {
+  // Started before the CLI loaded (see early-executors); those the worker does not take end.
+  const early = takeEarlyExecutors();
+  if (args.inProcess || args.info) early?.stop();
   const logger = createLogger(parseLogLevel(args.logLevel));
   const resources = resourcesOf(args);
   const gpus = gpuWarning(args);
@@ -99,6 +104,25 @@ export async function runPipeline(args: RunArgs): Promise<number> {
   // and loading arrow each) meanwhile instead of after. The module's error, if any, is thrown
   // below, once they can be stopped.
   loading.catch(() => undefined);
+  try {
+    return await runEmbedded(args, { loading, early, logger, daemonLogger, resources });
+  } finally {
+    early?.stop();
+  }
+}
+
+/** `dpl run` on a head and a worker in this process, linked in memory. */
+async function runEmbedded(
+  args: RunArgs,
+  how: {
+    loading: ReturnType<typeof loadPipelineModule>;
+    early: EarlyExecutors | undefined;
+    logger: Logger;
+    daemonLogger: Logger;
+    resources: ReturnType<typeof resourcesOf>;
+  },
+): Promise<number> {
+  const { loading, early, logger, daemonLogger, resources } = how;
   const head = await startHead({ host: '127.0.0.1', port: 0, logger: daemonLogger, fuseTasks: args.fuseTasks });
   // Worker and client talk to the head in memory (the same messages, no loopback gRPC); the
   // worker's data server and the head's port stay up for what needs a socket.
@@ -113,6 +137,7 @@ export async function runPipeline(args: RunArgs): Promise<number> {
       resources,
       logger: daemonLogger,
       headClient: head.inProcessClient(),
+      earlyExecutors: early,
     });
     const loaded = await loading;
     await worker.registered();

@@ -2,12 +2,12 @@
  * The worker's executor processes: one call at a time each, started on demand, reused while
  * idle, and replaced when one dies. A process that dies mid-call fails that call only.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { unlink } from 'node:fs';
 import type { Socket } from 'node:net';
-import { join } from 'node:path';
 import { DplError, DplErrorCode, TaskError, callFailureMessage, type Logger, type Observation } from '@dpl/core';
 import { FrameChannel } from './channel';
+import { forkExecutor, type EarlyExecutors, type ExecutorLaunch } from './fork';
 import type { ExecutorReply, NextSource, Payload, RunCall, SharedOut } from './protocol';
 import { GENERATOR_TASK, NO_CALL, OutputCapture, type OutputLines, type OutputSource } from './task-output';
 
@@ -59,14 +59,6 @@ type Channel = FrameChannel<ExecutorReply, RunCall | NextSource>;
 /** Idle executors older than this are stopped. */
 const EXECUTOR_IDLE_TIMEOUT_MS = 60_000;
 
-/**
- * The executor's entry point. From the build it sits next to this file; when this file runs
- * from its TypeScript source (the test suite), the built entry point is used.
- */
-const EXECUTOR_MAIN = __filename.endsWith('.ts')
-  ? join(__dirname, '..', '..', 'dist', 'executor', 'executor-main.js')
-  : join(__dirname, 'executor-main.js');
-
 /** A job's generator, in an executor process of its own for the whole job. */
 interface SourceProcess {
   child: ChildProcess;
@@ -82,10 +74,8 @@ export interface ExecutorPoolOptions {
    * loading arrow), so idle ones are kept until EXECUTOR_IDLE_TIMEOUT_MS, not stopped at once.
    */
   maxIdle: number;
-  /** Heap limit of each executor in MiB, or undefined for Node's own. */
-  memoryMb?: number;
-  /** Node flags for every executor's command line. */
-  nodeFlags?: readonly string[];
+  /** How executors start (heap limit, Node flags); Node's defaults when not given. */
+  launch?: ExecutorLaunch;
   /** What tasks print, in lines tagged with their call. */
   onOutput?: (output: OutputLines[]) => void;
 }
@@ -95,8 +85,7 @@ export class ExecutorPool {
   private readonly sources = new Map<string, SourceProcess>();
   private stopped = false;
   private readonly maxIdle: number;
-  private readonly memoryMb: number | undefined;
-  private readonly nodeFlags: readonly string[];
+  private readonly launch: ExecutorLaunch;
   private readonly onOutput: (output: OutputLines[]) => void;
 
   private readonly reaper: NodeJS.Timeout;
@@ -106,8 +95,7 @@ export class ExecutorPool {
     options: ExecutorPoolOptions,
   ) {
     this.maxIdle = options.maxIdle;
-    this.memoryMb = options.memoryMb;
-    this.nodeFlags = options.nodeFlags ?? [];
+    this.launch = options.launch ?? { memoryMb: undefined, nodeFlags: [] };
     this.onOutput = options.onOutput ?? (() => undefined);
     this.reaper = setInterval(() => this.reapIdle(), EXECUTOR_IDLE_TIMEOUT_MS / 4);
     this.reaper.unref();
@@ -147,10 +135,13 @@ export class ExecutorPool {
   /**
    * Starts `n` executors without GPUs ahead of the first calls (Ray prestarts its workers too):
    * starting one takes a fork and loading arrow, which the first calls would otherwise wait for.
-   * Unused ones go like any idle executor.
+   * Unused ones go like any idle executor. Those of `early` that were started the same way are
+   * taken first.
    */
-  prestart(n: number): void {
-    for (let i = 0; i < n && !this.stopped; i++) this.spawn('');
+  prestart(n: number, early?: EarlyExecutors): void {
+    const taken = early?.take(this.launch, n) ?? [];
+    for (const child of taken) this.spawn('', child);
+    for (let i = taken.length; i < n && !this.stopped; i++) this.spawn('');
   }
 
   /** The executor already running `lease`'s calls, else an idle one with these GPUs. */
@@ -182,7 +173,7 @@ export class ExecutorPool {
   async nextSource(jobId: string, bundlePath: string, label: string, shared?: SharedOut): Promise<ExecutorResult | undefined> {
     let src = this.sources.get(jobId);
     if (src === undefined) {
-      const child = forkExecutor('', this.memoryMb, this.nodeFlags);
+      const child = forkExecutor('', this.launch);
       let markReady: () => void = () => undefined;
       const created: SourceProcess = {
         child,
@@ -246,8 +237,8 @@ export class ExecutorPool {
     this.sources.clear();
   }
 
-  private spawn(gpus: string): Executor {
-    const child = forkExecutor(gpus, this.memoryMb, this.nodeFlags);
+  /** A new executor, or `child` (started without GPUs before this pool existed) as one. */
+  private spawn(gpus: string, child = forkExecutor(gpus, this.launch)): Executor {
     let markReady: () => void = () => undefined;
     const ex: Executor = {
       child,
@@ -353,23 +344,6 @@ function callFailed(busy: { call: RunCall; attempt: number }, why: string, optio
   // In a fused call, say so: the tasks before the one that failed run again with it.
   const chain = call.before === undefined ? '' : ` (tasks ${[...call.before.map((b) => b.task), call.task].join(' → ')} ran fused in one call)`;
   return new TaskError(who, call.callId, attempt, callFailureMessage(who, call.callId, call.inputIds, attempt, call.maxAttempts, why) + chain, options);
-}
-
-/** Starts an executor process with the given GPUs visible; the cluster token is not passed on. */
-function forkExecutor(gpus: string, memoryMb: number | undefined, nodeFlags: readonly string[]): ChildProcess {
-  const env: NodeJS.ProcessEnv = { ...process.env, CUDA_VISIBLE_DEVICES: gpus };
-  delete env.DPL_TOKEN;
-  delete env.DPL_TOKEN_FILE;
-  const heap = memoryMb === undefined ? [] : [`--max-old-space-size=${memoryMb}`];
-  const child = spawn(process.execPath, ['--enable-source-maps', ...heap, ...nodeFlags, EXECUTOR_MAIN], {
-    env,
-    // fd 1, 2: what reaches them without the process's console (see forwardOutput); fd 3: the
-    // FrameChannel's socket pair.
-    stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
-  });
-  // A write to an executor that just died is that call's failure, reported by its 'exit'.
-  (child.stdio[3] as Socket).on('error', () => undefined);
-  return child;
 }
 
 /** Forwards what a process writes to its stdout and stderr as lines of `current()`'s call. */

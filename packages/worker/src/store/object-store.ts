@@ -12,7 +12,7 @@
  * from memory (they are read back, or streamed from the file, when asked for), and a spilled
  * object's file is removed when the object is released.
  */
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { copyFile, readFile, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -121,6 +121,7 @@ export class ObjectStore {
     const e = this.objects.get(id);
     if (e === undefined) return undefined;
     if (e.where === 'memory' || e.where === 'spilling') return e.bytes;
+    if (e.where === 'shared') return readShared(e.path, e.size);
     try {
       const buf = await readFile(e.path);
       // 8-byte aligned for Arrow: a buffer of its own.
@@ -153,7 +154,7 @@ export class ObjectStore {
     else if (e.where === 'spilling' || e.where === 'spilling-shared') e.deleted = true; // its write finishes, then the file goes
     else if (e.where === 'shared') {
       this.used -= e.size;
-      void unlink(e.path).catch(() => undefined);
+      removeShared(e.path);
     } else {
       this.onDisk -= e.size;
       void unlink(e.path).catch(() => undefined);
@@ -353,5 +354,43 @@ function isRunning(pid: number): boolean {
     return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * A shared-memory file's `size` bytes, in a buffer of their own (8-byte aligned for Arrow);
+ * undefined when it is gone or shorter (released while being read). Read at once: the file is
+ * memory, and the promise API's trips through libuv's threads and a stat took twice the CPU of
+ * the copy (~0.44 against ~0.21 ms per MiB).
+ */
+function readShared(path: string, size: number): Uint8Array | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const buf = Buffer.allocUnsafeSlow(size); // written over whole, below
+    let at = 0;
+    while (at < size) {
+      const n = readSync(fd, buf, at, size - at, at);
+      if (n === 0) return undefined;
+      at += n;
+    }
+    return buf;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Removes a shared-memory file at once (a tmpfs unlink frees memory; it does not wait on a disk). */
+function removeShared(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone (the folder was removed)
   }
 }

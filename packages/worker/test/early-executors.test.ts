@@ -1,0 +1,91 @@
+/**
+ * Executors started before their worker (what `dpl run` does first thing): a pool takes those
+ * started the way it starts its own and runs calls in them; the others are ended by stop().
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { tableFromIPC } from 'apache-arrow';
+import { BUNDLE_BANNER, encodeIpc, silentLogger } from '@dpl/core';
+import { encodeKwargs } from '@dpl/wire';
+import { Table, makeVector } from 'apache-arrow';
+import { ExecutorPool } from '../src/executor/executor-pool';
+import { EarlyExecutors, executorLaunch } from '../src/executor/fork';
+import type { RunCall } from '../src/executor/protocol';
+
+const dir = mkdtempSync(join(tmpdir(), 'dpl-early-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A bundle whose one task answers with the pid of the process that ran it. */
+const bundlePath = join(dir, 'pid.mjs');
+writeFileSync(
+  bundlePath,
+  `${BUNDLE_BANNER}
+const { PipelineGraph, PipelineTask } = require('@dpl/core');
+const { Table, makeVector } = require('apache-arrow');
+export default new PipelineGraph([new PipelineTask('pid', () => new Table({ pid: makeVector(Int32Array.of(process.pid)) }))]);
+`,
+);
+
+function call(n: number): RunCall {
+  return {
+    kind: 'run',
+    callId: `pid#${n}`,
+    bundlePath,
+    label: 'pid.mjs',
+    jobId: 'job',
+    task: 'pid',
+    kwargs: encodeKwargs('pid', {}),
+    inputs: [{ ipc: encodeIpc(new Table({ x: makeVector(Int32Array.of(n)) })), offset: 0, rows: 1 }],
+    inputIds: [`s${n}`],
+    maxAttempts: 1,
+  };
+}
+
+function gone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 25));
+}
+
+describe('EarlyExecutors', () => {
+  it('hands a pool the processes started its way, and the pool runs calls in them', async () => {
+    const launch = executorLaunch(1, undefined, []);
+    const early = new EarlyExecutors(2, launch);
+    const started = early.pids;
+    expect(started).toHaveLength(2);
+    const pool = new ExecutorPool(silentLogger, { maxIdle: 4, launch });
+    try {
+      pool.prestart(1, early);
+      // The pool took one and started none of its own for it: one is left, and the call ran there.
+      expect(early.pids).toHaveLength(1);
+      const out = await pool.run(call(1), 1, '');
+      const pid = tableFromIPC((out as { ipc: Uint8Array }).ipc).getChild('pid')!.get(0) as number;
+      expect(started).toContain(pid);
+      expect(early.pids).not.toContain(pid);
+    } finally {
+      pool.stop();
+      early.stop();
+    }
+    await until(() => started.every(gone));
+    expect(started.filter((p) => !gone(p))).toEqual([]);
+  });
+
+  it('hands none to a pool that starts its executors another way; stop() ends them', async () => {
+    const early = new EarlyExecutors(1, executorLaunch(1, undefined, []));
+    const [pid] = early.pids;
+    expect(early.take(executorLaunch(1, 256, []), 4)).toEqual([]);
+    expect(early.take(executorLaunch(1, undefined, ['--max-semi-space-size=16']), 4)).toEqual([]);
+    expect(early.pids).toEqual([pid]);
+    early.stop();
+    await until(() => gone(pid!));
+    expect(gone(pid!)).toBe(true);
+  });
+});
