@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   DPL_MAIN,
@@ -181,6 +181,13 @@ describe('dpl run -o DIR', () => {
     const more = await runDpl(['run', fixture('generator-pipeline.ts'), '-n', '7']);
     expectSuccess(more);
     expect(more.stdout).toMatch(/: 7 batches, 21 rows$/m);
+    // Far more: the head pulls a few batches ahead, and those past the generator's end are told
+    // so (its process is not started again, no batch comes twice).
+    const starts = join(await tempDir(), 'starts');
+    const far = await runDpl(['run', fixture('generator-counted.ts'), '-n', '100'], { env: { DPL_TEST_GENERATOR_STARTS: starts } });
+    expectSuccess(far);
+    expect(far.stdout).toMatch(/: 3 batches, 3 rows$/m);
+    expect(await readFile(starts, 'utf8')).toBe('started\n');
 
     const fewer = await runDpl(['run', fixture('generator-pipeline.ts'), '-n', '2']);
     expectSuccess(fewer);

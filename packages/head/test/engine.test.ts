@@ -20,13 +20,13 @@ interface TaskSpec {
   maxRetries?: number;
 }
 
-function spec(tasks: TaskSpec[], maxBatches: number, extra: Partial<Record<'infeasible_timeout_ms' | 'max_errored_batches', number>> = {}): JobSpec {
+function spec(tasks: TaskSpec[], maxBatches: number, extra: Partial<Record<'infeasible_timeout_ms' | 'max_errored_batches', number> & { generator: boolean }> = {}): JobSpec {
   return {
     module_hash: 'h',
     run_id: 'run',
     max_batches: String(maxBatches),
     infeasible_timeout_ms: extra.infeasible_timeout_ms ?? 60_000,
-    module_generator: false,
+    module_generator: extra.generator ?? false,
     max_errored_batches: extra.max_errored_batches ?? 0,
     edges: tasks.slice(1).map((t, i) => ({ from: tasks[i]!.name, to: t.name })),
     tasks: tasks.map((t) => ({
@@ -92,6 +92,8 @@ function harness(workers: { cpus: number; resources?: Record<string, number> }[]
           passWanted = true;
           break;
         case 'pullSource':
+          trace.push(`pull ${names.get(c.workerId)} s${c.seq}`);
+          break;
         case 'wake':
           break;
       }
@@ -142,6 +144,21 @@ function harness(workers: { cpus: number; resources?: Record<string, number> }[]
           observations: [],
           run_us: '50',
           stage_rows: (how.stageRows ?? []).map(String),
+        } as never),
+      );
+      settle();
+    },
+    /** Answers the generator's pull `seq` from worker `i`: a batch kept there, its end, or an error. */
+    sourceBatch(seq: number, how: 'batch' | 'done' | 'error', i = 0): void {
+      run(
+        engine.sourceBatch(ids[i]!, {
+          job_id: 'job-1',
+          seq: String(seq),
+          object_id: how === 'batch' ? `job-1/s${seq}` : '',
+          rows: how === 'batch' ? '1' : '0',
+          bytes: how === 'batch' ? String(ONE_ROW.byteLength) : '0',
+          done: how === 'done',
+          error: how === 'error' ? { code: 'TASK_FAILED', message: 'the generator threw', stack: '', task: '', batch_id: '', attempt: 0, retryable: false } : null,
         } as never),
       );
       settle();
@@ -367,6 +384,47 @@ describe('JobEngine traces', () => {
     h.engine.clientBlocked('job-1', false);
     h.engine.pass().forEach((c) => c.kind === 'assign' && h.sent.push({ workerId: c.workerId, call: c.call }));
     expect(h.sent.length).toBeGreaterThan(0);
+  });
+});
+
+describe('JobEngine with a module generator', () => {
+  it('pulls a few batches ahead, in order, and ignores what answers after the generator ended', () => {
+    const h = harness([{ cpus: 1 }]);
+    h.start([{ name: 'a' }], -1, { generator: true });
+    expect(h.trace.splice(0)).toEqual(['pull w1 s0', 'pull w1 s1', 'pull w1 s2', 'pull w1 s3']);
+    h.sourceBatch(0, 'batch');
+    // A call of the batch, and one more pull to keep four under way.
+    expect(h.trace.splice(0).sort()).toEqual(['assign w1 a#0 a1', 'pull w1 s4']);
+    h.sourceBatch(1, 'done');
+    // Pulls sent ahead and answered after the end: a batch (it cannot be, but) goes back, an end changes nothing.
+    h.sourceBatch(2, 'batch');
+    h.sourceBatch(3, 'done');
+    h.sourceBatch(4, 'error');
+    expect(h.trace.splice(0)).toEqual(['release w1 job-1/s2']);
+    h.doneAll();
+    h.deliverAll();
+    expect(h.trace.filter((t) => t.startsWith('pull') || t.startsWith('assign'))).toEqual([]);
+    expect(h.ended.map((e) => e.state)).toEqual(['finished']);
+    expect(h.ended[0]!.summary).toMatchObject({ outputs: 1 });
+  });
+
+  it('never has more pulls under way than maxBatches leaves', () => {
+    const h = harness([{ cpus: 4 }]);
+    h.start([{ name: 'a' }], 2, { generator: true });
+    expect(h.trace.splice(0)).toEqual(['pull w1 s0', 'pull w1 s1']);
+    h.sourceBatch(0, 'batch');
+    h.sourceBatch(1, 'batch');
+    expect(h.trace.filter((t) => t.startsWith('pull'))).toEqual([]);
+    h.doneAll();
+    h.deliverAll();
+    expect(h.ended[0]!.summary).toMatchObject({ outputs: 2 });
+  });
+
+  it('fails the job when the generator fails', () => {
+    const h = harness([{ cpus: 1 }]);
+    h.start([{ name: 'a' }], -1, { generator: true });
+    h.sourceBatch(0, 'error');
+    expect(h.ended.map((e) => [e.state, e.error?.message])).toEqual([['failed', "the module's generator failed: the generator threw"]]);
   });
 });
 

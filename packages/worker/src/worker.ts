@@ -5,6 +5,7 @@
  * session is lost.
  */
 import * as grpc from '@grpc/grpc-js';
+import { rmSync } from 'node:fs';
 import { DPL_VERSION, DplError, DplErrorCode, ResourceSet, ipcStreamProblem, ensureError, privateDir, writeBundle, type Observation } from '@dpl/core';
 import {
   CHANNEL_OPTIONS,
@@ -32,7 +33,7 @@ import {
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options';
 import { ObjectStore } from './store/object-store';
 import { startDataServer, type DataServer } from './data/data-server';
-import { ExecutorPool } from './executor/executor-pool';
+import { ExecutorPool, type ExecutorResult } from './executor/executor-pool';
 import { PRESTARTED_EXECUTORS, executorLaunch } from './executor/fork';
 import type { OutputLines } from './executor/task-output';
 import { GpuAllocator } from './executor/gpu-allocator';
@@ -147,6 +148,12 @@ class WorkerDaemon implements Worker {
   /** This session's jobs and lease queues (a new session starts empty). */
   private jobs = new Map<string, JobOnWorker>();
   private leases = new Map<string, LeaseQueue>();
+  /**
+   * Per job whose generator runs here (this session): its pulls, answered one after another in
+   * the order they came (the head sends a few ahead), and whether it ended (then a pull is told
+   * so; the generator never starts again).
+   */
+  private sources = new Map<string, { turn: Promise<void>; ended: boolean }>();
   private workerId: string | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private reconnect: NodeJS.Timeout | undefined;
@@ -254,6 +261,7 @@ class WorkerDaemon implements Worker {
     this.results = new ResultBatcher((msg) => session.write(msg));
     this.jobs = new Map();
     this.leases = new Map();
+    this.sources = new Map();
     session.on('data', (msg: ConnectWorkerResponse) => this.onMessage(session, msg));
     session.on('error', (e: grpc.ServiceError) => this.lost(session, e));
     session.on('end', () => this.lost(session, undefined));
@@ -299,7 +307,7 @@ class WorkerDaemon implements Worker {
         this.assigned(msg.assign_batch!);
         return;
       case 'pull_source':
-        void this.pullSource(session, msg.pull_source!); // reports its own outcome
+        this.queuePull(session, msg.pull_source!);
         return;
       case 'resources_changed':
         this.advertised = ResourceSet.from(resourcesFromProto(msg.resources_changed));
@@ -310,6 +318,7 @@ class WorkerDaemon implements Worker {
         this.jobs.delete(jobId);
         this.dropQueued(jobId);
         this.pool.closeSource(jobId);
+        this.sources.delete(jobId);
         this.store.deletePrefix(`${jobId}/`);
         return;
       }
@@ -530,27 +539,51 @@ class WorkerDaemon implements Worker {
     }
   }
 
-  /** Pulls the next batch of a job's generator into the store and tells the head. */
-  private async pullSource(session: Session, p: PullSource): Promise<void> {
-    const base = { job_id: p.job_id, seq: p.seq };
-    try {
-      const bundlePath = await this.module(p.module_hash);
-      const r = await this.pool.nextSource(p.job_id, bundlePath, p.module_hash.slice(0, 12), this.sharedOut(0));
-      if (r === undefined) {
-        this.pool.closeSource(p.job_id);
-        this.flushResults(session);
-        session.write({ source_batch: { ...base, done: true } });
-        return;
-      }
-      const id = `${p.job_id}/s${p.seq}`;
-      this.keep(id, r);
-      this.flushResults(session);
-      session.write({ source_batch: { ...base, object_id: id, rows: String(r.rows), bytes: String(sizeOf(r)) } });
-    } catch (e) {
-      this.pool.closeSource(p.job_id);
-      this.flushResults(session);
-      session.write({ source_batch: { ...base, error: errorToProto(e) } });
+  /**
+   * Starts a pull of a job's generator at once (its process makes the batches of the pulls it
+   * has in the order they came) and answers it after the job's earlier pulls.
+   */
+  private queuePull(session: Session, p: PullSource): void {
+    let source = this.sources.get(p.job_id);
+    if (source === undefined) {
+      source = { turn: Promise.resolve(), ended: false };
+      this.sources.set(p.job_id, source);
     }
+    const s = source;
+    const pulled = s.ended ? undefined : this.pullSource(p).then(
+      (r) => ({ r }),
+      (e: unknown) => ({ e }),
+    );
+    s.turn = s.turn.then(async () => this.answerPull(session, p, s, await pulled));
+  }
+
+  /** The next batch of a job's generator, in the store; undefined when it has ended. */
+  private async pullSource(p: PullSource): Promise<ExecutorResult | undefined> {
+    const bundlePath = await this.module(p.module_hash);
+    return this.pool.nextSource(p.job_id, bundlePath, p.module_hash.slice(0, 12), this.sharedOut(0));
+  }
+
+  /**
+   * Tells the head what a pull gave. Once the generator ended or failed, later pulls are told
+   * it ended (those already in its process when it stopped included); it never starts again.
+   */
+  private answerPull(session: Session, p: PullSource, source: { ended: boolean }, got: { r?: ExecutorResult; e?: unknown } | undefined): void {
+    const base = { job_id: p.job_id, seq: p.seq };
+    if (source.ended || got === undefined) {
+      if (got?.r !== undefined) dropPayload(got.r);
+      session.write({ source_batch: { ...base, done: true } });
+      return;
+    }
+    this.flushResults(session);
+    if ('e' in got || got.r === undefined) {
+      source.ended = true;
+      this.pool.closeSource(p.job_id);
+      session.write({ source_batch: { ...base, ...('e' in got ? { error: errorToProto(got.e) } : { done: true }) } });
+      return;
+    }
+    const id = `${p.job_id}/s${p.seq}`;
+    this.keep(id, got.r);
+    session.write({ source_batch: { ...base, object_id: id, rows: String(got.r.rows), bytes: String(sizeOf(got.r)) } });
   }
 
   /** Sends the answers waiting for this session first, so the head sees them in order. */
@@ -735,4 +768,9 @@ function taggedLines(o: OutputLines): string {
   let text = o.droppedLines > 0 ? `${tag} … ${o.droppedLines} lines (${o.droppedBytes} bytes) of task output left out: over the rate output is kept at\n` : '';
   for (const line of o.lines) text += `${tag} ${line}\n`;
   return text;
+}
+
+/** Drops an output nobody will read (its shared-memory file, if it has one). */
+function dropPayload(p: Payload): void {
+  if ('file' in p) rmSync(p.file, { force: true });
 }

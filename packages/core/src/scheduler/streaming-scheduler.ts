@@ -245,6 +245,15 @@ export class StreamingScheduler<D> {
     return this.exhausted;
   }
 
+  /**
+   * Generator batches it can still take before `maxBatches` (Infinity without a limit; 0 once
+   * the source is exhausted).
+   */
+  get sourceRoom(): number {
+    if (this.exhausted) return 0;
+    return this.maxBatches === undefined ? Infinity : this.maxBatches - this.pulled;
+  }
+
   /** Calls submitted and not yet completed or failed for good (retries included). */
   get openCalls(): number {
     return this.calls.size;

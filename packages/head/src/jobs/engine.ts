@@ -196,6 +196,11 @@ const MAX_INTERRUPTIONS = 10;
 const INLINE_SINK_OUTPUT_MAX_BYTES = 1024 * 1024;
 /** Outputs waiting for the client before sources pause. */
 const MAX_UNDELIVERED = 8;
+/**
+ * Pulls of a module's generator under way at once, at most: its next batches are made while the
+ * last ones travel (one at a time, 200 one-row batches took ~1.2 ms each through `dpl run`).
+ */
+const SOURCE_PULLS_AHEAD = 4;
 /** Fetches of an output whose owner seems alive but does not answer, before the job fails. */
 const DELIVERY_FETCH_TRIES = 20;
 /** Distinct observation names a job keeps for its summary. */
@@ -221,9 +226,9 @@ export class EngineJob {
   skipped = 0;
   /** Task → when it was first found infeasible. */
   readonly infeasibleSince = new Map<string, { sinceMs: number; shortfall: string }>();
-  /** With a module generator: the worker running it, and whether a pull is under way. */
+  /** With a module generator: the worker running it, and its pulls not answered yet. */
   sourceWorkerId: string | undefined;
-  pullingSource = false;
+  sourcePulls = 0;
   sourceSeq = 0;
   /** The client's stream is full. */
   clientBlocked = false;
@@ -646,7 +651,12 @@ export class JobEngine {
       if (msg.object_id !== '') this.out.push({ kind: 'release', workerId, objectId: msg.object_id });
       return this.take();
     }
-    job.pullingSource = false;
+    job.sourcePulls--;
+    if (job.scheduler.sourceExhausted) {
+      // A pull sent ahead, answered after the generator ended on an earlier one.
+      if (msg.object_id !== '') this.out.push({ kind: 'release', workerId, objectId: msg.object_id });
+      return this.take();
+    }
     if (msg.error) {
       const err = errorFromProto(msg.error);
       this.endJob(job, 'failed', new DplError(DplErrorCode.TASK_FAILED, `the module's generator failed: ${err.message}`, { cause: err }));
@@ -888,8 +898,11 @@ export class JobEngine {
       const r = job.scheduler.schedule(backend, job.allowSources);
       if (!r.wantsSourceData) break;
       if (job.spec.module_generator) {
-        // The module's generator runs on a worker: ask for one batch at a time.
-        if (!job.pullingSource) this.pullSource(job);
+        // The module's generator runs on a worker: a few pulls ahead, so that it makes the next
+        // batches while the last ones travel (a pull is a round trip through the worker and
+        // its generator's process), never past maxBatches. The worker answers them in order.
+        const room = Math.min(SOURCE_PULLS_AHEAD, job.scheduler.sourceRoom);
+        while (job.sourcePulls < room) if (!this.pullSource(job)) break;
         break;
       }
       job.addDefaultSourceBatch();
@@ -1084,18 +1097,19 @@ export class JobEngine {
     return true;
   }
 
-  /** Asks the job's generator worker (chosen on first use) for its next batch. */
-  private pullSource(job: EngineJob): void {
+  /** Asks the job's generator worker (chosen on first use) for its next batch; false when there is none. */
+  private pullSource(job: EngineJob): boolean {
     if (job.sourceWorkerId === undefined) {
       // The live worker with the most free CPU hosts the generator for the whole job.
       const live = this.registry.workers().filter((w) => w.state === 'alive');
       live.sort((a, b) => b.available.get('CPU') - a.available.get('CPU'));
-      if (live[0] === undefined) return; // no worker yet: pulled when one registers
+      if (live[0] === undefined) return false; // no worker yet: pulled when one registers
       job.sourceWorkerId = live[0].id;
     }
-    if (this.registry.get(job.sourceWorkerId) === undefined) return;
-    job.pullingSource = true;
+    if (this.registry.get(job.sourceWorkerId) === undefined) return false;
+    job.sourcePulls++;
     this.out.push({ kind: 'pullSource', workerId: job.sourceWorkerId, jobId: job.id, moduleHash: job.spec.module_hash, seq: job.sourceSeq++ });
+    return true;
   }
 
   private assign(job: EngineJob, call: TaskCall<ObjectRef>, lease: Lease, recompute: LineageNode | undefined): void {

@@ -44,7 +44,7 @@ const modules = new Map<string, Promise<PipelineModule>>();
 const socket = new Socket({ fd: 3, readable: true, writable: true });
 const channel = new FrameChannel<RunCall | NextSource, ExecutorReply>(socket, (m) => {
   if (m.kind === 'run') enqueue(m);
-  else if (m.kind === 'source-next') void nextSource(m);
+  else if (m.kind === 'source-next') pullInTurn(m);
 });
 
 // Calls run one at a time, in the order they came (what they record is per call, and the
@@ -259,6 +259,16 @@ async function run(m: RunCall): Promise<void> {
 }
 
 const sources = new Map<string, Iterator<unknown> | AsyncIterator<unknown>>();
+
+/** Pulls of a job's generator, one after another in the order they came (the worker sends a few ahead). */
+const pullTurns = new Map<string, Promise<void>>();
+function pullInTurn(m: NextSource): void {
+  const turn = (pullTurns.get(m.jobId) ?? Promise.resolve()).then(() => nextSource(m)); // each reports its own outcome
+  pullTurns.set(m.jobId, turn);
+  void turn.then(() => {
+    if (pullTurns.get(m.jobId) === turn) pullTurns.delete(m.jobId);
+  });
+}
 
 /** The next batch of the job's generator, which lives in this process for the whole job. */
 async function nextSource(m: NextSource): Promise<void> {

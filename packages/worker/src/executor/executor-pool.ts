@@ -65,7 +65,8 @@ interface SourceProcess {
   channel: Channel;
   alive: boolean;
   ready: Promise<void>;
-  pending: { resolve: (r: ExecutorResult | undefined) => void; reject: (e: Error) => void } | undefined;
+  /** Pulls sent to it and not answered yet, in order (it answers them in the order they came). */
+  pending: { resolve: (r: ExecutorResult | undefined) => void; reject: (e: Error) => void }[];
 }
 
 export interface ExecutorPoolOptions {
@@ -180,7 +181,7 @@ export class ExecutorPool {
         channel: new FrameChannel(child.stdio[3] as Socket, (m) => onReply(m)),
         alive: true,
         ready: new Promise((r) => (markReady = r)),
-        pending: undefined,
+        pending: [],
       };
       src = created;
       this.sources.set(jobId, created);
@@ -190,8 +191,7 @@ export class ExecutorPool {
       const onReply = (m: ExecutorReply): void => {
         if (m.kind === 'ready') return markReady();
         if (m.kind === 'output') return this.onOutput(m.output);
-        const p = created.pending;
-        created.pending = undefined;
+        const p = created.pending.shift();
         if (p === undefined) return dropFile(m);
         if (m.kind === 'source-batch') p.resolve(payload(m, m.rows));
         else if (m.kind === 'source-end') p.resolve(undefined);
@@ -201,19 +201,17 @@ export class ExecutorPool {
         created.alive = false;
         markReady();
         if (this.sources.get(jobId) === created) this.sources.delete(jobId);
-        created.pending?.reject(
-          new DplError(
-            DplErrorCode.TASK_FAILED,
-            `the generator's process ${signal !== null ? `was killed by ${signal}` : `exited with code ${code}`}`,
-          ),
+        const why = new DplError(
+          DplErrorCode.TASK_FAILED,
+          `the generator's process ${signal !== null ? `was killed by ${signal}` : `exited with code ${code}`}`,
         );
-        created.pending = undefined;
+        for (const p of created.pending.splice(0)) p.reject(why);
       });
     }
     await src.ready;
     if (!src.alive) throw new DplError(DplErrorCode.TASK_FAILED, "the generator's process could not start");
     const current = src;
-    const result = new Promise<ExecutorResult | undefined>((resolve, reject) => (current.pending = { resolve, reject }));
+    const result = new Promise<ExecutorResult | undefined>((resolve, reject) => current.pending.push({ resolve, reject }));
     const msg: NextSource = { kind: 'source-next', jobId, bundlePath, label, shared };
     current.channel.send(msg);
     return result;
