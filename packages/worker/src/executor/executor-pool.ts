@@ -52,6 +52,26 @@ interface Executor {
   idleSince: number;
   /** The call it ran last (what it prints between calls is that call's). */
   last: OutputSource | undefined;
+  proc: Started;
+}
+
+/**
+ * An executor process and where its messages, output and exit go: an idle executor can become
+ * a job's generator process by changing its role.
+ */
+interface Started {
+  child: ChildProcess;
+  channel: Channel;
+  ready: Promise<void>;
+  role: Role;
+}
+
+interface Role {
+  reply(m: ExecutorReply): void;
+  exit(code: number | null, signal: NodeJS.Signals | null): void;
+  /** Whose output what it prints now is (the running call's, the generator's). */
+  current(): OutputSource | undefined;
+  error(e: Error): void;
 }
 
 type Channel = FrameChannel<ExecutorReply, RunCall | NextSource>;
@@ -174,39 +194,16 @@ export class ExecutorPool {
   async nextSource(jobId: string, bundlePath: string, label: string, shared?: SharedOut): Promise<ExecutorResult | undefined> {
     let src = this.sources.get(jobId);
     if (src === undefined) {
-      const child = forkExecutor('', this.launch);
-      let markReady: () => void = () => undefined;
-      const created: SourceProcess = {
-        child,
-        channel: new FrameChannel(child.stdio[3] as Socket, (m) => onReply(m)),
-        alive: true,
-        ready: new Promise((r) => (markReady = r)),
-        pending: [],
-      };
-      src = created;
-      this.sources.set(jobId, created);
-      child.on('error', (e) => this.log.warn({ err: e.message, jobId }, 'generator process error'));
-      const source: OutputSource = { jobId, task: GENERATOR_TASK, callId: `source:${jobId}` };
-      forwardOutput(child, () => source, this.onOutput);
-      const onReply = (m: ExecutorReply): void => {
-        if (m.kind === 'ready') return markReady();
-        if (m.kind === 'output') return this.onOutput(m.output);
-        const p = created.pending.shift();
-        if (p === undefined) return dropFile(m);
-        if (m.kind === 'source-batch') p.resolve(payload(m, m.rows));
-        else if (m.kind === 'source-end') p.resolve(undefined);
-        else if (m.kind === 'failed') p.reject(new DplError(DplErrorCode.TASK_FAILED, m.message, { details: { stack: m.stack } }));
-      };
-      child.on('exit', (code, signal) => {
-        created.alive = false;
-        markReady();
-        if (this.sources.get(jobId) === created) this.sources.delete(jobId);
-        const why = new DplError(
-          DplErrorCode.TASK_FAILED,
-          `the generator's process ${signal !== null ? `was killed by ${signal}` : `exited with code ${code}`}`,
-        );
-        for (const p of created.pending.splice(0)) p.reject(why);
-      });
+      // An idle executor becomes the generator's process (no wait for a new one to start), and
+      // a new executor takes its place; else a new process.
+      const idle = this.stopped ? undefined : this.idleExecutor('');
+      let proc: Started;
+      if (idle !== undefined) {
+        this.executors.delete(idle);
+        proc = idle.proc;
+        this.spawn('');
+      } else proc = this.started(forkExecutor('', this.launch));
+      src = this.generatorProcess(jobId, proc);
     }
     await src.ready;
     if (!src.alive) throw new DplError(DplErrorCode.TASK_FAILED, "the generator's process could not start");
@@ -215,6 +212,65 @@ export class ExecutorPool {
     const msg: NextSource = { kind: 'source-next', jobId, bundlePath, label, shared };
     current.channel.send(msg);
     return result;
+  }
+
+  /** `proc` as the process of a job's generator, for the whole job. */
+  private generatorProcess(jobId: string, proc: Started): SourceProcess {
+    const created: SourceProcess = { child: proc.child, channel: proc.channel, alive: proc.child.exitCode === null, ready: proc.ready, pending: [] };
+    this.sources.set(jobId, created);
+    const source: OutputSource = { jobId, task: GENERATOR_TASK, callId: `source:${jobId}` };
+    proc.role = {
+      current: () => source,
+      error: (e) => this.log.warn({ err: e.message, jobId }, 'generator process error'),
+      reply: (m) => {
+        if (m.kind === 'output') return this.onOutput(m.output);
+        const p = created.pending.shift();
+        if (p === undefined) return dropFile(m);
+        if (m.kind === 'source-batch') p.resolve(payload(m, m.rows));
+        else if (m.kind === 'source-end') p.resolve(undefined);
+        else if (m.kind === 'failed') p.reject(new DplError(DplErrorCode.TASK_FAILED, m.message, { details: { stack: m.stack } }));
+      },
+      exit: (code, signal) => {
+        created.alive = false;
+        if (this.sources.get(jobId) === created) this.sources.delete(jobId);
+        const why = new DplError(
+          DplErrorCode.TASK_FAILED,
+          `the generator's process ${signal !== null ? `was killed by ${signal}` : `exited with code ${code}`}`,
+        );
+        for (const p of created.pending.splice(0)) p.reject(why);
+      },
+    };
+    return created;
+  }
+
+  /** An idle executor with these GPUs, not holding a lease. */
+  private idleExecutor(gpus: string): Executor | undefined {
+    for (const e of this.executors) if (e.gpus === gpus && e.alive && e.busy.length === 0 && e.lease === undefined) return e;
+    return undefined;
+  }
+
+  /**
+   * Wires a new process: its messages, output and exit go to its `role` (a role that does
+   * nothing until one is given); 'ready' resolves `ready`, as does its exit.
+   */
+  private started(child: ChildProcess): Started {
+    let markReady: () => void = () => undefined;
+    const proc: Started = {
+      child,
+      channel: undefined as unknown as Channel,
+      ready: new Promise((r) => (markReady = r)),
+      role: { reply: () => undefined, exit: () => undefined, current: () => undefined, error: () => undefined },
+    };
+    proc.channel = new FrameChannel(child.stdio[3] as Socket, (m) => (m.kind === 'ready' ? markReady() : proc.role.reply(m)));
+    // What reaches the process's stdout and stderr without going through its console (native
+    // code, Node's own messages such as running out of heap) is its current call's.
+    forwardOutput(child, () => proc.role.current(), this.onOutput);
+    child.on('error', (e) => proc.role.error(e));
+    child.on('exit', (code, signal) => {
+      markReady();
+      proc.role.exit(code, signal);
+    });
+    return proc;
   }
 
   /** Stops a job's generator process, if it has one. */
@@ -237,72 +293,77 @@ export class ExecutorPool {
 
   /** A new executor, or `child` (started without GPUs before this pool existed) as one. */
   private spawn(gpus: string, child = forkExecutor(gpus, this.launch)): Executor {
-    let markReady: () => void = () => undefined;
+    const proc = this.started(child);
     const ex: Executor = {
       child,
-      channel: new FrameChannel(child.stdio[3] as Socket, (m) => onReply(m)),
+      channel: proc.channel,
       alive: true,
       gpus,
       busy: [],
       lease: undefined,
-      ready: new Promise((r) => (markReady = r)),
+      ready: proc.ready,
       idleSince: Date.now(),
       last: undefined,
+      proc,
     };
     this.executors.add(ex);
-    // What reaches the process's stdout and stderr without going through its console (native
-    // code, Node's own messages such as running out of heap) is the running call's.
-    forwardOutput(child, () => (ex.last = ex.busy[0]?.call ?? ex.last), this.onOutput);
-    const onReply = (m: ExecutorReply): void => {
-      if (m.kind === 'ready') return markReady();
-      if (m.kind === 'output') return this.onOutput(m.output);
-      if (m.kind !== 'done' && m.kind !== 'failed') return;
-      const busy = ex.busy[0];
-      if (busy === undefined || busy.call.callId !== m.callId) return dropFile(m);
-      ex.busy.shift();
-      clearTimeout(busy.timer);
-      const next = ex.busy[0];
-      if (next !== undefined) this.startTimer(ex, next);
-      else {
-        ex.lease = undefined;
-        ex.idleSince = Date.now();
-      }
-      if (m.kind === 'done') busy.resolve({ ...payload(m, m.rows), observations: m.observations, runUs: m.runUs, stageRows: m.stageRows });
-      else busy.reject(callFailed(busy, m.message, { remoteStack: m.stack, details: { code: m.code, observations: m.observations }, retryable: m.retryable }, m.task));
+    proc.role = {
+      current: () => (ex.last = ex.busy[0]?.call ?? ex.last),
+      error: (e) => this.log.warn({ err: e.message }, 'executor process error'),
+      reply: (m) => this.answered(ex, m),
+      exit: (code, signal) => this.died(ex, code, signal),
     };
-    child.on('error', (e) => this.log.warn({ err: e.message }, 'executor process error'));
-    child.on('exit', (code, signal) => {
-      ex.alive = false;
-      this.executors.delete(ex);
-      markReady();
-      const unanswered = ex.busy;
-      ex.busy = [];
-      ex.lease = undefined;
-      for (const b of unanswered) clearTimeout(b.timer);
-      const busy = unanswered[0];
-      if (busy === undefined) return;
-      if (unanswered.length > 1) {
-        // Several calls were in the process: the one that brought it down is not known (the
-        // answers of the last ones it finished may not have been written). They run again one
-        // at a time, each alone in its process, where a call that kills its process fails by
-        // itself (one at a time: a burst of new processes could take the machine's memory).
-        this.log.warn({ calls: unanswered.length, code, signal }, 'executor process died with several calls in it; running them again one at a time');
-        void (async () => {
-          for (const w of unanswered) await this.run(w.call, w.attempt, ex.gpus, w.timeoutMs).then(w.resolve, w.reject);
-        })(); // each call's promise carries its own outcome
-        return;
-      }
-      let why: string;
-      if (busy.timedOutMs !== undefined) {
-        why = `it ran longer than its timeoutMs of ${busy.timedOutMs} ms and its executor process was killed`;
-      } else {
-        const how = signal !== null ? `was killed by ${signal}` : `exited with code ${code}`;
-        this.log.warn({ task: busy.call.task, batchId: busy.call.callId, code, signal }, 'executor process died during a task');
-        why = `its executor process ${how} (a crash, process.exit() or running out of memory in the task)`;
-      }
-      busy.reject(callFailed(busy, why, { details: { code: DplErrorCode.TASK_FAILED } }));
-    });
     return ex;
+  }
+
+  /** An executor's message about its calls. */
+  private answered(ex: Executor, m: ExecutorReply): void {
+    if (m.kind === 'output') return this.onOutput(m.output);
+    if (m.kind !== 'done' && m.kind !== 'failed') return;
+    const busy = ex.busy[0];
+    if (busy === undefined || busy.call.callId !== m.callId) return dropFile(m);
+    ex.busy.shift();
+    clearTimeout(busy.timer);
+    const next = ex.busy[0];
+    if (next !== undefined) this.startTimer(ex, next);
+    else {
+      ex.lease = undefined;
+      ex.idleSince = Date.now();
+    }
+    if (m.kind === 'done') busy.resolve({ ...payload(m, m.rows), observations: m.observations, runUs: m.runUs, stageRows: m.stageRows });
+    else busy.reject(callFailed(busy, m.message, { remoteStack: m.stack, details: { code: m.code, observations: m.observations }, retryable: m.retryable }, m.task));
+  }
+
+  /** An executor's process exited: the calls in it fail, or run again. */
+  private died(ex: Executor, code: number | null, signal: NodeJS.Signals | null): void {
+    ex.alive = false;
+    this.executors.delete(ex);
+    const unanswered = ex.busy;
+    ex.busy = [];
+    ex.lease = undefined;
+    for (const b of unanswered) clearTimeout(b.timer);
+    const busy = unanswered[0];
+    if (busy === undefined) return;
+    if (unanswered.length > 1) {
+      // Several calls were in the process: the one that brought it down is not known (the
+      // answers of the last ones it finished may not have been written). They run again one
+      // at a time, each alone in its process, where a call that kills its process fails by
+      // itself (one at a time: a burst of new processes could take the machine's memory).
+      this.log.warn({ calls: unanswered.length, code, signal }, 'executor process died with several calls in it; running them again one at a time');
+      void (async () => {
+        for (const w of unanswered) await this.run(w.call, w.attempt, ex.gpus, w.timeoutMs).then(w.resolve, w.reject);
+      })(); // each call's promise carries its own outcome
+      return;
+    }
+    let why: string;
+    if (busy.timedOutMs !== undefined) {
+      why = `it ran longer than its timeoutMs of ${busy.timedOutMs} ms and its executor process was killed`;
+    } else {
+      const how = signal !== null ? `was killed by ${signal}` : `exited with code ${code}`;
+      this.log.warn({ task: busy.call.task, batchId: busy.call.callId, code, signal }, 'executor process died during a task');
+      why = `its executor process ${how} (a crash, process.exit() or running out of memory in the task)`;
+    }
+    busy.reject(callFailed(busy, why, { details: { code: DplErrorCode.TASK_FAILED } }));
   }
 
   /** Stops the idle executors beyond maxIdle (the longest idle first). */

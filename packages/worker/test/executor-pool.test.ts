@@ -1,6 +1,7 @@
 /**
- * Executors started before their worker (what `dpl run` does first thing): a pool takes those
- * started the way it starts its own and runs calls in them; the others are ended by stop().
+ * The executor pool's processes: executors started before their worker (what `dpl run` does
+ * first thing), which a pool takes when they were started its way; an idle executor that
+ * becomes a job's generator process.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,6 +25,9 @@ writeFileSync(
 const { PipelineGraph, PipelineTask } = require('@dpl/core');
 const { Table, makeVector } = require('apache-arrow');
 export default new PipelineGraph([new PipelineTask('pid', () => new Table({ pid: makeVector(Int32Array.of(process.pid)) }))]);
+export function* generator() {
+  for (let i = 0; i < 2; i++) yield new Table({ pid: makeVector(Int32Array.of(process.pid)) });
+}
 `,
 );
 
@@ -41,6 +45,8 @@ function call(n: number): RunCall {
     maxAttempts: 1,
   };
 }
+
+const pidOf = (out: unknown): number => tableFromIPC((out as { ipc: Uint8Array }).ipc).getChild('pid')!.get(0) as number;
 
 function gone(pid: number): boolean {
   try {
@@ -66,8 +72,7 @@ describe('EarlyExecutors', () => {
       pool.prestart(1, early);
       // The pool took one and started none of its own for it: one is left, and the call ran there.
       expect(early.pids).toHaveLength(1);
-      const out = await pool.run(call(1), 1, '');
-      const pid = tableFromIPC((out as { ipc: Uint8Array }).ipc).getChild('pid')!.get(0) as number;
+      const pid = pidOf(await pool.run(call(1), 1, ''));
       expect(started).toContain(pid);
       expect(early.pids).not.toContain(pid);
     } finally {
@@ -87,5 +92,39 @@ describe('EarlyExecutors', () => {
     early.stop();
     await until(() => gone(pid!));
     expect(gone(pid!)).toBe(true);
+  });
+});
+
+describe('ExecutorPool generators', () => {
+  it('makes an idle executor the generator\'s process, and starts another for calls', async () => {
+    const pool = new ExecutorPool(silentLogger, { maxIdle: 4, launch: executorLaunch(1, undefined, []) });
+    try {
+      pool.prestart(1);
+      const executor = pidOf(await pool.run(call(1), 1, ''));
+      // Idle now: the generator runs there, for the whole job.
+      const first = await pool.nextSource('job', bundlePath, 'pid.mjs');
+      const second = await pool.nextSource('job', bundlePath, 'pid.mjs');
+      expect([pidOf(first), pidOf(second)]).toEqual([executor, executor]);
+      expect(await pool.nextSource('job', bundlePath, 'pid.mjs')).toBeUndefined();
+      // Calls go to the executor that took its place.
+      const next = pidOf(await pool.run(call(2), 1, ''));
+      expect(next).not.toBe(executor);
+      pool.closeSource('job');
+      await until(() => gone(executor));
+      expect(gone(executor)).toBe(true);
+      expect(gone(next)).toBe(false);
+    } finally {
+      pool.stop();
+    }
+  });
+
+  it('answers pulls sent together in order, from one generator', async () => {
+    const pool = new ExecutorPool(silentLogger, { maxIdle: 4, launch: executorLaunch(1, undefined, []) });
+    try {
+      const got = await Promise.all([1, 2, 3, 4].map(() => pool.nextSource('job', bundlePath, 'pid.mjs')));
+      expect(got.map((r) => (r === undefined ? 'end' : 'batch'))).toEqual(['batch', 'batch', 'end', 'end']);
+    } finally {
+      pool.stop();
+    }
   });
 });
