@@ -139,12 +139,16 @@ describe('the embedded cluster (dpl run: head, worker and client in one process)
     expect(fetched).toBeGreaterThanOrEqual(5 * 40_000 * 8);
   });
 
-  it("inlines the same outputs in the reply for a worker that talks to its head over gRPC", async () => {
+  it("keeps the same outputs in the store for a worker that talks to its head over gRPC too, and inlines small ones", async () => {
     let fetched = -1;
     const out = await embeddedRun('large-sink.ts', { numCpus: 1, headClient: undefined }, 5, (head) => (fetched = head.bytesFetched));
     expect(out.map((b) => b.data.numRows)).toEqual(Array(5).fill(40_000));
-    // Under the head's 1 MiB inline limit: nothing to fetch from the worker.
-    expect(fetched).toBe(0);
+    // Over the head's 64 KiB inline limit: fetched from the worker over the data plane, not
+    // carried through the executor's socket, protobuf and HTTP/2.
+    expect(fetched).toBeGreaterThanOrEqual(5 * 40_000 * 8);
+    const small = await embeddedRun('generator-pipeline.ts', { numCpus: 1, headClient: undefined }, 5, (head) => (fetched = head.bytesFetched));
+    expect(small.map((b) => b.data.numRows)).toEqual(Array(5).fill(3));
+    expect(fetched).toBe(0); // in TaskDone
   });
 
   it("gives executors one garbage-collection thread each where they can fill every core, else V8's default", async () => {
