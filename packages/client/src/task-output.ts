@@ -38,7 +38,7 @@ export function taskOutputLines(o: TaskOutput): TaskOutputLine[] {
   const lines: TaskOutputLine[] = [];
   const dropped = { lines: Number(o.dropped_lines), bytes: Number(o.dropped_bytes) };
   if (dropped.lines > 0) {
-    const text = `… ${dropped.lines.toLocaleString('en-US')} lines (${formatBytes(dropped.bytes)}) of task output left out: more than dpl forwards (1 MiB at once, then 128 KiB/s per executor); the worker's stderr has them`;
+    const text = `… ${dropped.lines.toLocaleString('en-US')} line${dropped.lines === 1 ? '' : 's'} (${formatBytes(dropped.bytes)}) of task output left out: more than dpl forwards (1 MiB at once, then 128 KiB/s per executor); the worker's stderr has them`;
     lines.push({ ...base, text, dropped });
   }
   for (const text of o.lines) lines.push({ ...base, text });
