@@ -5,7 +5,6 @@
  * session is lost.
  */
 import * as grpc from '@grpc/grpc-js';
-import { rmSync } from 'node:fs';
 import { DPL_VERSION, DplError, DplErrorCode, ResourceSet, ipcStreamProblem, ensureError, privateDir, writeBundle, type Observation } from '@dpl/core';
 import {
   CHANNEL_OPTIONS,
@@ -33,7 +32,7 @@ import {
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options';
 import { ObjectStore } from './store/object-store';
 import { startDataServer, type DataServer } from './data/data-server';
-import { ExecutorPool, type ExecutorResult } from './executor/executor-pool';
+import { ExecutorPool, dropFile, type ExecutorResult } from './executor/executor-pool';
 import { PRESTARTED_EXECUTORS, executorLaunch } from './executor/fork';
 import type { OutputLines } from './executor/task-output';
 import { GpuAllocator } from './executor/gpu-allocator';
@@ -570,7 +569,7 @@ class WorkerDaemon implements Worker {
   private answerPull(session: Session, p: PullSource, source: { ended: boolean }, got: { r?: ExecutorResult; e?: unknown } | undefined): void {
     const base = { job_id: p.job_id, seq: p.seq };
     if (source.ended || got === undefined) {
-      if (got?.r !== undefined) dropPayload(got.r);
+      if (got?.r !== undefined) dropFile(got.r);
       session.write({ source_batch: { ...base, done: true } });
       return;
     }
@@ -768,9 +767,4 @@ function taggedLines(o: OutputLines): string {
   let text = o.droppedLines > 0 ? `${tag} … ${o.droppedLines} lines (${o.droppedBytes} bytes) of task output left out: over the rate output is kept at\n` : '';
   for (const line of o.lines) text += `${tag} ${line}\n`;
   return text;
-}
-
-/** Drops an output nobody will read (its shared-memory file, if it has one). */
-function dropPayload(p: Payload): void {
-  if ('file' in p) rmSync(p.file, { force: true });
 }

@@ -34,8 +34,8 @@ interface Busy {
 }
 
 interface Executor {
-  child: ChildProcess;
-  channel: Channel;
+  /** Its process, channel and readiness. */
+  proc: Started;
   alive: boolean;
   /** CUDA_VISIBLE_DEVICES it was started with ('' = none). */
   gpus: string;
@@ -47,12 +47,10 @@ interface Executor {
   busy: Busy[];
   /** The lease whose calls it runs while busy. */
   lease: string | undefined;
-  ready: Promise<void>;
   /** When it last finished a call (ms since the epoch). */
   idleSince: number;
   /** The call it ran last (what it prints between calls is that call's). */
   last: OutputSource | undefined;
-  proc: Started;
 }
 
 /**
@@ -81,10 +79,8 @@ const EXECUTOR_IDLE_TIMEOUT_MS = 60_000;
 
 /** A job's generator, in an executor process of its own for the whole job. */
 interface SourceProcess {
-  child: ChildProcess;
-  channel: Channel;
+  proc: Started;
   alive: boolean;
-  ready: Promise<void>;
   /** Pulls sent to it and not answered yet, in order (it answers them in the order they came). */
   pending: { resolve: (r: ExecutorResult | undefined) => void; reject: (e: Error) => void }[];
 }
@@ -135,7 +131,7 @@ export class ExecutorPool {
     const result = new Promise<ExecutorResult>((resolve, reject) => {
       target.busy.push({ call, resolve, reject, attempt, timeoutMs, timer: undefined });
     });
-    await target.ready;
+    await target.proc.ready;
     const busy = target.busy.find((b) => b.call === call);
     // Not there: its process died while the call waited to be sent, and the call went to another.
     if (busy !== undefined) {
@@ -143,7 +139,7 @@ export class ExecutorPool {
         target.busy.splice(target.busy.indexOf(busy), 1);
         throw new TaskError(call.task, call.callId, attempt, `task ${JSON.stringify(call.task)}: its executor process could not start`);
       }
-      target.channel.send(call);
+      target.proc.channel.send(call);
       if (target.busy[0] === busy) this.startTimer(target, busy);
     }
     try {
@@ -182,7 +178,7 @@ export class ExecutorPool {
     busy.timer = setTimeout(() => {
       if (ex.busy[0] !== busy) return;
       busy.timedOutMs = busy.timeoutMs;
-      ex.child.kill('SIGKILL');
+      ex.proc.child.kill('SIGKILL');
     }, busy.timeoutMs);
   }
 
@@ -205,18 +201,18 @@ export class ExecutorPool {
       } else proc = this.started(forkExecutor('', this.launch));
       src = this.generatorProcess(jobId, proc);
     }
-    await src.ready;
+    await src.proc.ready;
     if (!src.alive) throw new DplError(DplErrorCode.TASK_FAILED, "the generator's process could not start");
     const current = src;
     const result = new Promise<ExecutorResult | undefined>((resolve, reject) => current.pending.push({ resolve, reject }));
     const msg: NextSource = { kind: 'source-next', jobId, bundlePath, label, shared };
-    current.channel.send(msg);
+    current.proc.channel.send(msg);
     return result;
   }
 
   /** `proc` as the process of a job's generator, for the whole job. */
   private generatorProcess(jobId: string, proc: Started): SourceProcess {
-    const created: SourceProcess = { child: proc.child, channel: proc.channel, alive: proc.child.exitCode === null, ready: proc.ready, pending: [] };
+    const created: SourceProcess = { proc, alive: proc.child.exitCode === null, pending: [] };
     this.sources.set(jobId, created);
     const source: OutputSource = { jobId, task: GENERATOR_TASK, callId: `source:${jobId}` };
     proc.role = {
@@ -278,16 +274,16 @@ export class ExecutorPool {
     const src = this.sources.get(jobId);
     if (src === undefined) return;
     this.sources.delete(jobId);
-    src.child.kill();
+    src.proc.child.kill();
   }
 
   /** Kills every executor. */
   stop(): void {
     this.stopped = true;
     clearInterval(this.reaper);
-    for (const ex of this.executors) ex.child.kill('SIGKILL');
+    for (const ex of this.executors) ex.proc.child.kill('SIGKILL');
     this.executors.clear();
-    for (const src of this.sources.values()) src.child.kill('SIGKILL');
+    for (const src of this.sources.values()) src.proc.child.kill('SIGKILL');
     this.sources.clear();
   }
 
@@ -295,16 +291,13 @@ export class ExecutorPool {
   private spawn(gpus: string, child = forkExecutor(gpus, this.launch)): Executor {
     const proc = this.started(child);
     const ex: Executor = {
-      child,
-      channel: proc.channel,
+      proc,
       alive: true,
       gpus,
       busy: [],
       lease: undefined,
-      ready: proc.ready,
       idleSince: Date.now(),
       last: undefined,
-      proc,
     };
     this.executors.add(ex);
     proc.role = {
@@ -382,7 +375,7 @@ export class ExecutorPool {
 
   private retire(ex: Executor): void {
     this.executors.delete(ex);
-    ex.child.kill();
+    ex.proc.child.kill();
   }
 }
 
@@ -391,8 +384,8 @@ function payload(m: Payload, rows: number): ExecutorResult {
   return 'file' in m ? { file: m.file, bytes: m.bytes, rows } : { ipc: m.ipc, rows };
 }
 
-/** A file output nobody waits for any more (its call was given up) is removed. */
-function dropFile(m: ExecutorReply): void {
+/** An output nobody will read (its call was given up, its generator ended): its file, if it has one, is removed. */
+export function dropFile(m: ExecutorReply | Payload): void {
   if ('file' in m) unlink(m.file, () => undefined);
 }
 
