@@ -10,6 +10,7 @@ import {
   type TaskCall,
 } from '@dpl/core';
 import { counter, lengths, simTask, simulate, type Rows } from './scheduler-sim';
+import { rng } from '../../../test/helpers/random';
 
 const tenRows = (rows: Rows): Rows => rows.flatMap((r) => Array.from({ length: 10 }, () => r));
 
@@ -248,17 +249,6 @@ describe('StreamingScheduler state machine', () => {
   });
 });
 
-/** A small seeded PRNG (mulberry32), so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('StreamingScheduler invariants on random DAGs with random completion order', () => {
   it.each(Array.from({ length: 40 }, (_, i) => i + 1))('seed %i', (seed) => {

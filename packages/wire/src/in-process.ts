@@ -1,13 +1,15 @@
 /**
  * gRPC calls between parts of one process without a socket: a client whose calls run a
  * service's handlers directly. `dpl run` links its head, worker and client this way: the same
- * handlers, messages and codecs as over the network (every message is serialized and parsed
- * with the service's own protobuf codecs, so defaults and types are exactly what grpc-js gives),
- * but no HTTP/2, no loopback sockets and no wake-ups of the event loop per message. Byte arrays
- * of {@link BY_REFERENCE_MIN_BYTES} or more (task outputs on their way to the client) cross by
- * reference instead: the codec would copy each twice and hand the receiver a view at an odd
- * offset, which Arrow cannot read in place. The receiver gets a Buffer over the sender's memory;
- * neither side writes into a message's bytes once it is sent.
+ * handlers and messages as over the network, with defaults and types exactly as grpc-js gives
+ * them, but no HTTP/2, no loopback sockets and no wake-ups of the event loop per message. A
+ * message of a dpl method is copied into the form the codec would give (`message-copy.ts`,
+ * without encoding it); one the copy cannot make exactly, or of another service, is serialized
+ * and parsed with the service's own codecs. Byte arrays of {@link BY_REFERENCE_MIN_BYTES} or
+ * more (task outputs on their way to the client) cross by reference: the codec would copy each
+ * twice and hand the receiver a view at an odd offset, which Arrow cannot read in place. The
+ * receiver gets a Buffer over the sender's memory; neither side writes into a message's bytes
+ * once it is sent.
  *
  * Covered: unary, client-streaming, server-streaming and bidi calls as the dpl services use
  * them: `write`/`end`/`cancel`, `pause`/`resume` with backpressure (`write` returns false past
@@ -18,6 +20,8 @@
  */
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
+import { messageCopier, type MessageCopier } from './message-copy';
+import { dplMethodTypes } from './proto';
 
 /** Undelivered messages past which `write()` returns false (grpc-js's object-mode default). */
 const HIGH_WATER_MARK = 16;
@@ -28,7 +32,10 @@ export const BY_REFERENCE_MIN_BYTES = 64 * 1024;
 /** Where a large byte array sat in a message: the keys down to it. */
 type Shared = { path: (string | number)[]; bytes: Uint8Array }[];
 
-type Item = { kind: 'msg'; bytes: Buffer; shared: Shared | undefined } | { kind: 'end' } | { kind: 'error'; status: Partial<grpc.StatusObject> };
+/** A message on its way: copied already, or encoded. */
+type Msg = { kind: 'msg'; value: unknown; bytes: undefined; shared: undefined } | { kind: 'msg'; value: undefined; bytes: Buffer; shared: Shared | undefined };
+
+type Item = Msg | { kind: 'end' } | { kind: 'error'; status: Partial<grpc.StatusObject> };
 
 const EMPTY = new Uint8Array(0);
 
@@ -80,20 +87,20 @@ function getAt(root: unknown, path: (string | number)[]): unknown {
  * A message through the codec, its large byte arrays left out (empty while it is encoded, then
  * put back: encoding is synchronous, so nothing sees the message in between).
  */
-function encode(serialize: grpc.serialize<unknown>, msg: unknown): Item & { kind: 'msg' } {
+function encode(serialize: grpc.serialize<unknown>, msg: unknown): Msg {
   const found: Shared = [];
   if (typeof msg === 'object' && msg !== null) findLarge(msg, [], found, 8);
-  if (found.length === 0) return { kind: 'msg', bytes: serialize(msg), shared: undefined };
+  if (found.length === 0) return { kind: 'msg', value: undefined, bytes: serialize(msg), shared: undefined };
   for (const f of found) setAt(msg, f.path, EMPTY);
   try {
-    return { kind: 'msg', bytes: serialize(msg), shared: found };
+    return { kind: 'msg', value: undefined, bytes: serialize(msg), shared: found };
   } finally {
     for (const f of found) setAt(msg, f.path, f.bytes);
   }
 }
 
 /** The message the codec makes of `item`, with the large byte arrays put back where they were. */
-function decode(deserialize: grpc.deserialize<unknown>, item: Item & { kind: 'msg' }): unknown {
+function decode(deserialize: grpc.deserialize<unknown>, item: Msg & { bytes: Buffer }): unknown {
   const value = deserialize(item.bytes);
   for (const f of item.shared ?? []) {
     // Only where the codec kept a field of that name: a key the message type lacks stays out.
@@ -101,6 +108,40 @@ function decode(deserialize: grpc.deserialize<unknown>, item: Item & { kind: 'ms
     if (there instanceof Uint8Array && there.byteLength === 0) setAt(value, f.path, Buffer.from(f.bytes.buffer, f.bytes.byteOffset, f.bytes.byteLength));
   }
   return value;
+}
+
+/** How messages of one type cross: copied where the copy is exact, else through the codec. */
+class Crossing {
+  constructor(
+    private readonly serialize: grpc.serialize<unknown>,
+    private readonly deserialize: grpc.deserialize<unknown>,
+    private readonly copy: MessageCopier | undefined,
+  ) {}
+
+  /** What the receiver will get, fixed now (the sender may change `msg` once this returns). */
+  pack(msg: unknown): Msg {
+    const value = this.copy?.(msg);
+    if (value !== undefined) return { kind: 'msg', value, bytes: undefined, shared: undefined };
+    return encode(this.serialize, msg);
+  }
+
+  unpack(item: Msg): unknown {
+    return item.bytes === undefined ? item.value : decode(this.deserialize, item);
+  }
+}
+
+/** How a method's requests and responses cross. */
+interface Crossings {
+  request: Crossing;
+  response: Crossing;
+}
+
+function crossings(def: grpc.MethodDefinition<unknown, unknown>): Crossings {
+  const types = dplMethodTypes(def.path);
+  return {
+    request: new Crossing(def.requestSerialize, def.requestDeserialize, types && messageCopier(types.request, BY_REFERENCE_MIN_BYTES)),
+    response: new Crossing(def.responseSerialize, def.responseDeserialize, types && messageCopier(types.response, BY_REFERENCE_MIN_BYTES)),
+  };
 }
 
 /**
@@ -187,13 +228,13 @@ class ServerCall extends EventEmitter {
 
   constructor(
     readonly metadata: grpc.Metadata,
-    private readonly def: grpc.MethodDefinition<unknown, unknown>,
+    private readonly cross: Crossings,
     private readonly toClient: Pipe,
   ) {
     super();
     this.inbound = new Pipe(
       (item) => {
-        if (item.kind === 'msg') this.emit('data', decode(def.requestDeserialize, item));
+        if (item.kind === 'msg') this.emit('data', cross.request.unpack(item));
         else if (item.kind === 'end') this.emit('end');
       },
       () => undefined,
@@ -212,7 +253,7 @@ class ServerCall extends EventEmitter {
 
   write(msg: unknown): boolean {
     if (this.writableEnded || this.cancelled) return false;
-    return this.toClient.push(encode(this.def.responseSerialize, msg));
+    return this.toClient.push(this.cross.response.pack(msg));
   }
 
   end(): void {
@@ -238,7 +279,7 @@ class ClientCall extends EventEmitter {
   private over = false;
 
   constructor(
-    private readonly def: grpc.MethodDefinition<unknown, unknown>,
+    private readonly cross: Crossings,
     onMessage?: (value: unknown) => void,
     onStatus?: (err: grpc.ServiceError | null) => void,
   ) {
@@ -246,7 +287,7 @@ class ClientCall extends EventEmitter {
     this.fromServer = new Pipe(
       (item) => {
         if (item.kind === 'msg') {
-          const value = decode(def.responseDeserialize, item);
+          const value = cross.response.unpack(item);
           if (onMessage !== undefined) onMessage(value);
           else this.emit('data', value);
           return;
@@ -273,7 +314,7 @@ class ClientCall extends EventEmitter {
   write(msg: unknown): boolean {
     const server = this.server;
     if (server === undefined || this.over) return false;
-    return server.inbound.push(encode(this.def.requestSerialize, msg));
+    return server.inbound.push(this.cross.request.pack(msg));
   }
 
   end(): void {
@@ -325,6 +366,7 @@ export function inProcessClient(service: grpc.ServiceDefinition, handlers: grpc.
   for (const [name, def] of Object.entries(service) as [string, grpc.MethodDefinition<unknown, unknown>][]) {
     const handler = handlers[name] as ((call: ServerCall, callback?: grpc.sendUnaryData<unknown>) => void) | undefined;
     if (handler === undefined) continue;
+    const cross = crossings(def);
     client[name] = (...args: unknown[]): ClientCall => {
       // Arguments as grpc-js takes them: [request,] [metadata,] [options,] [callback].
       const callback = typeof args[args.length - 1] === 'function' ? (args.pop() as (e: grpc.ServiceError | null, v?: unknown) => void) : undefined;
@@ -332,18 +374,18 @@ export function inProcessClient(service: grpc.ServiceDefinition, handlers: grpc.
       const metadata = args[0] instanceof grpc.Metadata ? args[0].clone() : new grpc.Metadata();
       let reply: unknown;
       const call = new ClientCall(
-        def,
+        cross,
         callback === undefined ? undefined : (v) => (reply = v),
         callback === undefined ? undefined : (err) => callback(err, err === null ? reply : undefined),
       );
-      const server = new ServerCall(metadata, def, call.fromServer);
+      const server = new ServerCall(metadata, cross, call.fromServer);
       call.server = server;
       if (closed) {
         call.fromServer.push({ kind: 'error', status: { code: grpc.status.UNAVAILABLE, details: 'the in-process channel is closed' } });
         return call;
       }
-      // The request crosses the codec like any message.
-      if (!def.requestStream) server.request = decode(def.requestDeserialize, encode(def.requestSerialize, request));
+      // The request crosses like any message.
+      if (!def.requestStream) server.request = cross.request.unpack(cross.request.pack(request));
       setImmediate(() => {
         if (call.server?.cancelled) return;
         try {

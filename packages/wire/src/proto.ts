@@ -1,9 +1,10 @@
 /**
  * Loads dpl's protobuf contract (proto/dpl/v1) with @grpc/proto-loader, once per process.
  */
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync, type Options } from '@grpc/proto-loader';
+import { Root, type Type } from 'protobufjs';
 import type { ProtoGrpcType as HeadProto } from './generated/head';
 
 /**
@@ -38,6 +39,29 @@ export function loadDplProto(): DplProto {
     loaded = pkg.dpl.v1;
   }
   return loaded;
+}
+
+let root: Root | undefined;
+
+/**
+ * The request and response types of a dpl method (`/dpl.v1.HeadService/ConnectWorker`), from a
+ * protobufjs reflection of the same files (parsed on first use, ~10 ms), or undefined for a
+ * path that is not one of dpl's.
+ */
+export function dplMethodTypes(path: string): { request: Type; response: Type } | undefined {
+  const m = /^\/([\w.]+)\/(\w+)$/.exec(path);
+  if (m === null || !m[1]!.startsWith('dpl.v1.')) return undefined;
+  if (root === undefined) {
+    const r = new Root();
+    r.resolvePath = (_origin, target) => (isAbsolute(target) ? target : join(PROTO_DIR, target));
+    r.loadSync('dpl/v1/head.proto', { keepCase: PROTO_LOADER_OPTIONS.keepCase });
+    r.resolveAll();
+    root = r;
+  }
+  const method = root.lookup(m[1]!) as { methods?: Record<string, { resolvedRequestType: Type | null; resolvedResponseType: Type | null }> } | null;
+  const def = method?.methods?.[m[2]!];
+  if (!def?.resolvedRequestType || !def.resolvedResponseType) return undefined;
+  return { request: def.resolvedRequestType, response: def.resolvedResponseType };
 }
 
 /**
