@@ -19,15 +19,38 @@ import {
   DateDay,
   Binary,
   Uint16,
+  Null,
+  FixedSizeList,
+  Float64,
+  Data,
+  LargeList,
+  RecordBatch,
 } from 'apache-arrow';
 import { concatTables, decodeIpc, encodeIpc } from '@dpl/core';
 import { readIpcStream } from '../src/data/ipc-reader';
 
-/** Both readers' view of a table: schema, batch layout and every value. */
+/** A column's data as arrow holds it: type, lengths, null counts, buffer kinds, children. */
+function layout(d: Data): unknown {
+  const kind = (a: ArrayBufferView | undefined) => (a === undefined ? undefined : `${a.constructor.name}(${(a as Uint8Array).length})`);
+  return {
+    type: String(d.type),
+    offset: d.offset,
+    length: d.length,
+    nullCount: d.nullCount,
+    values: kind(d.values as ArrayBufferView | undefined),
+    valueOffsets: kind(d.valueOffsets as ArrayBufferView | undefined),
+    nullBitmap: kind(d.nullBitmap),
+    children: d.children.map(layout),
+  };
+}
+
+/** Both readers' view of a table: schema, batch layout, each column's data and every value. */
 function shape(t: Table): unknown {
   return {
     fields: t.schema.fields.map((f) => `${f.name}:${String(f.type)}:${f.nullable}`),
-    batches: t.batches.map((b) => b.numRows),
+    metadata: [...t.schema.metadata],
+    batches: t.batches.map((b) => ({ rows: b.numRows, nullCount: b.nullCount, metadata: [...b.metadata], data: b.data.children.map(layout) })),
+    nullCount: t.nullCount,
     rows: t.toArray().map((r) => JSON.stringify(r?.toJSON(), (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v))),
   };
 }
@@ -74,6 +97,28 @@ describe('readIpcStream', () => {
     );
     // tableFromArrays dictionary-encodes strings.
     expectSameAsArrow(tableFromArrays({ run_id: ['a-run'], id: BigInt64Array.of(7n) }));
+  });
+
+  it('reads null, fixed-size list, large list and nested columns, and batches that behave as arrow\'s', () => {
+    const fixed = new FixedSizeList(2, new Field('xy', new Float64(), true));
+    const large = new LargeList(new Field('item', new Utf8(), true));
+    const nested = new Struct([new Field('inner', new List(new Field('item', new Int32(), true)), true)]);
+    const t = new Table({
+      nothing: vectorFromArray(Array.from({ length: n }, () => null), new Null()),
+      xy: vectorFromArray(Array.from({ length: n }, (_, i) => (i % 5 === 1 ? null : [i, -i])), fixed),
+      words: vectorFromArray(Array.from({ length: n }, (_, i) => (i % 7 === 0 ? null : Array.from({ length: i % 3 }, (_, k) => `w${k}`))), large),
+      nested: vectorFromArray(Array.from({ length: n }, (_, i) => (i % 4 === 2 ? null : { inner: [i, i + 1] })), nested),
+    });
+    expectSameAsArrow(t);
+    const fast = readIpcStream(encodeIpc(t))!;
+    const batch = fast.batches[0]!;
+    expect(batch).toBeInstanceOf(RecordBatch);
+    expect(RecordBatch.isRecordBatch(batch)).toBe(true);
+    expect(batch.schema).toBe(fast.schema);
+    expect(batch.slice(1, 3).numRows).toBe(2);
+    expect(batch.select(['xy']).schema.fields.map((f) => f.name)).toEqual(['xy']);
+    expect(fast.getChild('xy')!.get(2)!.toArray()).toEqual(Float64Array.of(2, -2));
+    expect(fast.concat(fast).numRows).toBe(2 * n);
   });
 
   it('reads several batches, an empty table and a slice', () => {
