@@ -8,7 +8,11 @@
  * place.
  *
  * Frame: u32 frame length (after this field) · u32 header length · JSON header · padding to 8 ·
- * attachments, each padded to 8. In the header a byte array is `{"$b":[offset,length]}`.
+ * attachments, each padded to 8. The header is `{"m": message, "a": [[path, offset, length],
+ * …]}`, the message with its byte arrays left out (null) and where each one goes: the JSON
+ * codec then runs without a replacer or reviver, which take it off V8's fast paths. A frame
+ * whose attachments are small is written as one buffer; large attachments follow their
+ * frame's head as they are, uncopied.
  * @internal
  */
 import type { Socket } from 'node:net';
@@ -36,25 +40,51 @@ export class FrameChannel<In, Out> {
 
   /** Sends one message; its Uint8Array values (at any depth) travel as attachments. */
   send(message: Out): void {
-    const attachments: Uint8Array[] = [];
-    let at = 0;
-    const header = Buffer.from(
-      JSON.stringify(message, function (this: Record<string, unknown>, key, v: unknown) {
-        // The holder's own value: a Buffer's toJSON() has already turned `v` into an object.
-        const value = this[key];
-        if (!(value instanceof Uint8Array)) return v;
-        const ref = { $b: [at, value.byteLength] };
-        attachments.push(value);
-        at += value.byteLength + pad(value.byteLength);
-        return ref;
-      }),
-    );
-    const headPad = pad(8 + header.byteLength);
-    const prefix = Buffer.allocUnsafe(8);
-    const frameBytes = 4 + header.byteLength + headPad + at;
+    const found: Attachment[] = [];
+    if (typeof message === 'object' && message !== null) collect(message, [], found, MAX_DEPTH);
+    // The byte arrays are out of the message while it is serialized (synchronously), then back.
+    for (const f of found) f.holder[f.key] = null;
+    let json: string;
+    try {
+      const where: [(string | number)[], number, number][] = [];
+      let at = 0;
+      for (const f of found) {
+        where.push([f.path, at, f.bytes.byteLength]);
+        at += f.bytes.byteLength + pad(f.bytes.byteLength);
+      }
+      json = JSON.stringify({ m: message, a: where });
+    } finally {
+      for (const f of found) f.holder[f.key] = f.bytes;
+    }
+    const headerBytes = Buffer.byteLength(json);
+    const headPad = pad(8 + headerBytes);
+    let small = 0;
+    let attached = 0;
+    for (const f of found) {
+      const n = f.bytes.byteLength + pad(f.bytes.byteLength);
+      attached += n;
+      if (f.bytes.byteLength < COPY_BELOW_BYTES) small += n;
+    }
+    const frameBytes = 4 + headerBytes + headPad + attached;
     if (frameBytes > MAX_FRAME_BYTES) throw new RangeError(`a message of ${frameBytes} bytes is over the executor channel's limit`);
-    prefix.writeUInt32LE(frameBytes, 0);
-    prefix.writeUInt32LE(header.byteLength, 4);
+    // The head (lengths, header, padding) and the small attachments after it, in one buffer.
+    const all = small === attached;
+    const head = Buffer.allocUnsafe(8 + headerBytes + headPad + (all ? attached : 0));
+    head.writeUInt32LE(frameBytes, 0);
+    head.writeUInt32LE(headerBytes, 4);
+    head.write(json, 8, 'utf8');
+    let at = 8 + headerBytes;
+    head.fill(0, at, at + headPad);
+    at += headPad;
+    if (all) {
+      for (const f of found) {
+        head.set(f.bytes, at);
+        at += f.bytes.byteLength;
+        const p = pad(f.bytes.byteLength);
+        head.fill(0, at, at + p);
+        at += p;
+      }
+    }
     // Frames sent in one turn leave in one write: a write to the socket pair wakes the process
     // at the other end, and on a busy machine each wake-up costs far more than the bytes.
     if (this.corked === undefined) {
@@ -64,12 +94,11 @@ export class FrameChannel<In, Out> {
         this.socket.uncork();
       });
     }
-    this.socket.write(prefix);
-    this.socket.write(header);
-    if (headPad > 0) this.socket.write(ZEROS.subarray(0, headPad));
-    for (const a of attachments) {
-      this.socket.write(a);
-      const p = pad(a.byteLength);
+    this.socket.write(head);
+    if (all) return;
+    for (const f of found) {
+      this.socket.write(f.bytes);
+      const p = pad(f.bytes.byteLength);
       if (p > 0) this.socket.write(ZEROS.subarray(0, p));
     }
   }
@@ -109,16 +138,44 @@ export class FrameChannel<In, Out> {
   }
 }
 
+/** A byte array in a message being sent: where it is, to take it out and put it back. */
+interface Attachment {
+  holder: Record<string | number, unknown>;
+  key: string | number;
+  path: (string | number)[];
+  bytes: Uint8Array;
+}
+
+/** Messages nest a few levels; deeper byte arrays than this would be serialized as JSON. */
+const MAX_DEPTH = 8;
+
+/** Attachments smaller than this are copied into their frame's one buffer. */
+const COPY_BELOW_BYTES = 16 * 1024;
+
+/** Records the byte arrays in `value` (to `depth` levels), with the keys down to each. */
+function collect(value: object, path: (string | number)[], found: Attachment[], depth: number): void {
+  if (depth === 0) return;
+  const holder = value as Record<string | number, unknown>;
+  const keys: (string | number)[] = Array.isArray(value) ? value.map((_, i) => i) : Object.keys(value);
+  for (const key of keys) {
+    const v = holder[key];
+    if (typeof v !== 'object' || v === null) continue;
+    path.push(key);
+    if (v instanceof Uint8Array) found.push({ holder, key, path: [...path], bytes: v });
+    else if (!ArrayBuffer.isView(v)) collect(v, path, found, depth - 1);
+    path.pop();
+  }
+}
+
 /** A frame (from offset 4) back into its message; attachments are views into it. */
 function decodeFrame<T>(frame: Buffer): T {
   const headerBytes = frame.readUInt32LE(4);
   const body = 8 + headerBytes + pad(8 + headerBytes);
-  const header = frame.toString('utf8', 8, 8 + headerBytes);
-  return JSON.parse(header, (_key, value: unknown) => {
-    if (value !== null && typeof value === 'object' && '$b' in value) {
-      const [offset, length] = (value as { $b: [number, number] }).$b;
-      return new Uint8Array(frame.buffer, frame.byteOffset + body + offset, length);
-    }
-    return value;
-  }) as T;
+  const { m, a } = JSON.parse(frame.toString('utf8', 8, 8 + headerBytes)) as { m: T; a: [(string | number)[], number, number][] };
+  for (const [path, offset, length] of a) {
+    let holder = m as Record<string | number, unknown>;
+    for (let i = 0; i < path.length - 1; i++) holder = holder[path[i]!] as Record<string | number, unknown>;
+    holder[path[path.length - 1]!] = new Uint8Array(frame.buffer, frame.byteOffset + body + offset, length);
+  }
+  return m;
 }
