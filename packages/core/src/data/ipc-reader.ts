@@ -49,8 +49,8 @@ function cachedSchema(meta: Uint8Array): Parsed | undefined {
 type Plan =
   | { kind: 'null'; type: DataType }
   | { kind: 'fixed'; type: DataType }
-  | { kind: 'var'; type: DataType }
-  | { kind: 'list'; type: DataType; child: Plan }
+  | { kind: 'var'; type: DataType; offsets: ViewCtor }
+  | { kind: 'list'; type: DataType; offsets: ViewCtor; child: Plan }
   | { kind: 'fixedList'; type: DataType; child: Plan }
   | { kind: 'struct'; type: DataType; children: Plan[] };
 
@@ -77,10 +77,13 @@ function planOne(type: DataType): Plan | undefined {
   const id: number = type.typeId;
   if (id === Number(Type.Null)) return { kind: 'null', type };
   if (FIXED.has(id)) return { kind: 'fixed', type };
-  if (VARIABLE.has(id)) return { kind: 'var', type };
+  // 64-bit offsets for the Large layouts, else 32-bit: decided once per schema, not per batch.
+  const offsets: ViewCtor = LARGE_OFFSETS.has(id) ? BigInt64Array : Int32Array;
+  if (VARIABLE.has(id)) return { kind: 'var', type, offsets };
   if (LISTS.has(id) || id === Number(Type.FixedSizeList)) {
     const child = planOne(type.children[0]!.type as DataType);
-    return child && { kind: LISTS.has(id) ? 'list' : 'fixedList', type, child };
+    if (child === undefined) return undefined;
+    return LISTS.has(id) ? { kind: 'list', type, offsets, child } : { kind: 'fixedList', type, child };
   }
   if (id === Number(Type.Struct)) {
     const children = planOf(type.children);
@@ -186,20 +189,18 @@ function load(p: Plan, l: Layout): Data {
   const nullCount = l.nodes[2 * i + 1];
   if (length === undefined || nullCount === undefined) throw GIVE_UP;
   const type = p.type;
-  const ArrayType = (type as unknown as { ArrayType: ViewCtor }).ArrayType;
   if (p.kind === 'null') return new Data(type, 0, length, length);
   const validity = nextBuffer(l);
   const nullBitmap = nullCount > 0 ? new Uint8Array(validity.buffer, validity.byteOffset, validity.byteLength) : NO_BITMAP;
   switch (p.kind) {
     case 'fixed':
-      return new Data(type, 0, length, nullCount, [undefined, view(ArrayType, nextBuffer(l)), nullBitmap] as never);
+      return new Data(type, 0, length, nullCount, [undefined, view((type as unknown as { ArrayType: ViewCtor }).ArrayType, nextBuffer(l)), nullBitmap] as never);
     case 'var': {
-      const valueOffsets = view(LARGE_OFFSETS.has(type.typeId) ? BigInt64Array : Int32Array, nextBuffer(l));
-      const data = nextBuffer(l);
-      return new Data(type, 0, length, nullCount, [valueOffsets, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), nullBitmap] as never);
+      const valueOffsets = view(p.offsets, nextBuffer(l));
+      return new Data(type, 0, length, nullCount, [valueOffsets, view(Uint8Array, nextBuffer(l)), nullBitmap] as never);
     }
     case 'list': {
-      const valueOffsets = view(LARGE_OFFSETS.has(type.typeId) ? BigInt64Array : Int32Array, nextBuffer(l));
+      const valueOffsets = view(p.offsets, nextBuffer(l));
       return new Data(type, 0, length, nullCount, [valueOffsets, undefined, nullBitmap] as never, [load(p.child, l)]);
     }
     case 'fixedList':

@@ -44,27 +44,24 @@ export class FrameChannel<In, Out> {
     if (typeof message === 'object' && message !== null) collect(message, [], found, MAX_DEPTH);
     // The byte arrays are out of the message while it is serialized (synchronously), then back.
     for (const f of found) f.holder[f.key] = null;
+    // Where each attachment goes, how many bytes they take, and whether all are small.
+    const where: [(string | number)[], number, number][] = [];
+    let attached = 0;
+    let small = 0;
+    for (const f of found) {
+      const n = f.bytes.byteLength + pad(f.bytes.byteLength);
+      where.push([f.path, attached, f.bytes.byteLength]);
+      attached += n;
+      if (f.bytes.byteLength < COPY_BELOW_BYTES) small += n;
+    }
     let json: string;
     try {
-      const where: [(string | number)[], number, number][] = [];
-      let at = 0;
-      for (const f of found) {
-        where.push([f.path, at, f.bytes.byteLength]);
-        at += f.bytes.byteLength + pad(f.bytes.byteLength);
-      }
       json = JSON.stringify({ m: message, a: where });
     } finally {
       for (const f of found) f.holder[f.key] = f.bytes;
     }
     const headerBytes = Buffer.byteLength(json);
     const headPad = pad(8 + headerBytes);
-    let small = 0;
-    let attached = 0;
-    for (const f of found) {
-      const n = f.bytes.byteLength + pad(f.bytes.byteLength);
-      attached += n;
-      if (f.bytes.byteLength < COPY_BELOW_BYTES) small += n;
-    }
     const frameBytes = 4 + headerBytes + headPad + attached;
     if (frameBytes > MAX_FRAME_BYTES) throw new RangeError(`a message of ${frameBytes} bytes is over the executor channel's limit`);
     // The head (lengths, header, padding) and the small attachments after it, in one buffer.
