@@ -2,13 +2,13 @@
  * Jobs on a cluster of real processes: placement by resources, infeasible requests, fractional
  * GPUs, data between workers, workers joining mid-run, the SDK and `dpl submit`.
  */
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ClusterExecutor, connect } from '@dpl/client';
 import clusterGraph from '../fixtures/cluster-pipeline';
 import { startHead } from '@dpl/head';
 import { startWorker } from '@dpl/worker';
-import { column, isDplError, type OutputBatch } from '@dpl/core';
+import { column, isDplError, readParquet, type OutputBatch } from '@dpl/core';
 import { FIXTURES, killDplProcesses, runDpl, useTempDirs, waitFor } from '../helpers/cli';
 import { startHeadProcess, startWorkerProcess, statusOf, waitForWorkers } from '../helpers/cluster';
 
@@ -147,6 +147,9 @@ describe('jobs on a cluster of real processes', () => {
       expect(values(all, 'doubled').map(Number).sort((a, b) => a - b)).toEqual(Array.from({ length: 15 }, (_, i) => 2 * i));
       const three = await collect(await cluster.submit(fixture('generator-pipeline.ts'), { maxBatches: 3 }));
       expect(three.map((b) => b.data.numRows)).toEqual([3, 3, 3]);
+      // Counted from the bytes' record batch headers, before (and without) decoding them.
+      expect(three.map((b) => b.rows)).toEqual([3, 3, 3]);
+      expect(JSON.parse(JSON.stringify(three[0]))).toEqual({ task: three[0]!.task, id: three[0]!.id, rows: 3 });
       const failing = await cluster.submit(fixture('generator-throws.ts'));
       const got: number[] = [];
       const err = await (async () => {
@@ -168,7 +171,13 @@ describe('jobs on a cluster of real processes', () => {
       const dir = await tempDir();
       const summary = await executor.writeTo(dir);
       expect(summary.batches).toBe(6);
-      expect(readdirSync(dir).filter((f) => f.endsWith('.parquet'))).toHaveLength(6);
+      const files = readdirSync(dir).filter((f) => f.endsWith('.parquet'));
+      expect(files).toHaveLength(6);
+      // Written from the IPC bytes the batches arrived as: the same rows and columns.
+      const tables = files.map((f) => readParquet(readFileSync(join(dir, f))));
+      expect(tables.reduce((n, t) => n + t.numRows, 0)).toBe(summary.rows);
+      expect(summary.rows).toBeGreaterThan(0);
+      for (const t of tables) expect(t.schema.fields.map((f) => f.name)).toContain('tag_ppid');
       expect(() => executor.setConfig('nope.kwargs.x', 1).validate()).toThrow(/no task named "nope"/);
     } finally {
       executor.close();

@@ -8,7 +8,8 @@ import {
   DplError,
   DplErrorCode,
   OutputQueue,
-  decodeIpc,
+  EncodedOutputBatch,
+  checkIpcStream,
   type ErroredBatch,
   type Logger,
   type OutputBatch,
@@ -175,20 +176,17 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
     }
   }
 
+  /** A whole batch: its framing checked and its rows counted here, decoded when its `data` is read. */
   private received(id: string, task: string, bytes: Uint8Array): void {
-    let data: OutputBatch['data'];
-    try {
-      data = decodeIpc(bytes);
-    } catch (e) {
+    const checked = checkIpcStream(bytes);
+    if (typeof checked === 'string') {
       // The head checked these bytes where they reached it: this is its stream, or the network, broken.
       if (this.outputs.closed) return;
-      this.outputs.fail(
-        new DplError(DplErrorCode.INTERNAL, `output batch ${id} of task ${JSON.stringify(task)} came from the head as bytes that are not Arrow IPC (${(e as Error).message})`, { cause: e }),
-      );
+      this.outputs.fail(new DplError(DplErrorCode.INTERNAL, `output batch ${id} of task ${JSON.stringify(task)} came from the head as bytes that are not Arrow IPC (${checked})`));
       this.call?.cancel();
       return;
     }
-    this.outputs.push({ data, task, id });
+    this.outputs.push(new EncodedOutputBatch(bytes, task, id, checked.rows));
     if (this.outputs.length >= MAX_BUFFERED_OUTPUTS) this.call?.pause();
   }
 

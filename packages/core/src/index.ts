@@ -88,6 +88,7 @@ export type { FailedCallOutcome, RunPolicy } from './executor/run-policy';
 export { detectGpus } from './executor/gpus';
 export { capacityProblems } from './executor/capacity';
 export { OutputQueue } from './executor/output-queue';
+export { EncodedOutputBatch, ipcOfOutput } from './executor/encoded-output';
 export { splitTable, concatTables, assign, column, isTable, sameSchema, take, filter } from './data/table';
 export { isOwnTable, ownTable } from './data/adopt';
 export { strings, utf8Vector } from './data/strings';
@@ -95,7 +96,7 @@ export { compactTable, COMPACT_MAX_BYTES } from './data/compact';
 export type { ColumnInput, NumericArray, RowIndices } from './data/table';
 export { encodeIpc, decodeIpc } from './data/ipc';
 /** @internal Framing check of IPC bytes from another process. */
-export { ipcStreamProblem } from './data/ipc-check';
+export { ipcStreamProblem, checkIpcStream } from './data/ipc-check';
 /** @internal The executor's vectored write of an output (no gathering copy). */
 export { ipcStreamParts, joinIpcParts, type IpcParts } from './data/ipc-writer';
 export { writeParquet, readParquet } from './data/parquet';

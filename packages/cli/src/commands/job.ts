@@ -122,7 +122,7 @@ const attach: CommandModule<object, JobArgs> = {
         const b = next.value;
         const c = counts.get(b.task) ?? { batches: 0, rows: 0 };
         c.batches++;
-        c.rows += b.data.numRows;
+        c.rows += b.rows;
         counts.set(b.task, c);
         await files?.write(b);
       }

@@ -36,13 +36,13 @@ export async function executePipeline(executor: PipelineExecutor, args: Pipeline
   );
   const progress = args.quiet ? undefined : new Progress(process.stderr);
   const count = (batch: OutputBatch): void => {
-    progress?.batch(batch.data.numRows);
+    progress?.batch(batch.rows);
     const t = perTask.get(batch.task);
-    if (t === undefined) perTask.set(batch.task, { batches: 1, rows: batch.data.numRows, first: batch });
+    if (t === undefined) perTask.set(batch.task, { batches: 1, rows: batch.rows, first: batch });
     else {
       t.first ??= batch;
       t.batches++;
-      t.rows += batch.data.numRows;
+      t.rows += batch.rows;
     }
   };
   progress?.start();

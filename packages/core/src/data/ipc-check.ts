@@ -13,6 +13,16 @@ import { MessageHeader } from 'apache-arrow';
  * ends with the end-of-stream marker or with its last message.
  */
 export function ipcStreamProblem(bytes: Uint8Array): string | undefined {
+  const checked = checkIpcStream(bytes);
+  return typeof checked === 'string' ? checked : undefined;
+}
+
+/**
+ * The rows of the record batches in `bytes` when its framing holds (see {@link
+ * ipcStreamProblem}), else what is wrong: a batch's row count without decoding it.
+ */
+export function checkIpcStream(bytes: Uint8Array): string | { rows: number } {
+  let rows = 0;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const end = bytes.byteLength;
   let at = 0;
@@ -26,7 +36,7 @@ export function ipcStreamProblem(bytes: Uint8Array): string | undefined {
       length = view.getInt32(metaAt, true);
       metaAt += 4;
     }
-    if (length === 0) return messages === 0 ? 'it ends before its schema' : undefined; // end of stream
+    if (length === 0) return messages === 0 ? 'it ends before its schema' : { rows }; // end of stream
     if (length < 0 || metaAt + length > end) {
       return `message ${messages + 1} (at byte ${at}) claims ${length} bytes of metadata, past the end of the ${end} bytes`;
     }
@@ -39,8 +49,9 @@ export function ipcStreamProblem(bytes: Uint8Array): string | undefined {
       return `message ${messages} claims a body of ${m.bodyLength} bytes, past the end of the ${end} bytes`;
     }
     at += m.bodyLength;
+    rows += m.rows;
   }
-  return messages === 0 ? 'it is empty' : undefined;
+  return messages === 0 ? 'it is empty' : { rows };
 }
 
 /**
@@ -48,19 +59,41 @@ export function ipcStreamProblem(bytes: Uint8Array): string | undefined {
  * (Arrow's Message.fbs: field 1 header_type, a ubyte; field 3 bodyLength, a long), read straight
  * from its vtable without decoding the message; undefined when its offsets point outside.
  */
-function messageFields(view: DataView, at: number, length: number): { headerType: number; bodyLength: number } | undefined {
+function messageFields(view: DataView, at: number, length: number): { headerType: number; bodyLength: number; rows: number } | undefined {
   if (length < 8) return undefined;
-  const table = at + view.getUint32(at, true);
-  if (table + 4 > at + length) return undefined;
-  const vtable = table - view.getInt32(table, true);
-  if (vtable < at || vtable + 4 > at + length) return undefined;
+  const end = at + length;
+  const table = tableAt(view, at, at, end);
+  if (table === undefined) return undefined;
+  const typeAt = table.field(1);
+  const headerAt = table.field(2);
+  const bodyAt = table.field(3);
+  if ((typeAt !== 0 && table.at + typeAt + 1 > end) || (bodyAt !== 0 && table.at + bodyAt + 8 > end) || (headerAt !== 0 && table.at + headerAt + 4 > end)) return undefined;
+  const headerType = typeAt === 0 ? 0 : view.getUint8(table.at + typeAt);
+  const bodyLength = bodyAt === 0 ? 0 : Number(view.getBigInt64(table.at + bodyAt, true));
+  let rows = 0;
+  if (headerType === (MessageHeader.RecordBatch as number)) {
+    // RecordBatch.fbs: field 0 is the batch's length (a long).
+    const batch = headerAt === 0 ? undefined : tableAt(view, table.at + headerAt, at, end);
+    if (batch === undefined) return undefined;
+    const lengthAt = batch.field(0);
+    if (lengthAt !== 0 && batch.at + lengthAt + 8 > end) return undefined;
+    rows = lengthAt === 0 ? 0 : Number(view.getBigInt64(batch.at + lengthAt, true));
+    if (rows < 0) return undefined;
+  }
+  return { headerType, bodyLength, rows };
+}
+
+/**
+ * The flatbuffer table the offset at `ref` points to, with a reader of its fields' offsets (0
+ * for an absent field); undefined when it or its vtable lies outside `[start, end)`.
+ */
+function tableAt(view: DataView, ref: number, start: number, end: number): { at: number; field(n: number): number } | undefined {
+  if (ref + 4 > end) return undefined;
+  const at = ref + view.getUint32(ref, true);
+  if (at + 4 > end) return undefined;
+  const vtable = at - view.getInt32(at, true);
+  if (vtable < start || vtable + 4 > end) return undefined;
   const vtableBytes = view.getUint16(vtable, true);
-  if (vtableBytes < 4 || vtable + vtableBytes > at + length) return undefined;
-  const field = (n: number): number => (4 + 2 * n + 2 <= vtableBytes ? view.getUint16(vtable + 4 + 2 * n, true) : 0);
-  const typeAt = field(1);
-  const bodyAt = field(3);
-  if ((typeAt !== 0 && table + typeAt + 1 > at + length) || (bodyAt !== 0 && table + bodyAt + 8 > at + length)) return undefined;
-  const headerType = typeAt === 0 ? 0 : view.getUint8(table + typeAt);
-  const bodyLength = bodyAt === 0 ? 0 : Number(view.getBigInt64(table + bodyAt, true));
-  return { headerType, bodyLength };
+  if (vtableBytes < 4 || vtable + vtableBytes > end) return undefined;
+  return { at, field: (n) => (4 + 2 * n + 2 <= vtableBytes ? view.getUint16(vtable + 4 + 2 * n, true) : 0) };
 }

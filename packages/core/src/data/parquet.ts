@@ -32,6 +32,11 @@ const COMPRESSION: Record<ParquetCompression, keyof typeof Pq.Compression> = {
 
 /** Encodes a table as the bytes of a parquet file. */
 export function writeParquet(table: Table, options: ParquetWriteOptions = {}): Uint8Array {
+  return parquetFromIpc(encodeIpc(table), options);
+}
+
+/** Encodes a table given as Arrow IPC stream bytes as the bytes of a parquet file. */
+export function parquetFromIpc(ipc: Uint8Array, options: ParquetWriteOptions = {}): Uint8Array {
   const compression = COMPRESSION[options.compression ?? 'snappy'];
   if (compression === undefined) {
     throw new TypeError(
@@ -39,7 +44,7 @@ export function writeParquet(table: Table, options: ParquetWriteOptions = {}): U
     );
   }
   const pq = parquetWasm();
-  const wasmTable = pq.Table.fromIPCStream(encodeIpc(table));
+  const wasmTable = pq.Table.fromIPCStream(ipc);
   const props = new pq.WriterPropertiesBuilder().setCompression(pq.Compression[compression]).build();
   // writeParquet takes ownership of both wasm objects and frees them.
   return pq.writeParquet(wasmTable, props);

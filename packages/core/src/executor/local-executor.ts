@@ -310,7 +310,7 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
     if (this.stopped) return;
     if (output !== undefined) {
       const out = this.scheduler.complete(call.id, { rows: output.numRows, data: output });
-      if (out !== undefined) this.outputs.push({ data: out.ref.data, task: out.task, id: out.id });
+      if (out !== undefined) this.outputs.push({ data: out.ref.data, task: out.task, id: out.id, rows: out.ref.data.numRows });
     } else if (failure !== undefined) {
       this.handleFailure(call, failure);
     }

@@ -6,7 +6,8 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Table } from 'apache-arrow';
-import { writeParquet, type ParquetCompression } from '../data/parquet';
+import { parquetFromIpc, writeParquet, type ParquetCompression } from '../data/parquet';
+import { ipcOfOutput } from './encoded-output';
 
 /**
  * The file name of an output batch: `<runId>-<n>.parquet`, or `<runId>-<task>-<n>.parquet`
@@ -44,7 +45,7 @@ export class OutputFiles {
     private readonly options: OutputFilesOptions,
   ) {}
 
-  /** Writes one batch; resolves with its file's path. */
+  /** Writes one batch (from the IPC bytes it arrived as, if it did); resolves with its file's path. */
   async write(batch: { id: string; task: string; data: Table }): Promise<string> {
     const dir = this.options.partition ? join(this.dir, `task=${batch.task}`) : this.dir;
     if (!this.made.has(dir)) {
@@ -52,7 +53,9 @@ export class OutputFiles {
       this.made.add(dir);
     }
     const file = join(dir, outputFileName(this.runId, batch, this.options.oneSinkPerFolder));
-    await writeFileAtomically(file, writeParquet(batch.data, { compression: this.options.compression }));
+    const compression = this.options.compression;
+    const ipc = ipcOfOutput(batch);
+    await writeFileAtomically(file, ipc !== undefined ? parquetFromIpc(ipc, { compression }) : writeParquet(batch.data, { compression }));
     return file;
   }
 }

@@ -25,11 +25,17 @@ import type { SchedulerStats } from '../scheduler/streaming-scheduler';
 
 /** One output of a run: a sink task's result for one call. */
 export interface OutputBatch {
-  data: Table;
+  /**
+   * The batch. A batch that came from a cluster arrives as Arrow IPC bytes and is decoded the
+   * first time this is read (a consumer that reads only `rows` never decodes it).
+   */
+  readonly data: Table;
   /** The name of the sink task that produced it. */
-  task: string;
+  readonly task: string;
   /** The id of the call that produced it, from its lineage (`<task>#<n>`). */
-  id: string;
+  readonly id: string;
+  /** Its row count (`data.numRows`, known without decoding `data`). */
+  readonly rows: number;
 }
 
 /** A batch a run skipped after its retries, under `maxErroredBatches`. */

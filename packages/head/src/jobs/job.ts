@@ -11,7 +11,7 @@ import {
   PipelineTask,
   KWARG_DEPTH_RULE,
   ipcStreamProblem,
-  decodeIpc,
+  EncodedOutputBatch,
   ensureError,
   type OutputFiles,
   nestsDeeperThan,
@@ -387,7 +387,7 @@ export class JobStream {
         if (this.files !== undefined) {
           send();
           try {
-            await this.files.write({ id: output.id, task: output.task, data: decodeIpc(data) });
+            await this.files.write(new EncodedOutputBatch(data, output.task, output.id, output.ref.rows));
           } catch (e) {
             this.hooks.writeFailed?.(
               new DplError(DplErrorCode.INTERNAL, `cannot write output ${output.id} of job ${this.jobId} under ${this.files.dir}: ${ensureError(e).message}`, { cause: e }),
