@@ -4,7 +4,9 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { ClusterExecutor, connect } from '@dpl/client';
+import { CHANNEL_OPTIONS, loadDplProto, type HasModuleResponse, type HeadServiceClient } from '@dpl/wire';
 import clusterGraph from '../fixtures/cluster-pipeline';
 import { startHead } from '@dpl/head';
 import { startWorker } from '@dpl/worker';
@@ -181,6 +183,39 @@ describe('jobs on a cluster of real processes', () => {
       expect(() => executor.setConfig('nope.kwargs.x', 1).validate()).toThrow(/no task named "nope"/);
     } finally {
       executor.close();
+    }
+  });
+
+  it('uploads the module again and starts the job once more when the head evicted it after the check', async () => {
+    const head = await startHeadProcess();
+    startWorkerProcess(head.address, ['--num-cpus', '2']);
+    await waitForWorkers(head.address, 1);
+    const { HeadService } = loadDplProto();
+    const real = new HeadService(head.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+    // The race, made certain: the head answers "present" for a module it no longer has (as when
+    // it evicts the module between the client's check and the job's start).
+    let lies = 1;
+    let checks = 0;
+    const racing = Object.create(real) as HeadServiceClient;
+    (racing as unknown as { HasModule: unknown }).HasModule = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: HasModuleResponse) => void) => {
+      checks++;
+      if (lies-- > 0) cb(null, { present: true, max_bytes: String(64 << 20) });
+      else real.HasModule(req as { hash: string }, md, opts, cb);
+    };
+    const executor = await ClusterExecutor.load(fixture('generator-pipeline.ts'), { address: head.address, headClient: racing, maxBatches: 2 });
+    try {
+      const out = await collect(executor.run());
+      expect(out.map((b) => b.rows)).toEqual([3, 3]);
+      expect(checks).toBe(2);
+      // A head that keeps saying "present" for a module it never had: the refusal stands, as the head worded it.
+      lies = 10;
+      checks = 0;
+      const never = await ClusterExecutor.load(fixture('cluster-pipeline.ts'), { address: head.address, headClient: racing, maxBatches: 2 });
+      await expect(collect(never.run())).rejects.toThrow(/^module [0-9a-f]+ was not uploaded to the head; upload it first$/);
+      expect(checks).toBe(2); // checked again once, found "present", gave up
+    } finally {
+      executor.close();
+      real.close();
     }
   });
 

@@ -184,7 +184,11 @@ export class ClusterExecutor extends PipelineExecutor {
         return this.spec(module, graph, tasks, runId);
       },
       (this.options.logger ?? silentLogger).child({ runId }),
-      { onNotice: this.options.onNotice, onTaskOutput: this.options.onTaskOutput === false ? undefined : (this.options.onTaskOutput ?? printTaskOutput) },
+      {
+        onNotice: this.options.onNotice,
+        onTaskOutput: this.options.onTaskOutput === false ? undefined : (this.options.onTaskOutput ?? printTaskOutput),
+        reupload: async () => this.upload(client, await this.loadModule()),
+      },
     );
   }
 
@@ -227,8 +231,8 @@ export class ClusterExecutor extends PipelineExecutor {
     };
   }
 
-  /** Uploads the module bundle unless the head has it. */
-  private async upload(client: HeadServiceClient, module: LoadedModule): Promise<void> {
+  /** Uploads the module bundle unless the head has it; true when it did. */
+  private async upload(client: HeadServiceClient, module: LoadedModule): Promise<boolean> {
     const { hash, code } = module.bundle;
     const md = tokenMetadata(this.token);
     const has = await new Promise<HasModuleResponse>((resolve, reject) =>
@@ -236,7 +240,7 @@ export class ClusterExecutor extends PipelineExecutor {
         err ? reject(headError(this.options.address, err)) : resolve(res!),
       ),
     );
-    if (has.present) return;
+    if (has.present) return false;
     const bytes = Buffer.from(code, 'utf8');
     if (bytes.byteLength > Number(has.max_bytes)) {
       throw new DplError(
@@ -254,5 +258,6 @@ export class ClusterExecutor extends PipelineExecutor {
       }
       call.end();
     });
+    return true;
   }
 }

@@ -40,7 +40,16 @@ export interface ClusterRunHooks {
    * it is taken from the run, and `have` (batch ids taken before) are not sent again.
    */
   attach?: { have: readonly string[] };
+  /**
+   * Uploads the job's module again when the head lacks it (it may evict a module between the
+   * client's check and the job's start); resolves true when it did. Without it, a refusal for
+   * a missing module fails the run.
+   */
+  reupload?: () => Promise<boolean>;
 }
+
+/** Times a job is started again after the head evicted its module before the start (a race, not a loop). */
+const MODULE_RESTARTS = 2;
 
 /** Outputs buffered on the client before it stops reading from the head (backpressure). */
 const MAX_BUFFERED_OUTPUTS = 8;
@@ -136,13 +145,28 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
 
   private async open(): Promise<void> {
     const attach = this.hooks.attach;
-    const spec = attach === undefined ? await this.prepare() : undefined;
+    this.spec = attach === undefined ? await this.prepare() : undefined;
     if (this.outputs.closed) return;
+    this.startCall();
+  }
+
+  /** The spec this run starts its job with (undefined for an attachment). */
+  private spec: JobSpec__Input | undefined;
+  private wasAccepted = false;
+  private moduleRestarts = 0;
+
+  private startCall(): void {
+    const attach = this.hooks.attach;
+    const spec = this.spec;
     const md = tokenMetadata(this.token);
     const call = (attach === undefined ? this.client.RunJob(md) : this.client.AttachJob(md)) as NonNullable<typeof this.call>;
     this.call = call;
-    call.on('data', (m: RunJobResponse) => this.onMessage(m));
+    // A stream given up for a new one (see restartForModule) says nothing more.
+    call.on('data', (m: RunJobResponse) => {
+      if (this.call === call) this.onMessage(m);
+    });
     call.on('error', (e: grpc.ServiceError) => {
+      if (this.call !== call) return;
       const err =
         e.code === grpc.status.UNAVAILABLE
           ? new DplError(DplErrorCode.UNAVAILABLE, `lost the head while the job ran: ${e.details}; submit it again when the head is back`, { cause: e })
@@ -152,9 +176,34 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
       this.outputs.fail(err);
     });
     call.on('end', () => {
+      if (this.call !== call) return;
       this.outputs.fail(new DplError(DplErrorCode.UNAVAILABLE, 'the head ended the job stream without finishing the job'));
     });
     call.write(attach === undefined ? { start: spec } : { start: { job_id: this.jobId, have: [...attach.have] } });
+  }
+
+  /**
+   * The head refused the start for its module: when it no longer has the module (evicted since
+   * the upload check), the module goes up again and the job starts once more; else the
+   * refusal stands.
+   */
+  private async restartForModule(refusal: DplError): Promise<void> {
+    let again: boolean;
+    try {
+      again = await this.hooks.reupload!();
+    } catch (e) {
+      this.refusedWith(e as Error);
+      this.outputs.fail(e as Error);
+      return;
+    }
+    if (this.outputs.closed) return;
+    if (!again) {
+      this.refusedWith(refusal);
+      this.outputs.fail(refusal);
+      return;
+    }
+    this.log.info({ jobId: this.jobId }, 'the head had evicted the module before the job started; uploaded it again');
+    this.startCall();
   }
 
   /** One chunk of an output batch; the last one completes it. */
@@ -193,6 +242,7 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
   private onMessage(m: RunJobResponse): void {
     switch (m.msg) {
       case 'accepted':
+        this.wasAccepted = true;
         this.jobId = m.accepted!.job_id;
         this.sinks = m.accepted!.sinks;
         this.log.info({ jobId: this.jobId }, 'job accepted');
@@ -238,6 +288,12 @@ export class ClusterRun implements PipelineRun, AsyncIterator<OutputBatch> {
         return;
       case 'failed': {
         const err = errorFromProto(m.failed!);
+        if (!this.wasAccepted && err.code === DplErrorCode.MODULE && this.hooks.reupload !== undefined && this.moduleRestarts < MODULE_RESTARTS && !this.outputs.closed) {
+          this.moduleRestarts++;
+          this.call = undefined; // its end and anything after this are ignored
+          void this.restartForModule(err);
+          return;
+        }
         this.refusedWith(err);
         this.outputs.fail(err);
         return;
