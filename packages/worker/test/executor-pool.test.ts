@@ -3,7 +3,7 @@
  * first thing), which a pool takes when they were started its way; an idle executor that
  * becomes a job's generator process.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
@@ -24,7 +24,10 @@ writeFileSync(
   `${BUNDLE_BANNER}
 const { PipelineGraph, PipelineTask } = require('@dpl/core');
 const { Table, makeVector } = require('apache-arrow');
-export default new PipelineGraph([new PipelineTask('pid', () => new Table({ pid: makeVector(Int32Array.of(process.pid)) }))]);
+export default new PipelineGraph([
+  new PipelineTask('pid', () => new Table({ pid: makeVector(Int32Array.of(process.pid)) })),
+  new PipelineTask('hang', () => new Promise(() => undefined)),
+]);
 export function* generator() {
   for (let i = 0; i < 2; i++) yield new Table({ pid: makeVector(Int32Array.of(process.pid)) });
 }
@@ -92,6 +95,26 @@ describe('EarlyExecutors', () => {
     early.stop();
     await until(() => gone(pid!));
     expect(gone(pid!)).toBe(true);
+  });
+});
+
+describe('ExecutorPool.stop', () => {
+  it('lets an idle executor exit by itself (Node flags such as --cpu-prof then write their files) and kills a busy one', async () => {
+    const profiles = mkdtempSync(join(tmpdir(), 'dpl-prof-'));
+    try {
+      const pool = new ExecutorPool(silentLogger, { maxIdle: 4, launch: executorLaunch(2, undefined, ['--cpu-prof', `--cpu-prof-dir=${profiles}`]) });
+      // A call that never ends, in one executor; another runs a call and is idle.
+      const hanging = pool.run({ ...call(2), task: 'hang' }, 1, '').catch((e: unknown) => e);
+      const idle = pidOf(await pool.run(call(1), 1, ''));
+      pool.stop();
+      await until(() => gone(idle));
+      expect(gone(idle)).toBe(true);
+      await until(() => readdirSync(profiles).some((f) => f.includes(`.${idle}.`)));
+      expect(readdirSync(profiles).filter((f) => f.endsWith('.cpuprofile') && f.includes(`.${idle}.`))).toHaveLength(1);
+      expect(String(await hanging)).toMatch(/killed by SIGKILL/);
+    } finally {
+      rmSync(profiles, { recursive: true, force: true });
+    }
   });
 });
 

@@ -100,6 +100,16 @@ export class FrameChannel<In, Out> {
     }
   }
 
+  /** Ends the channel: the process at the other end sees its socket close. */
+  close(): void {
+    if (this.corked !== undefined) {
+      clearImmediate(this.corked);
+      this.corked = undefined;
+      this.socket.uncork();
+    }
+    this.socket.end();
+  }
+
   private receive(d: Buffer): void {
     this.chunks.push(d);
     this.buffered += d.byteLength;

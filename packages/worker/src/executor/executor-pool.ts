@@ -74,6 +74,9 @@ interface Role {
 
 type Channel = FrameChannel<ExecutorReply, RunCall | NextSource>;
 
+/** How long an idle executor has to exit by itself once its pool stops. */
+const STOP_GRACE_MS = 5_000;
+
 /** Idle executors older than this are stopped. */
 const EXECUTOR_IDLE_TIMEOUT_MS = 60_000;
 
@@ -277,11 +280,21 @@ export class ExecutorPool {
     src.proc.child.kill();
   }
 
-  /** Kills every executor. */
+  /**
+   * Stops every executor: a busy one is killed (its call may never return); an idle one sees its
+   * socket close and exits by itself, so that Node's exit work runs there (`--cpu-prof` in
+   * DPL_EXECUTOR_NODE_OPTIONS writes its profile).
+   */
   stop(): void {
     this.stopped = true;
     clearInterval(this.reaper);
-    for (const ex of this.executors) ex.proc.child.kill('SIGKILL');
+    for (const ex of this.executors) {
+      if (ex.busy.length === 0 && ex.alive) {
+        ex.proc.channel.close();
+        // One that does not go (something of a task's still running there) is killed after all.
+        setTimeout(() => ex.proc.child.kill('SIGKILL'), STOP_GRACE_MS).unref();
+      } else ex.proc.child.kill('SIGKILL');
+    }
     this.executors.clear();
     for (const src of this.sources.values()) src.proc.child.kill('SIGKILL');
     this.sources.clear();
