@@ -66,6 +66,29 @@ describe('shared-memory outputs', () => {
     expect((await runBig(head.address)).rows).toEqual(Array(6).fill(256 * 1024));
   });
 
+  it('removes the file an executor killed while writing left behind, at once, while the worker runs on', async () => {
+    const shm = await tempDir();
+    const head = await startHeadProcess();
+    const worker = startWorkerProcess(head.address, ['--num-cpus', '1', '--shm-dir', shm]);
+    await waitForWorkers(head.address, 1);
+    const cluster = await connect(head.address);
+    try {
+      const run = await cluster.submit(join(FIXTURES, 'killed-while-writing.ts'), { maxBatches: 1, config: { 'stuck.kwargs.shmDir': shm } });
+      let sawStray = false;
+      const watch = setInterval(() => (sawStray ||= files(shm).some((f) => f.endsWith('-999999.arrow'))), 5);
+      try {
+        await expect((async () => { for await (const b of run) void b; })()).rejects.toThrow(/ran longer than its timeoutMs of 500 ms/);
+      } finally {
+        clearInterval(watch);
+      }
+      expect(sawStray).toBe(true);
+      await waitFor(() => files(shm).length === 0, { timeoutMs: 5_000, what: 'the unfinished file to be removed' });
+      expect(worker.child.exitCode).toBeNull();
+    } finally {
+      await cluster.close();
+    }
+  });
+
   it('go through the executor socket when the shared folder is full, with the same results', async () => {
     // A 1 MiB tmpfs (as root; a container's /dev/shm is often 64 MiB): every 2 MiB output is refused.
     const shm = await tempDir();

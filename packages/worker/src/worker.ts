@@ -36,7 +36,7 @@ import { ExecutorPool, dropFile, type ExecutorResult } from './executor/executor
 import { PRESTARTED_EXECUTORS, executorLaunch } from './executor/fork';
 import type { OutputLines } from './executor/task-output';
 import { GpuAllocator } from './executor/gpu-allocator';
-import type { Payload, SharedOut } from './executor/protocol';
+import { outputFileOf, type Payload, type SharedOut } from './executor/protocol';
 
 const sizeOf = (p: Payload): number => ('file' in p ? p.bytes : p.ipc.byteLength);
 
@@ -195,6 +195,14 @@ class WorkerDaemon implements Worker {
       maxIdle: options.maxIdleExecutors,
       launch: executorLaunch(options.resources.get('CPU'), options.executorMemoryMb, options.executorNodeFlags),
       onOutput: (output) => this.taskOutput(output),
+      // A call killed while writing its output leaves a file no reply announced: removed now, not when the worker stops.
+      onGone: (pid, lastFile) => {
+        const removed = store.removeStrays((name) => {
+          const f = outputFileOf(name);
+          return f !== undefined && f.pid === pid && f.n > lastFile;
+        });
+        if (removed > 0) this.log.debug({ pid, removed }, 'removed output files an executor left unfinished');
+      },
     });
     this.gpus = new GpuAllocator(options.resources.get('GPU'));
     // One executor per CPU, up to PRESTARTED_EXECUTORS, starts while the worker registers (or

@@ -205,6 +205,21 @@ describe('ObjectStore shared-memory files', () => {
     }
   });
 
+  it('removes the stray files a caller claims, never a file an object holds', () => {
+    const store = new ObjectStore({ sharedDir: dir });
+    try {
+      store.adopt('kept', written(store, '7-5.arrow', bytes(10, 1)), 10);
+      written(store, '7-6.arrow', bytes(10, 2)); // a stray of process 7
+      written(store, '8-6.arrow', bytes(10, 3)); // another process's
+      expect(store.removeStrays((name) => name.startsWith('7-'))).toBe(1);
+      expect(readdirSync(store.sharedDir!).sort()).toEqual(['7-5.arrow', '8-6.arrow']);
+      expect(store.open('kept')).toEqual({ path: join(store.sharedDir!, '7-5.arrow'), size: 10 });
+      expect(new ObjectStore().removeStrays(() => true)).toBe(0); // no shared folder
+    } finally {
+      store.close();
+    }
+  });
+
   it('moves files to the spill folder past its budget and reads them back whole', async () => {
     const spill = mkdtempSync(join(tmpdir(), 'dpl-store-'));
     const store = new ObjectStore({ sharedDir: dir, memoryBytes: 1000, spillDir: spill });

@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import { FrameChannel } from './channel';
 import { writeAllSync } from './write-all';
 import { GENERATOR_TASK, OutputCapture } from './task-output';
-import type { ExecutorReply, NextSource, Payload, RunCall, SharedOut } from './protocol';
+import { outputFileName, type ExecutorReply, type NextSource, type Payload, type RunCall, type SharedOut } from './protocol';
 
 // Stack traces of pipeline modules point at the user's source (the bundles carry source maps).
 // Enabled here, after dpl's own modules and arrow loaded: reading their maps took ~15 ms of
@@ -140,7 +140,7 @@ function bytesOf(p: Payload): Uint8Array {
 
 let outSeq = 0;
 /** A new file name in the shared folder, unique to this process. */
-const outFile = (shared: SharedOut): string => join(shared.dir, `${process.pid}-${++outSeq}.arrow`);
+const outFile = (shared: SharedOut): string => join(shared.dir, outputFileName(process.pid, ++outSeq));
 
 /**
  * A task's output as a reply carries it. A large one is written to its file straight from its

@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import { DplError, DplErrorCode, TaskError, callFailureMessage, type Logger, type Observation } from '@dpl/core';
 import { FrameChannel } from './channel';
 import { forkExecutor, type EarlyExecutors, type ExecutorLaunch } from './fork';
-import type { ExecutorReply, NextSource, Payload, RunCall, SharedOut } from './protocol';
+import { outputFileOf, type ExecutorReply, type NextSource, type Payload, type RunCall, type SharedOut } from './protocol';
 import { GENERATOR_TASK, NO_CALL, OutputCapture, type OutputLines, type OutputSource } from './task-output';
 
 /** The output: its bytes, or a file in the worker's shared memory that the caller now owns. */
@@ -62,6 +62,8 @@ interface Started {
   channel: Channel;
   ready: Promise<void>;
   role: Role;
+  /** The number in the name of the last output file it announced (`<pid>-<n>.arrow`; 0: none). */
+  lastFile: number;
 }
 
 interface Role {
@@ -98,6 +100,12 @@ export interface ExecutorPoolOptions {
   launch?: ExecutorLaunch;
   /** What tasks print, in lines tagged with their call. */
   onOutput?: (output: OutputLines[]) => void;
+  /**
+   * An executor process is gone and every message it sent has been read: output files of its
+   * numbered past `lastFile` (`<pid>-<n>.arrow`, n > lastFile) were never announced (a call
+   * killed while writing one) and belong to nobody.
+   */
+  onGone?: (pid: number, lastFile: number) => void;
 }
 
 export class ExecutorPool {
@@ -107,6 +115,7 @@ export class ExecutorPool {
   private readonly maxIdle: number;
   private readonly launch: ExecutorLaunch;
   private readonly onOutput: (output: OutputLines[]) => void;
+  private readonly onGone: (pid: number, lastFile: number) => void;
 
   private readonly reaper: NodeJS.Timeout;
 
@@ -117,6 +126,7 @@ export class ExecutorPool {
     this.maxIdle = options.maxIdle;
     this.launch = options.launch ?? { memoryMb: undefined, nodeFlags: [] };
     this.onOutput = options.onOutput ?? (() => undefined);
+    this.onGone = options.onGone ?? (() => undefined);
     this.reaper = setInterval(() => this.reapIdle(), EXECUTOR_IDLE_TIMEOUT_MS / 4);
     this.reaper.unref();
   }
@@ -259,8 +269,24 @@ export class ExecutorPool {
       channel: undefined as unknown as Channel,
       ready: new Promise((r) => (markReady = r)),
       role: { reply: () => undefined, exit: () => undefined, current: () => undefined, error: () => undefined },
+      lastFile: 0,
     };
-    proc.channel = new FrameChannel(child.stdio[3] as Socket, (m) => (m.kind === 'ready' ? markReady() : proc.role.reply(m)));
+    const socket = child.stdio[3] as Socket;
+    proc.channel = new FrameChannel(socket, (m) => {
+      if (m.kind === 'ready') return markReady();
+      if ('file' in m) proc.lastFile = Math.max(proc.lastFile, outputFileOf(m.file)?.n ?? 0);
+      proc.role.reply(m);
+    });
+    // Gone: exited, and its socket read to the end (no announcement of a file is still on its way).
+    let exited = false;
+    let drained = false;
+    const gone = (): void => {
+      if (exited && drained && child.pid !== undefined) this.onGone(child.pid, proc.lastFile);
+    };
+    socket.on('close', () => {
+      drained = true;
+      gone();
+    });
     // What reaches the process's stdout and stderr without going through its console (native
     // code, Node's own messages such as running out of heap) is its current call's.
     forwardOutput(child, () => proc.role.current(), this.onOutput);
@@ -268,6 +294,8 @@ export class ExecutorPool {
     child.on('exit', (code, signal) => {
       markReady();
       proc.role.exit(code, signal);
+      exited = true;
+      gone();
     });
     return proc;
   }

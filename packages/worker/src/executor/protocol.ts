@@ -13,6 +13,18 @@ import type { OutputLines } from './task-output';
  */
 export type Payload = { ipc: Uint8Array } | { file: string; bytes: number };
 
+/**
+ * The name of an executor's n-th output file in the shared folder (n counts from 1 in each
+ * process, one file at a time: a file it never announced has a number past its last reply's).
+ */
+export const outputFileName = (pid: number, n: number): string => `${pid}-${n}.arrow`;
+
+/** The pid and n of a path named by {@link outputFileName}; undefined for another name. */
+export function outputFileOf(path: string): { pid: number; n: number } | undefined {
+  const m = /(?:^|\/)(\d+)-(\d+)\.arrow$/.exec(path);
+  return m === null ? undefined : { pid: Number(m[1]), n: Number(m[2]) };
+}
+
 /** Where an executor leaves an output of more than `overBytes`: a file in `dir`. */
 export interface SharedOut {
   dir: string;

@@ -161,6 +161,35 @@ export class ObjectStore {
     }
   }
 
+  /**
+   * Removes the files in the shared folder that `belongs(name)` claims and no object holds: what
+   * an executor killed while writing an output left (the worker says which are its, and that
+   * it is gone). Returns how many it removed.
+   */
+  removeStrays(belongs: (name: string) => boolean): number {
+    if (this.sharedDir === undefined) return 0;
+    const held = new Set<string>();
+    for (const e of this.objects.values()) if (e.where === 'shared' || e.where === 'spilling-shared') held.add(e.path);
+    let removed = 0;
+    let names: string[];
+    try {
+      names = readdirSync(this.sharedDir);
+    } catch {
+      return 0;
+    }
+    for (const name of names) {
+      const path = join(this.sharedDir, name);
+      if (!belongs(name) || held.has(path)) continue;
+      try {
+        unlinkSync(path);
+        removed++;
+      } catch {
+        // gone already
+      }
+    }
+    return removed;
+  }
+
   /** Drops every object whose id starts with `prefix` (a finished or cancelled job's). */
   deletePrefix(prefix: string): void {
     for (const id of [...this.objects.keys()]) if (id.startsWith(prefix)) this.delete(id);
