@@ -36,7 +36,7 @@ import { ExecutorPool, dropFile, type ExecutorResult } from './executor/executor
 import { PRESTARTED_EXECUTORS, executorLaunch } from './executor/fork';
 import type { OutputLines } from './executor/task-output';
 import { GpuAllocator } from './executor/gpu-allocator';
-import { outputFileOf, type Payload, type SharedOut } from './executor/protocol';
+import { outputFileOf, type Payload, type RunCall, type SharedOut } from './executor/protocol';
 
 const sizeOf = (p: Payload): number => ('file' in p ? p.bytes : p.ipc.byteLength);
 
@@ -142,6 +142,8 @@ class WorkerDaemon implements Worker {
   private readonly pool: ExecutorPool;
   private readonly gpus: GpuAllocator;
   private readonly modules = new Map<string, Promise<string>>();
+  /** The bundle paths of the modules fetched so far (what `modules` resolved to). */
+  private readonly bundles = new Map<string, string>();
   private session: Session | undefined;
   private results: ResultBatcher | undefined;
   /** This session's jobs and lease queues (a new session starts empty). */
@@ -477,73 +479,115 @@ class WorkerDaemon implements Worker {
     }
   }
 
-  private async runTask(results: ResultBatcher, a: AssignTask, lease: string): Promise<void> {
-    const attempt = a.attempt;
+  /**
+   * Runs one call and reports its outcome (never rejects). A call whose module is here and whose
+   * inputs are inline or in this store goes into its executor at once; one that must fetch its
+   * module or an input first waits for those.
+   */
+  private runTask(results: ResultBatcher, a: AssignTask, lease: string): Promise<void> {
     const job = this.jobs.get(a.job_id);
     const facts = job?.tasks.get(a.task);
     if (job === undefined || facts === undefined) {
       const err = new DplError(DplErrorCode.CANCELLED, `job ${a.job_id} (task ${JSON.stringify(a.task)}) is not running on this worker`);
       results.failed({ call_id: a.call_id, job_id: a.job_id, error: errorToProto(err), assignment: a.assignment });
-      return;
+      return Promise.resolve();
     }
     const gpuIds = this.gpus.allocate(facts.num_gpus) ?? [];
-    try {
-      const bundlePath = await this.module(job.moduleHash);
-      const inputs = await Promise.all(
-        a.inputs.map(async (s) => ({
-          ...(await this.input(s.object_id, s.owner_address, s.inline_ipc, a)),
-          offset: Number(s.offset),
-          rows: Number(s.rows),
-        })),
-      );
-      // Linked to its head in memory (dpl run), the head reads this store in place: a large
-      // output inlined in the reply would only be copied more on its way.
-      const inlineMax = this.options.headClient === undefined ? facts.inline_output_max_bytes : Math.min(facts.inline_output_max_bytes, SHARED_MIN_BYTES);
-      const out = await this.pool.run(
-        {
-          kind: 'run',
-          callId: a.call_id,
-          bundlePath,
-          label: job.moduleHash.slice(0, 12),
-          jobId: a.job_id,
-          task: a.task,
-          kwargs: facts.kwargs,
-          before: facts.fused_before.length > 0 ? facts.fused_before : undefined,
-          inputs,
-          inputIds: a.input_ids,
-          maxAttempts: facts.max_attempts,
-          shared: this.sharedOut(inlineMax),
-        },
-        attempt,
-        gpuIds.join(','),
-        facts.timeout_ms,
-        lease,
-      );
-      const bytes = sizeOf(out);
-      const inline = 'ipc' in out && bytes <= inlineMax;
-      const outputId = `${a.job_id}/${a.call_id}~${a.assignment}`;
-      if (!inline) this.keep(outputId, out);
-      results.done(
-        {
-          call_id: a.call_id,
-          job_id: a.job_id,
-          output_id: inline ? '' : outputId,
-          rows: String(out.rows),
-          bytes: String(bytes),
-          inline_ipc: inline ? out.ipc : EMPTY,
-          assignment: a.assignment,
-          observations: observationsToProto(out.observations),
-          run_us: String(out.runUs ?? 0),
-          stage_rows: out.stageRows?.map(String) ?? [],
-        },
-        inline ? bytes : 0,
-      );
-    } catch (e) {
-      const recorded = (e as { details?: { observations?: Observation[] } }).details?.observations;
-      results.failed({ call_id: a.call_id, job_id: a.job_id, error: errorToProto(e), assignment: a.assignment, observations: observationsToProto(recorded) });
-    } finally {
-      this.gpus.release(gpuIds, facts.num_gpus);
+    const bundlePath = this.bundles.get(job.moduleHash);
+    const inputs = bundlePath === undefined ? undefined : this.localInputs(a);
+    const out =
+      bundlePath !== undefined && inputs !== undefined
+        ? this.pool.run(this.runCall(a, job, facts, bundlePath, inputs), a.attempt, gpuIds.join(','), facts.timeout_ms, lease)
+        : this.prepareAndRun(a, job, facts, gpuIds, lease);
+    return out.then(
+      (r) => {
+        this.gpus.release(gpuIds, facts.num_gpus);
+        this.answer(results, a, facts, r);
+      },
+      (e: unknown) => {
+        this.gpus.release(gpuIds, facts.num_gpus);
+        const recorded = (e as { details?: { observations?: Observation[] } }).details?.observations;
+        results.failed({ call_id: a.call_id, job_id: a.job_id, error: errorToProto(e), assignment: a.assignment, observations: observationsToProto(recorded) });
+      },
+    );
+  }
+
+  /** A call whose module or inputs are not here yet: fetched, then run. */
+  private async prepareAndRun(a: AssignTask, job: JobOnWorker, facts: TaskFacts, gpuIds: number[], lease: string): Promise<ExecutorResult> {
+    const bundlePath = await this.module(job.moduleHash);
+    const inputs = await Promise.all(
+      a.inputs.map(async (s) => ({
+        ...(await this.input(s.object_id, s.owner_address, s.inline_ipc, a)),
+        offset: Number(s.offset),
+        rows: Number(s.rows),
+      })),
+    );
+    return this.pool.run(this.runCall(a, job, facts, bundlePath, inputs), a.attempt, gpuIds.join(','), facts.timeout_ms, lease);
+  }
+
+  /** The call's inputs when every one is inline or in this store; undefined when one must be fetched. */
+  private localInputs(a: AssignTask): RunCall['inputs'] | undefined {
+    const inputs: RunCall['inputs'] = [];
+    for (const s of a.inputs) {
+      const offset = Number(s.offset);
+      const rows = Number(s.rows);
+      if (s.object_id === '') {
+        inputs.push({ ipc: aligned(s.inline_ipc), offset, rows });
+        continue;
+      }
+      const local = this.store.open(s.object_id);
+      if (local === undefined) return undefined;
+      inputs.push('bytes' in local ? { ipc: local.bytes, offset, rows } : { file: local.path, bytes: local.size, offset, rows });
     }
+    return inputs;
+  }
+
+  /** What an executor is sent for a call. */
+  private runCall(a: AssignTask, job: JobOnWorker, facts: TaskFacts, bundlePath: string, inputs: RunCall['inputs']): RunCall {
+    // Linked to its head in memory (dpl run), the head reads this store in place: a large
+    // output inlined in the reply would only be copied more on its way.
+    return {
+      kind: 'run',
+      callId: a.call_id,
+      bundlePath,
+      label: job.moduleHash.slice(0, 12),
+      jobId: a.job_id,
+      task: a.task,
+      kwargs: facts.kwargs,
+      before: facts.fused_before.length > 0 ? facts.fused_before : undefined,
+      inputs,
+      inputIds: a.input_ids,
+      maxAttempts: facts.max_attempts,
+      shared: this.sharedOut(this.inlineMax(facts)),
+    };
+  }
+
+  /** Outputs up to this size go to the head in the answer. */
+  private inlineMax(facts: TaskFacts): number {
+    return this.options.headClient === undefined ? facts.inline_output_max_bytes : Math.min(facts.inline_output_max_bytes, SHARED_MIN_BYTES);
+  }
+
+  /** A call's output: kept in the store (or inlined), and its answer on its way to the head. */
+  private answer(results: ResultBatcher, a: AssignTask, facts: TaskFacts, out: ExecutorResult): void {
+    const bytes = sizeOf(out);
+    const inline = 'ipc' in out && bytes <= this.inlineMax(facts);
+    const outputId = `${a.job_id}/${a.call_id}~${a.assignment}`;
+    if (!inline) this.keep(outputId, out);
+    results.done(
+      {
+        call_id: a.call_id,
+        job_id: a.job_id,
+        output_id: inline ? '' : outputId,
+        rows: String(out.rows),
+        bytes: String(bytes),
+        inline_ipc: inline ? out.ipc : EMPTY,
+        assignment: a.assignment,
+        observations: observationsToProto(out.observations),
+        run_us: String(out.runUs ?? 0),
+        stage_rows: out.stageRows?.map(String) ?? [],
+      },
+      inline ? bytes : 0,
+    );
   }
 
   /**
@@ -647,7 +691,11 @@ class WorkerDaemon implements Worker {
         call.on('data', (m: FetchModuleResponse) => assembler.add(m.chunk));
         call.on('error', (e: grpc.ServiceError) => reject(new Error(`cannot fetch module ${hash} from the head: ${e.details}`)));
         call.on('end', () => resolve(assembler.finish()));
-      }).then((code) => writeBundle(this.moduleDir, hash, code));
+      }).then((code) => {
+        const path = writeBundle(this.moduleDir, hash, code);
+        this.bundles.set(hash, path);
+        return path;
+      });
       p.catch(() => this.modules.delete(hash)); // a failed fetch is retried by the next call
       this.modules.set(hash, p);
     }

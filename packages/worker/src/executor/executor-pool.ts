@@ -61,6 +61,8 @@ interface Started {
   child: ChildProcess;
   channel: Channel;
   ready: Promise<void>;
+  /** Whether `ready` has resolved. */
+  isReady: boolean;
   role: Role;
   /** The number in the name of the last output file it announced (`<pid>-<n>.arrow`; 0: none). */
   lastFile: number;
@@ -137,29 +139,32 @@ export class ExecutorPool {
    * `lease` go to the executor already running that lease's calls and wait there in order; a
    * call that waited in a process that died before it started runs again elsewhere.
    */
-  async run(call: RunCall, attempt: number, gpus: string, timeoutMs = 0, lease?: string): Promise<ExecutorResult> {
-    if (this.stopped) throw new TaskError(call.task, call.callId, attempt, 'the worker is stopping');
+  run(call: RunCall, attempt: number, gpus: string, timeoutMs = 0, lease?: string): Promise<ExecutorResult> {
+    if (this.stopped) return Promise.reject(new TaskError(call.task, call.callId, attempt, 'the worker is stopping'));
     const target = this.executorFor(lease, gpus) ?? this.spawn(gpus);
     target.lease = lease;
     const result = new Promise<ExecutorResult>((resolve, reject) => {
       target.busy.push({ call, resolve, reject, attempt, timeoutMs, timer: undefined });
     });
-    await target.proc.ready;
+    // A started process takes the call now (no turn of the event loop in between); a new one once ready.
+    if (target.proc.isReady) this.dispatch(target, call);
+    else void target.proc.ready.then(() => this.dispatch(target, call));
+    return result;
+  }
+
+  /** Sends a call queued on `target` into its process, once that process is ready. */
+  private dispatch(target: Executor, call: RunCall): void {
     const busy = target.busy.find((b) => b.call === call);
     // Not there: its process died while the call waited to be sent, and the call went to another.
-    if (busy !== undefined) {
-      if (!target.alive) {
-        target.busy.splice(target.busy.indexOf(busy), 1);
-        throw new TaskError(call.task, call.callId, attempt, `task ${JSON.stringify(call.task)}: its executor process could not start`);
-      }
-      target.proc.channel.send(call);
-      if (target.busy[0] === busy) this.startTimer(target, busy);
-    }
-    try {
-      return await result;
-    } finally {
+    if (busy === undefined) return;
+    if (!target.alive) {
+      target.busy.splice(target.busy.indexOf(busy), 1);
+      busy.reject(new TaskError(call.task, call.callId, busy.attempt, `task ${JSON.stringify(call.task)}: its executor process could not start`));
       this.trimIdle();
+      return;
     }
+    target.proc.channel.send(call);
+    if (target.busy[0] === busy) this.startTimer(target, busy);
   }
 
   /**
@@ -263,11 +268,16 @@ export class ExecutorPool {
    * nothing until one is given); 'ready' resolves `ready`, as does its exit.
    */
   private started(child: ChildProcess): Started {
-    let markReady: () => void = () => undefined;
+    let resolveReady: () => void = () => undefined;
+    const markReady = (): void => {
+      proc.isReady = true;
+      resolveReady();
+    };
     const proc: Started = {
       child,
       channel: undefined as unknown as Channel,
-      ready: new Promise((r) => (markReady = r)),
+      ready: new Promise((r) => (resolveReady = r)),
+      isReady: false,
       role: { reply: () => undefined, exit: () => undefined, current: () => undefined, error: () => undefined },
       lastFile: 0,
     };
@@ -363,6 +373,7 @@ export class ExecutorPool {
     else {
       ex.lease = undefined;
       ex.idleSince = Date.now();
+      this.trimIdle();
     }
     if (m.kind === 'done') busy.resolve({ ...payload(m, m.rows), observations: m.observations, runUs: m.runUs, stageRows: m.stageRows });
     else busy.reject(callFailed(busy, m.message, { remoteStack: m.stack, details: { code: m.code, observations: m.observations }, retryable: m.retryable }, m.task));
