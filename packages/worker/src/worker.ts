@@ -36,7 +36,7 @@ import { ExecutorPool, dropFile, type ExecutorResult } from './executor/executor
 import { PRESTARTED_EXECUTORS, executorLaunch } from './executor/fork';
 import type { OutputLines } from './executor/task-output';
 import { GpuAllocator } from './executor/gpu-allocator';
-import { outputFileOf, type Payload, type RunCall, type SharedOut } from './executor/protocol';
+import { outputFileOf, type CallFacts, type Payload, type RunCall, type SharedOut } from './executor/protocol';
 
 const sizeOf = (p: Payload): number => ('file' in p ? p.bytes : p.ipc.byteLength);
 
@@ -114,6 +114,8 @@ type Session = grpc.ClientDuplexStream<ConnectWorkerRequest__Input, ConnectWorke
 interface JobOnWorker {
   moduleHash: string;
   tasks: Map<string, TaskFacts>;
+  /** Per task, what its calls' executors are sent once (made with the task's first call here). */
+  callFacts: Map<string, CallFacts>;
 }
 
 /**
@@ -419,7 +421,7 @@ class WorkerDaemon implements Worker {
 
   /** Calls (and releases) from one scheduling pass of the head. */
   private assigned(batch: AssignBatch): void {
-    for (const j of batch.jobs) this.jobs.set(j.job_id, { moduleHash: j.module_hash, tasks: new Map(j.tasks.map((t) => [t.task, t])) });
+    for (const j of batch.jobs) this.jobs.set(j.job_id, { moduleHash: j.module_hash, tasks: new Map(j.tasks.map((t) => [t.task, t])), callFacts: new Map() });
     const touched = new Set<string>();
     for (const call of batch.calls) {
       let q = this.leases.get(call.lease);
@@ -544,22 +546,22 @@ class WorkerDaemon implements Worker {
 
   /** What an executor is sent for a call. */
   private runCall(a: AssignTask, job: JobOnWorker, facts: TaskFacts, bundlePath: string, inputs: RunCall['inputs']): RunCall {
-    // Linked to its head in memory (dpl run), the head reads this store in place: a large
-    // output inlined in the reply would only be copied more on its way.
-    return {
-      kind: 'run',
-      callId: a.call_id,
-      bundlePath,
-      label: job.moduleHash.slice(0, 12),
-      jobId: a.job_id,
-      task: a.task,
-      kwargs: facts.kwargs,
-      before: facts.fused_before.length > 0 ? facts.fused_before : undefined,
-      inputs,
-      inputIds: a.input_ids,
-      maxAttempts: facts.max_attempts,
-      shared: this.sharedOut(this.inlineMax(facts)),
-    };
+    // One object per task of the job: the pool sends it into each process once.
+    let shared = job.callFacts.get(a.task);
+    if (shared === undefined) {
+      shared = {
+        bundlePath,
+        label: job.moduleHash.slice(0, 12),
+        jobId: a.job_id,
+        task: a.task,
+        kwargs: facts.kwargs,
+        before: facts.fused_before.length > 0 ? facts.fused_before : undefined,
+        maxAttempts: facts.max_attempts,
+        shared: this.sharedOut(this.inlineMax(facts)),
+      };
+      job.callFacts.set(a.task, shared);
+    }
+    return { facts: shared, callId: a.call_id, inputs, inputIds: a.input_ids };
   }
 
   /** Outputs up to this size go to the head in the answer. */

@@ -12,7 +12,7 @@ import { encodeKwargs } from '@dpl/wire';
 import { Table, makeVector } from 'apache-arrow';
 import { ExecutorPool } from '../src/executor/executor-pool';
 import { EarlyExecutors, executorLaunch } from '../src/executor/fork';
-import type { RunCall } from '../src/executor/protocol';
+import type { CallFacts, RunCall } from '../src/executor/protocol';
 
 const dir = mkdtempSync(join(tmpdir(), 'dpl-early-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -34,18 +34,19 @@ export function* generator() {
 `,
 );
 
-function call(n: number): RunCall {
+/** Each task's facts, one object per task as the worker makes them. */
+const factsOf = new Map<string, CallFacts>();
+function call(n: number, task = 'pid'): RunCall {
+  let facts = factsOf.get(task);
+  if (facts === undefined) {
+    facts = { bundlePath, label: 'pid.mjs', jobId: 'job', task, kwargs: encodeKwargs(task, {}), maxAttempts: 1 };
+    factsOf.set(task, facts);
+  }
   return {
-    kind: 'run',
-    callId: `pid#${n}`,
-    bundlePath,
-    label: 'pid.mjs',
-    jobId: 'job',
-    task: 'pid',
-    kwargs: encodeKwargs('pid', {}),
+    facts,
+    callId: `${task}#${n}`,
     inputs: [{ ipc: encodeIpc(new Table({ x: makeVector(Int32Array.of(n)) })), offset: 0, rows: 1 }],
     inputIds: [`s${n}`],
-    maxAttempts: 1,
   };
 }
 
@@ -98,13 +99,32 @@ describe('EarlyExecutors', () => {
   });
 });
 
+describe('ExecutorPool task facts', () => {
+  it('sends a task\'s facts into a process once, forgets the oldest past its limit and sends them again when needed', async () => {
+    const pool = new ExecutorPool(silentLogger, { maxIdle: 1, launch: executorLaunch(1, undefined, []) });
+    try {
+      // 70 jobs' facts for the same task, one after another in the one executor (more than it keeps).
+      const base = call(0).facts;
+      const facts: CallFacts[] = Array.from({ length: 70 }, (_, i) => ({ ...base, jobId: `job${i}` }));
+      const pids = new Set<number>();
+      for (const [i, f] of facts.entries()) pids.add(pidOf(await pool.run({ ...call(i), facts: f }, 1, '')));
+      // The first ones were forgotten there: sent again, they run.
+      for (const f of facts.slice(0, 3)) pids.add(pidOf(await pool.run({ ...call(100), facts: f }, 1, '')));
+      pids.add(pidOf(await pool.run({ ...call(101), facts: facts[69]! }, 1, '')));
+      expect(pids.size).toBe(1);
+    } finally {
+      pool.stop();
+    }
+  });
+});
+
 describe('ExecutorPool.stop', () => {
   it('lets an idle executor exit by itself (Node flags such as --cpu-prof then write their files) and kills a busy one', async () => {
     const profiles = mkdtempSync(join(tmpdir(), 'dpl-prof-'));
     try {
       const pool = new ExecutorPool(silentLogger, { maxIdle: 4, launch: executorLaunch(2, undefined, ['--cpu-prof', `--cpu-prof-dir=${profiles}`]) });
       // A call that never ends, in one executor; another runs a call and is idle.
-      const hanging = pool.run({ ...call(2), task: 'hang' }, 1, '').catch((e: unknown) => e);
+      const hanging = pool.run(call(2, 'hang'), 1, '').catch((e: unknown) => e);
       const idle = pidOf(await pool.run(call(1), 1, ''));
       pool.stop();
       await until(() => gone(idle));

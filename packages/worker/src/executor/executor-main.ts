@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import { FrameChannel } from './channel';
 import { writeAllSync } from './write-all';
 import { GENERATOR_TASK, OutputCapture } from './task-output';
-import { outputFileName, type ExecutorReply, type NextSource, type Payload, type RunCall, type SharedOut } from './protocol';
+import { outputFileName, type CallMessage, type ExecutorReply, type ExecutorRequest, type FactsMessage, type NextSource, type Payload, type SharedOut } from './protocol';
 
 // Stack traces of pipeline modules point at the user's source (the bundles carry source maps).
 // Enabled here, after dpl's own modules and arrow loaded: reading their maps took ~15 ms of
@@ -42,17 +42,35 @@ const modules = new Map<string, Promise<PipelineModule>>();
 
 // The worker talks to this process over fd 3 (a socket pair). Both report their own errors.
 const socket = new Socket({ fd: 3, readable: true, writable: true });
-const channel = new FrameChannel<RunCall | NextSource, ExecutorReply>(socket, (m) => {
+const channel = new FrameChannel<ExecutorRequest, ExecutorReply>(socket, (m) => {
   if (m.kind === 'run') enqueue(m);
+  else if (m.kind === 'facts') facts.set(m.id, { ...m, decoded: [] });
+  else if (m.kind === 'forget') for (const id of m.ids) facts.delete(id);
   else if (m.kind === 'source-next') pullInTurn(m);
 });
 
+/** A task's facts as the worker sent them, with its kwargs decoded on first use (the fused tasks' first, its own last). */
+type KnownFacts = FactsMessage & { decoded: Record<string, unknown>[] };
+const facts = new Map<number, KnownFacts>();
+
+/** A call with its task's facts. */
+interface Call {
+  m: CallMessage;
+  f: KnownFacts;
+}
+
 // Calls run one at a time, in the order they came (what they record is per call, and the
 // worker counts one slot of resources per executor).
-const inbox: RunCall[] = [];
+const inbox: Call[] = [];
 let draining = false;
-function enqueue(m: RunCall): void {
-  inbox.push(m);
+function enqueue(m: CallMessage): void {
+  const f = facts.get(m.facts);
+  if (f === undefined) {
+    // The worker sends a task's facts before its first call here: this is a bug, said as one.
+    send({ kind: 'failed', callId: m.callId, code: DplErrorCode.INTERNAL, retryable: true, message: `executor ${process.pid} has no task facts numbered ${m.facts}; this is a dpl bug, please report it`, stack: '' });
+    return;
+  }
+  inbox.push({ m, f });
   if (!draining) void drain(); // each call reports its own outcome
 }
 async function drain(): Promise<void> {
@@ -71,17 +89,9 @@ async function drain(): Promise<void> {
 }
 const YIELD_AFTER_MS = 1;
 
-/** Decoded kwargs by job and task: every call of a task in a job has the same ones. */
-const kwargsCache = new Map<string, Record<string, unknown>>();
-const KWARGS_CACHE_ENTRIES = 256;
-function kwargsOf(jobId: string, task: string, bytes: Uint8Array): Record<string, unknown> {
-  const key = `${jobId}\0${task}`;
-  let kwargs = kwargsCache.get(key);
-  if (kwargs === undefined) {
-    if (kwargsCache.size >= KWARGS_CACHE_ENTRIES) kwargsCache.delete(kwargsCache.keys().next().value!);
-    kwargs = decodeKwargs(bytes);
-    kwargsCache.set(key, kwargs);
-  }
+/** The kwargs of step `i` of a task's chain (decoded once per task's facts). */
+function kwargsOf(f: KnownFacts, i: number, bytes: Uint8Array): Record<string, unknown> {
+  const kwargs = (f.decoded[i] ??= decodeKwargs(bytes));
   // A copy per call: a task that changes its kwargs object must not change the next call's.
   return { ...kwargs };
 }
@@ -185,22 +195,22 @@ function linked(input: string, bytes: number, shared: SharedOut): Payload | unde
   }
 }
 
-const NOTHING_BEFORE: NonNullable<RunCall['before']> = [];
+const NOTHING_BEFORE: NonNullable<FactsMessage['before']> = [];
 
-async function run(m: RunCall): Promise<void> {
+async function run({ m, f }: Call): Promise<void> {
   observations = [];
-  capture.setSource(m);
+  capture.setSource({ jobId: f.jobId, task: f.task, callId: m.callId });
   const started = performance.now();
   /** The task of the chain running now (a fused call runs several). */
-  let running = m.task;
+  let running = f.task;
   try {
-    let mod = modules.get(m.bundlePath);
+    let mod = modules.get(f.bundlePath);
     if (mod === undefined) {
-      mod = importBundleFile(m.bundlePath, m.label);
-      modules.set(m.bundlePath, mod);
+      mod = importBundleFile(f.bundlePath, f.label);
+      modules.set(f.bundlePath, mod);
     }
     const { taskMap } = (await mod).graph;
-    const before = m.before ?? NOTHING_BEFORE;
+    const before = f.before ?? NOTHING_BEFORE;
     let decodedRows = -1;
     const inputBytes = m.inputs.map(bytesOf);
     const slices = m.inputs.map((i, k) => {
@@ -216,12 +226,12 @@ async function run(m: RunCall): Promise<void> {
     let result: Table = input;
     const stageRows: number[] | undefined = before.length > 0 ? [] : undefined;
     for (let i = 0; i <= before.length; i++) {
-      const step = i < before.length ? before[i]! : m; // the call's own task last
+      const step = i < before.length ? before[i]! : f; // the call's own task last
       running = step.task;
       capture.setTask(step.task);
       const task = taskMap.get(step.task);
-      if (task === undefined) throw new Error(`module ${m.label} has no task named ${JSON.stringify(step.task)}`);
-      const out: unknown = await task.fn(result, kwargsOf(m.jobId, step.task, step.kwargs));
+      if (task === undefined) throw new Error(`module ${f.label} has no task named ${JSON.stringify(step.task)}`);
+      const out: unknown = await task.fn(result, kwargsOf(f, i, step.kwargs));
       if (!isTable(out)) throw notATable(out);
       result = ownTable(out);
       stageRows?.push(out.numRows);
@@ -231,12 +241,12 @@ async function run(m: RunCall): Promise<void> {
     // for its side effects) sends back the bytes it got instead of encoding them again.
     const same = result === input && m.inputs.length === 1 && input.numRows === decodedRows;
     let out: Payload;
-    if (!same) out = outputOf(result, m.shared);
+    if (!same) out = outputOf(result, f.shared);
     else {
       // The same bytes: under a new name (a second link to the input's file, no copy) when they are a file.
       const first = m.inputs[0]!;
-      const link = 'file' in first && m.shared !== undefined ? linked(first.file, first.bytes, m.shared) : undefined;
-      out = link ?? payloadOf(inputBytes[0]!, m.shared);
+      const link = 'file' in first && f.shared !== undefined ? linked(first.file, first.bytes, f.shared) : undefined;
+      out = link ?? payloadOf(inputBytes[0]!, f.shared);
     }
     const runUs = Math.round((performance.now() - started) * 1000);
     sendOutput();
@@ -253,7 +263,7 @@ async function run(m: RunCall): Promise<void> {
       message: err.message,
       stack: err.stack ?? '',
       observations: takeObservations(),
-      task: running === m.task ? undefined : running,
+      task: running === f.task ? undefined : running,
     });
   }
 }

@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import { DplError, DplErrorCode, TaskError, callFailureMessage, type Logger, type Observation } from '@dpl/core';
 import { FrameChannel } from './channel';
 import { forkExecutor, type EarlyExecutors, type ExecutorLaunch } from './fork';
-import { outputFileOf, type ExecutorReply, type NextSource, type Payload, type RunCall, type SharedOut } from './protocol';
+import { outputFileOf, type ExecutorReply, type ExecutorRequest, type NextSource, type Payload, type RunCall, type SharedOut, type CallFacts } from './protocol';
 import { GENERATOR_TASK, NO_CALL, OutputCapture, type OutputLines, type OutputSource } from './task-output';
 
 /** The output: its bytes, or a file in the worker's shared memory that the caller now owns. */
@@ -66,6 +66,8 @@ interface Started {
   role: Role;
   /** The number in the name of the last output file it announced (`<pid>-<n>.arrow`; 0: none). */
   lastFile: number;
+  /** The task facts sent to it, by the number its calls name them with, oldest first. */
+  facts: Map<CallFacts, number>;
 }
 
 interface Role {
@@ -76,7 +78,10 @@ interface Role {
   error(e: Error): void;
 }
 
-type Channel = FrameChannel<ExecutorReply, RunCall | NextSource>;
+type Channel = FrameChannel<ExecutorReply, ExecutorRequest>;
+
+/** Task facts a process keeps at most; past it, the oldest are forgotten (and sent again if needed). */
+const FACTS_PER_PROCESS = 64;
 
 /** How long an idle executor has to exit by itself once its pool stops. */
 const STOP_GRACE_MS = 5_000;
@@ -120,6 +125,8 @@ export class ExecutorPool {
   private readonly onGone: (pid: number, lastFile: number) => void;
 
   private readonly reaper: NodeJS.Timeout;
+  /** Numbers task facts are sent under (unique in this pool). */
+  private factsSeq = 0;
 
   constructor(
     private readonly log: Logger,
@@ -140,7 +147,7 @@ export class ExecutorPool {
    * call that waited in a process that died before it started runs again elsewhere.
    */
   run(call: RunCall, attempt: number, gpus: string, timeoutMs = 0, lease?: string): Promise<ExecutorResult> {
-    if (this.stopped) return Promise.reject(new TaskError(call.task, call.callId, attempt, 'the worker is stopping'));
+    if (this.stopped) return Promise.reject(new TaskError(call.facts.task, call.callId, attempt, 'the worker is stopping'));
     const target = this.executorFor(lease, gpus) ?? this.spawn(gpus);
     target.lease = lease;
     const result = new Promise<ExecutorResult>((resolve, reject) => {
@@ -159,12 +166,28 @@ export class ExecutorPool {
     if (busy === undefined) return;
     if (!target.alive) {
       target.busy.splice(target.busy.indexOf(busy), 1);
-      busy.reject(new TaskError(call.task, call.callId, busy.attempt, `task ${JSON.stringify(call.task)}: its executor process could not start`));
+      busy.reject(new TaskError(call.facts.task, call.callId, busy.attempt, `task ${JSON.stringify(call.facts.task)}: its executor process could not start`));
       this.trimIdle();
       return;
     }
-    target.proc.channel.send(call);
+    this.send(target.proc, call);
     if (target.busy[0] === busy) this.startTimer(target, busy);
+  }
+
+  /** A call into a process: its task's facts first, if that process has not had them. */
+  private send(proc: Started, call: RunCall): void {
+    let id = proc.facts.get(call.facts);
+    if (id === undefined) {
+      id = ++this.factsSeq;
+      if (proc.facts.size >= FACTS_PER_PROCESS) {
+        const [oldest, oldId] = proc.facts.entries().next().value!;
+        proc.facts.delete(oldest);
+        proc.channel.send({ kind: 'forget', ids: [oldId] });
+      }
+      proc.facts.set(call.facts, id);
+      proc.channel.send({ kind: 'facts', id, ...call.facts });
+    }
+    proc.channel.send({ kind: 'run', facts: id, callId: call.callId, inputs: call.inputs, inputIds: call.inputIds });
   }
 
   /**
@@ -280,6 +303,7 @@ export class ExecutorPool {
       isReady: false,
       role: { reply: () => undefined, exit: () => undefined, current: () => undefined, error: () => undefined },
       lastFile: 0,
+      facts: new Map(),
     };
     const socket = child.stdio[3] as Socket;
     proc.channel = new FrameChannel(socket, (m) => {
@@ -352,7 +376,11 @@ export class ExecutorPool {
     };
     this.executors.add(ex);
     proc.role = {
-      current: () => (ex.last = ex.busy[0]?.call ?? ex.last),
+      current: () => {
+        const c = ex.busy[0]?.call;
+        if (c !== undefined) ex.last = { jobId: c.facts.jobId, task: c.facts.task, callId: c.callId };
+        return ex.last;
+      },
       error: (e) => this.log.warn({ err: e.message }, 'executor process error'),
       reply: (m) => this.answered(ex, m),
       exit: (code, signal) => this.died(ex, code, signal),
@@ -405,7 +433,7 @@ export class ExecutorPool {
       why = `it ran longer than its timeoutMs of ${busy.timedOutMs} ms and its executor process was killed`;
     } else {
       const how = signal !== null ? `was killed by ${signal}` : `exited with code ${code}`;
-      this.log.warn({ task: busy.call.task, batchId: busy.call.callId, code, signal }, 'executor process died during a task');
+      this.log.warn({ task: busy.call.facts.task, batchId: busy.call.callId, code, signal }, 'executor process died during a task');
       why = `its executor process ${how} (a crash, process.exit() or running out of memory in the task)`;
     }
     busy.reject(callFailed(busy, why, { details: { code: DplErrorCode.TASK_FAILED } }));
@@ -444,10 +472,11 @@ export function dropFile(m: ExecutorReply | Payload): void {
 /** The error of a failed call, worded by the run policy: `task "t" failed on batch t#0 (…): <why>`. */
 function callFailed(busy: { call: RunCall; attempt: number }, why: string, options: ConstructorParameters<typeof TaskError>[4], task?: string): TaskError {
   const { call, attempt } = busy;
-  const who = task ?? call.task;
+  const { facts } = call;
+  const who = task ?? facts.task;
   // In a fused call, say so: the tasks before the one that failed run again with it.
-  const chain = call.before === undefined ? '' : ` (tasks ${[...call.before.map((b) => b.task), call.task].join(' → ')} ran fused in one call)`;
-  return new TaskError(who, call.callId, attempt, callFailureMessage(who, call.callId, call.inputIds, attempt, call.maxAttempts, why) + chain, options);
+  const chain = facts.before === undefined ? '' : ` (tasks ${[...facts.before.map((b) => b.task), facts.task].join(' → ')} ran fused in one call)`;
+  return new TaskError(who, call.callId, attempt, callFailureMessage(who, call.callId, call.inputIds, attempt, facts.maxAttempts, why) + chain, options);
 }
 
 /** Forwards what a process writes to its stdout and stderr as lines of `current()`'s call. */

@@ -31,24 +31,53 @@ export interface SharedOut {
   overBytes: number;
 }
 
-export interface RunCall {
-  kind: 'run';
-  callId: string;
+/**
+ * What every call of one task of one job shares. The worker makes one per task (the same
+ * object for all its calls); the pool sends it into a process once, before that process's
+ * first call of the task, and calls then name it by number.
+ */
+export interface CallFacts {
   /** The bundle file, and the module's source path for messages. */
   bundlePath: string;
   label: string;
-  /** With the task name, the key under which the executor keeps the decoded kwargs. */
   jobId: string;
   task: string;
   kwargs: Uint8Array;
   /** Tasks the head fused into this call: they run first, in order, each on the last's output. */
   before?: { task: string; kwargs: Uint8Array }[];
-  inputs: (Payload & { offset: number; rows: number })[];
   /** Absent: the output comes back in the reply. */
   shared?: SharedOut;
+  maxAttempts: number;
+}
+
+/** A call as the pool takes it. */
+export interface RunCall {
+  facts: CallFacts;
+  callId: string;
+  inputs: (Payload & { offset: number; rows: number })[];
   /** For messages: "inputs s0, s1; attempt 2 of 4". */
   inputIds: string[];
-  maxAttempts: number;
+}
+
+/** A task's facts, as a process receives them once, under the number its calls use. */
+export interface FactsMessage extends CallFacts {
+  kind: 'facts';
+  id: number;
+}
+
+/** A call, as a process receives it: its task's facts by number. */
+export interface CallMessage {
+  kind: 'run';
+  facts: number;
+  callId: string;
+  inputs: RunCall['inputs'];
+  inputIds: string[];
+}
+
+/** Facts the process may drop (no call names them again). */
+export interface ForgetMessage {
+  kind: 'forget';
+  ids: number[];
 }
 
 /** Asks the job's generator (created on first use) for its next batch. */
@@ -59,6 +88,9 @@ export interface NextSource {
   label: string;
   shared?: SharedOut;
 }
+
+/** What a worker sends an executor. */
+export type ExecutorRequest = FactsMessage | CallMessage | ForgetMessage | NextSource;
 
 export type ExecutorReply =
   | { kind: 'ready' }
