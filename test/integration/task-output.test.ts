@@ -3,6 +3,9 @@
  * real head and worker processes, `dpl submit` and the SDK.
  */
 import { connect, tokenFor, type Cluster, type TaskOutputLine } from '@dpl/client';
+import { startHead } from '@dpl/head';
+import { startWorker } from '@dpl/worker';
+import { tokenMetadata } from '@dpl/wire';
 import { dashboardAddress } from '../helpers/metrics';
 import { FIXTURES, killDplProcesses, runDpl } from '../helpers/cli';
 import { startHeadProcess, startWorkerProcess, waitForWorkers, type HeadProcess } from '../helpers/cluster';
@@ -92,6 +95,41 @@ describe('task output on a cluster', () => {
 });
 
 describe('task output of dpl run --in-process', () => {
+  it('reaches a follower that fell behind without the head queueing it all: what it missed is counted and said', async () => {
+    // The head in this process, its follower linked in memory (whose buffer is small and exact);
+    // a worker (its executors are processes) and the job's own client over gRPC.
+    const head = await startHead({ host: '127.0.0.1', port: 0 });
+    const worker = await startWorker({ address: head.address, token: head.token, resources: { CPU: 1 } });
+    try {
+      await worker.registered();
+      const cluster = await connect(head.address, { token: head.token });
+      // Three console lines per call (a raw write to fd 1 may come after its call's answer); the
+      // first call waits, so that the follower is there before any line.
+      const run = await cluster.submit(CHATTY, { maxBatches: 60, onTaskOutput: false, config: { 'talk.kwargs.flood': 3, 'talk.kwargs.pauseMs': 300 } });
+      const jobId = await run.accepted();
+      const follower = head.inProcessClient().JobLogs({ job_id: jobId, follow: true }, tokenMetadata(head.token));
+      follower.pause(); // a reader that does not read (a paused `| less`)
+      const got: string[] = [];
+      follower.on('data', (m: { lines: string[] }) => got.push(...m.lines));
+      const ended = new Promise((resolve) => follower.on('end', resolve));
+      for await (const b of run) void b; // the job runs to its end meanwhile
+      await cluster.close();
+      follower.resume();
+      await ended;
+      const printed = 60 * 3;
+      const tagged = got.filter((l) => /^\(task=talk worker=\S+\) /.test(l));
+      const notices = got.filter((l) => /^\(dpl\) \d+ lines? of job \S+ left out here: this reader fell behind/.test(l));
+      expect(notices).toHaveLength(1);
+      const missed = Number(/^\(dpl\) (\d+)/.exec(notices[0]!)![1]);
+      expect(missed).toBeGreaterThan(0);
+      expect(tagged.length + missed).toBe(printed);
+      expect(tagged.length).toBeLessThan(printed / 2);
+    } finally {
+      await worker.stop();
+      await head.stop();
+    }
+  });
+
   it('goes to stderr, not into the summary on stdout (console and process.stdout; a raw write to fd 1 cannot be caught)', async () => {
     const r = await runDpl(['run', join(FIXTURES, 'chatty.ts'), '-n', '2', '--in-process', '-q']);
     expect(r.code).toBe(0);

@@ -568,15 +568,34 @@ function headHandlers(state: HeadState): HeadServiceHandlers {
         call.end();
         return;
       }
-      const stop = dispatcher.followOutput(
-        id,
-        (lines) => {
-          if (!call.cancelled && !call.writableEnded) call.write({ lines });
-        },
-        () => {
-          if (!call.cancelled && !call.writableEnded) call.end();
-        },
-      );
+      // A follower that reads slower than the job prints (a paused `| less`) is not buffered
+      // without bound on the head: past gRPC's buffer, lines are counted instead of queued, and
+      // it is told how many it missed once it reads again.
+      let behind = false;
+      let missed = 0;
+      const open = (): boolean => !call.cancelled && !call.writableEnded;
+      /** What it missed, said once (then counted afresh). */
+      const sayMissed = (): void => {
+        if (missed === 0) return;
+        const n = missed;
+        missed = 0;
+        call.write({ lines: [`(dpl) ${n} line${n === 1 ? '' : 's'} of job ${id} left out here: this reader fell behind the job's output (dpl job logs ${id} shows what the head keeps)`] });
+      };
+      const send = (lines: string[]): void => {
+        if (!open()) return;
+        if (behind) missed += lines.length;
+        else if (!call.write({ lines })) behind = true;
+      };
+      call.on('drain', () => {
+        if (!open()) return;
+        behind = false;
+        sayMissed();
+      });
+      const stop = dispatcher.followOutput(id, send, () => {
+        if (!open()) return;
+        sayMissed(); // one message past the buffer, at the end
+        call.end();
+      });
       call.on('cancelled', stop);
       call.on('close', stop);
     },

@@ -441,8 +441,11 @@ export class ExecutorPool {
 
   /** Stops the idle executors beyond maxIdle (the longest idle first). */
   private trimIdle(): void {
-    const idle = [...this.executors].filter((e) => e.busy.length === 0).sort((a, b) => b.idleSince - a.idleSince);
-    for (const ex of idle.slice(this.maxIdle)) this.retire(ex);
+    let idle = 0;
+    for (const e of this.executors) if (e.busy.length === 0) idle++;
+    if (idle <= this.maxIdle) return; // the common case, without sorting
+    const longest = [...this.executors].filter((e) => e.busy.length === 0).sort((a, b) => b.idleSince - a.idleSince);
+    for (const ex of longest.slice(this.maxIdle)) this.retire(ex);
   }
 
   /** Stops executors idle for longer than EXECUTOR_IDLE_TIMEOUT_MS. */
