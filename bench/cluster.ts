@@ -10,9 +10,12 @@
  *  - dispatch: no-op task calls per second through head → worker → executor → back, against a
  *    bare grpc-js bidi echo with the same number of calls in flight;
  *  - makespan: a DAG of sleep tasks with mixed resource requests on 3 workers, against its lower
- *    bound (total work / capacity per resource, and the critical path).
+ *    bound (total work / capacity per resource, and the critical path);
+ *  - outputs: what an executor does with a task's output that concatenates its large inputs, or
+ *    slices one (encoded from the inputs' buffers and written to a file in shared memory),
+ *    against writing the same bytes as they are (what splicing the inputs' messages would write).
  *
- *   npm run bench:cluster [-- --mib 64 --repeats 5 --calls 2000 --batches 60 --only transfer,hosts,dispatch,makespan]
+ *   npm run bench:cluster [-- --mib 64 --repeats 5 --calls 2000 --batches 60 --only transfer,hosts,dispatch,makespan,outputs]
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -24,6 +27,10 @@ import { connect } from '@dpl/client';
 import { startHead } from '@dpl/head';
 import { startWorker } from '@dpl/worker';
 import { cpus } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tableFromArrays } from 'apache-arrow';
+import { concatTables, decodeIpc, encodeIpc, ipcStreamParts } from '@dpl/core';
+import { writeAllSync } from '../packages/worker/src/executor/write-all';
 
 const ROOT = join(__dirname, '..');
 
@@ -281,6 +288,56 @@ async function makespan(batches: number): Promise<string[][]> {
   ];
 }
 
+/**
+ * A concatenation of four inputs of `mib / 4` MiB each and a slice of half of one, encoded and
+ * written as an executor writes an output to shared memory, next to a write of the same bytes.
+ */
+function outputs(mib: number, repeats: number): string[][] {
+  const rowsPer = Math.floor((mib / 4) * 1024 * 1024 / 12); // a float64 and an int32 column
+  const inputs = Array.from({ length: 4 }, (_, k) =>
+    encodeIpc(tableFromArrays({ x: Float64Array.from({ length: rowsPer }, (_, i) => i + k), y: Int32Array.from({ length: rowsPer }, (_, i) => i) })),
+  );
+  const dir = mkdtempSync('/dev/shm/dpl-bench-');
+  let n = 0;
+  const timed = (write: () => Uint8Array[]): number => {
+    const t0 = performance.now();
+    const parts = write();
+    const file = join(dir, String(++n));
+    writeAllSync(file, parts);
+    const ms = performance.now() - t0;
+    rmSync(file);
+    return ms;
+  };
+  const cat: number[] = [], catRaw: number[] = [], slice: number[] = [], sliceRaw: number[] = [];
+  try {
+    for (let r = 0; r <= repeats; r++) {
+      const tables = inputs.map((b) => decodeIpc(b)); // as the executor reads them: views on the bytes
+      const keep = r > 0; // the first round warms up
+      const a = timed(() => ipcStreamParts(concatTables(tables))!.parts);
+      const b = timed(() => inputs);
+      const c = timed(() => ipcStreamParts(tables[0]!.slice(rowsPer / 4, (3 * rowsPer) / 4))!.parts);
+      const d = timed(() => [inputs[0]!.subarray(0, inputs[0]!.byteLength / 2)]);
+      if (keep) {
+        cat.push(a);
+        catRaw.push(b);
+        slice.push(c);
+        sliceRaw.push(d);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const total = inputs.reduce((t, b) => t + b.byteLength, 0) / 1024 / 1024;
+  const row = (name: string, times: number[], size: number) => [name, `${median(times).toFixed(1)} ms`, `${(size / (median(times) / 1000)).toFixed(0)} MiB/s`];
+  return [
+    [`outputs made of ${mib} MiB of inputs, written to /dev/shm`, '', ''],
+    row('  concatenation of 4 inputs, encoded from their buffers (what an executor does)', cat, total),
+    row('  the 4 inputs\' bytes written as they are (what splicing would write)', catRaw, total),
+    row('  half of one input (a slice), encoded from its buffers', slice, total / 8),
+    row('  as many bytes written as they are', sliceRaw, total / 8),
+  ];
+}
+
 function table(rows: string[][]): string {
   const header = ['measure', 'median time', 'median rate'];
   const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -294,12 +351,13 @@ async function main(): Promise<void> {
   const calls = arg('calls', 2000);
   process.stdout.write(`bench:cluster: ${repeats} timed repeats after 1 warm-up; ${cpus().length} cores (${cpus()[0]?.model ?? '?'})\n\n`);
   const i = process.argv.indexOf('--only');
-  const only = i >= 0 ? (process.argv[i + 1] ?? '').split(',') : ['transfer', 'hosts', 'dispatch', 'makespan'];
+  const only = i >= 0 ? (process.argv[i + 1] ?? '').split(',') : ['transfer', 'hosts', 'dispatch', 'makespan', 'outputs'];
   const rows: string[][] = [];
   if (only.includes('transfer')) rows.push(...(await transfer(mib, repeats)));
   if (only.includes('hosts')) rows.push(...(await transferAcrossHosts(mib, repeats)));
   if (only.includes('dispatch')) rows.push(...(await dispatch(calls, Math.min(repeats, 3))));
   if (only.includes('makespan')) rows.push(...(await makespan(arg('batches', 60))));
+  if (only.includes('outputs')) rows.push(...outputs(mib, repeats));
   process.stdout.write(`${table(rows)}\n`);
 }
 
