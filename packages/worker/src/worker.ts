@@ -132,9 +132,14 @@ interface LeaseQueue {
 
 /**
  * Calls of a lease sent into its executor at once. The process runs them in order; having the
- * next one there saves it waiting for a round trip through the worker after each call.
+ * next one there saves it waiting for a round trip through the worker after each call, and
+ * refilling half of them in one write wakes it once for that many. (The head's lease holds
+ * about 4 ms of a task's work, so only calls shorter than ~0.1 ms fill this.) At 32 rather than
+ * 16: dpl run no-op 20,000 own 1.43 -> 1.31 s, main-process CPU 1.69 -> 1.56 s (medians of 7,
+ * alternating); the README pipeline unchanged. The cost: a process that dies with that many
+ * calls in it has them run again one at a time (see ExecutorPool).
  */
-const EXECUTOR_PIPELINE_DEPTH = 16;
+const EXECUTOR_PIPELINE_DEPTH = 32;
 const EXECUTOR_REFILL_AT = EXECUTOR_PIPELINE_DEPTH / 2;
 
 class WorkerDaemon implements Worker {
