@@ -506,15 +506,22 @@ class WorkerDaemon implements Worker {
       bundlePath !== undefined && inputs !== undefined
         ? this.pool.run(this.runCall(a, job, facts, bundlePath, inputs), a.attempt, gpuIds.join(','), facts.timeout_ms, lease)
         : this.prepareAndRun(a, job, facts, gpuIds, lease);
+    const failed = (e: unknown): void => {
+      const recorded = (e as { details?: { observations?: Observation[] } }).details?.observations;
+      results.failed({ call_id: a.call_id, job_id: a.job_id, error: errorToProto(e), assignment: a.assignment, observations: observationsToProto(recorded) });
+    };
     return out.then(
       (r) => {
         this.gpus.release(gpuIds, facts.num_gpus);
-        this.answer(results, a, facts, r);
+        try {
+          this.answer(results, a, facts, r);
+        } catch (e) {
+          failed(e); // keeping the output failed (the store): the call fails, the daemon goes on
+        }
       },
       (e: unknown) => {
         this.gpus.release(gpuIds, facts.num_gpus);
-        const recorded = (e as { details?: { observations?: Observation[] } }).details?.observations;
-        results.failed({ call_id: a.call_id, job_id: a.job_id, error: errorToProto(e), assignment: a.assignment, observations: observationsToProto(recorded) });
+        failed(e);
       },
     );
   }
@@ -552,9 +559,9 @@ class WorkerDaemon implements Worker {
   /** What an executor is sent for a call. */
   private runCall(a: AssignTask, job: JobOnWorker, facts: TaskFacts, bundlePath: string, inputs: RunCall['inputs']): RunCall {
     // One object per task of the job: the pool sends it into each process once.
-    let shared = job.callFacts.get(a.task);
-    if (shared === undefined) {
-      shared = {
+    let callFacts = job.callFacts.get(a.task);
+    if (callFacts === undefined) {
+      callFacts = {
         bundlePath,
         label: job.moduleHash.slice(0, 12),
         jobId: a.job_id,
@@ -564,9 +571,9 @@ class WorkerDaemon implements Worker {
         maxAttempts: facts.max_attempts,
         shared: this.sharedOut(this.inlineMax(facts)),
       };
-      job.callFacts.set(a.task, shared);
+      job.callFacts.set(a.task, callFacts);
     }
-    return { facts: shared, callId: a.call_id, inputs, inputIds: a.input_ids };
+    return { facts: callFacts, callId: a.call_id, inputs, inputIds: a.input_ids };
   }
 
   /** Outputs up to this size go to the head in the answer. */

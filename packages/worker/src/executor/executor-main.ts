@@ -53,10 +53,10 @@ const channel = new FrameChannel<ExecutorRequest, ExecutorReply>(socket, (m) => 
 type KnownFacts = FactsMessage & { decoded: Record<string, unknown>[] };
 const facts = new Map<number, KnownFacts>();
 
-/** A call with its task's facts. */
+/** A call with its task's facts (undefined: none under its number, a bug, answered as one in the call's turn). */
 interface Call {
   m: CallMessage;
-  f: KnownFacts;
+  f: KnownFacts | undefined;
 }
 
 // Calls run one at a time, in the order they came (what they record is per call, and the
@@ -64,13 +64,7 @@ interface Call {
 const inbox: Call[] = [];
 let draining = false;
 function enqueue(m: CallMessage): void {
-  const f = facts.get(m.facts);
-  if (f === undefined) {
-    // The worker sends a task's facts before its first call here: this is a bug, said as one.
-    send({ kind: 'failed', callId: m.callId, code: DplErrorCode.INTERNAL, retryable: true, message: `executor ${process.pid} has no task facts numbered ${m.facts}; this is a dpl bug, please report it`, stack: '' });
-    return;
-  }
-  inbox.push({ m, f });
+  inbox.push({ m, f: facts.get(m.facts) });
   if (!draining) void drain(); // each call reports its own outcome
 }
 async function drain(): Promise<void> {
@@ -198,6 +192,11 @@ function linked(input: string, bytes: number, shared: SharedOut): Payload | unde
 const NOTHING_BEFORE: NonNullable<FactsMessage['before']> = [];
 
 async function run({ m, f }: Call): Promise<void> {
+  if (f === undefined) {
+    // The worker sends a task's facts before its first call here: answered in order, as a bug.
+    send({ kind: 'failed', callId: m.callId, code: DplErrorCode.INTERNAL, retryable: true, message: `executor ${process.pid} has no task facts numbered ${m.facts}; this is a dpl bug, please report it`, stack: '' });
+    return;
+  }
   observations = [];
   capture.setSource({ jobId: f.jobId, task: f.task, callId: m.callId });
   const started = performance.now();
