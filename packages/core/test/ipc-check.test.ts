@@ -64,6 +64,11 @@ describe('EncodedOutputBatch', () => {
     expect(ipcOfOutput(b)).toBe(ipc);
     expect(ipcOfOutput({ data: t })).toBeUndefined();
     expect(JSON.stringify(b)).toBe('{"task":"sink","id":"sink#4","rows":3}');
+    // Spread and keys as a batch made in this process: data (decoded), task, id, rows.
+    expect(Object.keys(b).sort()).toEqual(['data', 'id', 'rows', 'task']);
+    const copy = { ...b };
+    expect(copy.data).toBe(data);
+    expect(copy.rows).toBe(3);
   });
 
   it('names the batch when its bytes do not decode', () => {

@@ -10,28 +10,40 @@ import { decodeIpc } from '../data/ipc';
 import type { OutputBatch } from './pipeline-executor';
 
 export class EncodedOutputBatch implements OutputBatch {
-  private table: Table | undefined;
+  readonly #ipc: Uint8Array;
+  #table: Table | undefined;
+  declare readonly data: Table;
 
   /** `rows` as the stream's record batches count them (see `checkIpcStream`). */
   constructor(
-    readonly ipc: Uint8Array,
+    ipc: Uint8Array,
     readonly task: string,
     readonly id: string,
     readonly rows: number,
-  ) {}
+  ) {
+    this.#ipc = ipc;
+    // An own, enumerable property as on a batch made in this process: `{ ...batch }` and
+    // Object.keys see `data` (and decode it), not the bytes.
+    Object.defineProperty(this, 'data', { enumerable: true, get: () => this.decoded() });
+  }
 
-  get data(): Table {
-    if (this.table === undefined) {
+  /** The bytes it arrived as. */
+  get ipc(): Uint8Array {
+    return this.#ipc;
+  }
+
+  private decoded(): Table {
+    if (this.#table === undefined) {
       try {
-        this.table = decodeIpc(this.ipc);
+        this.#table = decodeIpc(this.#ipc);
       } catch (e) {
         throw new DplError(DplErrorCode.INTERNAL, `output batch ${this.id} of task ${JSON.stringify(this.task)} arrived as bytes that are not Arrow IPC (${(e as Error).message})`, { cause: e });
       }
     }
-    return this.table;
+    return this.#table;
   }
 
-  /** What `JSON.stringify` and `console.log` show: the batch, not its bytes. */
+  /** What `JSON.stringify` shows: the batch, not its bytes. */
   toJSON(): { task: string; id: string; rows: number } {
     return { task: this.task, id: this.id, rows: this.rows };
   }
