@@ -19,6 +19,11 @@ const runWith = (tasks: SchedulerStats['tasks']): PipelineRun =>
 
 const task = (running: number) => ({ calls: 0, rowsIn: 0, rowsOut: 0, running, queuedRows: 0, retries: 0, emptyOutputs: 0, skipped: 0 });
 
+/** Waits (up to 5 s, in 10 ms steps) until `check()` holds: a busy machine may fire the progress timer late. */
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+}
+
 describe('Progress', () => {
   it('redraws one line in place on a terminal and clears it at the end', async () => {
     const s = fakeStream(true);
@@ -27,9 +32,10 @@ describe('Progress', () => {
     p.start();
     p.batch(1000);
     p.batch(234);
-    await new Promise((r) => setTimeout(r, 35));
+    const framesOf = (): string[] => s.out.split('\r\x1b[2K').filter((f) => f !== '');
+    await until(() => framesOf().length >= 2);
     p.stop();
-    const frames = s.out.split('\r\x1b[2K').filter((f) => f !== '');
+    const frames = framesOf();
     expect(frames.length).toBeGreaterThanOrEqual(2);
     expect(frames[0]).toMatch(/^⠋ 2 batches, 1,234 rows out · [\d.]+ batches\/s · [\d.]+ s · running: make 2$/);
     expect(s.out.endsWith('\r\x1b[2K')).toBe(true); // cleared
@@ -42,9 +48,10 @@ describe('Progress', () => {
     p.attach(runWith({ a: task(0) }));
     p.start();
     p.batch(5);
-    await new Promise((r) => setTimeout(r, 25));
+    const linesOf = (): string[] => s.out.split('\n').filter((l) => l !== '');
+    await until(() => linesOf().length >= 1);
     p.stop();
-    const lines = s.out.split('\n').filter((l) => l !== '');
+    const lines = linesOf();
     expect(lines.length).toBeGreaterThanOrEqual(1);
     expect(lines[0]).toMatch(/^dpl: progress: 1 batches, 5 rows out · [\d.]+ batches\/s · [\d.]+ s · running: none$/);
     expect(s.out).not.toContain('\x1b');
