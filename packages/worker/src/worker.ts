@@ -40,6 +40,12 @@ import { outputFileOf, type CallFacts, type Payload, type RunCall, type SharedOu
 
 const sizeOf = (p: Payload): number => ('file' in p ? p.bytes : p.ipc.byteLength);
 
+/** A call's failure, with what its task recorded before it failed, on its way to the head. */
+function callFailed(results: ResultBatcher, a: AssignTask, e: unknown): void {
+  const recorded = (e as { details?: { observations?: Observation[] } }).details?.observations;
+  results.failed({ call_id: a.call_id, job_id: a.job_id, error: errorToProto(e), assignment: a.assignment, observations: observationsToProto(recorded) });
+}
+
 /** Outputs up to this size come back through the executor's socket, larger ones as a shared-memory file. */
 const SHARED_MIN_BYTES = 64 * 1024;
 
@@ -506,22 +512,18 @@ class WorkerDaemon implements Worker {
       bundlePath !== undefined && inputs !== undefined
         ? this.pool.run(this.runCall(a, job, facts, bundlePath, inputs), a.attempt, gpuIds.join(','), facts.timeout_ms, lease)
         : this.prepareAndRun(a, job, facts, gpuIds, lease);
-    const failed = (e: unknown): void => {
-      const recorded = (e as { details?: { observations?: Observation[] } }).details?.observations;
-      results.failed({ call_id: a.call_id, job_id: a.job_id, error: errorToProto(e), assignment: a.assignment, observations: observationsToProto(recorded) });
-    };
     return out.then(
       (r) => {
         this.gpus.release(gpuIds, facts.num_gpus);
         try {
           this.answer(results, a, facts, r);
         } catch (e) {
-          failed(e); // keeping the output failed (the store): the call fails, the daemon goes on
+          callFailed(results, a, e); // keeping the output failed (the store): the call fails, the daemon goes on
         }
       },
       (e: unknown) => {
         this.gpus.release(gpuIds, facts.num_gpus);
-        failed(e);
+        callFailed(results, a, e);
       },
     );
   }

@@ -63,37 +63,44 @@ function messageFields(view: DataView, at: number, length: number): { headerType
   if (length < 8) return undefined;
   const end = at + length;
   const table = tableAt(view, at, at, end);
-  if (table === undefined) return undefined;
-  const typeAt = table.field(1);
-  const headerAt = table.field(2);
-  const bodyAt = table.field(3);
-  if ((typeAt !== 0 && table.at + typeAt + 1 > end) || (bodyAt !== 0 && table.at + bodyAt + 8 > end) || (headerAt !== 0 && table.at + headerAt + 4 > end)) return undefined;
-  const headerType = typeAt === 0 ? 0 : view.getUint8(table.at + typeAt);
-  const bodyLength = bodyAt === 0 ? 0 : Number(view.getBigInt64(table.at + bodyAt, true));
+  if (table < 0) return undefined;
+  const typeAt = fieldAt(view, table, 1);
+  const headerAt = fieldAt(view, table, 2);
+  const bodyAt = fieldAt(view, table, 3);
+  if ((typeAt !== 0 && table + typeAt + 1 > end) || (bodyAt !== 0 && table + bodyAt + 8 > end) || (headerAt !== 0 && table + headerAt + 4 > end)) return undefined;
+  const headerType = typeAt === 0 ? 0 : view.getUint8(table + typeAt);
+  const bodyLength = bodyAt === 0 ? 0 : Number(view.getBigInt64(table + bodyAt, true));
   let rows = 0;
   if (headerType === (MessageHeader.RecordBatch as number)) {
     // RecordBatch.fbs: field 0 is the batch's length (a long).
-    const batch = headerAt === 0 ? undefined : tableAt(view, table.at + headerAt, at, end);
-    if (batch === undefined) return undefined;
-    const lengthAt = batch.field(0);
-    if (lengthAt !== 0 && batch.at + lengthAt + 8 > end) return undefined;
-    rows = lengthAt === 0 ? 0 : Number(view.getBigInt64(batch.at + lengthAt, true));
+    const batch = headerAt === 0 ? -1 : tableAt(view, table + headerAt, at, end);
+    if (batch < 0) return undefined;
+    const lengthAt = fieldAt(view, batch, 0);
+    if (lengthAt !== 0 && batch + lengthAt + 8 > end) return undefined;
+    rows = lengthAt === 0 ? 0 : Number(view.getBigInt64(batch + lengthAt, true));
     if (rows < 0) return undefined;
   }
   return { headerType, bodyLength, rows };
 }
 
 /**
- * The flatbuffer table the offset at `ref` points to, with a reader of its fields' offsets (0
- * for an absent field); undefined when it or its vtable lies outside `[start, end)`.
+ * Where the flatbuffer table that the offset at `ref` points to starts; -1 when it or its
+ * vtable lies outside `[start, end)` (then no field of it is read).
  */
-function tableAt(view: DataView, ref: number, start: number, end: number): { at: number; field(n: number): number } | undefined {
-  if (ref + 4 > end) return undefined;
+function tableAt(view: DataView, ref: number, start: number, end: number): number {
+  if (ref + 4 > end) return -1;
   const at = ref + view.getUint32(ref, true);
-  if (at + 4 > end) return undefined;
+  if (at + 4 > end) return -1;
   const vtable = at - view.getInt32(at, true);
-  if (vtable < start || vtable + 4 > end) return undefined;
+  if (vtable < start || vtable + 4 > end) return -1;
   const vtableBytes = view.getUint16(vtable, true);
-  if (vtableBytes < 4 || vtable + vtableBytes > end) return undefined;
-  return { at, field: (n) => (4 + 2 * n + 2 <= vtableBytes ? view.getUint16(vtable + 4 + 2 * n, true) : 0) };
+  if (vtableBytes < 4 || vtable + vtableBytes > end) return -1;
+  return at;
+}
+
+/** Field `n`'s offset in the table at `table` (checked by tableAt); 0 for an absent field. */
+function fieldAt(view: DataView, table: number, n: number): number {
+  const vtable = table - view.getInt32(table, true);
+  const vtableBytes = view.getUint16(vtable, true);
+  return 4 + 2 * n + 2 <= vtableBytes ? view.getUint16(vtable + 4 + 2 * n, true) : 0;
 }

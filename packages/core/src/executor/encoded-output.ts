@@ -24,7 +24,7 @@ export class EncodedOutputBatch implements OutputBatch {
     this.#ipc = ipc;
     // An own, enumerable property as on a batch made in this process: `{ ...batch }` and
     // Object.keys see `data` (and decode it), not the bytes.
-    Object.defineProperty(this, 'data', { enumerable: true, get: () => this.decoded() });
+    Object.defineProperty(this, 'data', DATA);
   }
 
   /** The bytes it arrived as. */
@@ -32,7 +32,8 @@ export class EncodedOutputBatch implements OutputBatch {
     return this.#ipc;
   }
 
-  private decoded(): Table {
+  /** @internal The decoded table (the `data` getter). */
+  decoded(): Table {
     if (this.#table === undefined) {
       try {
         this.#table = decodeIpc(this.#ipc);
@@ -48,6 +49,14 @@ export class EncodedOutputBatch implements OutputBatch {
     return { task: this.task, id: this.id, rows: this.rows };
   }
 }
+
+/** `data`'s descriptor, one for every batch (no closure per batch). */
+const DATA: PropertyDescriptor = {
+  enumerable: true,
+  get(this: EncodedOutputBatch): Table {
+    return this.decoded();
+  },
+};
 
 /** The IPC bytes an output batch arrived as, or undefined for one made in this process. */
 export function ipcOfOutput(batch: { data: Table }): Uint8Array | undefined {
