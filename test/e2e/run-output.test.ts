@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
+import * as nodeModule from 'node:module';
 import { join } from 'node:path';
 import {
   DPL_MAIN,
@@ -218,6 +219,40 @@ describe('dpl run without -o', () => {
     expectSuccess(r);
     expect(r.stdout).toMatch(/: 3 batches, 3 rows$/m);
     expect(r.stdout).toMatch(/^first batch of count:\nrun_id\s+id\s+rows$/m);
+  });
+});
+
+describe('dpl run and the compile cache', () => {
+  // Node 22.1+ keeps V8's compiled code on disk (module.enableCompileCache); Node 20 has none.
+  const hasCache = typeof (nodeModule as { enableCompileCache?: unknown }).enableCompileCache === 'function';
+
+  /** The folder the executor saw, and what the compile cache folder under `tmp` holds. */
+  async function cacheOf(env: Record<string, string | undefined>): Promise<{ seen: string; entries: string[]; cache: string }> {
+    const tmp = await tempDir();
+    const out = join(tmp, 'out');
+    const r = await runDpl(['run', fixture('compile-cache.ts'), '-n', '1', '-o', out], {
+      env: { TMPDIR: tmp, NODE_COMPILE_CACHE: undefined, NODE_DISABLE_COMPILE_CACHE: undefined, ...env },
+    });
+    expectSuccess(r);
+    const [row] = await readParquet(out, 'dir');
+    const cache = join(tmp, 'node-compile-cache');
+    return { seen: String(row!.dir), entries: existsSync(cache) ? readdirSync(cache) : [], cache };
+  }
+
+  it('keeps compiled code in a cache under the temporary folder, shared with its executors, where Node has one', async () => {
+    const { seen, entries, cache } = await cacheOf({});
+    if (hasCache) {
+      expect(seen).toBe(cache);
+      expect(entries.length).toBeGreaterThan(0); // a folder per Node version, written at exit
+    } else {
+      expect(seen).toBe('');
+      expect(entries).toEqual([]);
+    }
+  });
+
+  it('keeps none with NODE_DISABLE_COMPILE_CACHE=1', async () => {
+    const { seen, entries } = await cacheOf({ NODE_DISABLE_COMPILE_CACHE: '1' });
+    expect({ seen, entries }).toEqual({ seen: '', entries: [] });
   });
 });
 

@@ -1,6 +1,7 @@
 /**
  * The `dpl` executable.
  */
+import './internal/compile-cache'; // first: the modules below load from it
 import { startEarlyExecutors, takeEarlyExecutors } from './internal/early-executors';
 import type * as Cli from './cli';
 
