@@ -17,7 +17,8 @@ const api = nodeModule as unknown as CompileCache;
 try {
   const result = api.enableCompileCache?.();
   const enabled = api.constants?.compileCacheStatus?.ENABLED;
-  if (result !== undefined && result.status === enabled && result.directory !== undefined && process.env.NODE_COMPILE_CACHE === undefined) {
+  // ENABLED only when this call turned it on: NODE_COMPILE_CACHE already set gives ALREADY_ENABLED.
+  if (result !== undefined && result.status === enabled && result.directory !== undefined) {
     process.env.NODE_COMPILE_CACHE = result.directory;
   }
 } catch {
