@@ -21,6 +21,7 @@ import {
   waitFor,
   type DplResult,
 } from '../helpers/cli';
+import { schedBatchLauncher } from '@dpl/worker/fork';
 
 const QUICKSTART = 'examples/quickstart.ts';
 const tempDir = useTempDirs();
@@ -253,6 +254,31 @@ describe('dpl run and the compile cache', () => {
   it('keeps none with NODE_DISABLE_COMPILE_CACHE=1', async () => {
     const { seen, entries } = await cacheOf({ NODE_DISABLE_COMPILE_CACHE: '1' });
     expect({ seen, entries }).toEqual({ seen: '', entries: [] });
+  });
+});
+
+describe('dpl run and how its executors are scheduled', () => {
+  async function policyOf(env: Record<string, string | undefined>): Promise<number> {
+    const out = join(await tempDir(), 'out');
+    const r = await runDpl(['run', fixture('sched-policy.ts'), '-n', '1', '-o', out], { env });
+    expectSuccess(r);
+    const [row] = await readParquet(out, 'policy');
+    return Number(row!.policy);
+  }
+
+  // Linux with util-linux's chrt, as this project's CI machines: executors run as batch work.
+  (process.platform === 'linux' && schedBatchLauncher() !== undefined ? it : it.skip)(
+    'runs the executors under SCHED_BATCH, or the normal policy with DPL_EXECUTOR_SCHED=normal',
+    async () => {
+      expect(await policyOf({ DPL_EXECUTOR_SCHED: undefined })).toBe(3);
+      expect(await policyOf({ DPL_EXECUTOR_SCHED: 'normal' })).toBe(0);
+    },
+  );
+
+  it('refuses another DPL_EXECUTOR_SCHED, naming it and the words it takes', async () => {
+    const r = await runDpl(['run', fixture('sched-policy.ts'), '-n', '1'], { env: { DPL_EXECUTOR_SCHED: 'fast' } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('DPL_EXECUTOR_SCHED must be "batch" or "normal", got "fast"; unset it for the default (batch)');
   });
 });
 

@@ -4,7 +4,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { availableParallelism, hostname, networkInterfaces, totalmem } from 'node:os';
 import { CPU, GPU, ResourceSet, detectGpus, silentLogger, type Logger, type ResourceMap } from '@dpl/core';
-import type { EarlyExecutors } from './executor/fork';
+import { executorSchedulingFrom, type EarlyExecutors, type ExecutorScheduling } from './executor/fork';
 import { isHostPort, isLoopbackHost, loadTls, type HeadServiceClient, type TlsFiles, type TlsMaterial } from '@dpl/wire';
 
 export interface WorkerOptions {
@@ -61,6 +61,13 @@ export interface WorkerOptions {
    * `DPL_EXECUTOR_NODE_OPTIONS` environment variable, else none
    */
   executorNodeFlags?: readonly string[];
+  /**
+   * How Linux schedules executor processes: `batch` (SCHED_BATCH: they never preempt the worker
+   * on waking, so the daemon that feeds them is not kept waiting on a busy machine) or `normal`.
+   * @default the `DPL_EXECUTOR_SCHED` environment variable, else `batch` (`normal` where `chrt`
+   * is missing or not allowed, and off Linux)
+   */
+  executorScheduling?: ExecutorScheduling;
   /** First delay before reconnecting to a lost head; doubles up to `maxReconnectDelayMs`. @default 200 */
   reconnectDelayMs?: number;
   /** @default 5000 */
@@ -103,6 +110,7 @@ export interface ResolvedWorkerOptions {
   tls: TlsMaterial | undefined;
   executorMemoryMb: number | undefined;
   executorNodeFlags: readonly string[];
+  executorScheduling: ExecutorScheduling;
   objectStoreMemoryMb: number;
   spillDir: string | undefined;
   sharedMemoryDir: string | undefined;
@@ -156,6 +164,17 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     const from = o.executorNodeFlags === undefined ? 'DPL_EXECUTOR_NODE_OPTIONS' : 'executorNodeFlags';
     problems.push(`${from} must be Node flags, each starting with "-" (e.g. --max-semi-space-size=32), got ${notFlags.map((f) => JSON.stringify(f)).join(', ')}`);
   }
+  let scheduling: ExecutorScheduling = 'batch';
+  if (o.executorScheduling !== undefined) {
+    if (o.executorScheduling === 'batch' || o.executorScheduling === 'normal') scheduling = o.executorScheduling;
+    else problems.push(`executorScheduling must be "batch" or "normal", got ${JSON.stringify(o.executorScheduling)}`);
+  } else {
+    try {
+      scheduling = executorSchedulingFrom();
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
+  }
   const shm = o.sharedMemoryDir;
   if (shm !== undefined && shm !== false && (typeof shm !== 'string' || shm === '')) {
     problems.push(`sharedMemoryDir must be a folder path or false, got ${JSON.stringify(shm)}`);
@@ -179,6 +198,7 @@ export function resolveWorkerOptions(o: WorkerOptions): ResolvedWorkerOptions {
     maxIdleExecutors: o.maxIdleExecutors ?? Math.max(4, 2 * Math.ceil(resources.get(CPU) + resources.get(GPU))),
     executorMemoryMb: mem,
     executorNodeFlags: flags,
+    executorScheduling: scheduling,
     objectStoreMemoryMb: storeMb,
     spillDir: o.spillDir,
     sharedMemoryDir: shm === false ? undefined : (shm ?? defaultSharedMemoryDir()),

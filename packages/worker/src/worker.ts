@@ -208,7 +208,7 @@ class WorkerDaemon implements Worker {
     this.fetcher = new ObjectFetcher(options.token, options.tls);
     this.pool = new ExecutorPool(options.logger.child({ component: 'executors' }), {
       maxIdle: options.maxIdleExecutors,
-      launch: executorLaunch(options.resources.get('CPU'), options.executorMemoryMb, options.executorNodeFlags),
+      launch: executorLaunch(options.resources.get('CPU'), options.executorMemoryMb, options.executorNodeFlags, options.executorScheduling),
       onOutput: (output) => this.taskOutput(output),
       // A call killed while writing its output leaves a file no reply announced: removed now, not when the worker stops.
       onGone: (pid, lastFile) => {

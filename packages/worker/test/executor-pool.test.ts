@@ -3,6 +3,7 @@
  * first thing), which a pool takes when they were started its way; an idle executor that
  * becomes a job's generator process.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { BUNDLE_BANNER, encodeIpc, silentLogger } from '@dpl/core';
 import { encodeKwargs } from '@dpl/wire';
 import { Table, makeVector } from 'apache-arrow';
 import { ExecutorPool } from '../src/executor/executor-pool';
-import { EarlyExecutors, executorLaunch } from '../src/executor/fork';
+import { EarlyExecutors, executorLaunch, schedBatchLauncher } from '../src/executor/fork';
 import type { CallFacts, RunCall } from '../src/executor/protocol';
 
 const dir = mkdtempSync(join(tmpdir(), 'dpl-early-'));
@@ -27,6 +28,12 @@ const { Table, makeVector } = require('apache-arrow');
 export default new PipelineGraph([
   new PipelineTask('pid', () => new Table({ pid: makeVector(Int32Array.of(process.pid)) })),
   new PipelineTask('hang', () => new Promise(() => undefined)),
+  // The kernel's scheduling policy of the process (field 41 of /proc/self/stat; 0 normal, 3 batch).
+  new PipelineTask('policy', () => {
+    const stat = require('node:fs').readFileSync('/proc/self/stat', 'utf8');
+    const policy = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38]);
+    return new Table({ pid: makeVector(Int32Array.of(policy)) });
+  }),
 ]);
 export function* generator() {
   for (let i = 0; i < 2; i++) yield new Table({ pid: makeVector(Int32Array.of(process.pid)) });
@@ -92,10 +99,62 @@ describe('EarlyExecutors', () => {
     const [pid] = early.pids;
     expect(early.take(executorLaunch(1, 256, []), 4)).toEqual([]);
     expect(early.take(executorLaunch(1, undefined, ['--max-semi-space-size=16']), 4)).toEqual([]);
+    expect(early.take(executorLaunch(1, undefined, [], 'normal'), 4)).toEqual([]);
     expect(early.pids).toEqual([pid]);
     early.stop();
     await until(() => gone(pid!));
     expect(gone(pid!)).toBe(true);
+  });
+});
+
+const SCHED_NORMAL = 0;
+const SCHED_BATCH = 3;
+// Linux with util-linux's chrt (this project's CI machines): executors run as batch work.
+const linuxWithChrt = process.platform === 'linux' && schedBatchLauncher() !== undefined;
+
+describe('executor scheduling', () => {
+  async function policyOf(scheduling: 'batch' | 'normal'): Promise<number> {
+    const pool = new ExecutorPool(silentLogger, { maxIdle: 1, launch: executorLaunch(1, undefined, [], scheduling) });
+    try {
+      return pidOf(await pool.run(call(1, 'policy'), 1, ''));
+    } finally {
+      pool.stop();
+    }
+  }
+
+  (linuxWithChrt ? it : it.skip)('runs executors under SCHED_BATCH by default, and under the normal policy when asked', async () => {
+    expect(await policyOf('batch')).toBe(SCHED_BATCH);
+    expect(await policyOf('normal')).toBe(SCHED_NORMAL);
+    // The early executors of `dpl run` start the same way.
+    const early = new EarlyExecutors(1, executorLaunch(1, undefined, []));
+    const pool = new ExecutorPool(silentLogger, { maxIdle: 1, launch: executorLaunch(1, undefined, []) });
+    try {
+      pool.prestart(1, early);
+      expect(pidOf(await pool.run(call(2, 'policy'), 1, ''))).toBe(SCHED_BATCH);
+    } finally {
+      pool.stop();
+      early.stop();
+    }
+  });
+
+  (process.platform === 'linux' ? it : it.skip)('starts executors as normal ones where no chrt can be found', () => {
+    // A process of its own: the launcher is looked up once per process.
+    const script = `
+      const { ExecutorPool } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'executor', 'executor-pool.js'))});
+      const { executorLaunch, schedBatchLauncher } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'executor', 'fork.js'))});
+      const { encodeIpc, silentLogger } = require('@dpl/core');
+      const { encodeKwargs } = require('@dpl/wire');
+      const { Table, makeVector, tableFromIPC } = require('apache-arrow');
+      const pool = new ExecutorPool(silentLogger, { maxIdle: 1, launch: executorLaunch(1, undefined, [], 'batch') });
+      const facts = { bundlePath: ${JSON.stringify(bundlePath)}, label: 'pid.mjs', jobId: 'job', task: 'policy', kwargs: encodeKwargs('policy', {}), maxAttempts: 1 };
+      const inputs = [{ ipc: encodeIpc(new Table({ x: makeVector(Int32Array.of(1)) })), offset: 0, rows: 1 }];
+      pool.run({ facts, callId: 'policy#1', inputs, inputIds: ['s1'] }, 1, '').then((out) => {
+        console.log(JSON.stringify({ launcher: schedBatchLauncher() ?? null, policy: tableFromIPC(out.ipc).getChild('pid').get(0) }));
+        pool.stop();
+      }, (e) => { console.error(e); process.exit(1); });
+    `;
+    const out = execFileSync(process.execPath, ['-e', script], { env: { ...process.env, PATH: dir }, cwd: join(__dirname, '..'), encoding: 'utf8' });
+    expect(JSON.parse(out)).toEqual({ launcher: null, policy: SCHED_NORMAL });
   });
 });
 

@@ -5,7 +5,7 @@
  * This file loads only Node's own modules and @dpl/worker's launcher.
  */
 import { availableParallelism } from 'node:os';
-import { EarlyExecutors, PRESTARTED_EXECUTORS, executorLaunch } from '@dpl/worker/fork';
+import { EarlyExecutors, PRESTARTED_EXECUTORS, executorLaunch, executorSchedulingFrom, type ExecutorScheduling } from '@dpl/worker/fork';
 
 let early: EarlyExecutors | undefined;
 
@@ -17,7 +17,13 @@ export function startEarlyExecutors(argv: readonly string[], env: NodeJS.Process
   const cpus = embeddedRunCpus(argv);
   if (cpus === undefined) return;
   const flags = (env.DPL_EXECUTOR_NODE_OPTIONS ?? '').split(/\s+/).filter((f) => f !== '');
-  early = new EarlyExecutors(Math.min(PRESTARTED_EXECUTORS, Math.ceil(cpus)), executorLaunch(cpus, undefined, flags));
+  let scheduling: ExecutorScheduling;
+  try {
+    scheduling = executorSchedulingFrom(env);
+  } catch {
+    return; // the worker's options refuse it, naming the variable
+  }
+  early = new EarlyExecutors(Math.min(PRESTARTED_EXECUTORS, Math.ceil(cpus)), executorLaunch(cpus, undefined, flags, scheduling));
 }
 
 /**

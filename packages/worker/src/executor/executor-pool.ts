@@ -133,7 +133,7 @@ export class ExecutorPool {
     options: ExecutorPoolOptions,
   ) {
     this.maxIdle = options.maxIdle;
-    this.launch = options.launch ?? { memoryMb: undefined, nodeFlags: [] };
+    this.launch = options.launch ?? { memoryMb: undefined, nodeFlags: [], scheduling: 'batch' };
     this.onOutput = options.onOutput ?? (() => undefined);
     this.onGone = options.onGone ?? (() => undefined);
     this.reaper = setInterval(() => this.reapIdle(), EXECUTOR_IDLE_TIMEOUT_MS / 4);
