@@ -6,10 +6,10 @@
  * message of a dpl method is copied into the form the codec would give (`message-copy.ts`,
  * without encoding it); one the copy cannot make exactly, or of another service, is serialized
  * and parsed with the service's own codecs. Byte arrays of {@link BY_REFERENCE_MIN_BYTES} or
- * more (task outputs on their way to the client) cross by reference: the codec would copy each
- * twice and hand the receiver a view at an odd offset, which Arrow cannot read in place. The
- * receiver gets a Buffer over the sender's memory; neither side writes into a message's bytes
- * once it is sent.
+ * more (task outputs on their way to the client), and copied messages' 8-byte aligned ones,
+ * cross by reference: the codec would copy each twice and hand the receiver a view at an odd
+ * offset, which Arrow cannot read in place. The receiver gets a Buffer over the sender's memory;
+ * neither side writes into a message's bytes once it is sent.
  *
  * Covered: unary, client-streaming, server-streaming and bidi calls as the dpl services use
  * them: `write`/`end`/`cancel`, `pause`/`resume` with backpressure (`write` returns false past

@@ -15,9 +15,13 @@
  * the codec, whose result (or error) is the reference. A test compares the two on random
  * messages of every dpl type.
  *
- * Byte arrays of `byReferenceMin` bytes or more are not copied: the copy holds a Buffer over the
- * sender's memory (the sender does not write into a message's bytes once it is sent). Smaller
- * ones are copied into memory of their own, 8-byte aligned, so Arrow reads them in place.
+ * Byte arrays are not copied where the receiver can read them in place: the copy holds a Buffer
+ * over the sender's memory (the sender does not write into a message's bytes once it is sent)
+ * when they are `byReferenceMin` bytes or more, or 8-byte aligned (as Arrow reads them) in memory
+ * not much larger than themselves (a small view never keeps a large buffer alive). The others
+ * are copied into memory of their own, 8-byte aligned. Copying the three small arrays of every
+ * one-row call (its input, its output, the output's delivery) took `dpl run` no-op 20,000 from
+ * 1.05 to 1.12 s own (alternating medians of 9).
  * @internal
  */
 import type { Enum, Field, Type } from 'protobufjs';
@@ -27,6 +31,9 @@ const GIVE_UP = new Error('not a plain message');
 
 /** Nesting past this gives up (the codec's own limit is 100). */
 const MAX_DEPTH = 64;
+
+/** Memory past its own bytes that a small byte array held by reference may keep alive. */
+const RETAIN_AT_MOST = 64 * 1024;
 
 type CopyValue = (v: unknown, depth: number) => unknown;
 
@@ -72,8 +79,10 @@ function copyBytes(byReferenceMin: number): CopyValue {
   return (v) => {
     if (!(v instanceof Uint8Array)) giveUp();
     const bytes = v as Uint8Array;
-    if (bytes.byteLength >= byReferenceMin) return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     if (bytes.byteLength === 0) return Buffer.alloc(0);
+    if (bytes.byteLength >= byReferenceMin || (bytes.byteOffset % 8 === 0 && bytes.buffer.byteLength - bytes.byteLength <= RETAIN_AT_MOST)) {
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    }
     // A fresh ArrayBuffer starts at offset 0: aligned for Arrow.
     const out = Buffer.allocUnsafeSlow(bytes.byteLength);
     out.set(bytes);

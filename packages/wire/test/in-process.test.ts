@@ -119,12 +119,13 @@ describe('inProcessClient', () => {
     expect(seen.cancelled).toBe(1);
   });
 
-  it('hands large byte arrays over by reference, aligned as sent, and small ones as copies of their own', async () => {
+  it('hands large and aligned byte arrays over by reference, as sent, and small misaligned ones as aligned copies', async () => {
     // An 8-byte aligned view at a non-zero offset, as Arrow wants it; the codec would copy it twice.
     const memory = new ArrayBuffer(200 * 1024);
     const big = new Uint8Array(memory, 8, 128 * 1024).fill(7);
-    const small = Uint8Array.from([1, 2, 3]);
-    const sent = { outputs: { chunks: [{ batch_id: 'b1', task: 't', chunk: big, last: true }, { batch_id: 'b2', task: 't', chunk: small, last: true }], bogus: big } };
+    const small = Uint8Array.from([0, 1, 2, 3]).subarray(1);
+    const aligned = Uint8Array.from([4, 5, 6]);
+    const sent = { outputs: { chunks: [{ batch_id: 'b1', task: 't', chunk: big, last: true }, { batch_id: 'b2', task: 't', chunk: small, last: true }, { batch_id: 'b3', task: 't', chunk: aligned, last: true }], bogus: big } };
     const handlers: Partial<grpc.UntypedServiceImplementation> = {
       RunJob(call: grpc.ServerDuplexStream<unknown, unknown>) {
         call.on('data', () => {
@@ -138,7 +139,7 @@ describe('inProcessClient', () => {
     const got = new Promise<RunJobResponse>((resolve) => call.on('data', resolve));
     call.write({ start: {} });
     const m = await got;
-    const [b1, b2] = m.outputs!.chunks;
+    const [b1, b2, b3] = m.outputs!.chunks;
     expect(Buffer.isBuffer(b1!.chunk)).toBe(true);
     expect(b1!.chunk.buffer).toBe(memory);
     expect(b1!.chunk.byteOffset).toBe(8);
@@ -146,6 +147,8 @@ describe('inProcessClient', () => {
     expect(b2!.chunk.buffer).not.toBe(small.buffer);
     expect(b2!.chunk.byteOffset % 8).toBe(0);
     expect([...b2!.chunk]).toEqual([1, 2, 3]);
+    expect(Buffer.isBuffer(b3!.chunk)).toBe(true);
+    expect(b3!.chunk.buffer).toBe(aligned.buffer);
     // A key the message type does not have stays out, as the codec leaves it out.
     expect(m.outputs).not.toHaveProperty('bogus');
     // The sender's message is as it was.

@@ -132,15 +132,27 @@ describe('messageCopier', () => {
     }
   });
 
-  it('copies small byte arrays into aligned memory of their own and passes large ones by reference', () => {
+  it('passes large and aligned byte arrays by reference, and copies the others into aligned memory of their own', () => {
     const slice = dplRoot().lookupType('dpl.v1.InputSlice');
     const copy = messageCopier(slice, LARGE);
-    const small = Buffer.from('xxsmall bytes').subarray(2);
-    const out = copy({ inline_ipc: small }) as { inline_ipc: Buffer };
-    expect(out.inline_ipc.equals(small)).toBe(true);
+    // At an odd offset: copied, aligned.
+    const odd = new Uint8Array(64).fill(1).subarray(3, 16);
+    const out = copy({ inline_ipc: odd }) as { inline_ipc: Buffer };
+    expect(Buffer.isBuffer(out.inline_ipc)).toBe(true);
+    expect(out.inline_ipc.equals(odd)).toBe(true);
     expect(out.inline_ipc.byteOffset % 8).toBe(0);
-    small[0] = 0;
-    expect(out.inline_ipc[0]).toBe('s'.charCodeAt(0));
+    odd[0] = 0;
+    expect(out.inline_ipc[0]).toBe(1);
+    // Aligned, in memory of about its size: the same memory, as a Buffer.
+    const aligned = new Uint8Array(64).subarray(8, 24);
+    const same = copy({ inline_ipc: aligned }) as { inline_ipc: Buffer };
+    expect(Buffer.isBuffer(same.inline_ipc)).toBe(true);
+    expect([same.inline_ipc.buffer, same.inline_ipc.byteOffset, same.inline_ipc.byteLength]).toEqual([aligned.buffer, 8, 16]);
+    // Aligned, but a small view of a large buffer: copied (the receiver would keep it all alive).
+    const view = new Uint8Array(1024 * 1024).subarray(8, 24);
+    const own = copy({ inline_ipc: view }) as { inline_ipc: Buffer };
+    expect(own.inline_ipc.buffer).not.toBe(view.buffer);
+    expect(own.inline_ipc.byteLength).toBe(16);
     const large = new Uint8Array(LARGE);
     const big = copy({ inline_ipc: large }) as { inline_ipc: Buffer };
     expect(big.inline_ipc.buffer).toBe(large.buffer);
