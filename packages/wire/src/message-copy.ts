@@ -81,7 +81,8 @@ function copyBytes(byReferenceMin: number): CopyValue {
     const bytes = v as Uint8Array;
     if (bytes.byteLength === 0) return Buffer.alloc(0);
     if (bytes.byteLength >= byReferenceMin || (bytes.byteOffset % 8 === 0 && bytes.buffer.byteLength - bytes.byteLength <= RETAIN_AT_MOST)) {
-      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      // A Buffer as it is (a view costs ~0.4 µs, three per one-row call).
+      return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     }
     // A fresh ArrayBuffer starts at offset 0: aligned for Arrow.
     const out = Buffer.allocUnsafeSlow(bytes.byteLength);

@@ -148,6 +148,9 @@ describe('messageCopier', () => {
     const same = copy({ inline_ipc: aligned }) as { inline_ipc: Buffer };
     expect(Buffer.isBuffer(same.inline_ipc)).toBe(true);
     expect([same.inline_ipc.buffer, same.inline_ipc.byteOffset, same.inline_ipc.byteLength]).toEqual([aligned.buffer, 8, 16]);
+    // A Buffer goes as it is.
+    const buffer = Buffer.from(aligned.buffer, 8, 16);
+    expect((copy({ inline_ipc: buffer }) as { inline_ipc: Buffer }).inline_ipc).toBe(buffer);
     // Aligned, but a small view of a large buffer: copied (the receiver would keep it all alive).
     const view = new Uint8Array(1024 * 1024).subarray(8, 24);
     const own = copy({ inline_ipc: view }) as { inline_ipc: Buffer };
