@@ -54,7 +54,7 @@ let batchLauncher: string | null | undefined;
 
 /**
  * The `chrt` that can start executors under SCHED_BATCH, or undefined: not Linux, no `chrt` on
- * the PATH, or one that fails to set the policy (tried once, on `chrt` itself: ~2 ms).
+ * the PATH, or one that fails to set the policy (tried once, on `chrt` itself: ~5 ms).
  */
 export function schedBatchLauncher(): string | undefined {
   if (batchLauncher !== undefined) return batchLauncher ?? undefined;
