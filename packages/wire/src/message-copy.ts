@@ -61,8 +61,10 @@ const giveUp = (): never => {
   throw GIVE_UP;
 };
 
-const CANONICAL_UNSIGNED = /^(?:0|[1-9]\d{0,14})$/;
-const CANONICAL_SIGNED = /^(?:0|-?[1-9]\d{0,14})$/;
+// Decimal strings the codec gives back as they are: up to 18 digits, inside 64 bits either way
+// (the string the copy makes of a safe integer has up to 16: a copy of a copy is the same).
+const CANONICAL_UNSIGNED = /^(?:0|[1-9]\d{0,17})$/;
+const CANONICAL_SIGNED = /^(?:0|-?[1-9]\d{0,17})$/;
 
 function copyLong(unsigned: boolean): CopyValue {
   return (v) => {

@@ -123,6 +123,33 @@ describe('messageCopier', () => {
     expect(leftToCodec).toBeGreaterThan(0);
   });
 
+  it('copies its own copies as they are (a copy of a copy is the same)', () => {
+    for (const type of types) {
+      const copy = messageCopier(type, LARGE);
+      for (let i = 0; i < 60; i++) {
+        const once = copy(messageFor(type, rng(type.fullName.length * 7000 + i), 0));
+        if (once === undefined) continue;
+        expect({ type: type.fullName, i, value: shape(copy(once)) }).toEqual({ type: type.fullName, i, value: shape(once) });
+      }
+    }
+    // The largest safe integer becomes a 16-digit string, which copies again; 20 digits go to the codec.
+    const task = dplRoot().lookupType('dpl.v1.AssignTask');
+    const copy = messageCopier(task, LARGE);
+    expect(copy(copy({ assignment: Number.MAX_SAFE_INTEGER }))).toMatchObject({ assignment: '9007199254740991' });
+    for (const [field, text] of [['assignment', '999999999999999999'], ['assignment', '9007199254740993']] as const) {
+      // As the codec gives it back (uint64).
+      expect((throughCodec(task, { [field]: text }).value as Record<string, unknown>)[field]).toBe(text);
+      expect(copy({ [field]: text })).toMatchObject({ [field]: text });
+    }
+    expect(copy({ assignment: '18446744073709551615' })).toBeUndefined();
+    // And signed (int64), negative too.
+    const heartbeat = dplRoot().lookupType('dpl.v1.Heartbeat');
+    for (const text of ['-999999999999999999', '999999999999999999', '-9007199254740993']) {
+      expect((throughCodec(heartbeat, { sent_at_ms: text }).value as Record<string, unknown>).sent_at_ms).toBe(text);
+      expect(messageCopier(heartbeat, LARGE)({ sent_at_ms: text })).toMatchObject({ sent_at_ms: text });
+    }
+  });
+
   it('gives up on values only the codec converts exactly', () => {
     const task = dplRoot().lookupType('dpl.v1.AssignTask');
     const copy = messageCopier(task, LARGE);
