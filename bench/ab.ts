@@ -15,18 +15,11 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { arg, median, table } from './lib';
+import { PEER_PIPELINES, arg, median, table } from './lib';
 
 const ROOT = join(__dirname, '..');
 
-/** bench:peers' pipelines, by their path in a checkout. */
-const PIPELINES: Record<string, { module: string; batches: number }> = {
-  readme: { module: join('examples', 'quickstart.ts'), batches: 2000 },
-  noop: { module: join('bench', 'pipelines', 'noop.ts'), batches: 20000 },
-  chain: { module: join('bench', 'pipelines', 'chain.ts'), batches: 5000 },
-  rows: { module: join('bench', 'pipelines', 'rows.ts'), batches: 200 },
-  words: { module: join('bench', 'pipelines', 'words.ts'), batches: 200 },
-};
+const PIPELINES = new Map(PEER_PIPELINES.map((p) => [p.name, p]));
 
 interface Build {
   label: string;
@@ -145,14 +138,14 @@ async function main(): Promise<void> {
   const runs = Number(arg('runs', '9'));
   const names = arg('pipelines', 'readme,noop')!.split(',');
   const extra = (arg('args', '') ?? '').split(/\s+/).filter((a) => a !== '');
-  for (const n of names) if (PIPELINES[n] === undefined) throw new Error(`no pipeline named ${JSON.stringify(n)}; pipelines: ${Object.keys(PIPELINES).join(', ')}`);
+  for (const n of names) if (!PIPELINES.has(n)) throw new Error(`no pipeline named ${JSON.stringify(n)}; pipelines: ${[...PIPELINES.keys()].join(', ')}`);
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a whole number >= 1, got ${arg('runs')}`);
   const base = arg('base');
   const here: Build = { label: 'this checkout', root: ROOT };
   const builds: [Build, Build] = base === undefined ? [{ ...here, label: 'this checkout (A)' }, { ...here, label: 'this checkout (B)' }] : [buildOf(base), here];
   console.log(`bench:ab: ${cpus().length} cores, node ${process.version}; ${runs} runs of each, alternating which goes first${base === undefined ? '; no --base: the same build twice, the noise floor' : ''}${extra.length > 0 ? `; dpl run ${extra.join(' ')}` : ''}\n`);
   for (const name of names) {
-    const p = PIPELINES[name]!;
+    const p = PIPELINES.get(name)!;
     const samples: [Sample[], Sample[]] = [[], []];
     for (let i = 0; i < runs; i++) {
       for (const k of i % 2 === 0 ? [0, 1] : [1, 0]) samples[k]!.push(await runOnce(builds[k]!, p.module, p.batches, extra));

@@ -43,3 +43,24 @@ export function table(header: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(w[i]!)).join(' | ')} |`;
   return [line(header), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n');
 }
+
+/** A pipeline the benchmarks run with `dpl run` (and bench:peers with its peers). */
+export interface Pipeline {
+  name: string;
+  /** The module's path: relative to a checkout's root in PEER_PIPELINES. */
+  module: string;
+  batches: number;
+  /** Rows the run must deliver (each source batch has one row). */
+  rows: number;
+  /** Also run `dpl run --no-fuse-tasks` (a pipeline the head fuses). */
+  unfused?: boolean;
+}
+
+/** bench:peers' pipelines (bench:ab runs them too). */
+export const PEER_PIPELINES: readonly Pipeline[] = [
+  { name: 'readme', module: 'examples/quickstart.ts', batches: 2000, rows: 2000 },
+  { name: 'noop', module: 'bench/pipelines/noop.ts', batches: 20000, rows: 20000 },
+  { name: 'chain', module: 'bench/pipelines/chain.ts', batches: 5000, rows: 5000, unfused: true },
+  { name: 'rows', module: 'bench/pipelines/rows.ts', batches: 200, rows: 200 * 50_000, unfused: true },
+  { name: 'words', module: 'bench/pipelines/words.ts', batches: 200, rows: 200 * 2_000, unfused: true },
+];

@@ -27,28 +27,13 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { PYTHON, arg, median, pythonHas, pythonPeer, table } from './lib';
+import { PEER_PIPELINES, PYTHON, arg, median, pythonHas, pythonPeer, table, type Pipeline } from './lib';
 
 const ROOT = join(__dirname, '..');
 const DPL = join(ROOT, 'packages', 'cli', 'bin', 'dpl.js');
 
-interface Pipeline {
-  name: string;
-  module: string;
-  batches: number;
-  /** Rows the run must deliver (each source batch has one row). */
-  rows: number;
-  /** Also run `dpl run --no-fuse-tasks` (a pipeline the head fuses). */
-  unfused?: boolean;
-}
-
-const PIPELINES: Pipeline[] = [
-  { name: 'readme', module: join(ROOT, 'examples', 'quickstart.ts'), batches: 2000, rows: 2000 },
-  { name: 'noop', module: join(ROOT, 'bench', 'pipelines', 'noop.ts'), batches: 20000, rows: 20000 },
-  { name: 'chain', module: join(ROOT, 'bench', 'pipelines', 'chain.ts'), batches: 5000, rows: 5000, unfused: true },
-  { name: 'rows', module: join(ROOT, 'bench', 'pipelines', 'rows.ts'), batches: 200, rows: 200 * 50_000, unfused: true },
-  { name: 'words', module: join(ROOT, 'bench', 'pipelines', 'words.ts'), batches: 200, rows: 200 * 2_000, unfused: true },
-];
+/** bench:peers' pipelines, their modules as absolute paths in this checkout. */
+const PIPELINES: Pipeline[] = PEER_PIPELINES.map((p) => ({ ...p, module: join(ROOT, p.module) }));
 
 interface Sample {
   wholeS: number;
