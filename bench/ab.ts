@@ -15,11 +15,11 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PEER_PIPELINES, arg, median, table } from './lib';
+import { AB_PIPELINES, arg, median, table } from './lib';
 
 const ROOT = join(__dirname, '..');
 
-const PIPELINES = new Map(PEER_PIPELINES.map((p) => [p.name, p]));
+const PIPELINES = new Map(AB_PIPELINES.map((p) => [p.name, p]));
 
 interface Build {
   label: string;

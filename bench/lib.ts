@@ -64,3 +64,6 @@ export const PEER_PIPELINES: readonly Pipeline[] = [
   { name: 'rows', module: 'bench/pipelines/rows.ts', batches: 200, rows: 200 * 50_000, unfused: true },
   { name: 'words', module: 'bench/pipelines/words.ts', batches: 200, rows: 200 * 2_000, unfused: true },
 ];
+
+/** bench:ab's pipelines: bench:peers' and those that only compare dpl with itself. */
+export const AB_PIPELINES: readonly Pipeline[] = [...PEER_PIPELINES, { name: 'slices', module: 'bench/pipelines/slices.ts', batches: 200, rows: 600 }];

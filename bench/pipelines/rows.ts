@@ -10,7 +10,8 @@ import { Table, makeVector } from 'apache-arrow';
 
 const ROWS = 100_000;
 
-const expand = (df: Table): Table => {
+/** 100,000 rows from a one-row source batch: its id, and x scrambled over [0, 1). */
+export const expand = (df: Table): Table => {
   const id = Number(df.getChild('id')!.get(0));
   const x = new Float64Array(ROWS);
   for (let i = 0; i < ROWS; i++) x[i] = ((i * 7919 + id * 104729) % ROWS) / ROWS;

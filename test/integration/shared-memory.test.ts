@@ -15,7 +15,7 @@ import { column, type OutputBatch } from '@dpl/core';
 import { startHead, type Head } from '@dpl/head';
 import { startWorker, type WorkerOptions } from '@dpl/worker';
 import { FIXTURES, killDplProcesses, useTempDirs, waitFor } from '../helpers/cli';
-import { startHeadProcess, startWorkerProcess, waitForWorkers } from '../helpers/cluster';
+import { startHeadProcess, startWorkerProcess, statusOf, waitForWorkers } from '../helpers/cluster';
 
 afterEach(killDplProcesses);
 const tempDir = useTempDirs('dpl-shm-');
@@ -179,5 +179,82 @@ describe('the embedded cluster (dpl run: head, worker and client in one process)
       (await embeddedRun('exec-argv.ts', { numCpus }, 2)).map((b) => String(column(b.data, 'argv').get(0)).split(' '));
     for (const argv of await argvWith(availableParallelism())) expect(argv).toContain('--single-threaded-gc');
     if (availableParallelism() > 1) for (const argv of await argvWith(1)) expect(argv).not.toContain('--single-threaded-gc');
+  });
+});
+
+describe('outputs that are rows of their inputs (views)', () => {
+  /**
+   * The source batches each sum row came from, checked: two of them, the first half of each
+   * (20,000 rows), and the sum of exactly those rows.
+   */
+  function pairsOf(out: OutputBatch[]): number[][] {
+    return out.map((b) => {
+      const ids = String(column(b.data, 'ids').get(0)).split(',').map(Number);
+      expect(ids).toHaveLength(2);
+      expect(Number(column(b.data, 'rows').get(0))).toBe(40_000);
+      expect(column(b.data, 'firstHalves').get(0)).toBe(true);
+      expect(Number(column(b.data, 'sum').get(0))).toBe((ids[0]! + ids[1]!) * 20_000 * 40_000 + 19_999 * 20_000);
+      return ids;
+    });
+  }
+
+  it('are kept as views of the objects they come from: no bytes written, the right rows read, everything freed after', async () => {
+    const shm = await tempDir();
+    for (const fuseTasks of [false, true]) {
+      const head = await startHead({ host: '127.0.0.1', port: 0, fuseTasks });
+      const w = await startWorker({
+        address: head.address,
+        token: head.token,
+        headClient: head.inProcessClient(),
+        numCpus: 2,
+        resources: { maker: 1, summer: 1 },
+        sharedMemoryDir: shm,
+      });
+      try {
+        await w.registered();
+        const executor = await ClusterExecutor.load(join(FIXTURES, 'views.ts'), { address: head.address, token: head.token, maxBatches: 6, headClient: head.inProcessClient() });
+        const out: OutputBatch[] = [];
+        for await (const b of executor.run()) out.push(b);
+        executor.close();
+        // Every source batch's first half, each in one pair.
+        expect(pairsOf(out).flat().sort()).toEqual([0, 1, 2, 3, 4, 5]);
+        // Unfused: 6 slices (half) and 3 pass-throughs of two objects (pair) are views; fused,
+        // make and half run as one call whose output is new, and pair's 3 are views.
+        expect(w.store.stats().views).toBe(fuseTasks ? 3 : 9);
+        await waitFor(() => w.store.stats().objects === 0, { timeoutMs: 5_000, what: 'the store to be empty' });
+        expect(w.store.stats().memoryBytes).toBe(0);
+        expect(files(shm)).toEqual([]);
+      } finally {
+        await w.stop();
+        await head.stop();
+      }
+    }
+  });
+
+  it("reach a task on another worker as their rows, encoded by the worker that holds them", async () => {
+    const head = await startHeadProcess(['--no-fuse-tasks']);
+    const maker = startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"maker":1}']);
+    startWorkerProcess(head.address, ['--num-cpus', '1', '--resources', '{"summer":1}']);
+    await waitForWorkers(head.address, 2);
+    const cluster = await connect(head.address);
+    try {
+      const run = await cluster.submit(join(FIXTURES, 'views.ts'), { maxBatches: 6 });
+      const out: OutputBatch[] = [];
+      for await (const b of run) out.push(b);
+      expect(pairsOf(out).flat().sort()).toEqual([0, 1, 2, 3, 4, 5]);
+      expect(maker.child.exitCode).toBeNull();
+      // The maker's worker kept half's 6 and pair's 3 outputs as views (as its heartbeat tells).
+      let views = -1;
+      await waitFor(
+        async () => {
+          const status = await statusOf(head.address);
+          views = Math.max(...status.workers.map((w) => w.objectStore.views));
+          return views === 9;
+        },
+        { timeoutMs: 10_000, intervalMs: 100, what: "the maker's worker to report 9 views" },
+      );
+    } finally {
+      await cluster.close();
+    }
   });
 });

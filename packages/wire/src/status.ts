@@ -33,9 +33,11 @@ export interface ObjectStoreInfo {
   spills: number;
   objects: number;
   budgetBytes: number;
+  /** Task outputs kept as views so far: rows of their inputs, returned unchanged (no bytes written). */
+  views: number;
 }
 
-const NO_STORE: ObjectStoreInfo = { memoryBytes: 0, peakMemoryBytes: 0, diskBytes: 0, spills: 0, objects: 0, budgetBytes: -1 };
+const NO_STORE: ObjectStoreInfo = { memoryBytes: 0, peakMemoryBytes: 0, diskBytes: 0, spills: 0, objects: 0, budgetBytes: -1, views: 0 };
 
 /** Object store figures from their message (zeros when absent). */
 export function objectStoreFromProto(p: ObjectStoreStats | null | undefined): ObjectStoreInfo {
@@ -49,6 +51,7 @@ export function objectStoreFromProto(p: ObjectStoreStats | null | undefined): Ob
     objects: Number(p.objects),
     // The largest uint64 means no budget.
     budgetBytes: budget >= Number.MAX_SAFE_INTEGER ? -1 : budget,
+    views: Number(p.views),
   };
 }
 
@@ -61,6 +64,7 @@ export function objectStoreToProto(s: ObjectStoreInfo): ObjectStoreStats__Input 
     spills: String(s.spills),
     objects: String(s.objects),
     budget_bytes: s.budgetBytes < 0 ? '18446744073709551615' : String(s.budgetBytes),
+    views: String(s.views),
   };
 }
 

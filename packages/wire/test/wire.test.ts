@@ -70,7 +70,7 @@ describe('codecs', () => {
           resources: { total: { CPU: 4, bigdb: 1 }, available: { CPU: 1.5 } },
           lastHeartbeatMs: 1_700_000_000_123,
           registeredAtMs: 1_700_000_000_000,
-          objectStore: { memoryBytes: 10, peakMemoryBytes: 20, diskBytes: 30, spills: 2, objects: 3, budgetBytes: 1024 },
+          objectStore: { memoryBytes: 10, peakMemoryBytes: 20, diskBytes: 30, spills: 2, objects: 3, budgetBytes: 1024, views: 4 },
         },
         {
           id: 'w2',
@@ -80,7 +80,7 @@ describe('codecs', () => {
           resources: { total: { CPU: 1 }, available: { CPU: 1 } },
           lastHeartbeatMs: 1,
           registeredAtMs: 1,
-          objectStore: { memoryBytes: 0, peakMemoryBytes: 0, diskBytes: 0, spills: 0, objects: 0, budgetBytes: -1 },
+          objectStore: { memoryBytes: 0, peakMemoryBytes: 0, diskBytes: 0, spills: 0, objects: 0, budgetBytes: -1, views: 0 },
         },
       ],
       demand: { waiting: [{ resources: { CPU: 1, bigdb: 1 }, calls: 3 }], resources: { CPU: 5.5, bigdb: 3 }, pending: { CPU: 3, bigdb: 3 } },

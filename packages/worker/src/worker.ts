@@ -30,15 +30,27 @@ import {
   type KeepObjects,
 } from '@dpl/wire';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options';
-import { ObjectStore } from './store/object-store';
+import { ObjectStore, rowsOf, type StoredBytes, type StoredObject } from './store/object-store';
 import { startDataServer, type DataServer } from './data/data-server';
 import { ExecutorPool, dropFile, type ExecutorResult } from './executor/executor-pool';
 import { PRESTARTED_EXECUTORS, executorLaunch } from './executor/fork';
 import type { OutputLines } from './executor/task-output';
 import { GpuAllocator } from './executor/gpu-allocator';
-import { outputFileOf, type CallFacts, type Payload, type RunCall, type SharedOut } from './executor/protocol';
+import { outputFileOf, type CallFacts, type CallInput, type Output, type RunCall, type SharedOut } from './executor/protocol';
 
-const sizeOf = (p: Payload): number => ('file' in p ? p.bytes : p.ipc.byteLength);
+const sizeOf = (p: Output): number => ('ipc' in p ? p.ipc.byteLength : p.bytes);
+
+/** A call's inputs from a stored object: its bytes or file, or (a view) the rows of the objects it names. */
+function storedInputs(into: CallInput[], objectId: string, local: StoredObject, offset: number, rows: number): void {
+  if (!('parts' in local)) {
+    into.push(storedInput(objectId, local, offset, rows));
+    return;
+  }
+  for (const p of rowsOf(local.parts, offset, rows)) into.push(storedInput(p.objectId, p.at, p.offset, p.rows));
+}
+
+const storedInput = (objectId: string, at: StoredBytes, offset: number, rows: number): CallInput =>
+  'bytes' in at ? { ipc: at.bytes, offset, rows, objectId } : { file: at.path, bytes: at.size, offset, rows, objectId };
 
 /** A call's failure, with what its task recorded before it failed, on its way to the head. */
 function callFailed(results: ResultBatcher, a: AssignTask, e: unknown): void {
@@ -531,13 +543,7 @@ class WorkerDaemon implements Worker {
   /** A call whose module or inputs are not here yet: fetched, then run. */
   private async prepareAndRun(a: AssignTask, job: JobOnWorker, facts: TaskFacts, gpuIds: number[], lease: string): Promise<ExecutorResult> {
     const bundlePath = await this.module(job.moduleHash);
-    const inputs = await Promise.all(
-      a.inputs.map(async (s) => ({
-        ...(await this.input(s.object_id, s.owner_address, s.inline_ipc, a)),
-        offset: Number(s.offset),
-        rows: Number(s.rows),
-      })),
-    );
+    const inputs = (await Promise.all(a.inputs.map((s) => this.input(s.object_id, s.owner_address, s.inline_ipc, Number(s.offset), Number(s.rows), a)))).flat();
     return this.pool.run(this.runCall(a, job, facts, bundlePath, inputs), a.attempt, gpuIds.join(','), facts.timeout_ms, lease);
   }
 
@@ -553,7 +559,7 @@ class WorkerDaemon implements Worker {
       }
       const local = this.store.open(s.object_id);
       if (local === undefined) return undefined;
-      inputs.push('bytes' in local ? { ipc: local.bytes, offset, rows } : { file: local.path, bytes: local.size, offset, rows });
+      storedInputs(inputs, s.object_id, local, offset, rows);
     }
     return inputs;
   }
@@ -572,6 +578,8 @@ class WorkerDaemon implements Worker {
         before: facts.fused_before.length > 0 ? facts.fused_before : undefined,
         maxAttempts: facts.max_attempts,
         shared: this.sharedOut(this.inlineMax(facts)),
+        // A sink's output goes to the head, which would have to encode a view's rows: written by the executor instead.
+        views: facts.inline_output_max_bytes === 0,
       };
       job.callFacts.set(a.task, callFacts);
     }
@@ -659,8 +667,9 @@ class WorkerDaemon implements Worker {
   }
 
   /** An executor's output into the store: its bytes, or the shared-memory file it wrote. */
-  private keep(id: string, p: Payload): void {
-    if ('file' in p) this.store.adopt(id, p.file, p.bytes);
+  private keep(id: string, p: Output): void {
+    if ('view' in p) this.store.adoptView(id, p.view);
+    else if ('file' in p) this.store.adopt(id, p.file, p.bytes);
     else this.store.put(id, p.ipc);
   }
 
@@ -677,8 +686,8 @@ class WorkerDaemon implements Worker {
    * An input: inline, from this worker's store (its bytes, or the file that holds them: the
    * executor reads it), or fetched from its owner.
    */
-  private async input(objectId: string, owner: string, inline: Uint8Array, call: AssignTask): Promise<Payload> {
-    if (objectId === '') return { ipc: aligned(inline) };
+  private async input(objectId: string, owner: string, inline: Uint8Array, offset: number, rows: number, call: AssignTask): Promise<CallInput[]> {
+    if (objectId === '') return [{ ipc: aligned(inline), offset, rows }];
     const local = this.store.open(objectId);
     if (local === undefined) {
       const ipc = await this.fetcher.fetch(owner, objectId);
@@ -692,9 +701,11 @@ class WorkerDaemon implements Worker {
             `is not an Arrow IPC stream (${bad}); that worker's store, or the network, is broken`,
         );
       }
-      return { ipc };
+      return [{ ipc, offset, rows }];
     }
-    return 'bytes' in local ? { ipc: local.bytes } : { file: local.path, bytes: local.size };
+    const inputs: CallInput[] = [];
+    storedInputs(inputs, objectId, local, offset, rows);
+    return inputs;
   }
 
   /** The path of a module bundle, fetched from the head once per hash. */

@@ -2,6 +2,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DplErrorCode, decodeIpc, encodeIpc } from '@dpl/core';
+import { Table, makeVector } from 'apache-arrow';
 import { ObjectFetcher } from '@dpl/wire';
 import { ObjectStore } from '../src/store/object-store';
 import { startDataServer } from '../src/data/data-server';
@@ -263,5 +265,105 @@ describe('ObjectStore shared-memory files', () => {
     expect(statSync(store.sharedDir!).mode & 0o777).toBe(0o700);
     store.close();
     expect(existsSync(store.sharedDir!)).toBe(false);
+  });
+});
+
+describe('ObjectStore views (outputs that are rows of other objects)', () => {
+  let dir: string;
+  beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'dpl-shm-'))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** An object of `rows` rows whose column x counts from `from`, as Arrow IPC bytes. */
+  const ipcRows = (from: number, rows: number): Uint8Array => encodeIpc(new Table({ x: makeVector(Float64Array.from({ length: rows }, (_, i) => from + i)) }));
+  const xs = (ipc: Uint8Array): number[] => [...(decodeIpc(ipc).getChild('x')!.toArray() as Float64Array)];
+
+  it('keeps the objects a view names, even released, until the view goes; encodes its rows for readers outside', async () => {
+    const store = new ObjectStore({ sharedDir: dir });
+    const server = await startDataServer(store, '127.0.0.1', undefined);
+    const fetcher = new ObjectFetcher(undefined);
+    try {
+      store.put('a', ipcRows(0, 10));
+      const path = join(store.sharedDir!, '1.arrow');
+      const b = ipcRows(100, 10);
+      writeFileSync(path, b);
+      store.adopt('b', path, b.byteLength);
+      const used = store.stats().memoryBytes;
+      store.adoptView('v', [
+        { objectId: 'a', offset: 5, rows: 5 },
+        { objectId: 'b', offset: 0, rows: 3 },
+      ]);
+      // A view holds nothing of its own.
+      expect(store.stats()).toMatchObject({ memoryBytes: used, objects: 3, views: 1 });
+      // Released by the head: gone for everyone else, still there for the view.
+      store.delete('a');
+      store.delete('b');
+      expect(store.has('a')).toBe(false);
+      expect(store.open('b')).toBeUndefined();
+      expect(existsSync(path)).toBe(true);
+      const open = store.open('v');
+      expect(open).toEqual({
+        parts: [
+          { objectId: 'a', offset: 5, rows: 5, at: { bytes: expect.any(Uint8Array) as unknown } },
+          { objectId: 'b', offset: 0, rows: 3, at: { path, size: b.byteLength } },
+        ],
+      });
+      expect(xs((await store.read('v'))!)).toEqual([5, 6, 7, 8, 9, 100, 101, 102]);
+      expect(xs(await fetcher.fetch(`127.0.0.1:${server.port}`, 'v'))).toEqual([5, 6, 7, 8, 9, 100, 101, 102]);
+      // The last view goes: so do the objects released meanwhile, and their memory.
+      store.delete('v');
+      expect(store.stats()).toMatchObject({ memoryBytes: 0, objects: 0 });
+      await until(() => !existsSync(path));
+      expect(existsSync(path)).toBe(false);
+    } finally {
+      fetcher.close();
+      await server.stop();
+      store.close();
+    }
+  });
+
+  it('makes a view of a view name the first objects, and frees each object once no view names it', async () => {
+    const store = new ObjectStore();
+    store.put('a', ipcRows(0, 10));
+    store.put('b', ipcRows(10, 10));
+    store.adoptView('v1', [
+      { objectId: 'a', offset: 2, rows: 8 },
+      { objectId: 'b', offset: 0, rows: 10 },
+    ]);
+    // Rows 6..11 of v1: a's rows 8, 9 and b's rows 0..3.
+    store.adoptView('v2', [{ objectId: 'v1', offset: 6, rows: 6 }]);
+    const open = store.open('v2') as { parts: { objectId: string; offset: number; rows: number }[] };
+    expect(open.parts.map(({ objectId, offset, rows }) => ({ objectId, offset, rows }))).toEqual([
+      { objectId: 'a', offset: 8, rows: 2 },
+      { objectId: 'b', offset: 0, rows: 4 },
+    ]);
+    expect(xs((await store.read('v2'))!)).toEqual([8, 9, 10, 11, 12, 13]);
+    store.delete('a');
+    store.delete('b');
+    store.delete('v1');
+    // v2 still names both.
+    expect(xs((await store.read('v2'))!)).toEqual([8, 9, 10, 11, 12, 13]);
+    expect(store.stats().objects).toBe(3);
+    store.delete('v2');
+    expect(store.stats()).toMatchObject({ objects: 0, memoryBytes: 0 });
+  });
+
+  it("drops a job's views and the objects they name together, in any order", () => {
+    const store = new ObjectStore();
+    store.put('j/a', ipcRows(0, 4));
+    store.adoptView('j/v', [{ objectId: 'j/a', offset: 0, rows: 2 }]);
+    store.adoptView('j/w', [{ objectId: 'j/a', offset: 2, rows: 2 }]);
+    store.deletePrefix('j/');
+    expect(store.stats()).toMatchObject({ objects: 0, memoryBytes: 0 });
+  });
+
+  it('refuses a view of an object it does not hold, as lost (the call runs again), and keeps nothing of it', () => {
+    const store = new ObjectStore();
+    store.put('a', ipcRows(0, 4));
+    expect(() => store.adoptView('v', [{ objectId: 'a', offset: 0, rows: 2 }, { objectId: 'gone', offset: 0, rows: 2 }])).toThrow(
+      expect.objectContaining({ code: DplErrorCode.OBJECT_LOST, message: expect.stringMatching(/object gone, which the output v is rows of, is no longer in this worker's store/) as unknown }) as Error,
+    );
+    expect(store.has('v')).toBe(false);
+    store.delete('a');
+    expect(store.stats()).toMatchObject({ objects: 0, memoryBytes: 0 });
   });
 });

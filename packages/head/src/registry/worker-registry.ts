@@ -70,7 +70,7 @@ export class WorkerRegistry {
       state: 'alive',
       lastHeartbeatMs: at,
       registeredAtMs: at,
-      objectStore: { memoryBytes: 0, peakMemoryBytes: 0, diskBytes: 0, spills: 0, objects: 0, budgetBytes: -1 },
+      objectStore: { memoryBytes: 0, peakMemoryBytes: 0, diskBytes: 0, spills: 0, objects: 0, budgetBytes: -1, views: 0 },
       withheld: ResourceSet.EMPTY,
       bytesFetched: 0,
       bytesServed: 0,

@@ -31,7 +31,8 @@ import { join } from 'node:path';
 import { FrameChannel } from './channel';
 import { writeAllSync } from './write-all';
 import { GENERATOR_TASK, OutputCapture } from './task-output';
-import { outputFileName, type CallMessage, type ExecutorReply, type ExecutorRequest, type FactsMessage, type NextSource, type Payload, type SharedOut } from './protocol';
+import { outputView } from './output-view';
+import { outputFileName, type CallMessage, type ExecutorReply, type ExecutorRequest, type FactsMessage, type NextSource, type Output, type Payload, type SharedOut } from './protocol';
 
 // Stack traces of pipeline modules point at the user's source (the bundles carry source maps).
 // Enabled here, after dpl's own modules and arrow loaded: reading their maps took ~15 ms of
@@ -142,6 +143,29 @@ function bytesOf(p: Payload): Uint8Array {
   return buf.byteOffset % 8 === 0 ? buf : new Uint8Array(buf);
 }
 
+/** The inputs' bytes, a file read once when several inputs name it (the parts of a view of one object). */
+function readInputs(inputs: CallMessage['inputs']): Uint8Array[] {
+  if (inputs.length === 1) return [bytesOf(inputs[0]!)];
+  const read = new Map<string, Uint8Array>();
+  return inputs.map((p) => {
+    if (!('file' in p)) return bytesOf(p);
+    let bytes = read.get(p.file);
+    if (bytes === undefined) read.set(p.file, (bytes = bytesOf(p)));
+    return bytes;
+  });
+}
+
+/** The inputs decoded, the same bytes once. */
+function decodeInputs(bytes: Uint8Array[]): Table[] {
+  if (bytes.length === 1) return [decodeIpc(bytes[0]!)];
+  const decoded = new Map<Uint8Array, Table>();
+  return bytes.map((b) => {
+    let t = decoded.get(b);
+    if (t === undefined) decoded.set(b, (t = decodeIpc(b)));
+    return t;
+  });
+}
+
 let outSeq = 0;
 /** A new file name in the shared folder, unique to this process. */
 const outFile = (shared: SharedOut): string => join(shared.dir, outputFileName(process.pid, ++outSeq));
@@ -189,6 +213,22 @@ function linked(input: string, bytes: number, shared: SharedOut): Payload | unde
   }
 }
 
+/**
+ * The output as a view of the call's stored inputs when it is rows of them unchanged
+ * (output-view.ts); its size is what those rows take in the inputs' bytes.
+ */
+function viewOf(result: Table, input: Table, m: CallMessage, whole: Table[], inputBytes: Uint8Array[]): Output | undefined {
+  const parts = outputView(
+    result,
+    input,
+    m.inputs.map((i, k) => ({ table: i.objectId === undefined ? undefined : whole[k], offset: i.offset, rows: i.rows })),
+  );
+  if (parts === undefined) return undefined;
+  let bytes = 0;
+  for (const p of parts) bytes += Math.ceil((inputBytes[p.input]!.byteLength * p.rows) / Math.max(1, whole[p.input]!.numRows));
+  return { view: parts.map((p) => ({ objectId: m.inputs[p.input]!.objectId!, offset: p.offset, rows: p.rows })), bytes };
+}
+
 const NOTHING_BEFORE: NonNullable<FactsMessage['before']> = [];
 
 async function run({ m, f }: Call): Promise<void> {
@@ -211,9 +251,10 @@ async function run({ m, f }: Call): Promise<void> {
     const { taskMap } = (await mod).graph;
     const before = f.before ?? NOTHING_BEFORE;
     let decodedRows = -1;
-    const inputBytes = m.inputs.map(bytesOf);
+    const inputBytes = readInputs(m.inputs);
+    const whole = decodeInputs(inputBytes);
     const slices = m.inputs.map((i, k) => {
-      const t = decodeIpc(inputBytes[k]!);
+      const t = whole[k]!;
       decodedRows = t.numRows;
       return i.offset === 0 && i.rows === t.numRows ? t : t.slice(i.offset, i.offset + i.rows);
     });
@@ -239,14 +280,12 @@ async function run({ m, f }: Call): Promise<void> {
     // A task that hands back its whole, single input (a filter that kept every row, a task run
     // for its side effects) sends back the bytes it got instead of encoding them again.
     const same = result === input && m.inputs.length === 1 && input.numRows === decodedRows;
-    let out: Payload;
-    if (!same) out = outputOf(result, f.shared);
-    else {
-      // The same bytes: under a new name (a second link to the input's file, no copy) when they are a file.
-      const first = m.inputs[0]!;
-      const link = 'file' in first && f.shared !== undefined ? linked(first.file, first.bytes, f.shared) : undefined;
-      out = link ?? payloadOf(inputBytes[0]!, f.shared);
-    }
+    const first = m.inputs[0]!;
+    // The same bytes: under a new name (a second link to the input's file, no copy) when they are a file.
+    let out: Output | undefined = same && 'file' in first && f.shared !== undefined ? linked(first.file, first.bytes, f.shared) : undefined;
+    // Rows of the inputs as they are (a slice, a pass-through of several): named, not written.
+    if (out === undefined && f.views === true) out = viewOf(result, input, m, whole, inputBytes);
+    out ??= same ? payloadOf(inputBytes[0]!, f.shared) : outputOf(result, f.shared);
     const runUs = Math.round((performance.now() - started) * 1000);
     sendOutput();
     send({ kind: 'done', callId: m.callId, ...out, rows: result.numRows, observations: takeObservations(), runUs, stageRows });

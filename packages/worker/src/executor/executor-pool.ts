@@ -8,11 +8,11 @@ import type { Socket } from 'node:net';
 import { DplError, DplErrorCode, TaskError, callFailureMessage, type Logger, type Observation } from '@dpl/core';
 import { FrameChannel } from './channel';
 import { forkExecutor, type EarlyExecutors, type ExecutorLaunch } from './fork';
-import { outputFileOf, type ExecutorReply, type ExecutorRequest, type NextSource, type Payload, type RunCall, type SharedOut, type CallFacts } from './protocol';
+import { outputFileOf, type ExecutorReply, type ExecutorRequest, type NextSource, type Output, type RunCall, type SharedOut, type CallFacts } from './protocol';
 import { GENERATOR_TASK, NO_CALL, OutputCapture, type OutputLines, type OutputSource } from './task-output';
 
 /** The output: its bytes, or a file in the worker's shared memory that the caller now owns. */
-export type ExecutorResult = Payload & {
+export type ExecutorResult = Output & {
   rows: number;
   /** What the task recorded with observe/increment/param/timer. */
   observations?: Observation[];
@@ -463,12 +463,13 @@ export class ExecutorPool {
 }
 
 /** A reply's output, without the reply's other fields. */
-function payload(m: Payload, rows: number): ExecutorResult {
+function payload(m: Output, rows: number): ExecutorResult {
+  if ('view' in m) return { view: m.view, bytes: m.bytes, rows };
   return 'file' in m ? { file: m.file, bytes: m.bytes, rows } : { ipc: m.ipc, rows };
 }
 
 /** An output nobody will read (its call was given up, its generator ended): its file, if it has one, is removed. */
-export function dropFile(m: ExecutorReply | Payload): void {
+export function dropFile(m: ExecutorReply | Output): void {
   if ('file' in m) unlink(m.file, () => undefined);
 }
 

@@ -14,6 +14,26 @@ import type { OutputLines } from './task-output';
 export type Payload = { ipc: Uint8Array } | { file: string; bytes: number };
 
 /**
+ * A call's input: a payload and the rows of it the call reads; `objectId` when it is an object
+ * of the worker's store (an output may then be a view of it).
+ */
+export type CallInput = Payload & { offset: number; rows: number; objectId?: string };
+
+/** Rows `[offset, offset + rows)` of the store's object `objectId`. */
+export interface ObjectRows {
+  objectId: string;
+  offset: number;
+  rows: number;
+}
+
+/**
+ * A call's output as an executor answers it: bytes, a file, or (a task that returned rows of
+ * its inputs unchanged) a view of objects in the worker's store, `bytes` the size its rows
+ * would have written.
+ */
+export type Output = Payload | { view: ObjectRows[]; bytes: number };
+
+/**
  * The name of an executor's n-th output file in the shared folder (n counts from 1 in each
  * process, one file at a time: a file it never announced has a number past its last reply's).
  */
@@ -47,6 +67,8 @@ export interface CallFacts {
   before?: { task: string; kwargs: Uint8Array }[];
   /** Absent: the output comes back in the reply. */
   shared?: SharedOut;
+  /** An output that is rows of the call's stored inputs comes back as a view of them (not for sinks: the head reads those). */
+  views?: boolean;
   maxAttempts: number;
 }
 
@@ -54,7 +76,7 @@ export interface CallFacts {
 export interface RunCall {
   facts: CallFacts;
   callId: string;
-  inputs: (Payload & { offset: number; rows: number })[];
+  inputs: CallInput[];
   /** For messages: "inputs s0, s1; attempt 2 of 4". */
   inputIds: string[];
 }
@@ -98,6 +120,6 @@ export type ExecutorReply =
   | { kind: 'output'; output: OutputLines[] }
   | ({ kind: 'source-batch'; jobId: string; rows: number } & Payload)
   | { kind: 'source-end'; jobId: string }
-  | ({ kind: 'done'; callId: string; rows: number; observations?: Observation[]; runUs: number; stageRows?: number[] } & Payload)
+  | ({ kind: 'done'; callId: string; rows: number; observations?: Observation[]; runUs: number; stageRows?: number[] } & Output)
   /** `task`: the task of a fused call that failed, when not the call's own. */
   | { kind: 'failed'; callId: string; code: string; retryable?: boolean; message: string; stack: string; observations?: Observation[]; task?: string };

@@ -8,6 +8,12 @@
  * file, and the data server streams it to other workers (docs/design/0004-same-host-data.md).
  * Such files count against the memory budget like bytes held in the heap.
  *
+ * An object may be a view: rows of other objects of this store, in order (the output of a task
+ * that returned rows of its inputs unchanged: a slice, a pass-through of several). A view holds
+ * no bytes of its own; the objects it names are kept, pinned, until every view of them is gone,
+ * even after they are released. Tasks on this worker read the named objects; anyone else (the
+ * data server, the head) reads the view's rows encoded into one stream.
+ *
  * Memory has a budget: past it, the oldest objects are written to a spill directory and dropped
  * from memory (they are read back, or streamed from the file, when asked for), and a spilled
  * object's file is removed when the object is released.
@@ -16,7 +22,7 @@ import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readSync, readd
 import { copyFile, readFile, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatBytes } from '@dpl/core';
+import { DplError, DplErrorCode, concatTables, decodeIpc, encodeIpc, formatBytes } from '@dpl/core';
 
 export interface ObjectStoreOptions {
   /** Bytes kept in memory before the oldest objects spill to disk. @default Infinity */
@@ -48,10 +54,22 @@ type Entry =
   | { where: 'disk'; path: string; size: number }
   /** A file in the shared-memory folder (counted in memory). */
   | { where: 'shared'; path: string; size: number }
-  | { where: 'spilling-shared'; path: string; size: number; deleted: boolean };
+  | { where: 'spilling-shared'; path: string; size: number; deleted: boolean }
+  /** Rows of other objects (never views themselves): nothing of its own in memory. */
+  | { where: 'view'; parts: ObjectRows[] };
 
-/** An object to serve: its bytes, or the file that holds them. */
-export type StoredObject = { bytes: Uint8Array } | { path: string; size: number };
+/** Rows `[offset, offset + rows)` of the object `objectId`. */
+export interface ObjectRows {
+  objectId: string;
+  offset: number;
+  rows: number;
+}
+
+/** An object's bytes, or the file that holds them. */
+export type StoredBytes = { bytes: Uint8Array } | { path: string; size: number };
+
+/** An object to serve: its bytes, the file that holds them, or (a view) where its rows are. */
+export type StoredObject = StoredBytes | { parts: (ObjectRows & { at: StoredBytes })[] };
 
 export interface ObjectStoreStats {
   /** Bytes in memory now (including objects being written out). */
@@ -65,10 +83,15 @@ export interface ObjectStoreStats {
   /** Writes to the spill folder that failed (the object stayed in memory). */
   spillFailures: number;
   objects: number;
+  /** Outputs kept as views of other objects so far (rows of their inputs: no bytes written). */
+  views: number;
 }
 
 export class ObjectStore {
   private readonly objects = new Map<string, Entry>();
+  /** Views naming each object (per part), and the pinned objects deleted meanwhile (removed at the last unpin). */
+  private readonly pins = new Map<string, number>();
+  private readonly released = new Set<string>();
   private readonly budget: number;
   /** This store's own spill folder (made at once when there is a budget to spill past). */
   private readonly spillDir: string | undefined;
@@ -82,6 +105,7 @@ export class ObjectStore {
   private spillCount = 0;
   private fileSeq = 0;
   private spillFailures = 0;
+  private viewCount = 0;
   /** After a failed spill write, none is tried before this time (ms): a full disk is not hammered. */
   private spillPausedUntil = 0;
   /** Whether the current stretch of failed spill writes has been told. */
@@ -101,7 +125,7 @@ export class ObjectStore {
 
   /** Takes over a file an executor wrote in `sharedDir` as the object `id`. */
   adopt(id: string, path: string, size: number): void {
-    this.delete(id);
+    this.replace(id);
     this.objects.set(id, { where: 'shared', path, size });
     this.used += size;
     this.peak = Math.max(this.peak, this.used);
@@ -109,17 +133,45 @@ export class ObjectStore {
   }
 
   put(id: string, bytes: Uint8Array): void {
-    this.delete(id);
+    this.replace(id);
     this.objects.set(id, { where: 'memory', bytes });
     this.used += bytes.byteLength;
     this.peak = Math.max(this.peak, this.used);
     if (this.used > this.budget) this.spill();
   }
 
-  /** The object's bytes, read back from disk if it was spilled; undefined when not here. */
+  /**
+   * Keeps `parts` of this store's objects as the object `id` (a view), pinning them. A part that
+   * names a view names the rows of that view's objects instead.
+   * @throws Error naming the object when one of them is not here (released meanwhile).
+   */
+  adoptView(id: string, parts: readonly ObjectRows[]): void {
+    const flat: ObjectRows[] = [];
+    for (const p of parts) {
+      // A released object still here is pinned by a view the call read it through.
+      const e = this.objects.get(p.objectId);
+      if (e === undefined) {
+        // Released and unpinned while the call ran (a race, not the task's fault): the call runs again.
+        throw new DplError(DplErrorCode.OBJECT_LOST, `object ${p.objectId}, which the output ${id} is rows of, is no longer in this worker's store; the call runs again`);
+      }
+      if (e.where === 'view') flat.push(...rowsOf(e.parts, p.offset, p.rows));
+      else flat.push({ objectId: p.objectId, offset: p.offset, rows: p.rows });
+    }
+    this.replace(id);
+    for (const p of flat) this.pins.set(p.objectId, (this.pins.get(p.objectId) ?? 0) + 1);
+    this.objects.set(id, { where: 'view', parts: flat });
+    this.viewCount++;
+  }
+
+  /** The object's bytes, read back from disk if it was spilled (a view's rows encoded); undefined when not here. */
   async read(id: string): Promise<Uint8Array | undefined> {
-    const e = this.objects.get(id);
+    if (this.released.has(id)) return undefined;
+    return this.readEntry(this.objects.get(id));
+  }
+
+  private async readEntry(e: Entry | undefined): Promise<Uint8Array | undefined> {
     if (e === undefined) return undefined;
+    if (e.where === 'view') return this.encodeView(e.parts);
     if (e.where === 'memory' || e.where === 'spilling') return e.bytes;
     if (e.where === 'shared') return readShared(e.path, e.size);
     try {
@@ -137,19 +189,67 @@ export class ObjectStore {
    * reads it from there.
    */
   open(id: string): StoredObject | undefined {
-    const e = this.objects.get(id);
+    const e = this.released.has(id) ? undefined : this.objects.get(id);
     if (e === undefined) return undefined;
-    return e.where === 'memory' || e.where === 'spilling' ? { bytes: e.bytes } : { path: e.path, size: e.size };
+    if (e.where !== 'view') return bytesOf(e);
+    const parts: (ObjectRows & { at: StoredBytes })[] = [];
+    for (const p of e.parts) {
+      const base = this.objects.get(p.objectId);
+      if (base === undefined || base.where === 'view') return undefined; // pinned: never the case
+      parts.push({ ...p, at: bytesOf(base) });
+    }
+    return { parts };
   }
 
   has(id: string): boolean {
-    return this.objects.has(id);
+    return this.objects.has(id) && !this.released.has(id);
   }
 
+  /** Drops the object; one that views name stays, unseen, until the last of them is dropped. */
   delete(id: string): void {
+    if ((this.pins.get(id) ?? 0) > 0) {
+      if (this.objects.has(id)) this.released.add(id);
+      return;
+    }
+    this.remove(id);
+  }
+
+  /** Before an object is stored under `id`: the one there goes (what views of the id name is the same rows). */
+  private replace(id: string): void {
+    this.released.delete(id);
+    this.remove(id);
+  }
+
+  private unpin(id: string): void {
+    const n = (this.pins.get(id) ?? 0) - 1;
+    if (n > 0) {
+      this.pins.set(id, n);
+      return;
+    }
+    this.pins.delete(id);
+    if (this.released.delete(id)) this.remove(id);
+  }
+
+  /** A view's rows as one Arrow IPC stream (for the data server and the head); undefined when an object it names is gone. */
+  private async encodeView(parts: readonly ObjectRows[]): Promise<Uint8Array | undefined> {
+    const tables = [];
+    for (const p of parts) {
+      const bytes = await this.readEntry(this.objects.get(p.objectId));
+      if (bytes === undefined) return undefined;
+      const t = decodeIpc(bytes);
+      tables.push(p.offset === 0 && p.rows === t.numRows ? t : t.slice(p.offset, p.offset + p.rows));
+    }
+    return encodeIpc(concatTables(tables));
+  }
+
+  private remove(id: string): void {
     const e = this.objects.get(id);
     if (e === undefined) return;
     this.objects.delete(id);
+    if (e.where === 'view') {
+      for (const p of e.parts) this.unpin(p.objectId);
+      return;
+    }
     if (e.where === 'memory') this.used -= e.bytes.byteLength;
     else if (e.where === 'spilling' || e.where === 'spilling-shared') e.deleted = true; // its write finishes, then the file goes
     else if (e.where === 'shared') {
@@ -198,6 +298,8 @@ export class ObjectStore {
   /** Drops every object and removes the store's spill folder. */
   close(): void {
     this.objects.clear();
+    this.pins.clear();
+    this.released.clear();
     if (this.spillDir !== undefined) rmSync(this.spillDir, { recursive: true, force: true });
     if (this.sharedDir !== undefined) rmSync(this.sharedDir, { recursive: true, force: true });
   }
@@ -219,6 +321,7 @@ export class ObjectStore {
       spills: this.spillCount,
       spillFailures: this.spillFailures,
       objects: this.objects.size,
+      views: this.viewCount,
     };
   }
 
@@ -330,6 +433,29 @@ export class ObjectStore {
     this.onDisk += bytes.byteLength;
     this.spillSucceeded();
   }
+}
+
+/** Where an object's bytes are now (not a view). */
+function bytesOf(e: Exclude<Entry, { where: 'view' }>): StoredBytes {
+  return e.where === 'memory' || e.where === 'spilling' ? { bytes: e.bytes } : { path: e.path, size: e.size };
+}
+
+/**
+ * Rows `[offset, offset + rows)` of the concatenation of `parts`, as parts of their own (each
+ * with the fields of the part it comes from).
+ */
+export function rowsOf<P extends ObjectRows>(parts: readonly P[], offset: number, rows: number): P[] {
+  const out: P[] = [];
+  const end = offset + rows;
+  let start = 0;
+  for (const p of parts) {
+    const lo = Math.max(offset, start);
+    const hi = Math.min(end, start + p.rows);
+    if (lo < hi) out.push({ ...p, offset: p.offset + (lo - start), rows: hi - lo });
+    start += p.rows;
+    if (start >= end) break;
+  }
+  return out;
 }
 
 /**
