@@ -347,6 +347,22 @@ describe('ObjectStore views (outputs that are rows of other objects)', () => {
     expect(store.stats()).toMatchObject({ objects: 0, memoryBytes: 0 });
   });
 
+  it('reads a view from the spill folder once an object it names spilled, and removes that file with the last view', async () => {
+    const store = new ObjectStore({ memoryBytes: 0, spillDir: dir });
+    store.put('a', ipcRows(0, 10));
+    store.adoptView('v', [{ objectId: 'a', offset: 4, rows: 6 }]);
+    store.delete('a');
+    await store.idle();
+    const open = store.open('v') as { parts: { at: { path?: string } }[] };
+    const path = open.parts[0]!.at.path!;
+    expect(path.startsWith(dir)).toBe(true);
+    expect(xs((await store.read('v'))!)).toEqual([4, 5, 6, 7, 8, 9]);
+    store.delete('v');
+    await until(() => !existsSync(path));
+    expect(existsSync(path)).toBe(false);
+    expect(store.stats()).toMatchObject({ objects: 0, memoryBytes: 0, diskBytes: 0 });
+  });
+
   it("drops a job's views and the objects they name together, in any order", () => {
     const store = new ObjectStore();
     store.put('j/a', ipcRows(0, 4));
