@@ -231,6 +231,28 @@ describe('outputs that are rows of their inputs (views)', () => {
     }
   });
 
+  it('are delivered exactly once when the worker that holds them and the objects they name is killed', async () => {
+    const head = await startHeadProcess(['--no-fuse-tasks', '--heartbeat-interval-ms', '200', '--heartbeat-timeout-ms', '1500']);
+    const doomed = startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"maker":2}']);
+    startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"maker":2}']);
+    startWorkerProcess(head.address, ['--num-cpus', '1', '--resources', '{"summer":1}']);
+    await waitForWorkers(head.address, 3);
+    const cluster = await connect(head.address);
+    const n = 24;
+    try {
+      // The sink is slow: the makers run ahead, and the doomed one holds views when it dies.
+      const run = await cluster.submit(join(FIXTURES, 'views.ts'), { maxBatches: n, config: { 'sum.kwargs.ms': 60 } });
+      const out: OutputBatch[] = [];
+      for await (const b of run) {
+        out.push(b);
+        if (out.length === 3) doomed.child.kill('SIGKILL');
+      }
+      expect(pairsOf(out).flat().sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i));
+    } finally {
+      await cluster.close();
+    }
+  });
+
   it("reach a task on another worker as their rows, encoded by the worker that holds them", async () => {
     const head = await startHeadProcess(['--no-fuse-tasks']);
     const maker = startWorkerProcess(head.address, ['--num-cpus', '2', '--resources', '{"maker":1}']);
