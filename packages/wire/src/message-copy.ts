@@ -106,7 +106,8 @@ function scalarCopy(field: Field, byReferenceMin: number, plans: Map<Type, Messa
   if (resolved !== null) {
     if ('fieldsArray' in resolved) {
       const type = resolved;
-      return (v, depth) => copyMessage(planFor(type, byReferenceMin, plans), v, depth + 1);
+      let plan: MessagePlan | undefined; // on first use: a type may contain itself
+      return (v, depth) => copyMessage((plan ??= planFor(type, byReferenceMin, plans)), v, depth + 1);
     }
     return copyEnum(resolved);
   }
@@ -140,19 +141,35 @@ function scalarCopy(field: Field, byReferenceMin: number, plans: Map<Type, Messa
   }
 }
 
-/** The default `toObject` gives a field that is not set (defaults on). */
-function defaultOf(field: Field): () => unknown {
-  if (field.resolvedType !== null && !('fieldsArray' in field.resolvedType)) {
-    const name = field.resolvedType.valuesById[field.typeDefault as number];
-    return () => name;
-  }
-  if (field.long) {
-    const text = String(field.typeDefault);
-    return () => text;
-  }
-  if (field.bytes) return () => Buffer.alloc(0);
+/**
+ * The source of the value `toObject` gives a field that is not set (defaults on): a literal, or
+ * `B()` for bytes (a new empty Buffer each time, as the codec gives).
+ */
+function defaultSource(field: Field): string {
+  if (field.resolvedType !== null && !('fieldsArray' in field.resolvedType)) return JSON.stringify(field.resolvedType.valuesById[field.typeDefault as number]);
+  if (field.long) return JSON.stringify(String(field.typeDefault));
+  if (field.bytes) return 'B()';
   const value: unknown = field.typeDefault;
-  return () => value; // 0, '', false, or null for a message
+  // 0, '', false, or null for a message (-0 and non-finite numbers are no proto3 default).
+  if (value === null || typeof value === 'boolean' || typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value))) return JSON.stringify(value);
+  throw new Error(`no literal for the default (${typeof value}) of field ${field.name}`);
+}
+
+/**
+ * Makes the object of a type's defaults, keys in the order `toObject` creates them (repeated,
+ * maps, then the rest), as one object literal compiled for the type: every copy then starts
+ * from one allocation of one shape, where adding the keys one by one took ~1/3 of a copy.
+ * The source holds only field names (quoted by JSON) and literals from the proto files.
+ */
+function defaultsMaker(repeated: readonly Field[], maps: readonly Field[], normal: readonly Field[]): () => Record<string, unknown> {
+  const entries = [
+    ...repeated.map((f) => `${JSON.stringify(f.name)}: []`),
+    ...maps.map((f) => `${JSON.stringify(f.name)}: {}`),
+    ...normal.map((f) => `${JSON.stringify(f.name)}: ${defaultSource(f)}`),
+  ];
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated from the proto files' field names and defaults only
+  const make = new Function('B', `return () => ({ ${entries.join(', ')} });`) as (b: () => Buffer) => () => Record<string, unknown>;
+  return make(() => Buffer.alloc(0));
 }
 
 function planFor(type: Type, byReferenceMin: number, plans: Map<Type, MessagePlan>): MessagePlan {
@@ -168,14 +185,7 @@ function planFor(type: Type, byReferenceMin: number, plans: Map<Type, MessagePla
     if (f.partOf !== null) continue;
     (f.repeated ? repeated : f.map ? maps : normal).push(f);
   }
-  const normalDefaults = normal.map((f) => [f.name, defaultOf(f)] as const);
-  made.defaults = () => {
-    const d: Record<string, unknown> = {};
-    for (const f of repeated) d[f.name] = [];
-    for (const f of maps) d[f.name] = {};
-    for (const [name, make] of normalDefaults) d[name] = make();
-    return d;
-  };
+  made.defaults = defaultsMaker(repeated, maps, normal);
   for (const f of fields) {
     const map = f.map;
     if (map && (f as Field & { keyType: string }).keyType !== 'string') {
