@@ -237,6 +237,8 @@ export class EngineJob {
   sourceSeq = 0;
   /** The client's stream is full. */
   clientBlocked = false;
+  /** Each task's slots (leases) while the job runs, for the engine. */
+  readonly slots = new Map<string, TaskSlots>();
   /** Outputs handed to the shell and not delivered yet, by batch id. */
   readonly undelivered = new Map<string, Delivery>();
   /** Outputs whose bytes were lost before they reached the client: sent again once recomputed. */
@@ -428,13 +430,12 @@ export class JobEngine {
   /** Running jobs, in the order they take turns. */
   private readonly jobs: EngineJob[] = [];
   private readonly byId = new Map<string, EngineJob>();
-  private readonly running = new Map<string, RunningCall>();
+  /** Calls on workers now, by assignment number (unique on this head; a call has one at a time). */
+  private readonly running = new Map<number, RunningCall>();
   /** Per job, the calls that waited for resources in its last pass. */
   private readonly demandOf = new Map<string, DemandEntry[]>();
   /** Workers that asked to leave, with the objects being moved off them (object id → batch). */
   private readonly leaving = new Map<string, Leaving>();
-  /** The running jobs' tasks, by "<jobId>/<task>". */
-  private readonly slots = new Map<string, TaskSlots>();
   /**
    * Per job, the tasks' slots that hold leases now: a pass looks at these, not at every task
    * of the job (a 10,000-task chain made each pass, so each call, cost 10,000 lookups).
@@ -569,7 +570,7 @@ export class JobEngine {
       this.wantPass();
       return;
     }
-    this.interruptions.delete(key(job.id, call.id));
+    if (this.interruptions.size > 0) this.interruptions.delete(key(job.id, call.id));
     const worker = this.registry.get(workerId);
     const ref: ObjectRef = inline
       ? { objectId: '', ownerId: '', ownerAddress: '', inline: msg.inline_ipc, bytes: Number(msg.bytes) }
@@ -1014,7 +1015,7 @@ export class JobEngine {
     // Idle leases go back now; the others when their last call is answered (the worker answers
     // the calls it drops for the job's end, so none is left holding resources).
     this.closeIdleLeases(job);
-    for (const t of job.tasks.keys()) this.slots.delete(key(job.id, t));
+    job.slots.clear();
     this.leased.delete(job.id);
     this.demandOf.delete(job.id);
     this.out.push({ kind: 'ended', jobId: job.id, state, error, summary: job.summary() });
@@ -1024,11 +1025,10 @@ export class JobEngine {
 
   /** A task's leases and run time (made on first use; dropped when its job ends). */
   private slotsOf(job: EngineJob, task: string): TaskSlots {
-    const k = key(job.id, task);
-    let slots = this.slots.get(k);
+    let slots = job.slots.get(task);
     if (slots === undefined) {
       slots = { leases: [], runMs: undefined };
-      this.slots.set(k, slots);
+      job.slots.set(task, slots);
     }
     return slots;
   }
@@ -1120,7 +1120,7 @@ export class JobEngine {
   private assign(job: EngineJob, call: TaskCall<ObjectRef>, lease: Lease, recompute: LineageNode | undefined): void {
     const assignment = ++this.assignments;
     lease.inFlight++;
-    this.running.set(key(job.id, call.id), { job, call, workerId: lease.workerId, lease, assignment, recompute });
+    this.running.set(assignment, { job, call, workerId: lease.workerId, lease, assignment, recompute });
     let inline = 0;
     const inputs = call.inputs.map((s) => {
       const bytes = s.ref.data.inline ?? EMPTY;
@@ -1227,9 +1227,9 @@ export class JobEngine {
   }
 
   private takeCall(jobId: string, callId: string, workerId: string, assignment: string): RunningCall | undefined {
-    const k = key(jobId, callId);
+    const k = Number(assignment);
     const r = this.running.get(k);
-    if (r === undefined || r.workerId !== workerId || String(r.assignment) !== assignment) return undefined;
+    if (r === undefined || r.workerId !== workerId || r.call.id !== callId || r.job.id !== jobId) return undefined;
     this.running.delete(k);
     this.giveBack(r);
     return r;
