@@ -666,7 +666,7 @@ class WorkerDaemon implements Worker {
     if (session === this.session) this.results?.flush();
   }
 
-  /** An executor's output into the store: its bytes, or the shared-memory file it wrote. */
+  /** An executor's output into the store: its bytes, the shared-memory file it wrote, or a view of stored objects. */
   private keep(id: string, p: Output): void {
     if ('view' in p) this.store.adoptView(id, p.view);
     else if ('file' in p) this.store.adopt(id, p.file, p.bytes);

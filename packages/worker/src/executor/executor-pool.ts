@@ -11,7 +11,7 @@ import { forkExecutor, type EarlyExecutors, type ExecutorLaunch } from './fork';
 import { outputFileOf, type ExecutorReply, type ExecutorRequest, type NextSource, type Output, type RunCall, type SharedOut, type CallFacts } from './protocol';
 import { GENERATOR_TASK, NO_CALL, OutputCapture, type OutputLines, type OutputSource } from './task-output';
 
-/** The output: its bytes, or a file in the worker's shared memory that the caller now owns. */
+/** The output: its bytes, a file in the worker's shared memory that the caller now owns, or a view of stored objects. */
 export type ExecutorResult = Output & {
   rows: number;
   /** What the task recorded with observe/increment/param/timer. */
