@@ -3,7 +3,7 @@
 // esbuild (packages stay external, @dpl/* resolve to the built workspace packages) and runs it.
 'use strict';
 const { buildSync } = require('esbuild');
-const { existsSync, readdirSync } = require('node:fs');
+const { existsSync, readFileSync, readdirSync } = require('node:fs');
 const { join } = require('node:path');
 
 const [name, ...args] = process.argv.slice(2);
@@ -12,6 +12,13 @@ if (!name || name === '--help' || name === '-h' || !existsSync(join(__dirname, `
   const why = !name || name.startsWith('-') ? '' : `no benchmark named ${JSON.stringify(name)}; `;
   process.stderr.write(`${why}usage: node bench/run.js <bench> [args...] (or npm run bench:<bench>); benches: ${benches.join(', ')}\n`);
   process.exit(name === '--help' || name === '-h' ? 0 : 2);
+}
+// `<bench> --help`: its file's opening comment (it says what it runs and its flags), not a run.
+if (args.includes('--help') || args.includes('-h')) {
+  const text = readFileSync(join(__dirname, `${name}.ts`), 'utf8');
+  const doc = /^\/\*\*([\s\S]*?)\*\//.exec(text);
+  process.stdout.write(`${doc === null ? `bench/${name}.ts has no opening comment` : doc[1].replace(/^[ \t]*\* ?/gm, '').trim()}\n`);
+  process.exit(0);
 }
 const out = join(__dirname, `.${name}.bundle.cjs`);
 buildSync({
