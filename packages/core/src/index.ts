@@ -89,7 +89,7 @@ export { detectGpus } from './executor/gpus';
 export { capacityProblems } from './executor/capacity';
 export { OutputQueue } from './executor/output-queue';
 export { EncodedOutputBatch, ipcOfOutput } from './executor/encoded-output';
-export { splitTable, concatTables, assign, column, isTable, sameSchema, take, filter } from './data/table';
+export { splitTable, concatTables, assign, column, isTable, sameSchema, take, filter, tableRows } from './data/table';
 export { isOwnTable, ownTable } from './data/adopt';
 export { strings, utf8Vector } from './data/strings';
 export { compactTable, COMPACT_MAX_BYTES } from './data/compact';

@@ -44,6 +44,15 @@ export function isTable(x: unknown): x is Table {
 }
 
 /**
+ * Rows `[offset, offset + rows)` of `table`: the table itself when that is all of it, else a
+ * zero-copy slice (a call's input slice, a part of a view).
+ * @internal
+ */
+export function tableRows(table: Table, offset: number, rows: number): Table {
+  return offset === 0 && rows === table.numRows ? table : table.slice(offset, offset + rows);
+}
+
+/**
  * Cuts `table` into contiguous slices of at most `maxRows` rows each, without copying: every
  * slice is a view on the same buffers. An empty table gives no slices.
  * @throws TypeError when maxRows is not a positive integer.

@@ -6,7 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { Table, Utf8, makeVector, vectorFromArray, type Vector } from 'apache-arrow';
 import { ownTable } from '../data/adopt';
-import { concatTables, isTable } from '../data/table';
+import { concatTables, isTable, tableRows } from '../data/table';
 import { DplError, DplErrorCode, TaskError, ensureError } from '../errors';
 import { DEFAULT_RETRY_BACKOFF_MS, callFailureMessage, failedCall, notATable } from './run-policy';
 import { silentLogger, type Logger } from '../logger';
@@ -285,9 +285,7 @@ class LocalRun implements PipelineRun, AsyncIterator<OutputBatch> {
     let failure: TaskError | undefined;
     try {
       if (this.stopped) return;
-      const slices = call.inputs.map((s) =>
-        s.offset === 0 && s.rows === s.ref.rows ? s.ref.data : s.ref.data.slice(s.offset, s.offset + s.rows),
-      );
+      const slices = call.inputs.map((s) => tableRows(s.ref.data, s.offset, s.rows));
       const input = slices.length === 1 ? slices[0]! : concatTables(slices);
       const result: unknown = await withTimeout(entry.task.fn(input, { ...entry.kwargs }), entry.task.timeoutMs);
       if (!isTable(result)) throw notATable(result);

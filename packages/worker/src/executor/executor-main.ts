@@ -18,6 +18,7 @@ import {
   isTable,
   notATable,
   ownTable,
+  tableRows,
   tapObservations,
   type Observation,
   type PipelineModule,
@@ -143,26 +144,22 @@ function bytesOf(p: Payload): Uint8Array {
   return buf.byteOffset % 8 === 0 ? buf : new Uint8Array(buf);
 }
 
-/** The inputs' bytes, a file read once when several inputs name it (the parts of a view of one object). */
-function readInputs(inputs: CallMessage['inputs']): Uint8Array[] {
-  if (inputs.length === 1) return [bytesOf(inputs[0]!)];
-  const read = new Map<string, Uint8Array>();
+/**
+ * Each input's bytes and the whole table they decode to; a file that several inputs name (the
+ * parts of a view of one object) is read and decoded once.
+ */
+function readInputs(inputs: CallMessage['inputs']): { bytes: Uint8Array; table: Table }[] {
+  const read = (p: Payload): { bytes: Uint8Array; table: Table } => {
+    const bytes = bytesOf(p);
+    return { bytes, table: decodeIpc(bytes) };
+  };
+  if (inputs.length === 1) return [read(inputs[0]!)];
+  const byFile = new Map<string, { bytes: Uint8Array; table: Table }>();
   return inputs.map((p) => {
-    if (!('file' in p)) return bytesOf(p);
-    let bytes = read.get(p.file);
-    if (bytes === undefined) read.set(p.file, (bytes = bytesOf(p)));
-    return bytes;
-  });
-}
-
-/** The inputs decoded, the same bytes once. */
-function decodeInputs(bytes: Uint8Array[]): Table[] {
-  if (bytes.length === 1) return [decodeIpc(bytes[0]!)];
-  const decoded = new Map<Uint8Array, Table>();
-  return bytes.map((b) => {
-    let t = decoded.get(b);
-    if (t === undefined) decoded.set(b, (t = decodeIpc(b)));
-    return t;
+    if (!('file' in p)) return read(p);
+    let r = byFile.get(p.file);
+    if (r === undefined) byFile.set(p.file, (r = read(p)));
+    return r;
   });
 }
 
@@ -217,15 +214,15 @@ function linked(input: string, bytes: number, shared: SharedOut): Payload | unde
  * The output as a view of the call's stored inputs when it is rows of them unchanged
  * (output-view.ts); its size is what those rows take in the inputs' bytes.
  */
-function viewOf(result: Table, input: Table, m: CallMessage, whole: Table[], inputBytes: Uint8Array[]): Output | undefined {
+function viewOf(result: Table, input: Table, m: CallMessage, read: readonly { bytes: Uint8Array; table: Table }[]): Output | undefined {
   const parts = outputView(
     result,
     input,
-    m.inputs.map((i, k) => ({ table: i.objectId === undefined ? undefined : whole[k], offset: i.offset, rows: i.rows })),
+    m.inputs.map((i, k) => ({ table: i.objectId === undefined ? undefined : read[k]!.table, offset: i.offset, rows: i.rows })),
   );
   if (parts === undefined) return undefined;
   let bytes = 0;
-  for (const p of parts) bytes += Math.ceil((inputBytes[p.input]!.byteLength * p.rows) / Math.max(1, whole[p.input]!.numRows));
+  for (const p of parts) bytes += Math.ceil((read[p.input]!.bytes.byteLength * p.rows) / Math.max(1, read[p.input]!.table.numRows));
   return { view: parts.map((p) => ({ objectId: m.inputs[p.input]!.objectId!, offset: p.offset, rows: p.rows })), bytes };
 }
 
@@ -250,14 +247,8 @@ async function run({ m, f }: Call): Promise<void> {
     }
     const { taskMap } = (await mod).graph;
     const before = f.before ?? NOTHING_BEFORE;
-    let decodedRows = -1;
-    const inputBytes = readInputs(m.inputs);
-    const whole = decodeInputs(inputBytes);
-    const slices = m.inputs.map((i, k) => {
-      const t = whole[k]!;
-      decodedRows = t.numRows;
-      return i.offset === 0 && i.rows === t.numRows ? t : t.slice(i.offset, i.offset + i.rows);
-    });
+    const read = readInputs(m.inputs);
+    const slices = m.inputs.map((i, k) => tableRows(read[k]!.table, i.offset, i.rows));
     // Many small inputs (a batchSize of one-row batches) become one record batch: arrow's cost
     // is per batch at every boundary the task's output crosses after this.
     const input = slices.length === 1 ? slices[0]! : compactTable(concatTables(slices));
@@ -279,13 +270,13 @@ async function run({ m, f }: Call): Promise<void> {
     }
     // A task that hands back its whole, single input (a filter that kept every row, a task run
     // for its side effects) sends back the bytes it got instead of encoding them again.
-    const same = result === input && m.inputs.length === 1 && input.numRows === decodedRows;
+    const same = result === input && m.inputs.length === 1 && input.numRows === read[0]!.table.numRows;
     const first = m.inputs[0]!;
     // The same bytes: under a new name (a second link to the input's file, no copy) when they are a file.
     let out: Output | undefined = same && 'file' in first && f.shared !== undefined ? linked(first.file, first.bytes, f.shared) : undefined;
     // Rows of the inputs as they are (a slice, a pass-through of several): named, not written.
-    if (out === undefined && f.views === true) out = viewOf(result, input, m, whole, inputBytes);
-    out ??= same ? payloadOf(inputBytes[0]!, f.shared) : outputOf(result, f.shared);
+    if (out === undefined && f.views === true) out = viewOf(result, input, m, read);
+    out ??= same ? payloadOf(read[0]!.bytes, f.shared) : outputOf(result, f.shared);
     const runUs = Math.round((performance.now() - started) * 1000);
     sendOutput();
     send({ kind: 'done', callId: m.callId, ...out, rows: result.numRows, observations: takeObservations(), runUs, stageRows });

@@ -85,7 +85,7 @@ function batchParts(output: Table, inputs: readonly ViewInput[]): ViewPart[] | u
     if (found === undefined) return undefined;
     parts.push(found);
   }
-  return parts.length === 0 ? undefined : parts;
+  return parts; // not empty: the output has rows
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 
 import type { Observation } from '@dpl/core';
+import type { ObjectRows } from '../store/object-store';
 import type { OutputLines } from './task-output';
 
 /**
@@ -19,12 +20,7 @@ export type Payload = { ipc: Uint8Array } | { file: string; bytes: number };
  */
 export type CallInput = Payload & { offset: number; rows: number; objectId?: string };
 
-/** Rows `[offset, offset + rows)` of the store's object `objectId`. */
-export interface ObjectRows {
-  objectId: string;
-  offset: number;
-  rows: number;
-}
+export type { ObjectRows };
 
 /**
  * A call's output as an executor answers it: bytes, a file, or (a task that returned rows of

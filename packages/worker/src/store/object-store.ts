@@ -22,7 +22,7 @@ import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readSync, readd
 import { copyFile, readFile, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DplError, DplErrorCode, concatTables, decodeIpc, encodeIpc, formatBytes } from '@dpl/core';
+import { DplError, DplErrorCode, concatTables, decodeIpc, encodeIpc, formatBytes, tableRows } from '@dpl/core';
 
 export interface ObjectStoreOptions {
   /** Bytes kept in memory before the oldest objects spill to disk. @default Infinity */
@@ -236,8 +236,7 @@ export class ObjectStore {
     for (const p of parts) {
       const bytes = await this.readEntry(this.objects.get(p.objectId));
       if (bytes === undefined) return undefined;
-      const t = decodeIpc(bytes);
-      tables.push(p.offset === 0 && p.rows === t.numRows ? t : t.slice(p.offset, p.offset + p.rows));
+      tables.push(tableRows(decodeIpc(bytes), p.offset, p.rows));
     }
     return encodeIpc(concatTables(tables));
   }
