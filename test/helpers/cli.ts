@@ -17,7 +17,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 /** The repository root: the cwd of every `dpl` process. */
 export const REPO_ROOT = resolve(__dirname, '..', '..');
 /** The built entry point of the `dpl` command. */
-export const DPL_MAIN = join(REPO_ROOT, 'packages', 'cli', 'dist', 'main.js');
+export const DPL_MAIN = join(REPO_ROOT, 'packages', 'cli', 'dist', 'dpl.js');
 /** Where the test pipeline modules and YAML files live. */
 export const FIXTURES = join(REPO_ROOT, 'test', 'fixtures');
 
@@ -43,7 +43,7 @@ export interface RunDplOptions {
   prefix?: string[];
   /** Where it runs. @default the repository root */
   cwd?: string;
-  /** What runs instead of `node packages/cli/dist/main.js` (args follow it), e.g. an installed `dpl`. */
+  /** What runs instead of `node packages/cli/dist/dpl.js` (args follow it), e.g. an installed `dpl`. */
   command?: string[];
 }
 
@@ -65,8 +65,9 @@ export function fixture(name: string): string {
 }
 
 /**
- * Starts `node packages/cli/dist/main.js ...args` in the repository root (no shell). The process
- * is killed with SIGKILL after `timeoutMs`, and by {@link killDplProcesses}.
+ * Starts `node packages/cli/dist/dpl.js ...args` (the built `dpl`, as bin/dpl.js runs it) in
+ * the repository root (no shell). The process is killed with SIGKILL after `timeoutMs`, and by
+ * {@link killDplProcesses}.
  */
 export function startDpl(args: string[], opts: RunDplOptions = {}): DplProcess {
   if (opts.command === undefined && !existsSync(DPL_MAIN)) {

@@ -111,6 +111,9 @@ export { DPL_VERSION } from './version';
 export {
   BUNDLE_BANNER,
   REQUIRE_ANCHOR_GLOBAL,
+  SHARED_MODULES_GLOBAL,
+  SHARED_REQUIRE_GLOBAL,
+  sharedRequire,
   writeBundle,
   importBundleFile,
   checkPipelineModule,

@@ -1,10 +1,7 @@
 /**
- * dpl's version, from @dpl/core's package.json.
+ * dpl's version, from @dpl/core's package.json (a `require`, so that a bundle of dpl carries it).
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 
 /** The version every dpl process reports (head status, worker registration, `dpl --version`). */
-export const DPL_VERSION: string = (
-  JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }
-).version;
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const DPL_VERSION: string = (require('../package.json') as { version: string }).version;

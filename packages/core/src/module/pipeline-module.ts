@@ -5,6 +5,7 @@
  * that the importing process sets, so the module and dpl use the same copy of each.
  */
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DplError, DplErrorCode } from '../errors';
@@ -17,13 +18,40 @@ import { installNativeRequire } from './native-packages';
 /** The global a process sets to the file that shared packages are resolved from. */
 export const REQUIRE_ANCHOR_GLOBAL = '__dplRequireAnchor';
 
+/** The global a process sets to the `require` its bundles use for the shared packages. */
+export const SHARED_REQUIRE_GLOBAL = '__dplRequire';
+
 /**
- * The first lines of every bundle: a `require` for the shared packages, resolved from the
- * importing process's anchor (so a bundle made on one machine loads on another).
+ * The global where a process built as one file (dpl's own `dpl` and executor processes, see
+ * scripts/bundle.js) lists the packages it holds: package name → its exports (a getter, loaded on
+ * first use). A pipeline module in such a process gets these copies, not second ones from disk.
+ */
+export const SHARED_MODULES_GLOBAL = '__dplShared';
+
+/**
+ * The first lines of every bundle: a `require` for the shared packages, the importing process's
+ * own (so a bundle made on one machine loads on another); in a process from before it had one,
+ * resolved from its anchor.
  */
 export const BUNDLE_BANNER =
   "import { createRequire as __dplCreateRequire } from 'node:module';\n" +
-  `const require = __dplCreateRequire(globalThis.${REQUIRE_ANCHOR_GLOBAL} ?? import.meta.url);`;
+  `const require = globalThis.${SHARED_REQUIRE_GLOBAL} ?? __dplCreateRequire(globalThis.${REQUIRE_ANCHOR_GLOBAL} ?? import.meta.url);`;
+
+/**
+ * The `require` a bundle gets for the shared packages: the copy this process holds when it is
+ * listed in {@link SHARED_MODULES_GLOBAL} (exactly that name: a subpath such as
+ * `apache-arrow/table` loads from disk), else `anchored` (resolved from the anchor file).
+ */
+export function sharedRequire(anchored: NodeJS.Require): NodeJS.Require {
+  const shared = (globalThis as Record<string, unknown>)[SHARED_MODULES_GLOBAL] as Record<string, unknown> | undefined;
+  if (shared === undefined) return anchored;
+  const req = ((id: string): unknown => (Object.hasOwn(shared, id) ? shared[id] : anchored(id))) as NodeJS.Require;
+  req.resolve = anchored.resolve;
+  req.cache = anchored.cache;
+  req.extensions = anchored.extensions;
+  req.main = anchored.main;
+  return req;
+}
 
 /** What a pipeline module provides. */
 export interface PipelineModule {
@@ -73,7 +101,9 @@ function sha256Hex(code: string | Uint8Array): string {
 export async function importBundleFile(file: string, label: string): Promise<PipelineModule> {
   // This file sits inside @dpl/core, from where @dpl/core and apache-arrow resolve to the copies
   // this process already loaded.
-  (globalThis as Record<string, unknown>)[REQUIRE_ANCHOR_GLOBAL] ??= __filename;
+  const g = globalThis as Record<string, unknown>;
+  g[REQUIRE_ANCHOR_GLOBAL] ??= __filename;
+  g[SHARED_REQUIRE_GLOBAL] ??= sharedRequire(createRequire(g[REQUIRE_ANCHOR_GLOBAL] as string));
   installNativeRequire();
   let mod: Record<string, unknown>;
   try {
