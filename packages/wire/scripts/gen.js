@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // Generates TypeScript types for proto/dpl/v1/*.proto with proto-loader-gen-types (into
-// src/generated, which git ignores) and copies the protos into the package (proto/), where
-// loadDplProto() reads them at run time. Skips the work when no .proto is newer than the output.
+// src/generated, which git ignores), the same protos as protobufjs JSON (src/generated/
+// descriptor.ts, what loadDplProto() builds the services from at run time: no .proto parsing in
+// every process), and copies the protos into the package (proto/) for other languages' clients.
+// Skips the work when no .proto is newer than the output.
 'use strict';
 const { execFileSync } = require('node:child_process');
 const { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } = require('node:fs');
-const { join } = require('node:path');
+const { isAbsolute, join } = require('node:path');
+const { Root } = require('protobufjs');
 
 const pkg = join(__dirname, '..');
 const protoRoot = join(pkg, '..', '..', 'proto');
@@ -41,6 +44,16 @@ execFileSync(
     ...entries.map((f) => `dpl/v1/${f}`),
   ],
   { stdio: 'inherit' },
+);
+// keepCase as in PROTO_LOADER_OPTIONS: field names as written.
+const root = new Root();
+root.resolvePath = (_origin, target) => (isAbsolute(target) ? target : join(protoRoot, target));
+root.loadSync(entries.map((f) => `dpl/v1/${f}`), { keepCase: true });
+root.resolveAll();
+writeFileSync(
+  join(outDir, 'descriptor.ts'),
+  '/** dpl.v1 as protobufjs JSON (made by scripts/gen.js from proto/dpl/v1). */\n' +
+    `export const DPL_PROTO_JSON: unknown = JSON.parse(${JSON.stringify(JSON.stringify(root.toJSON()))});\n`,
 );
 rmSync(join(pkg, 'proto'), { recursive: true, force: true });
 cpSync(protoRoot, join(pkg, 'proto'), { recursive: true });

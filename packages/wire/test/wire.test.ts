@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
 import { DplError, DplErrorCode, TaskError, isDplError } from '@dpl/core';
 import {
   ChunkAssembler,
@@ -8,6 +9,8 @@ import {
   isHostPort,
   isLoopbackHost,
   loadDplProto,
+  PROTO_DIR,
+  PROTO_LOADER_OPTIONS,
   presentedToken,
   resourcesFromProto,
   resourcesToProto,
@@ -17,6 +20,35 @@ import {
   tokenMetadata,
   type ClusterStatus,
 } from '@dpl/wire';
+
+/** A cluster status with every kind of field set. */
+const STATUS: ClusterStatus = {
+  version: '1.2.3',
+  jobs: [{ id: 'j1', state: 'running', startedAtMs: 5, endedAtMs: undefined, outputs: 2, rows: 20, error: undefined, detached: true, outDir: '/data/out' }],
+  workers: [
+    {
+      id: 'w1',
+      address: '10.0.0.1:7000',
+      hostname: 'a',
+      state: 'draining',
+      resources: { total: { CPU: 4, bigdb: 1 }, available: { CPU: 1.5 } },
+      lastHeartbeatMs: 1_700_000_000_123,
+      registeredAtMs: 1_700_000_000_000,
+      objectStore: { memoryBytes: 10, peakMemoryBytes: 20, diskBytes: 30, spills: 2, objects: 3, budgetBytes: 1024, views: 4 },
+    },
+    {
+      id: 'w2',
+      address: '10.0.0.2:7000',
+      hostname: 'b',
+      state: 'alive',
+      resources: { total: { CPU: 1 }, available: { CPU: 1 } },
+      lastHeartbeatMs: 1,
+      registeredAtMs: 1,
+      objectStore: { memoryBytes: 0, peakMemoryBytes: 0, diskBytes: 0, spills: 0, objects: 0, budgetBytes: -1, views: 0 },
+    },
+  ],
+  demand: { waiting: [{ resources: { CPU: 1, bigdb: 1 }, calls: 3 }], resources: { CPU: 5.5, bigdb: 3 }, pending: { CPU: 3, bigdb: 3 } },
+};
 
 describe('token metadata', () => {
   it('carries the token as a bearer header and matches only the same token', () => {
@@ -58,38 +90,13 @@ describe('codecs', () => {
   });
 
   it('round-trips the cluster status through its proto message', () => {
-    const status: ClusterStatus = {
-      version: '1.2.3',
-      jobs: [{ id: 'j1', state: 'running', startedAtMs: 5, endedAtMs: undefined, outputs: 2, rows: 20, error: undefined, detached: true, outDir: '/data/out' }],
-      workers: [
-        {
-          id: 'w1',
-          address: '10.0.0.1:7000',
-          hostname: 'a',
-          state: 'draining',
-          resources: { total: { CPU: 4, bigdb: 1 }, available: { CPU: 1.5 } },
-          lastHeartbeatMs: 1_700_000_000_123,
-          registeredAtMs: 1_700_000_000_000,
-          objectStore: { memoryBytes: 10, peakMemoryBytes: 20, diskBytes: 30, spills: 2, objects: 3, budgetBytes: 1024, views: 4 },
-        },
-        {
-          id: 'w2',
-          address: '10.0.0.2:7000',
-          hostname: 'b',
-          state: 'alive',
-          resources: { total: { CPU: 1 }, available: { CPU: 1 } },
-          lastHeartbeatMs: 1,
-          registeredAtMs: 1,
-          objectStore: { memoryBytes: 0, peakMemoryBytes: 0, diskBytes: 0, spills: 0, objects: 0, budgetBytes: -1, views: 0 },
-        },
-      ],
-      demand: { waiting: [{ resources: { CPU: 1, bigdb: 1 }, calls: 3 }], resources: { CPU: 5.5, bigdb: 3 }, pending: { CPU: 3, bigdb: 3 } },
-    };
-    const type = loadDplProto().GetStatusResponse;
-    expect(type).toBeDefined();
-    expect(statusFromProto(statusToProto(status) as never)).toEqual(status);
+    // Through bytes, as the GetStatus call carries it.
+    const method = loadDplProto().HeadService.service.GetStatus;
+    const bytes = method.responseSerialize(statusToProto(STATUS) as never);
+    expect(statusFromProto(method.responseDeserialize(bytes))).toEqual(STATUS);
   });
 });
+
 
 describe('loadDplProto', () => {
   it('loads the HeadService definition once', () => {
@@ -97,6 +104,49 @@ describe('loadDplProto', () => {
     expect(a).toBe(loadDplProto());
     expect(Object.keys(a.HeadService.service)).toEqual(['ConnectWorker', 'GetStatus', 'HasModule', 'UploadModule', 'FetchModule', 'StopJob', 'JobLogs', 'AttachJob', 'RunJob', 'UpdateWorker']);
     expect(grpc.status.UNAUTHENTICATED).toBe(16);
+  });
+
+  // The services are built from the build's JSON of the protos, not by @grpc/proto-loader: they
+  // must be what proto-loader makes of the same .proto files with the same options.
+  it("has proto-loader's methods, encodings and decodings", () => {
+    const reference = grpc.loadPackageDefinition(
+      loadSync(['dpl/v1/head.proto'], { ...PROTO_LOADER_OPTIONS, includeDirs: [PROTO_DIR] }),
+    ) as unknown as { dpl: { v1: { HeadService: { service: grpc.ServiceDefinition } } } };
+    const theirs = reference.dpl.v1.HeadService.service;
+    const ours = loadDplProto().HeadService.service as unknown as grpc.ServiceDefinition;
+    expect(Object.keys(ours)).toEqual(Object.keys(theirs));
+    for (const name of Object.keys(theirs)) {
+      const [a, b] = [ours[name]!, theirs[name]!];
+      expect({ name, path: a.path, requestStream: a.requestStream, responseStream: a.responseStream, originalName: a.originalName }).toEqual({
+        name,
+        path: b.path,
+        requestStream: b.requestStream,
+        responseStream: b.responseStream,
+        originalName: b.originalName,
+      });
+      // An empty message both ways, and its defaults as decoded.
+      expect(a.requestSerialize({})).toEqual(b.requestSerialize({}));
+      expect(a.responseDeserialize(Buffer.alloc(0))).toEqual(b.responseDeserialize(Buffer.alloc(0)));
+    }
+    // A message with every kind of field: nested, repeated, maps, 64-bit integers, enums as names.
+    const bytes = ours.GetStatus!.responseSerialize(statusToProto(STATUS));
+    expect(bytes).toEqual(theirs.GetStatus!.responseSerialize(statusToProto(STATUS)));
+    expect(ours.GetStatus!.responseDeserialize(bytes)).toEqual(theirs.GetStatus!.responseDeserialize(bytes));
+    // The worker stream's busiest messages, bytes fields and 64-bit integers in them.
+    const messages: [string, 'request' | 'response', object][] = [
+      ['ConnectWorker', 'response', { assign_batch: { calls: [{ call_id: '7', job_id: 'j', task: 'round', attempt: 2, assignment: '18446744073709551615', inputs: [{ object_id: 'o1', offset: '2', rows: '3', inline_ipc: Buffer.from([1, 2, 3]) }] }], release: ['o0'] } }],
+      ['ConnectWorker', 'request', { results: { done: [{ call_id: '7', job_id: 'j', output_id: 'o2', rows: '10', inline_ipc: Buffer.from([4]), stage_rows: ['1', '2'], run_us: '99' }] } }],
+      ['ConnectWorker', 'request', { heartbeat: { seq: '3', sent_at_ms: '-5', object_store: { memory_bytes: '1', views: '2' } } }],
+    ];
+    for (const [name, dir, message] of messages) {
+      const ser = (d: grpc.MethodDefinition<object, object>) => (dir === 'request' ? d.requestSerialize : d.responseSerialize);
+      const de = (d: grpc.MethodDefinition<object, object>) => (dir === 'request' ? d.requestDeserialize : d.responseDeserialize);
+      const encoded = ser(theirs[name]!)(message);
+      expect(encoded.length).toBeGreaterThan(4);
+      expect(ser(ours[name]!)(message)).toEqual(encoded);
+      expect(de(ours[name]!)(encoded)).toEqual(de(theirs[name]!)(encoded));
+    }
+    expect(() => ours.GetStatus!.requestSerialize([] as never)).toThrow(/GetStatusRequest to send is an array/);
   });
 });
 
