@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 /**
- * The last step of `npm run build`: the two entry points of dpl's own processes as one file each
- * (esbuild, from the compiled dist/ folders), because Node spends a third of a command's start
- * resolving and reading ~700 small modules:
+ * The last step of `npm run build`: dpl's own processes built as single files (esbuild, from the
+ * compiled dist/ folders), because Node spends a third of a command's start resolving and reading
+ * ~700 small modules:
  *
- * - `packages/cli/dist/dpl.js`: the `dpl` command (bin/dpl.js runs it);
+ * - `packages/cli/dist/dpl.js` and `dpl-cli.js`: the `dpl` command (bin/dpl.js runs the first,
+ *   which starts `dpl run`'s executors and then loads the second, the rest of the CLI);
  * - `packages/worker/dist/executor/executor-bundle.js`: a worker's executor process.
  *
  * Each bundle lists the packages it holds in `globalThis.__dplShared` before anything runs, so
@@ -25,6 +26,8 @@ const { dirname, join, relative, sep } = require('node:path');
 const ROOT = join(__dirname, '..');
 const PACKAGES = join(ROOT, 'packages');
 const EXTERNAL = ['esbuild', 'parquet-wasm', 'parquet-wasm/*'];
+/** A compiled file of one of this repository's packages (packages/<name>/dist/…). */
+const OWN_DIST = new RegExp(`^${PACKAGES.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}[\\\\/][^\\\\/]+[\\\\/]dist[\\\\/].*\\.js$`);
 
 /**
  * Defines `__dirname` and `__filename` in each compiled dpl file that uses them, as the folder
@@ -34,7 +37,7 @@ function ownPaths(outDir) {
   return {
     name: 'dpl-own-paths',
     setup(b) {
-      b.onLoad({ filter: /[\\/]packages[\\/][^\\/]+[\\/]dist[\\/].*\.js$/ }, (args) => {
+      b.onLoad({ filter: OWN_DIST }, (args) => {
         const code = readFileSync(args.path, 'utf8');
         if (!/\b__(dirname|filename)\b/.test(code)) return undefined;
         const fromBundle = relative(outDir, args.path).split(sep).join('/');
