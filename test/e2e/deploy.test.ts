@@ -169,4 +169,21 @@ describe('deploy/Dockerfile', () => {
     expect(text).toMatch(/^ENTRYPOINT \["dpl"\]$/m);
     expect(text).toContain('npm prune --omit=dev');
   });
+
+  // The image's build stage runs `npm run build` on what it copied: every file the build script
+  // runs from the repository (scripts/bundle.js, …) must be under a COPY.
+  it("copies every file that the repository's build script runs", () => {
+    const text = readFileSync(join(REPO_ROOT, 'deploy', 'Dockerfile'), 'utf8');
+    const copied = text
+      .split('\n')
+      .filter((l) => l.startsWith('COPY ') && !l.includes('--from='))
+      .flatMap((l) => l.split(/\s+/).slice(1, -1));
+    const { scripts } = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    const ran = [...scripts.build!.matchAll(/\bnode\s+(\S+)/g)].map((m) => m[1]!);
+    expect(ran.length).toBeGreaterThan(0);
+    for (const file of ran) {
+      const covered = copied.some((c) => file === c || file.startsWith(`${c.replace(/\/$/, '')}/`));
+      expect({ file, covered }).toEqual({ file, covered: true });
+    }
+  });
 });
