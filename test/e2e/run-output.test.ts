@@ -224,9 +224,9 @@ describe('dpl run without -o', () => {
 });
 
 describe('dpl run and the copies of arrow and dpl a module gets', () => {
-  // The `dpl` process and its executors are one file each (scripts/bundle.js), holding their
-  // own apache-arrow and @dpl/core: a module gets those, instead of loading second copies from
-  // disk (~75 ms of every process's start).
+  // The `dpl` process and its executors are built as single files (scripts/bundle.js) that hold
+  // their own apache-arrow and @dpl/core: a module gets those, instead of loading second copies
+  // from disk (~75 ms of every process's start).
   it.each([
     ['in executor processes', []],
     ['in the dpl process (--in-process)', ['--in-process']],
