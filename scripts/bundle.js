@@ -26,8 +26,10 @@ const { dirname, join, relative, sep } = require('node:path');
 const ROOT = join(__dirname, '..');
 const PACKAGES = join(ROOT, 'packages');
 const EXTERNAL = ['esbuild', 'parquet-wasm', 'parquet-wasm/*'];
+/** A pattern for esbuild's filters: `path` exactly, then `rest` (a pattern). */
+const under = (path, rest = '') => new RegExp(`^${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}${rest}$`);
 /** A compiled file of one of this repository's packages (packages/<name>/dist/…). */
-const OWN_DIST = new RegExp(`^${PACKAGES.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}[\\\\/][^\\\\/]+[\\\\/]dist[\\\\/].*\\.js$`);
+const OWN_DIST = under(PACKAGES, '[\\\\/][^\\\\/]+[\\\\/]dist[\\\\/].*\\.js');
 
 /**
  * Defines `__dirname` and `__filename` in each compiled dpl file that uses them, as the folder
@@ -52,7 +54,8 @@ function ownPaths(outDir) {
 
 /** The entry's source: the shared packages (loaded on first use), then the entry itself. */
 function entrySource(shared, main, prologue = '') {
-  const lines = ['"use strict";', prologue, 'const shared = (globalThis.__dplShared ??= {});'];
+  const lines = ['"use strict";', prologue];
+  if (shared.length > 0) lines.push('const shared = (globalThis.__dplShared ??= {});');
   for (const id of shared) {
     lines.push(`Object.defineProperty(shared, ${JSON.stringify(id)}, { configurable: true, enumerable: true, get: () => require(${JSON.stringify(id)}) });`);
   }
@@ -65,8 +68,8 @@ function entrySource(shared, main, prologue = '') {
  * each): the executors it starts early, and how it starts them.
  */
 const LAUNCH = [
-  { key: 'fork', file: /[\\/]packages[\\/]worker[\\/]dist[\\/]executor[\\/]fork\.js$/, id: '@dpl/worker/fork' },
-  { key: 'earlyExecutors', file: /[\\/]packages[\\/]cli[\\/]dist[\\/]internal[\\/]early-executors\.js$/, id: './internal/early-executors.js' },
+  { key: 'fork', file: under(join(PACKAGES, 'worker', 'dist', 'executor', 'fork.js')), id: '@dpl/worker/fork' },
+  { key: 'earlyExecutors', file: under(join(PACKAGES, 'cli', 'dist', 'internal', 'early-executors.js')), id: './internal/early-executors.js' },
 ];
 
 /** In the second file: LAUNCH's modules are the first file's. */

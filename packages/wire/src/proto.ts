@@ -25,8 +25,8 @@ export const PROTO_LOADER_OPTIONS: Options = {
   keepCase: true,
 };
 
-/** How messages are decoded into objects: PROTO_LOADER_OPTIONS (keepCase was the parse's). */
-const TO_OBJECT: IConversionOptions = { longs: String, enums: String, defaults: true, oneofs: true };
+/** How messages are decoded into objects: PROTO_LOADER_OPTIONS (keepCase was the parse's, at build time). */
+const TO_OBJECT: IConversionOptions = PROTO_LOADER_OPTIONS;
 
 /** Where the .proto files are (copied into the package by the build, for other languages). */
 export const PROTO_DIR = join(__dirname, '..', 'proto');

@@ -403,7 +403,7 @@ export class ExecutorPool {
       ex.idleSince = Date.now();
       this.trimIdle();
     }
-    if (m.kind === 'done') busy.resolve({ ...payload(m, m.rows), observations: m.observations, runUs: m.runUs, stageRows: m.stageRows });
+    if (m.kind === 'done') busy.resolve(payload(m, m.rows, m));
     else busy.reject(callFailed(busy, m.message, { remoteStack: m.stack, details: { code: m.code, observations: m.observations }, retryable: m.retryable }, m.task));
   }
 
@@ -462,10 +462,16 @@ export class ExecutorPool {
   }
 }
 
-/** A reply's output, without the reply's other fields. */
-function payload(m: Output, rows: number): ExecutorResult {
-  if ('view' in m) return { view: m.view, bytes: m.bytes, rows };
-  return 'file' in m ? { file: m.file, bytes: m.bytes, rows } : { ipc: m.ipc, rows };
+/**
+ * A reply's output (and a call's figures), without the reply's other fields: one object per
+ * answer, built in one go (not spread into another).
+ */
+function payload(m: Output, rows: number, done?: Pick<ExecutorResult, 'observations' | 'runUs' | 'stageRows'>): ExecutorResult {
+  const observations = done?.observations;
+  const runUs = done?.runUs;
+  const stageRows = done?.stageRows;
+  if ('view' in m) return { view: m.view, bytes: m.bytes, rows, observations, runUs, stageRows };
+  return 'file' in m ? { file: m.file, bytes: m.bytes, rows, observations, runUs, stageRows } : { ipc: m.ipc, rows, observations, runUs, stageRows };
 }
 
 /** An output nobody will read (its call was given up, its generator ended): its file, if it has one, is removed. */
