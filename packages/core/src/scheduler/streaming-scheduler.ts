@@ -299,14 +299,16 @@ export class StreamingScheduler<D> {
    */
   schedule(backend: SchedulerBackend<D>, allowSources = true): ScheduleResult {
     let submitted = 0;
-    const refused = new Set<TaskState<D>>();
+    // Made on the first refusal: the head schedules once per default-source batch, and most
+    // of those passes refuse nothing.
+    let refused: Set<TaskState<D>> | undefined;
     let blockedAhead = 0;
     // Phase A: one submission at a time, re-picking the best task after each, so that equal
     // ranks alternate by their submission counters.
     for (;;) {
       let best: TaskState<D> | undefined;
       for (const ts of this.nonSources) {
-        if (refused.has(ts) || !this.hasCall(ts)) continue;
+        if (refused?.has(ts) === true || !this.hasCall(ts)) continue;
         if (best === undefined || before(ts, best)) best = ts;
       }
       if (best === undefined) break;
@@ -314,14 +316,15 @@ export class StreamingScheduler<D> {
         this.submitNext(best, backend);
         submitted++;
       } else {
-        refused.add(best);
+        (refused ??= new Set()).add(best);
         blockedAhead++;
       }
     }
     // Phase B: sources, the one with the most queued batches first, then the least submitted.
     let wantsSourceData = false;
     if (allowSources) {
-      const order = [...this.sources];
+      // One source (the usual pipeline) needs no ordering, nor a copy to sort.
+      const order = this.sources.length === 1 ? this.sources : [...this.sources];
       const ctx = (ts: TaskState<D>): SubmitContext<D> => ({
         rank: ts.rank,
         blockedAhead,
@@ -330,7 +333,7 @@ export class StreamingScheduler<D> {
       });
       for (;;) {
         if (this.pendingCalls() >= this.maxPendingCalls) break;
-        order.sort((a, b) => b.queue.length - a.queue.length || a.counter - b.counter || a.index - b.index);
+        if (order.length > 1) order.sort((a, b) => b.queue.length - a.queue.length || a.counter - b.counter || a.index - b.index);
         let progressed = false;
         for (const src of order) {
           if (this.hasCall(src)) {

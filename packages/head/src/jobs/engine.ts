@@ -1380,14 +1380,19 @@ function key(jobId: string, callId: string): string {
 }
 
 /** Worker id → bytes of the items' objects it holds. */
-function localBytes<T>(items: readonly T[], refOf: (item: T) => ObjectRef): Map<string, number> {
-  const local = new Map<string, number>();
+function localBytes<T>(items: readonly T[], refOf: (item: T) => ObjectRef): ReadonlyMap<string, number> {
+  let local: Map<string, number> | undefined;
   for (const item of items) {
     const ref = refOf(item);
-    if (ref.ownerId !== '') local.set(ref.ownerId, (local.get(ref.ownerId) ?? 0) + ref.bytes);
+    if (ref.ownerId === '') continue;
+    local ??= new Map();
+    local.set(ref.ownerId, (local.get(ref.ownerId) ?? 0) + ref.bytes);
   }
-  return local;
+  // Inputs carried inline (every default-source batch) are on no worker: one shared empty map.
+  return local ?? NOWHERE;
 }
+
+const NOWHERE: ReadonlyMap<string, number> = new Map();
 
 /** Calls a lease of the task may hold: enough queued for about LEASE_QUEUE_MS of work. */
 function leaseDepth(slots: TaskSlots): number {

@@ -8,11 +8,13 @@
  * place.
  *
  * Frame: u32 frame length (after this field) · u32 header length · JSON header · padding to 8 ·
- * attachments, each padded to 8. The header is `{"m": message, "a": [[path, offset, length],
- * …]}`, the message with its byte arrays left out (null) and where each one goes: the JSON
- * codec then runs without a replacer or reviver, which take it off V8's fast paths. A frame
- * whose attachments are small is written as one buffer; large attachments follow their
- * frame's head as they are, uncopied.
+ * attachments, each padded to 8. The header is an array with one `{"m": message, "a": [[path,
+ * offset, length], …]}` per message, the message with its byte arrays left out (null) and where
+ * each one goes among the frame's attachments: the JSON codec then runs without a replacer or
+ * reviver, which take it off V8's fast paths. The messages sent in one turn of the event loop
+ * leave as one frame: one buffer, one parse and one write for a lease's dozens of one-row calls
+ * or answers. Small attachments are copied into the frame's buffer; large ones follow as they
+ * are, uncopied.
  * @internal
  */
 import type { Socket } from 'node:net';
@@ -28,8 +30,13 @@ export class FrameChannel<In, Out> {
   private chunks: Buffer[] = [];
   private buffered = 0;
   private need = -1;
-  /** Set while sends are gathered for one write at the end of this turn of the event loop. */
-  private corked: NodeJS.Immediate | undefined;
+  /** Messages sent in this turn of the event loop, serialized, waiting to leave as one frame. */
+  private pending: Pending[] = [];
+  /** The attachment bytes (padded) of the pending messages. */
+  private pendingAttached = 0;
+  /** The pending messages' header bytes (UTF-8), commas and brackets not counted. */
+  private pendingHeader = 0;
+  private flushing: NodeJS.Immediate | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -38,21 +45,26 @@ export class FrameChannel<In, Out> {
     socket.on('data', (d: Buffer) => this.receive(d));
   }
 
-  /** Sends one message; its Uint8Array values (at any depth) travel as attachments. */
+  /**
+   * Sends one message; its Uint8Array values (at any depth) travel as attachments. It is
+   * serialized now (a later change to the object does not travel); it leaves with the others
+   * sent in this turn of the event loop, in one frame.
+   */
   send(message: Out): void {
     const found: Attachment[] = [];
     if (typeof message === 'object' && message !== null) collect(message, [], found, MAX_DEPTH);
     // The byte arrays are out of the message while it is serialized (synchronously), then back.
     for (const f of found) f.holder[f.key] = null;
-    // Where each attachment goes, how many bytes they take, and whether all are small.
-    const where: [(string | number)[], number, number][] = [];
     let attached = 0;
-    let small = 0;
+    for (const f of found) attached += f.bytes.byteLength + pad(f.bytes.byteLength);
+    // A message that would take the pending frame past its size leaves after that frame.
+    if (this.pending.length > 0 && this.pendingAttached + attached > COALESCE_BYTES) this.flush();
+    // Where each attachment goes in the frame's attachments, and how long it is.
+    const where: [(string | number)[], number, number][] = [];
+    let at = this.pendingAttached;
     for (const f of found) {
-      const n = f.bytes.byteLength + pad(f.bytes.byteLength);
-      where.push([f.path, attached, f.bytes.byteLength]);
-      attached += n;
-      if (f.bytes.byteLength < COPY_BELOW_BYTES) small += n;
+      where.push([f.path, at, f.bytes.byteLength]);
+      at += f.bytes.byteLength + pad(f.bytes.byteLength);
     }
     let json: string;
     try {
@@ -61,53 +73,82 @@ export class FrameChannel<In, Out> {
       for (const f of found) f.holder[f.key] = f.bytes;
     }
     const headerBytes = Buffer.byteLength(json);
-    const headPad = pad(8 + headerBytes);
-    const frameBytes = 4 + headerBytes + headPad + attached;
-    if (frameBytes > MAX_FRAME_BYTES) throw new RangeError(`a message of ${frameBytes} bytes is over the executor channel's limit`);
-    // The head (lengths, header, padding) and the small attachments after it, in one buffer.
-    const all = small === attached;
-    const head = Buffer.allocUnsafe(8 + headerBytes + headPad + (all ? attached : 0));
-    head.writeUInt32LE(frameBytes, 0);
-    head.writeUInt32LE(headerBytes, 4);
-    head.write(json, 8, 'utf8');
-    let at = 8 + headerBytes;
-    head.fill(0, at, at + headPad);
-    at += headPad;
-    if (all) {
-      for (const f of found) {
-        head.set(f.bytes, at);
-        at += f.bytes.byteLength;
-        const p = pad(f.bytes.byteLength);
-        head.fill(0, at, at + p);
-        at += p;
-      }
+    if (8 + headerBytes + 2 + ALIGN + attached > MAX_FRAME_BYTES) {
+      throw new RangeError(`a message of ${8 + headerBytes + attached} bytes is over the executor channel's limit`);
     }
+    this.pending.push({ json, found });
+    this.pendingAttached = at;
+    this.pendingHeader += headerBytes;
     // Frames sent in one turn leave in one write: a write to the socket pair wakes the process
     // at the other end, and on a busy machine each wake-up costs far more than the bytes.
-    if (this.corked === undefined) {
-      this.socket.cork();
-      this.corked = setImmediate(() => {
-        this.corked = undefined;
-        this.socket.uncork();
-      });
-    }
-    this.socket.write(head);
-    if (all) return;
-    for (const f of found) {
-      this.socket.write(f.bytes);
-      const p = pad(f.bytes.byteLength);
-      if (p > 0) this.socket.write(ZEROS.subarray(0, p));
-    }
+    this.flushing ??= setImmediate(() => {
+      this.flushing = undefined;
+      this.flush();
+    });
   }
 
-  /** Ends the channel: the process at the other end sees its socket close. */
+  /** Ends the channel (after what was sent): the process at the other end sees its socket close. */
   close(): void {
-    if (this.corked !== undefined) {
-      clearImmediate(this.corked);
-      this.corked = undefined;
-      this.socket.uncork();
-    }
+    this.flush();
     this.socket.end();
+  }
+
+  /**
+   * Writes the pending messages now, as one frame, instead of at the end of this turn: the head
+   * (lengths, the header array, padding) and the small attachments in one buffer, large ones as
+   * they are between its pieces.
+   */
+  flush(): void {
+    if (this.flushing !== undefined) {
+      clearImmediate(this.flushing);
+      this.flushing = undefined;
+    }
+    const pending = this.pending;
+    if (pending.length === 0) return;
+    const attached = this.pendingAttached;
+    // The header: the messages' own headers as a JSON array.
+    const headerBytes = this.pendingHeader + pending.length + 1;
+    this.pending = [];
+    this.pendingAttached = 0;
+    this.pendingHeader = 0;
+    const headPad = pad(8 + headerBytes);
+    let small = 0;
+    for (const p of pending) for (const f of p.found) if (f.bytes.byteLength < COPY_BELOW_BYTES) small += f.bytes.byteLength + pad(f.bytes.byteLength);
+    const out = Buffer.allocUnsafe(8 + headerBytes + headPad + small);
+    out.writeUInt32LE(4 + headerBytes + headPad + attached, 0);
+    out.writeUInt32LE(headerBytes, 4);
+    let at = 8;
+    out[at++] = 0x5b; // [
+    for (let i = 0; i < pending.length; i++) {
+      if (i > 0) out[at++] = 0x2c; // ,
+      at += out.write(pending[i]!.json, at, 'utf8');
+    }
+    out[at++] = 0x5d; // ]
+    out.fill(0, at, at + headPad);
+    at += headPad;
+    // `from`: the start of the part of `out` not yet written to the socket. Corked: the pieces
+    // leave in one vectored write.
+    this.socket.cork();
+    let from = 0;
+    for (const p of pending) {
+      for (const f of p.found) {
+        const n = f.bytes.byteLength;
+        const padding = pad(n);
+        if (n < COPY_BELOW_BYTES) {
+          out.set(f.bytes, at);
+          at += n;
+          out.fill(0, at, at + padding);
+          at += padding;
+          continue;
+        }
+        if (at > from) this.socket.write(out.subarray(from, at));
+        from = at;
+        this.socket.write(f.bytes);
+        if (padding > 0) this.socket.write(ZEROS.subarray(0, padding));
+      }
+    }
+    if (at > from) this.socket.write(from === 0 ? out : out.subarray(from, at));
+    this.socket.uncork();
   }
 
   private receive(d: Buffer): void {
@@ -123,7 +164,7 @@ export class FrameChannel<In, Out> {
       // field: attachment offsets are then multiples of 8 from the buffer's start.
       const frame = this.take(this.need, 4);
       this.need = -1;
-      this.onMessage(decodeFrame<In>(frame));
+      for (const m of decodeFrame<In>(frame)) this.onMessage(m);
     }
   }
 
@@ -145,6 +186,12 @@ export class FrameChannel<In, Out> {
   }
 }
 
+/** A message sent in this turn: its header (`{"m": …, "a": …}`) and its byte arrays. */
+interface Pending {
+  json: string;
+  found: Attachment[];
+}
+
 /** A byte array in a message being sent: where it is, to take it out and put it back. */
 interface Attachment {
   holder: Record<string | number, unknown>;
@@ -158,6 +205,9 @@ const MAX_DEPTH = 8;
 
 /** Attachments smaller than this are copied into their frame's one buffer. */
 const COPY_BELOW_BYTES = 16 * 1024;
+
+/** The messages of one turn share a frame up to this many attachment bytes. */
+const COALESCE_BYTES = 64 * 1024 * 1024;
 
 /** Records the byte arrays in `value` (to `depth` levels), with the keys down to each. */
 function collect(value: object, path: (string | number)[], found: Attachment[], depth: number): void {
@@ -174,15 +224,20 @@ function collect(value: object, path: (string | number)[], found: Attachment[], 
   }
 }
 
-/** A frame (from offset 4) back into its message; attachments are views into it. */
-function decodeFrame<T>(frame: Buffer): T {
+/** A frame (from offset 4) back into its messages; attachments are views into it. */
+function decodeFrame<T>(frame: Buffer): T[] {
   const headerBytes = frame.readUInt32LE(4);
   const body = 8 + headerBytes + pad(8 + headerBytes);
-  const { m, a } = JSON.parse(frame.toString('utf8', 8, 8 + headerBytes)) as { m: T; a: [(string | number)[], number, number][] };
-  for (const [path, offset, length] of a) {
-    let holder = m as Record<string | number, unknown>;
-    for (let i = 0; i < path.length - 1; i++) holder = holder[path[i]!] as Record<string | number, unknown>;
-    holder[path[path.length - 1]!] = new Uint8Array(frame.buffer, frame.byteOffset + body + offset, length);
+  const messages = JSON.parse(frame.toString('utf8', 8, 8 + headerBytes)) as { m: T; a: [(string | number)[], number, number][] }[];
+  const out: T[] = new Array<T>(messages.length);
+  for (let k = 0; k < messages.length; k++) {
+    const { m, a } = messages[k]!;
+    for (const [path, offset, length] of a) {
+      let holder = m as Record<string | number, unknown>;
+      for (let i = 0; i < path.length - 1; i++) holder = holder[path[i]!] as Record<string | number, unknown>;
+      holder[path[path.length - 1]!] = new Uint8Array(frame.buffer, frame.byteOffset + body + offset, length);
+    }
+    out[k] = m;
   }
-  return m;
+  return out;
 }
