@@ -19,6 +19,11 @@ export class Deque<T> {
     return this.items[this.head];
   }
 
+  /** The item `i` places from the front (0: the one `peek` gives), if there is one. */
+  at(i: number): T | undefined {
+    return i < 0 ? undefined : this.items[this.head + i];
+  }
+
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;
     const item = this.items[this.head]!;

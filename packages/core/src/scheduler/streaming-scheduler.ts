@@ -553,7 +553,9 @@ export class StreamingScheduler<D> {
     if (retry !== undefined) return distinctRefs(retry.call.inputs);
     const out: BatchRef<D>[] = [];
     let want = ts.batchSize ?? 1;
-    for (const entry of ts.queue) {
+    // By index, not for-of: the head asks this on every pass, and an iterator is an allocation.
+    for (let i = 0; i < ts.queue.length; i++) {
+      const entry = ts.queue.at(i)!;
       if (want <= 0) break;
       out.push(entry.ref);
       want -= entry.ref.rows - entry.offset;

@@ -19,7 +19,7 @@ import {
 } from '@dpl/core';
 import {
   DEFAULT_BATCH_MAX_BYTES,
-  chunksOf,
+  CHUNK_BYTES,
   decodeKwargs,
   type OutputChunk__Input,
   errorToProto,
@@ -401,12 +401,15 @@ export class JobStream {
           }
           continue;
         }
-        const chunks = [...chunksOf(data)];
-        chunks.forEach((chunk, i) => {
+        // The chunks by offset (a one-chunk output, the usual, as it is): no generator, array
+        // or closure per output.
+        const n = Math.max(1, Math.ceil(data.byteLength / CHUNK_BYTES));
+        for (let i = 0; i < n; i++) {
+          const chunk = n === 1 ? data : data.subarray(i * CHUNK_BYTES, Math.min((i + 1) * CHUNK_BYTES, data.byteLength));
           if (bytes + chunk.byteLength > DEFAULT_BATCH_MAX_BYTES) send();
-          batch.push({ batch_id: output.id, task: output.task, chunk, last: i === chunks.length - 1 });
+          batch.push({ batch_id: output.id, task: output.task, chunk, last: i === n - 1 });
           bytes += chunk.byteLength + output.id.length + output.task.length + 16;
-        });
+        }
         outputs.push(next);
         if (this.blocked) {
           send();
