@@ -48,7 +48,8 @@ export class FrameChannel<In, Out> {
   /**
    * Sends one message; its Uint8Array values (at any depth) travel as attachments. It is
    * serialized now (a later change to the object does not travel); it leaves with the others
-   * sent in this turn of the event loop, in one frame.
+   * sent in this turn of the event loop, in one frame. Its byte arrays are read when that frame
+   * leaves: the sender does not write into them once sent (large ones were never copied).
    */
   send(message: Out): void {
     const found: Attachment[] = [];
