@@ -97,7 +97,6 @@ describe('codecs', () => {
   });
 });
 
-
 describe('loadDplProto', () => {
   it('loads the HeadService definition once', () => {
     const a = loadDplProto();

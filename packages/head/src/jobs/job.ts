@@ -19,7 +19,7 @@ import {
 } from '@dpl/core';
 import {
   DEFAULT_BATCH_MAX_BYTES,
-  CHUNK_BYTES,
+  chunksOf,
   decodeKwargs,
   type OutputChunk__Input,
   errorToProto,
@@ -401,13 +401,12 @@ export class JobStream {
           }
           continue;
         }
-        // The chunks by offset (a one-chunk output, the usual, as it is): no generator, array
-        // or closure per output.
-        const n = Math.max(1, Math.ceil(data.byteLength / CHUNK_BYTES));
-        for (let i = 0; i < n; i++) {
-          const chunk = n === 1 ? data : data.subarray(i * CHUNK_BYTES, Math.min((i + 1) * CHUNK_BYTES, data.byteLength));
+        // The last chunk is the one that reaches the end (no array of them, no closure per output).
+        let through = 0;
+        for (const chunk of chunksOf(data)) {
+          through += chunk.byteLength;
           if (bytes + chunk.byteLength > DEFAULT_BATCH_MAX_BYTES) send();
-          batch.push({ batch_id: output.id, task: output.task, chunk, last: i === n - 1 });
+          batch.push({ batch_id: output.id, task: output.task, chunk, last: through === data.byteLength });
           bytes += chunk.byteLength + output.id.length + output.task.length + 16;
         }
         outputs.push(next);

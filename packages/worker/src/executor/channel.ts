@@ -21,6 +21,8 @@ import type { Socket } from 'node:net';
 
 const ALIGN = 8;
 const pad = (n: number): number => (ALIGN - (n % ALIGN)) % ALIGN;
+/** The bytes an attachment of `n` bytes takes in a frame. */
+const padded = (n: number): number => n + pad(n);
 const ZEROS = Buffer.alloc(ALIGN);
 
 /** A frame larger than this is a protocol error (no single batch comes near it). */
@@ -32,8 +34,9 @@ export class FrameChannel<In, Out> {
   private need = -1;
   /** Messages sent in this turn of the event loop, serialized, waiting to leave as one frame. */
   private pending: Pending[] = [];
-  /** The attachment bytes (padded) of the pending messages. */
+  /** The attachment bytes (padded) of the pending messages, and of those copied into the frame's buffer. */
   private pendingAttached = 0;
+  private pendingSmall = 0;
   /** The pending messages' header bytes (UTF-8), commas and brackets not counted. */
   private pendingHeader = 0;
   private flushing: NodeJS.Immediate | undefined;
@@ -57,7 +60,12 @@ export class FrameChannel<In, Out> {
     // The byte arrays are out of the message while it is serialized (synchronously), then back.
     for (const f of found) f.holder[f.key] = null;
     let attached = 0;
-    for (const f of found) attached += f.bytes.byteLength + pad(f.bytes.byteLength);
+    let small = 0;
+    for (const f of found) {
+      const n = padded(f.bytes.byteLength);
+      attached += n;
+      if (f.bytes.byteLength < COPY_BELOW_BYTES) small += n;
+    }
     // A message that would take the pending frame past its size leaves after that frame.
     if (this.pending.length > 0 && this.pendingAttached + attached > COALESCE_BYTES) this.flush();
     // Where each attachment goes in the frame's attachments, and how long it is.
@@ -65,7 +73,7 @@ export class FrameChannel<In, Out> {
     let at = this.pendingAttached;
     for (const f of found) {
       where.push([f.path, at, f.bytes.byteLength]);
-      at += f.bytes.byteLength + pad(f.bytes.byteLength);
+      at += padded(f.bytes.byteLength);
     }
     let json: string;
     try {
@@ -74,11 +82,12 @@ export class FrameChannel<In, Out> {
       for (const f of found) f.holder[f.key] = f.bytes;
     }
     const headerBytes = Buffer.byteLength(json);
-    if (8 + headerBytes + 2 + ALIGN + attached > MAX_FRAME_BYTES) {
-      throw new RangeError(`a message of ${8 + headerBytes + attached} bytes is over the executor channel's limit`);
-    }
+    // Its frame alone, at most: the header in brackets, padded, then the attachments.
+    const alone = 4 + headerBytes + 2 + ALIGN + attached;
+    if (alone > MAX_FRAME_BYTES) throw new RangeError(`a message of ${alone} bytes is over the executor channel's limit`);
     this.pending.push({ json, found });
     this.pendingAttached = at;
+    this.pendingSmall += small;
     this.pendingHeader += headerBytes;
     // Frames sent in one turn leave in one write: a write to the socket pair wakes the process
     // at the other end, and on a busy machine each wake-up costs far more than the bytes.
@@ -107,14 +116,14 @@ export class FrameChannel<In, Out> {
     const pending = this.pending;
     if (pending.length === 0) return;
     const attached = this.pendingAttached;
+    const small = this.pendingSmall;
     // The header: the messages' own headers as a JSON array.
     const headerBytes = this.pendingHeader + pending.length + 1;
     this.pending = [];
     this.pendingAttached = 0;
+    this.pendingSmall = 0;
     this.pendingHeader = 0;
     const headPad = pad(8 + headerBytes);
-    let small = 0;
-    for (const p of pending) for (const f of p.found) if (f.bytes.byteLength < COPY_BELOW_BYTES) small += f.bytes.byteLength + pad(f.bytes.byteLength);
     const out = Buffer.allocUnsafe(8 + headerBytes + headPad + small);
     out.writeUInt32LE(4 + headerBytes + headPad + attached, 0);
     out.writeUInt32LE(headerBytes, 4);
@@ -158,7 +167,14 @@ export class FrameChannel<In, Out> {
     for (;;) {
       if (this.need < 0) {
         if (this.buffered < 4) return;
-        this.need = this.take(4).readUInt32LE(0);
+        const first = this.chunks[0]!;
+        // Read in place when the first chunk holds the whole field (no buffer for 4 bytes).
+        if (first.byteLength >= 4) {
+          this.need = first.readUInt32LE(0);
+          this.buffered -= 4;
+          if (first.byteLength === 4) this.chunks.shift();
+          else this.chunks[0] = first.subarray(4);
+        } else this.need = this.take(4).readUInt32LE(0);
       }
       if (this.buffered < this.need) return;
       // The frame goes to offset 4 of a buffer of its own, as it was sent after its length
