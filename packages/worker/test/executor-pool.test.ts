@@ -158,6 +158,84 @@ describe('executor scheduling', () => {
   });
 });
 
+/**
+ * Two modules that leave a mark on their process: each call counts itself in a global and
+ * answers with its pid, how many calls of its module the process ran, and whether the other
+ * module's mark is there.
+ */
+function markingBundle(name: string, other: string): string {
+  const path = join(dir, `${name}.mjs`);
+  writeFileSync(
+    path,
+    `${BUNDLE_BANNER}
+const { PipelineGraph, PipelineTask } = require('@dpl/core');
+const { Table, makeVector } = require('apache-arrow');
+const mark = () => {
+  globalThis.__dplMarks ??= {};
+  globalThis.__dplMarks.${name} = (globalThis.__dplMarks.${name} ?? 0) + 1;
+  const seen = globalThis.__dplMarks.${other} === undefined ? 0 : 1;
+  return new Table({ pid: makeVector(Int32Array.of(process.pid)), calls: makeVector(Int32Array.of(globalThis.__dplMarks.${name})), other: makeVector(Int32Array.of(seen)) });
+};
+export default new PipelineGraph([new PipelineTask('mark', mark)]);
+export function* generator() {
+  yield mark();
+}
+`,
+  );
+  return path;
+}
+
+describe('ExecutorPool modules', () => {
+  const bundles = { a: markingBundle('a', 'b'), b: markingBundle('b', 'a') };
+  const markCall = (module: 'a' | 'b', jobId: string, n: number): RunCall => ({
+    facts: { bundlePath: bundles[module], label: `${module}.mjs`, jobId, task: 'mark', kwargs: encodeKwargs('mark', {}), maxAttempts: 1 },
+    callId: `mark#${n}`,
+    inputs: [{ ipc: encodeIpc(new Table({ x: makeVector(Int32Array.of(n)) })), offset: 0, rows: 1 }],
+    inputIds: [`s${n}`],
+  });
+  const marks = (out: unknown): { pid: number; calls: number; other: number } => {
+    const t = tableFromIPC((out as { ipc: Uint8Array }).ipc);
+    return { pid: t.getChild('pid')!.get(0) as number, calls: t.getChild('calls')!.get(0) as number, other: t.getChild('other')!.get(0) as number };
+  };
+
+  it("runs another module's calls in a fresh process, and the same module's jobs in its warm one", async () => {
+    const pool = new ExecutorPool(silentLogger, { maxIdle: 4, launch: executorLaunch(1, undefined, []) });
+    try {
+      const first = marks(await pool.run(markCall('a', 'job1', 1), 1, ''));
+      expect(first.calls).toBe(1);
+      // Module a's process is idle, but b's call does not go there: a fresh process, without a's mark.
+      const other = marks(await pool.run(markCall('b', 'job2', 2), 1, ''));
+      expect(other.pid).not.toBe(first.pid);
+      expect(other).toMatchObject({ calls: 1, other: 0 });
+      // A later job of module a runs in a's warm process, whose module state is still there.
+      const again = marks(await pool.run(markCall('a', 'job3', 3), 1, ''));
+      expect(again).toEqual({ pid: first.pid, calls: 2, other: 0 });
+      // b's generator does not take a's idle process either.
+      const source = marks(await pool.nextSource('job4', bundles.b, 'b.mjs'));
+      expect(source.pid).not.toBe(first.pid);
+      expect(source.other).toBe(0);
+    } finally {
+      pool.stop();
+    }
+  });
+
+  it('gives an idle process that has run nothing to whichever module needs one', async () => {
+    const pool = new ExecutorPool(silentLogger, { maxIdle: 4, launch: executorLaunch(1, undefined, []) });
+    try {
+      pool.prestart(2);
+      const a = marks(await pool.run(markCall('a', 'job1', 1), 1, ''));
+      const b = marks(await pool.run(markCall('b', 'job2', 2), 1, ''));
+      expect(b.pid).not.toBe(a.pid);
+      expect(b.other).toBe(0);
+      // Both prestarted processes are in use now, one per module, and each module keeps its own.
+      expect(marks(await pool.run(markCall('a', 'job1', 3), 1, '')).pid).toBe(a.pid);
+      expect(marks(await pool.run(markCall('b', 'job2', 4), 1, '')).pid).toBe(b.pid);
+    } finally {
+      pool.stop();
+    }
+  });
+});
+
 describe('ExecutorPool task facts', () => {
   it('sends a task\'s facts into a process once, forgets the oldest past its limit and sends them again when needed', async () => {
     const pool = new ExecutorPool(silentLogger, { maxIdle: 1, launch: executorLaunch(1, undefined, []) });

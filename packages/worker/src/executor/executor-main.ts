@@ -40,6 +40,8 @@ import { outputFileName, type CallMessage, type ExecutorReply, type ExecutorRequ
 // every executor's start.
 process.setSourceMapsEnabled(true);
 
+// The pipeline module this process runs, by bundle path: the pool sends a process one module's
+// calls only (see ExecutorPool), so this holds one.
 const modules = new Map<string, Promise<PipelineModule>>();
 
 // The worker talks to this process over fd 3 (a socket pair). Both report their own errors.

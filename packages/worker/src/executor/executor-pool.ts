@@ -1,6 +1,12 @@
 /**
  * The worker's executor processes: one call at a time each, started on demand, reused while
  * idle, and replaced when one dies. A process that dies mid-call fails that call only.
+ *
+ * A process runs the calls of one pipeline module (one bundle, named by its content hash): an ES
+ * module cannot be unloaded, so a process that ran another module's calls would keep that
+ * module's memory and let its state (globals, patched built-ins, caches) reach the next job.
+ * Jobs of the same module reuse its warm processes, module-level state included; another
+ * module's calls get fresh ones.
  */
 import type { ChildProcess } from 'node:child_process';
 import { unlink } from 'node:fs';
@@ -47,6 +53,8 @@ interface Executor {
   busy: Busy[];
   /** The lease whose calls it runs while busy. */
   lease: string | undefined;
+  /** The bundle its calls are of since its first call (undefined: none yet); it runs no other. */
+  module: string | undefined;
   /** When it last finished a call (ms since the epoch). */
   idleSince: number;
   /** The call it ran last (what it prints between calls is that call's). */
@@ -148,8 +156,10 @@ export class ExecutorPool {
    */
   run(call: RunCall, attempt: number, gpus: string, timeoutMs = 0, lease?: string): Promise<ExecutorResult> {
     if (this.stopped) return Promise.reject(new TaskError(call.facts.task, call.callId, attempt, 'the worker is stopping'));
-    const target = this.executorFor(lease, gpus) ?? this.spawn(gpus);
+    const module = call.facts.bundlePath;
+    const target = this.executorFor(lease, gpus, module) ?? this.spawn(gpus);
     target.lease = lease;
+    target.module = module;
     const result = new Promise<ExecutorResult>((resolve, reject) => {
       target.busy.push({ call, resolve, reject, attempt, timeoutMs, timer: undefined });
     });
@@ -202,15 +212,21 @@ export class ExecutorPool {
     for (let i = taken.length; i < n && !this.stopped; i++) this.spawn('');
   }
 
-  /** The executor already running `lease`'s calls, else an idle one with these GPUs. */
-  private executorFor(lease: string | undefined, gpus: string): Executor | undefined {
-    let idle: Executor | undefined;
+  /**
+   * The executor already running `lease`'s calls, else an idle one with these GPUs that has
+   * `module` loaded, else an idle one that has run nothing yet.
+   */
+  private executorFor(lease: string | undefined, gpus: string, module: string): Executor | undefined {
+    let warm: Executor | undefined;
+    let fresh: Executor | undefined;
     for (const e of this.executors) {
       if (e.gpus !== gpus) continue;
       if (lease !== undefined && e.lease === lease && e.alive) return e;
-      if (idle === undefined && e.busy.length === 0) idle = e;
+      if (e.busy.length !== 0) continue;
+      if (e.module === module) warm ??= e;
+      else if (e.module === undefined) fresh ??= e;
     }
-    return idle;
+    return warm ?? fresh;
   }
 
   /** Arms the timeout of the call that now runs in `ex`. */
@@ -231,9 +247,10 @@ export class ExecutorPool {
   async nextSource(jobId: string, bundlePath: string, label: string, shared?: SharedOut): Promise<ExecutorResult | undefined> {
     let src = this.sources.get(jobId);
     if (src === undefined) {
-      // An idle executor becomes the generator's process (no wait for a new one to start), and
-      // a new executor takes its place; else a new process.
-      const idle = this.stopped ? undefined : this.idleExecutor('');
+      // An idle executor that has run nothing or only this module's calls becomes the
+      // generator's process (no wait for a new one to start), and a new executor takes its
+      // place; else a new process.
+      const idle = this.stopped ? undefined : this.idleExecutor('', bundlePath);
       let proc: Started;
       if (idle !== undefined) {
         this.executors.delete(idle);
@@ -280,9 +297,11 @@ export class ExecutorPool {
     return created;
   }
 
-  /** An idle executor with these GPUs, not holding a lease. */
-  private idleExecutor(gpus: string): Executor | undefined {
-    for (const e of this.executors) if (e.gpus === gpus && e.alive && e.busy.length === 0 && e.lease === undefined) return e;
+  /** An idle executor with these GPUs, not holding a lease, that has run no module but `module`. */
+  private idleExecutor(gpus: string, module: string): Executor | undefined {
+    for (const e of this.executors) {
+      if (e.gpus === gpus && e.alive && e.busy.length === 0 && e.lease === undefined && (e.module === undefined || e.module === module)) return e;
+    }
     return undefined;
   }
 
@@ -371,6 +390,7 @@ export class ExecutorPool {
       gpus,
       busy: [],
       lease: undefined,
+      module: undefined,
       idleSince: Date.now(),
       last: undefined,
     };
