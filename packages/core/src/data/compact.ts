@@ -5,7 +5,8 @@
  * of the same rows costs at every process boundary after it. Below a size where copying is cheap
  * the rows are rebuilt into one record batch; larger tables keep their zero-copy batches.
  */
-import { DataType, RecordBatch, Struct, Table, makeBuilder, makeData, type Data, type Field, type Vector } from 'apache-arrow';
+import { DataType, Struct, type Table, makeBuilder, makeData, type Data, type Field, type Vector } from 'apache-arrow';
+import { recordBatchOf, tableOf } from './make';
 
 /** Tables up to this many bytes (of column buffers) are compacted. */
 export const COMPACT_MAX_BYTES = 256 * 1024;
@@ -26,7 +27,7 @@ export function compactTable(table: Table, maxBytes = COMPACT_MAX_BYTES): Table 
   if (columns.some((c) => c.data.length !== 1)) return table;
   const children: Data[] = columns.map((c) => c.data[0] as Data);
   const data = makeData({ type: new Struct(fields), length: table.numRows, children });
-  return new Table(table.schema, [new RecordBatch(table.schema, data)]);
+  return tableOf(table.schema, [recordBatchOf(table.schema, data)]);
 }
 
 /** A column's values in one contiguous chunk, by arrow's builder for its type. */

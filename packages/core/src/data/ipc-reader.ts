@@ -12,8 +12,9 @@
  * falls back to `tableFromIPC`.
  * @internal
  */
-import { Data, Message, MessageHeader, RecordBatch, Struct, Table, Type, Vector, makeData, type DataType, type Field, type Schema, type TypeMap } from 'apache-arrow';
+import { Data, Message, MessageHeader, RecordBatch, Struct, type Table, Type, Vector, makeData, type DataType, type Field, type Schema, type TypeMap } from 'apache-arrow';
 import { VectorLoader } from 'apache-arrow/visitor/vectorloader';
+import { recordBatchOf, tableOf } from './make';
 
 /** Distinct schemas kept (a process sees few: one per task output shape). */
 const SCHEMA_CACHE_ENTRIES = 64;
@@ -211,26 +212,6 @@ function load(p: Plan, l: Layout): Data {
 }
 
 /**
- * A RecordBatch of `schema` over `data` whose columns all have the batch's length: what arrow's
- * constructor makes of them (it also pads short columns and copies the schema), made without
- * the copy. Used only where arrow's own RecordBatch has exactly these fields (checked once).
- */
-function recordBatch(schema: Schema, data: Data<Struct>): RecordBatch {
-  if (!RECORD_BATCH_FIELDS) return new RecordBatch(schema, data);
-  const batch = Object.create(RecordBatch.prototype) as RecordBatch & { _metadata: Map<string, string> };
-  (batch as { schema: Schema }).schema = schema;
-  (batch as { data: Data }).data = data;
-  batch._metadata = new Map();
-  return batch;
-}
-
-/** Whether a RecordBatch is its schema, data and metadata, as this reader makes them. */
-const RECORD_BATCH_FIELDS = (() => {
-  const probe = new RecordBatch({ x: makeData({ type: new Struct([]), length: 0, children: [] }) });
-  return Object.keys(probe).sort().join() === '_metadata,data,schema';
-})();
-
-/**
  * A record batch message read from its flatbuffer, or undefined for one arrow's classes read
  * (compression, variadic buffers, custom metadata, a schema with a type the plan leaves out).
  */
@@ -268,7 +249,7 @@ function fastBatch(parsed: Parsed, meta: Uint8Array, bytes: Uint8Array, at: numb
   // Columns of another length than the batch: arrow's constructor pads them (a malformed stream).
   for (const c of children) if (c.length !== length) return undefined;
   const data = new Data(struct, 0, length, 0, [undefined, undefined, new Uint8Array(0)] as never, children);
-  return { batch: recordBatch(schema, data), bodyLength };
+  return { batch: recordBatchOf(schema, data), bodyLength };
 }
 
 /**
@@ -330,7 +311,7 @@ export function readIpcStream(bytes: Uint8Array): Table | undefined {
     }
   }
   if (parsed === undefined) return undefined;
-  return new Table(parsed.schema as Schema<TypeMap>, batches);
+  return tableOf(parsed.schema as Schema<TypeMap>, batches);
 }
 
 /** The parts of arrow's RecordBatch message header the loader needs. */

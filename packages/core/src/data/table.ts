@@ -5,7 +5,6 @@
 import {
   DataType,
   Field,
-  RecordBatch,
   Schema,
   Struct,
   Table,
@@ -18,6 +17,7 @@ import {
 } from 'apache-arrow';
 import { utf8Vector } from './strings';
 import { ownTable } from './adopt';
+import { recordBatchOf, tableOf } from './make';
 
 /** A typed array that becomes an Arrow column without a copy. */
 export type NumericArray =
@@ -101,9 +101,9 @@ export function concatTables(tables: readonly Table[]): Table {
   if (nonEmpty.length === 1) return first;
   // Re-wrap every batch in the first schema: equal schemas can still differ in dictionary ids,
   // which arrow's Table constructor rejects.
-  return new Table(
+  return tableOf(
     first.schema,
-    nonEmpty.flatMap((t) => t.batches.map((b) => (b.schema === first.schema ? b : new RecordBatch(first.schema, b.data)))),
+    nonEmpty.flatMap((t) => t.batches.map((b) => (b.schema === first.schema ? b : recordBatchOf(first.schema, b.data)))),
   );
 }
 
@@ -154,6 +154,7 @@ export function assign(of: Table, columns: Record<string, ColumnInput>): Table {
       if (table.schema.fields.every((f) => f.name !== name)) fields.push(new Field(name, v.type, true));
     }
     const schema = new Schema(fields, table.schema.metadata);
+    const struct = new Struct(fields);
     let offset = 0;
     const batches = table.batches.map((batch) => {
       const children = fields.map((f, i): Data => {
@@ -161,10 +162,10 @@ export function assign(of: Table, columns: Record<string, ColumnInput>): Table {
         return v === undefined ? batch.data.children[i]! : (v.data[0] as Data).slice(offset, batch.numRows);
       });
       offset += batch.numRows;
-      const data = makeData({ type: new Struct(fields), length: batch.numRows, nullCount: 0, children });
-      return new RecordBatch(schema, data);
+      // Every column has the batch's length (toVector checked the new ones): no padding to do.
+      return recordBatchOf(schema, makeData({ type: struct, length: batch.numRows, nullCount: 0, children }));
     });
-    return new Table(schema, batches);
+    return tableOf(schema, batches);
   }
   const record: Record<string, Vector> = {};
   const order = table.schema.fields.map((f) => f.name);
@@ -226,7 +227,7 @@ function gather(of: Table, indices: RowIndices): Table {
     table.schema.metadata,
   );
   const data = makeData({ type: new Struct(schema.fields), length: indices.length, nullCount: 0, children });
-  return new Table(schema, [new RecordBatch(schema, data)]);
+  return tableOf(schema, [recordBatchOf(schema, data)]);
 }
 
 /**
