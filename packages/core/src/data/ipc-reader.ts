@@ -14,6 +14,7 @@
  */
 import { Data, Message, MessageHeader, RecordBatch, Struct, type Table, Type, Vector, makeData, type DataType, type Field, type Schema, type TypeMap } from 'apache-arrow';
 import { VectorLoader } from 'apache-arrow/visitor/vectorloader';
+import { Flat } from './flat';
 import { recordBatchOf, tableOf } from './make';
 
 /** Distinct schemas kept (a process sees few: one per task output shape). */
@@ -91,43 +92,6 @@ function planOne(type: DataType): Plan | undefined {
     return children && { kind: 'struct', type, children };
   }
   return undefined;
-}
-
-/** Reads little-endian flatbuffer fields of one message's metadata. */
-class Flat {
-  private readonly view: DataView;
-
-  constructor(readonly bytes: Uint8Array) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }
-
-  u8(at: number): number {
-    return this.view.getUint8(at);
-  }
-
-  u32(at: number): number {
-    return this.view.getUint32(at, true);
-  }
-
-  /** A 64-bit integer as a number, or NaN past 2^53. */
-  i64(at: number): number {
-    const hi = this.view.getInt32(at + 4, true);
-    if (hi >= 0x20_0000 || hi < -0x20_0000) return NaN;
-    return hi * 0x1_0000_0000 + this.view.getUint32(at, true);
-  }
-
-  /** Where field `slot` of the table at `table` is, or 0 when it is absent. */
-  field(table: number, slot: number): number {
-    const vtable = table - this.view.getInt32(table, true);
-    const size = this.view.getUint16(vtable, true);
-    const o = 4 + 2 * slot < size ? this.view.getUint16(vtable + 4 + 2 * slot, true) : 0;
-    return o === 0 ? 0 : table + o;
-  }
-
-  /** The table or vector an offset field points to. */
-  deref(at: number): number {
-    return at + this.u32(at);
-  }
 }
 
 /** A batch's field nodes and buffers, flattened: [length, nullCount, …] and [offset, length, …]. */
