@@ -45,18 +45,20 @@ function rebuild(type: DataType, column: Vector): Data | undefined {
 }
 
 /**
- * A column's chunks as one, their buffers copied end to end (a Data's buffers are, in order,
- * value offsets, values and validity): numbers, dates, times and other
- * fixed-width values (a chunk's values and value offsets start at its first row, as arrow keeps
- * them; only bitmaps count from its offset; builders leave them longer than the rows), strings and binary with 32-bit
- * offsets (rebased), booleans (bit by bit). Undefined for other types, which go to arrow's
- * builder; a chunk that does not have the layout its type implies goes there too.
+ * A column's chunks as one, their buffers copied end to end: numbers, dates, times and other
+ * fixed-width values, strings and binary with 32-bit offsets (rebased), booleans (bit by bit).
+ * Undefined for other types, which go to arrow's builder; a chunk that does not have the layout
+ * its type implies goes there too.
+ *
+ * A Data's buffers are, in order, value offsets, values and validity. Arrow keeps a chunk's
+ * values and value offsets starting at its first row; only the bitmaps (validity, booleans)
+ * count from its offset. Builders leave buffers longer than the rows.
  */
 function joinChunks(type: DataType, chunks: readonly Data[], length: number): Data | undefined {
   const id = type.typeId;
   let nullCount = 0;
   for (const c of chunks) nullCount += c.nullCount;
-  const validity = nullCount > 0 ? joinValidity(chunks, length) : undefined;
+  const validity = (): Uint8Array | undefined => (nullCount > 0 ? joinValidity(chunks, length) : undefined);
   if (id === Type.Bool) {
     if (!chunks.every((c) => c.values instanceof Uint8Array)) return undefined;
     const bits = new Uint8Array(bitmapBytes(length));
@@ -68,7 +70,7 @@ function joinChunks(type: DataType, chunks: readonly Data[], length: number): Da
         if ((values[j >> 3]! >> (j & 7)) & 1) bits[at >> 3]! |= 1 << (at & 7);
       }
     }
-    return new Data(type, 0, length, nullCount, [undefined, bits, validity] as never);
+    return new Data(type, 0, length, nullCount, [undefined, bits, validity()] as never);
   }
   if (id === Type.Utf8 || id === Type.Binary) {
     const offsets = new Int32Array(length + 1);
@@ -89,7 +91,7 @@ function joinChunks(type: DataType, chunks: readonly Data[], length: number): Da
       at += vo[c.length]! - base;
       row += c.length;
     }
-    return new Data(type, 0, length, nullCount, [offsets, values, validity] as never);
+    return new Data(type, 0, length, nullCount, [offsets, values, validity()] as never);
   }
   if (!FIXED_WIDTH.has(id)) return undefined;
   const stride = chunks[0]!.stride;
@@ -104,7 +106,7 @@ function joinChunks(type: DataType, chunks: readonly Data[], length: number): Da
     values.set((c.values as TypedArray).subarray(0, c.length * stride) as never, at);
     at += c.length * stride;
   }
-  return new Data(type, 0, length, nullCount, [undefined, values, validity] as never);
+  return new Data(type, 0, length, nullCount, [undefined, values, validity()] as never);
 }
 
 type TypedArray = Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array | Float32Array | Float64Array | BigInt64Array | BigUint64Array;

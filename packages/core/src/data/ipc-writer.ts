@@ -9,8 +9,9 @@
  * its visitor, and writes each record batch message as a copy of the first one arrow encoded for
  * that schema with the batch's numbers written in: the bytes are the ones `tableToIPC(table,
  * 'stream')` writes (a test holds it to that). Generic visitors and the flatbuffer builder were
- * most of a one-row call's encoding, and a large part of what a fresh executor compiles. Schemas it does not key safely (nested or
- * dictionary types, decimals, metadata) return undefined, and the caller uses `tableToIPC`.
+ * most of a one-row call's encoding, and a large part of what a fresh executor compiles.
+ * Schemas it does not key safely (nested or dictionary types, decimals, metadata) return
+ * undefined, and the caller uses `tableToIPC`.
  * @internal
  */
 import { Message, Type, type RecordBatch, type Schema, type Table } from 'apache-arrow';
@@ -84,12 +85,15 @@ interface Assembled {
 }
 
 const NO_BYTES = new Uint8Array(0);
+/** The most rows a column of a record batch message may have (arrow's writer refuses more). */
+const MAX_LENGTH = 2 ** 31 - 1;
 const NO_COUNTS: number[] = [];
 
 /**
  * What arrow's `VectorAssembler` makes of a batch of the flat types above, in its order (each
  * column's validity, then its offsets and values), without its visitor; undefined for a batch
- * it leaves to arrow (booleans not held as bits, a column without its buffers).
+ * it leaves to arrow (booleans not held as bits, a column without its buffers, one too long for
+ * the format, which arrow refuses with its own error).
  */
 function assembleFlat(batch: RecordBatch): Assembled | undefined {
   const nodes: FieldNode[] = [];
@@ -103,6 +107,7 @@ function assembleFlat(batch: RecordBatch): Assembled | undefined {
   };
   for (const data of batch.data.children) {
     const { typeId, length, nullCount, offset } = data;
+    if (length > MAX_LENGTH) return undefined;
     if (typeId !== Type.Null) add(nullCount <= 0 ? NO_BYTES : truncateBitmap(offset, length, data.nullBitmap));
     nodes.push(new FieldNode(length, nullCount));
     // A type's typeId is its family's (an Int32's is Type.Int); the default takes the fixed-width ones.
