@@ -58,19 +58,11 @@ function joinChunks(type: DataType, chunks: readonly Data[], length: number): Da
   const id = type.typeId;
   let nullCount = 0;
   for (const c of chunks) nullCount += c.nullCount;
-  const validity = (): Uint8Array | undefined => (nullCount > 0 ? joinValidity(chunks, length) : undefined);
+  // A chunk without a validity bitmap has no nulls: all its bits are set (as arrow's getValid reads it).
+  const validity = (): Uint8Array | undefined => (nullCount > 0 ? joinBits(chunks, length, (c) => (c.nullCount > 0 && c.nullBitmap !== undefined && c.nullBitmap.byteLength > 0 ? c.nullBitmap : undefined)) : undefined);
   if (id === Type.Bool) {
     if (!chunks.every((c) => c.values instanceof Uint8Array)) return undefined;
-    const bits = new Uint8Array(bitmapBytes(length));
-    let at = 0;
-    for (const c of chunks) {
-      const values = c.values as Uint8Array;
-      for (let i = 0; i < c.length; i++, at++) {
-        const j = c.offset + i;
-        if ((values[j >> 3]! >> (j & 7)) & 1) bits[at >> 3]! |= 1 << (at & 7);
-      }
-    }
-    return new Data(type, 0, length, nullCount, [undefined, bits, validity()] as never);
+    return new Data(type, 0, length, nullCount, [undefined, joinBits(chunks, length, (c) => c.values as Uint8Array), validity()] as never);
   }
   if (id === Type.Utf8 || id === Type.Binary) {
     const offsets = new Int32Array(length + 1);
@@ -118,14 +110,21 @@ function bitmapBytes(length: number): number {
   return ((length + 63) & ~63) >> 3;
 }
 
-/** The chunks' validity bits end to end (a chunk without a bitmap is all valid). */
-function joinValidity(chunks: readonly Data[], length: number): Uint8Array {
-  const bits = new Uint8Array(bitmapBytes(length));
+/**
+ * One bitmap of each chunk's bits (from the chunk's offset) end to end: its booleans or its
+ * validity. `bitsOf` undefined for a chunk: all its bits set.
+ */
+function joinBits(chunks: readonly Data[], length: number, bitsOf: (c: Data) => Uint8Array | undefined): Uint8Array {
+  const out = new Uint8Array(bitmapBytes(length));
   let at = 0;
   for (const c of chunks) {
-    for (let i = 0; i < c.length; i++, at++) if (c.getValid(i)) bits[at >> 3]! |= 1 << (at & 7);
+    const bits = bitsOf(c);
+    for (let i = 0; i < c.length; i++, at++) {
+      const j = c.offset + i;
+      if (bits === undefined || (bits[j >> 3]! >> (j & 7)) & 1) out[at >> 3]! |= 1 << (at & 7);
+    }
   }
-  return bits;
+  return out;
 }
 
 function isFlat(type: DataType): boolean {

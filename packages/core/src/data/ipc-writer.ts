@@ -41,8 +41,15 @@ const FLAT_TYPES = new Set<Type>([
 ]);
 
 const SCHEMA_CACHE_ENTRIES = 64;
-/** Schema key → the schema message as written (continuation, length, flatbuffer, padding). */
-const schemas = new Map<string, Uint8Array>();
+/** What is kept per schema: its message as written, and its record batch messages' templates. */
+interface Cached {
+  /** The schema message (continuation, length, flatbuffer, padding). */
+  message: Uint8Array;
+  /** By kind (whether the length and the body length are zero; see batchMessage): undefined until a batch of that kind came, null when it cannot be patched. */
+  templates: (BatchTemplate | null | undefined)[];
+}
+/** Schema key → what is kept for it. */
+const schemas = new Map<string, Cached>();
 
 function schemaKey(schema: Schema): string | undefined {
   if (schema.metadata.size > 0) return undefined;
@@ -65,14 +72,14 @@ function framed(flatbuffer: Uint8Array): Uint8Array {
   return out;
 }
 
-function schemaMessage(schema: Schema, key: string): Uint8Array {
-  let bytes = schemas.get(key);
-  if (bytes === undefined) {
-    bytes = framed(Message.encode(Message.from(schema)));
+function cachedSchema(schema: Schema, key: string): Cached {
+  let cached = schemas.get(key);
+  if (cached === undefined) {
+    cached = { message: framed(Message.encode(Message.from(schema))), templates: [undefined, undefined, undefined, undefined] };
     if (schemas.size >= SCHEMA_CACHE_ENTRIES) schemas.delete(schemas.keys().next().value!);
-    schemas.set(key, bytes);
+    schemas.set(key, cached);
   }
-  return bytes;
+  return cached;
 }
 
 /** A record batch's field nodes, buffers and where each buffer goes in the message body. */
@@ -102,8 +109,9 @@ function assembleFlat(batch: RecordBatch): Assembled | undefined {
   let byteLength = 0;
   const add = (b: ArrayBufferView): void => {
     buffers.push(b);
-    bufferRegions.push(new BufferRegion(byteLength, (b.byteLength + 7) & ~7));
-    byteLength += (b.byteLength + 7) & ~7;
+    const padded = (b.byteLength + 7) & ~7; // each buffer takes a multiple of 8 bytes
+    bufferRegions.push(new BufferRegion(byteLength, padded));
+    byteLength += padded;
   };
   for (const data of batch.data.children) {
     const { typeId, length, nullCount, offset } = data;
@@ -160,35 +168,32 @@ interface BatchTemplate {
   buffersAt: number;
 }
 
-/** Schema key and kind → its template. */
-const templates = new Map<string, BatchTemplate | null>();
-
-function batchMessage(key: string, batch: RecordBatch, assembled: Assembled): Uint8Array {
+function batchMessage(cached: Cached, batch: RecordBatch, assembled: Assembled): Uint8Array {
   const length = batch.numRows;
   const body = assembled.byteLength;
-  const kind = `${key}\u0002${length === 0 ? 0 : 1}${body === 0 ? 0 : 1}`;
-  const template = batch.metadata.size > 0 ? null : templates.get(kind);
+  // Which fields a flatbuffer leaves out (at their default, 0) decides the layout.
+  const kind = (length === 0 ? 0 : 2) + (body === 0 ? 0 : 1);
+  const template = batch.metadata.size > 0 ? null : cached.templates[kind];
   if (template === null || template === undefined) {
     const header = new RecordBatchHeader(length, assembled.nodes, assembled.bufferRegions, null, assembled.variadicBufferCounts, batch.metadata);
     const bytes = framed(Message.encode(Message.from(header, body)));
-    if (template === undefined) {
-      if (templates.size >= 4 * SCHEMA_CACHE_ENTRIES) templates.delete(templates.keys().next().value!);
-      templates.set(kind, templateOf(bytes, assembled));
-    }
+    if (template === undefined) cached.templates[kind] = templateOf(bytes, assembled);
     return bytes;
   }
   const out = template.bytes.slice();
   const view = new DataView(out.buffer);
   if (template.lengthAt >= 0) setI64(view, template.lengthAt, length);
   if (template.bodyAt >= 0) setI64(view, template.bodyAt, body);
-  assembled.nodes.forEach((n, i) => {
+  for (let i = 0; i < assembled.nodes.length; i++) {
+    const n = assembled.nodes[i]!;
     setI64(view, template.nodesAt + 16 * i, n.length);
     setI64(view, template.nodesAt + 16 * i + 8, n.nullCount);
-  });
-  assembled.bufferRegions.forEach((r, i) => {
+  }
+  for (let i = 0; i < assembled.bufferRegions.length; i++) {
+    const r = assembled.bufferRegions[i]!;
     setI64(view, template.buffersAt + 16 * i, r.offset);
     setI64(view, template.buffersAt + 16 * i + 8, r.length);
-  });
+  }
   return out;
 }
 
@@ -236,12 +241,13 @@ export function ipcStreamParts(of: Table): IpcParts | undefined {
   if (table.batches.length === 0) return undefined;
   const key = schemaKey(table.schema);
   if (key === undefined) return undefined;
-  const schema = schemaMessage(table.schema, key);
+  const cached = cachedSchema(table.schema, key);
+  const schema = cached.message;
   const parts: Uint8Array[] = [schema];
   let size = schema.byteLength;
   for (const batch of table.batches) {
     const assembled = assembleFlat(batch) ?? VectorAssembler.assemble(batch);
-    const meta = batchMessage(key, batch, assembled);
+    const meta = batchMessage(cached, batch, assembled);
     parts.push(meta);
     size += meta.byteLength;
     const regions = assembled.bufferRegions;
