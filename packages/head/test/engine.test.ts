@@ -7,7 +7,7 @@ import { encodeIpc, silentLogger } from '@dpl/core';
 import { tableFromArrays } from 'apache-arrow';
 import { encodeKwargs, type AssignTask__Input, type JobSpec } from '@dpl/wire';
 import { WorkerRegistry } from '@dpl/head';
-import { JobEngine, type EngineCommand } from '../src/jobs/engine';
+import { JobEngine, RESERVE_AFTER_MS, type EngineCommand } from '../src/jobs/engine';
 import { graphOfSpec } from '../src/jobs/job';
 
 /** An answer's output when the call's input was not inline: a real one-row stream (the engine checks it). */
@@ -18,6 +18,7 @@ interface TaskSpec {
   cpus?: number;
   resources?: Record<string, number>;
   maxRetries?: number;
+  batchSize?: number;
 }
 
 function spec(tasks: TaskSpec[], maxBatches: number, extra: Partial<Record<'infeasible_timeout_ms' | 'max_errored_batches', number> & { generator: boolean }> = {}): JobSpec {
@@ -34,7 +35,7 @@ function spec(tasks: TaskSpec[], maxBatches: number, extra: Partial<Record<'infe
       num_cpus: t.cpus ?? 1,
       num_gpus: 0,
       resources: { values: t.resources ?? {} },
-      batch_size: 0,
+      batch_size: t.batchSize ?? 0,
       max_retries: t.maxRetries ?? 0,
       kwargs: encodeKwargs(t.name, {}),
       timeout_ms: 0,
@@ -128,7 +129,7 @@ function harness(workers: { cpus: number; resources?: Record<string, number> }[]
       return 'job-1';
     },
     /** Answers a call as done; `object` keeps its output on the worker (else inline). */
-    done(callId: string, how: { object?: boolean; rows?: number; from?: Sent; stageRows?: number[] } = {}): void {
+    done(callId: string, how: { object?: boolean; rows?: number; from?: Sent; stageRows?: number[]; runUs?: number } = {}): void {
       const s = how.from ?? find(callId);
       const bytes = (s.call.inputs as { inline_ipc: Uint8Array }[])[0]?.inline_ipc ?? new Uint8Array(0);
       const objectId = how.object === true ? `${s.call.job_id}/${callId}~${s.call.assignment}` : '';
@@ -142,7 +143,7 @@ function harness(workers: { cpus: number; resources?: Record<string, number> }[]
           inline_ipc: objectId === '' ? (bytes.byteLength > 0 ? bytes : ONE_ROW) : new Uint8Array(0),
           assignment: String(s.call.assignment),
           observations: [],
-          run_us: '50',
+          run_us: String(how.runUs ?? 50),
           stage_rows: (how.stageRows ?? []).map(String),
         } as never),
       );
@@ -451,12 +452,16 @@ describe('JobEngine with fused tasks', () => {
 });
 
 describe('JobEngine leases', () => {
-  /** Runs a job to its end, answering every call each round; `check` runs after each pass. */
-  function drive(h: ReturnType<typeof harness>, check: (sent: readonly Sent[]) => void): void {
+  /**
+   * Runs a job to its end, answering every call each round (each call ran `runUs`; a round
+   * takes `stepMs` of the clock); `check` runs after each pass.
+   */
+  function drive(h: ReturnType<typeof harness>, check: (sent: readonly Sent[]) => void, { runUs = 50, stepMs = 0 } = {}): void {
     for (let i = 0; i < 1000 && h.ended.length === 0; i++) {
       check(h.sent);
       const batch = h.sent.splice(0);
-      for (const s of batch) h.done(String(s.call.call_id), { from: s });
+      if (stepMs > 0) h.advance(stepMs);
+      for (const s of batch) h.done(String(s.call.call_id), { from: s, runUs });
       h.deliverAll();
     }
   }
@@ -492,16 +497,22 @@ describe('JobEngine leases', () => {
     h.start([{ name: 'a', cpus: 1 }, { name: 'wide', cpus: 2 }], 30);
     let wide = 0;
     const order: string[] = [];
-    drive(h, (sent) => {
-      order.push(...sent.map((s) => String(s.call.task)));
-      // A call of "wide" holds both CPUs: nothing else is ever sent alongside it.
-      const tasks = new Set(sent.map((s) => s.call.task));
-      if (tasks.has('wide')) {
-        expect(tasks).toEqual(new Set(['wide']));
-        wide++;
-      }
-      expect(h.registry.get(h.ids[0]!)!.available.get('CPU')).toBeGreaterThanOrEqual(0);
-    });
+    // Calls of 5 ms are not short: "a" gets no slot "wide" waits for, from the first refusal.
+    const runUs = 5_000;
+    drive(
+      h,
+      (sent) => {
+        order.push(...sent.map((s) => String(s.call.task)));
+        // A call of "wide" holds both CPUs: nothing else is ever sent alongside it.
+        const tasks = new Set(sent.map((s) => s.call.task));
+        if (tasks.has('wide')) {
+          expect(tasks).toEqual(new Set(['wide']));
+          wide++;
+        }
+        expect(h.registry.get(h.ids[0]!)!.available.get('CPU')).toBeGreaterThanOrEqual(0);
+      },
+      { runUs, stepMs: 5 },
+    );
     expect(h.ended[0]!.state).toBe('finished');
     expect(wide).toBeGreaterThan(0);
     // Priority to the task nearer the sink: "wide" runs while "a" still has batches to make,
@@ -509,6 +520,67 @@ describe('JobEngine leases', () => {
     expect(order.lastIndexOf('a')).toBeGreaterThan(order.indexOf('wide'));
     expect(h.outputs).toHaveLength(30);
     expect(h.registry.get(h.ids[0]!)!.available.get('CPU')).toBe(2);
+  });
+
+  it('lets short calls take the slots a wider call waits for, for a few milliseconds, then drains once for its gathered calls', () => {
+    /**
+     * "wide" (both CPUs, 10 rows a call) after "a" (1 CPU): each lease's executor answers its
+     * oldest 20 calls every millisecond, each reported as having run `runUs`. Per round: the
+     * clock and the tasks of the calls sent.
+     */
+    const flow = (runUs: number): { at: number; sent: string[] }[] => {
+      const h = harness([{ cpus: 2 }]);
+      h.start([{ name: 'a', cpus: 1 }, { name: 'wide', cpus: 2, batchSize: 10 }], 6000);
+      const rounds: { at: number; sent: string[] }[] = [];
+      let seen = 0;
+      for (let i = 0; i < 5000 && h.ended.length === 0; i++) {
+        // Call ids are "task#n".
+        const assigned = h.trace.slice(seen).filter((t) => t.startsWith('assign '));
+        rounds.push({ at: h.now(), sent: assigned.map((t) => t.split(' ')[2]!.split('#')[0]!) });
+        seen = h.trace.length;
+        const perLease = new Map<string, number>();
+        const oldest = h.sent.filter((s) => {
+          const n = perLease.get(String(s.call.lease)) ?? 0;
+          perLease.set(String(s.call.lease), n + 1);
+          return n < 20;
+        });
+        h.advance(1);
+        for (const s of oldest) {
+          h.sent.splice(h.sent.indexOf(s), 1);
+          h.done(String(s.call.call_id), { from: s, runUs, rows: 1 });
+        }
+        h.deliverAll();
+        // A call of "wide" holds both CPUs: nothing else is ever outstanding beside it.
+        const tasks = new Set(h.sent.map((s) => String(s.call.task)));
+        if (tasks.has('wide')) expect(tasks).toEqual(new Set(['wide']));
+      }
+      expect(h.ended[0]!.state).toBe('finished');
+      expect(h.outputs).toHaveLength(600);
+      expect(new Set(h.outputs).size).toBe(600);
+      expect(h.registry.get(h.ids[0]!)!.available.get('CPU')).toBe(2);
+      return rounds;
+    };
+    /** The rounds that began a run of "wide" calls (after its leases drained), and how many calls each run had. */
+    const drains = (rounds: { at: number; sent: string[] }[]): { at: number; calls: number }[] => {
+      const out: { at: number; calls: number }[] = [];
+      rounds.forEach((r, i) => {
+        const n = r.sent.filter((t) => t === 'wide').length;
+        if (n === 0) return;
+        if (i > 0 && rounds[i - 1]!.sent.includes('wide')) out.at(-1)!.calls += n;
+        else out.push({ at: r.at, calls: n });
+      });
+      return out;
+    };
+    // 5 ms calls are not short: every "wide" call gets its own drain, from its first refusal.
+    expect(drains(flow(5_000))).toHaveLength(600);
+    // 50 µs calls are: "a" goes on for RESERVE_AFTER_MS, and the "wide" calls gathered meanwhile
+    // (4 a millisecond) share a drain. (Refusals firm at once, they gathered 13 per drain: the
+    // calls that came while "a"'s deep leases drained.)
+    const short = drains(flow(50));
+    expect(short.reduce((n, d) => n + d.calls, 0)).toBe(600);
+    expect(short.length).toBeLessThanOrEqual(600 / 40);
+    // A wait is never much longer than RESERVE_AFTER_MS: drains follow each other that closely.
+    for (let i = 1; i < short.length; i++) expect(short[i]!.at - short[i - 1]!.at).toBeLessThanOrEqual(RESERVE_AFTER_MS + 10);
   });
 
   it('gives a cancelled job’s slots back once its calls are answered', () => {

@@ -178,6 +178,12 @@ interface RunningCall {
   recompute: LineageNode | undefined;
 }
 
+/** A request refused in a scheduling pass; `firm` once it has waited RESERVE_AFTER_MS. */
+interface Refusal {
+  request: ResourceSet;
+  firm: boolean;
+}
+
 interface Timer {
   atMs: number;
   run: () => void;
@@ -190,6 +196,18 @@ const MAX_LEASE_DEPTH = 64;
 /** A lease's depth before its task's service time is known: one running, one queued. */
 const INITIAL_LEASE_DEPTH = 2;
 const NO_SLOTS: ReadonlySet<TaskSlots> = new Set();
+/**
+ * A request refused for want of free resources (a 2-CPU call on a worker whose CPUs 1-CPU
+ * leases hold) keeps the slots it would fit in from other calls, so that they drain for it. A
+ * drain idles slots, so for this long after the refusal calls of short tasks (below) may still
+ * take them: the refused task's calls gather meanwhile and then run together on one drain,
+ * instead of one drain each. Its wait grows by at most this plus the short calls' queues
+ * (LEASE_QUEUE_MS). On the README pipeline (`resid` at 2 CPUs on a 2-CPU machine, 20,000
+ * batches) the drains went from ~460 to ~80; see docs/design/0001-call-path.md, round 13.
+ */
+export const RESERVE_AFTER_MS = 16;
+/** A task whose calls run shorter than this (its moving mean, in ms) may use slots a refusal keeps until it is firm. */
+const BACKFILL_CALL_MS = 1;
 /** A call whose input keeps being lost this many times in a row fails the job. */
 const MAX_INTERRUPTIONS = 10;
 /**
@@ -231,6 +249,8 @@ export class EngineJob {
   skipped = 0;
   /** Task → when it was first found infeasible. */
   readonly infeasibleSince = new Map<string, { sinceMs: number; shortfall: string }>();
+  /** Since when each task has had a call refused for want of free resources (placing one of its calls clears it). */
+  readonly refusedSince = new Map<string, number>();
   /** With a module generator: the worker running it, and its pulls not answered yet. */
   sourceWorkerId: string | undefined;
   sourcePulls = 0;
@@ -837,7 +857,7 @@ export class JobEngine {
 
   private scheduleJob(job: EngineJob, now: number): void {
     /** Requests refused in this pass for want of free resources: they go first where they fit. */
-    const refused: ResourceSet[] = [];
+    const refused: Refusal[] = [];
     /** Tasks that had a call ready and no room for it in this pass: the job's demand. */
     const wanting = new Set<string>();
     /** Requests that found no free worker in this pass (resources only shrink within a pass). */
@@ -849,11 +869,14 @@ export class JobEngine {
         if (!ctx.inputs.every((i) => job.lineage.isReady(i.id))) return false;
         const t = job.tasks.get(task)!;
         const local = localBytes(ctx.inputs, (i) => i.data);
+        const slots = this.slotsOf(job, task);
+        const short = slots.runMs !== undefined && slots.runMs < BACKFILL_CALL_MS;
         if (!noRoom.has(t.request)) {
           const p = this.place(t.request, local);
           // A slot that a refused request of higher priority could use once its worker drains
-          // is kept for it (else a 1-CPU task would take every CPU a 2-CPU task waits for).
-          if (p.kind === 'placed' && !this.reservedFor(refused, p.workerId)) {
+          // is kept for it (else a 1-CPU task would take every CPU a 2-CPU task waits for);
+          // from a short task's calls once that refusal is firm (RESERVE_AFTER_MS).
+          if (p.kind === 'placed' && !this.reservedFor(refused, p.workerId, short)) {
             backend.placed = { workerId: p.workerId };
             job.infeasibleSince.delete(task);
             return true;
@@ -880,18 +903,25 @@ export class JobEngine {
         }
         // No free slot: queue behind a lease this task holds, unless that would keep a slot
         // from a task of higher priority refused in this pass.
-        const lease = this.leaseWithRoom(this.slotsOf(job, task), local, refused);
+        const lease = this.leaseWithRoom(slots, local, refused, short);
         if (lease !== undefined) {
           backend.placed = { lease };
           return true;
         }
-        refused.push(t.request);
+        let since = job.refusedSince.get(task);
+        if (since === undefined) {
+          job.refusedSince.set(task, (since = now));
+          // A pass when the refusal turns firm, should nothing else bring one.
+          this.after(RESERVE_AFTER_MS, () => this.wantPass());
+        }
+        refused.push({ request: t.request, firm: now - since >= RESERVE_AFTER_MS });
         wanting.add(task);
         return false;
       },
       submit: (call: TaskCall<ObjectRef>): void => {
         const placed = backend.placed!;
         const lease = 'lease' in placed ? placed.lease : this.openLease(job, call.task, placed.workerId);
+        job.refusedSince.delete(call.task);
         this.assign(job, call, lease, undefined);
       },
     };
@@ -915,6 +945,8 @@ export class JobEngine {
     }
     // Slots with nothing queued go back: the next pass gives them to what waited for room.
     if (this.closeIdleLeases(job) && (refused.length > 0 || job.recomputeQueue.length > 0)) this.wantPass();
+    // A task with no call left waiting (placed, cancelled, or its input lost) starts its next wait afresh.
+    if (job.refusedSince.size > 0) for (const task of job.refusedSince.keys()) if (job.scheduler.waitingCalls(task) === 0) job.refusedSince.delete(task);
     this.noteDemand(job, wanting);
     this.checkInfeasible(job, now);
     this.checkDone(job);
@@ -957,11 +989,14 @@ export class JobEngine {
     return [...byShape.values()];
   }
 
-  /** Whether a worker's slots are kept for a request refused earlier in this pass (it would fit there). */
-  private reservedFor(refused: readonly ResourceSet[], workerId: string): boolean {
+  /**
+   * Whether a worker's slots are kept for a request refused earlier in this pass (it would fit
+   * there): from a call of a short task (`short`) only once that refusal is firm.
+   */
+  private reservedFor(refused: readonly Refusal[], workerId: string, short: boolean): boolean {
     if (refused.length === 0) return false;
     const worker = this.registry.get(workerId);
-    return worker !== undefined && refused.some((r) => worker.total.fits(r));
+    return worker !== undefined && refused.some((r) => (r.firm || !short) && worker.total.fits(r.request));
   }
 
   private place(request: ResourceSet, local: ReadonlyMap<string, number>): ReturnType<typeof place> {
@@ -1051,14 +1086,14 @@ export class JobEngine {
    * on the worker holding most of the call's input bytes (then the least queued), and not on a
    * worker where a refused request of higher priority would fit once the slot is free.
    */
-  private leaseWithRoom(slots: TaskSlots, local: ReadonlyMap<string, number>, refused: readonly ResourceSet[]): Lease | undefined {
+  private leaseWithRoom(slots: TaskSlots, local: ReadonlyMap<string, number>, refused: readonly Refusal[], short: boolean): Lease | undefined {
     const depth = leaseDepth(slots);
     let best: Lease | undefined;
     for (const lease of slots.leases) {
       if (lease.inFlight >= depth) continue;
       const worker = this.registry.get(lease.workerId);
       if (worker === undefined || worker.state !== 'alive') continue;
-      if (this.reservedFor(refused, lease.workerId)) continue;
+      if (this.reservedFor(refused, lease.workerId, short)) continue;
       if (best === undefined) {
         best = lease;
         continue;
