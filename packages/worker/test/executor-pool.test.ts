@@ -236,6 +236,41 @@ describe('ExecutorPool modules', () => {
   });
 });
 
+describe('ExecutorPool tasks', () => {
+  it("gives an idle process of the module the next lease of the task it ran last, before another task's", async () => {
+    const path = join(dir, 'two-tasks.mjs');
+    writeFileSync(
+      path,
+      `${BUNDLE_BANNER}
+const { PipelineGraph, PipelineTask } = require('@dpl/core');
+const { Table, makeVector } = require('apache-arrow');
+const pid = () => new Table({ pid: makeVector(Int32Array.of(process.pid)) });
+export default new PipelineGraph([new PipelineTask('p', pid), new PipelineTask('q', pid)]);
+`,
+    );
+    const taskCall = (task: 'p' | 'q', n: number): RunCall => ({
+      facts: { bundlePath: path, label: 'two-tasks.mjs', jobId: 'job1', task, kwargs: encodeKwargs(task, {}), maxAttempts: 1 },
+      callId: `${task}#${n}`,
+      inputs: [{ ipc: encodeIpc(new Table({ x: makeVector(Int32Array.of(n)) })), offset: 0, rows: 1 }],
+      inputIds: [`s${n}`],
+    });
+    const pool = new ExecutorPool(silentLogger, { maxIdle: 4, launch: executorLaunch(1, undefined, []) });
+    try {
+      pool.prestart(2);
+      // At once: "p" takes the first process, "q" the other.
+      const [p, q] = (await Promise.all([pool.run(taskCall('p', 1), 1, '', 0, 'lease-p1'), pool.run(taskCall('q', 2), 1, '', 0, 'lease-q1')])).map(pidOf);
+      expect(q).not.toBe(p);
+      // One at a time, on new leases, both processes idle: each task goes back to its own process
+      // (not both to the first idle one), in either order.
+      expect(pidOf(await pool.run(taskCall('q', 3), 1, '', 0, 'lease-q2'))).toBe(q);
+      expect(pidOf(await pool.run(taskCall('p', 4), 1, '', 0, 'lease-p2'))).toBe(p);
+      expect(pidOf(await pool.run(taskCall('q', 5), 1, '', 0, 'lease-q3'))).toBe(q);
+    } finally {
+      pool.stop();
+    }
+  });
+});
+
 describe('ExecutorPool task facts', () => {
   it('sends a task\'s facts into a process once, forgets the oldest past its limit and sends them again when needed', async () => {
     const pool = new ExecutorPool(silentLogger, { maxIdle: 1, launch: executorLaunch(1, undefined, []) });
