@@ -58,8 +58,8 @@ interface Executor {
   /**
    * The task of the last call it was given: an idle process that ran a task takes that task's
    * next lease before another of the module's (its compiled code and type feedback are that
-   * task's: 0.93–0.97× own time, ~6 % less CPU, on the README pipeline, whose three tasks share
-   * two executors; design record 0001, round 13).
+   * task's: on the README pipeline, whose three tasks share two executors, 0.93× the
+   * executors' CPU, own time within noise; design record 0001, round 13).
    */
   task: string | undefined;
   /** When it last finished a call (ms since the epoch). */
