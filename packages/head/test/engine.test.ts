@@ -453,13 +453,20 @@ describe('JobEngine with fused tasks', () => {
 
 describe('JobEngine leases', () => {
   /**
-   * Runs a job to its end, answering every call each round (each call ran `runUs`; a round
-   * takes `stepMs` of the clock); `check` runs after each pass.
+   * Runs a job to its end, answering every call each round, or each lease's oldest `perLease`
+   * (each call ran `runUs`; a round takes `stepMs` of the clock); `check` runs after each pass
+   * with the calls outstanding.
    */
-  function drive(h: ReturnType<typeof harness>, check: (sent: readonly Sent[]) => void, { runUs = 50, stepMs = 0 } = {}): void {
-    for (let i = 0; i < 1000 && h.ended.length === 0; i++) {
+  function drive(h: ReturnType<typeof harness>, check: (sent: readonly Sent[]) => void, { runUs = 50, stepMs = 0, perLease = Infinity } = {}): void {
+    for (let i = 0; i < 5000 && h.ended.length === 0; i++) {
       check(h.sent);
-      const batch = h.sent.splice(0);
+      const queued = new Map<string, number>();
+      const batch = h.sent.filter((s) => {
+        const n = queued.get(String(s.call.lease)) ?? 0;
+        queued.set(String(s.call.lease), n + 1);
+        return n < perLease;
+      });
+      for (const s of batch) h.sent.splice(h.sent.indexOf(s), 1);
       if (stepMs > 0) h.advance(stepMs);
       for (const s of batch) h.done(String(s.call.call_id), { from: s, runUs });
       h.deliverAll();
@@ -533,27 +540,19 @@ describe('JobEngine leases', () => {
       h.start([{ name: 'a', cpus: 1 }, { name: 'wide', cpus: 2, batchSize: 10 }], 6000);
       const rounds: { at: number; sent: string[] }[] = [];
       let seen = 0;
-      for (let i = 0; i < 5000 && h.ended.length === 0; i++) {
-        // Call ids are "task#n".
-        const assigned = h.trace.slice(seen).filter((t) => t.startsWith('assign '));
-        rounds.push({ at: h.now(), sent: assigned.map((t) => t.split(' ')[2]!.split('#')[0]!) });
-        seen = h.trace.length;
-        const perLease = new Map<string, number>();
-        const oldest = h.sent.filter((s) => {
-          const n = perLease.get(String(s.call.lease)) ?? 0;
-          perLease.set(String(s.call.lease), n + 1);
-          return n < 20;
-        });
-        h.advance(1);
-        for (const s of oldest) {
-          h.sent.splice(h.sent.indexOf(s), 1);
-          h.done(String(s.call.call_id), { from: s, runUs, rows: 1 });
-        }
-        h.deliverAll();
-        // A call of "wide" holds both CPUs: nothing else is ever outstanding beside it.
-        const tasks = new Set(h.sent.map((s) => String(s.call.task)));
-        if (tasks.has('wide')) expect(tasks).toEqual(new Set(['wide']));
-      }
+      drive(
+        h,
+        (sent) => {
+          // Call ids are "task#n".
+          const assigned = h.trace.slice(seen).filter((t) => t.startsWith('assign '));
+          rounds.push({ at: h.now(), sent: assigned.map((t) => t.split(' ')[2]!.split('#')[0]!) });
+          seen = h.trace.length;
+          // A call of "wide" holds both CPUs: nothing else is ever outstanding beside it.
+          const tasks = new Set(sent.map((s) => String(s.call.task)));
+          if (tasks.has('wide')) expect(tasks).toEqual(new Set(['wide']));
+        },
+        { runUs, stepMs: 1, perLease: 20 },
+      );
       expect(h.ended[0]!.state).toBe('finished');
       expect(h.outputs).toHaveLength(600);
       expect(new Set(h.outputs).size).toBe(600);
